@@ -1,0 +1,445 @@
+import { parseAuthHeader, type AuthHeader } from './digest-header.js';
+import { SipParseError } from './errors.js';
+import { canonicalName, headerKey, splitList } from './headers.js';
+import { parseContact, parseNameAddr, type ContactStar, type NameAddr } from './name-addr.js';
+import { parseUri, type Uri } from './uri.js';
+import { parseVia, type Via } from './via.js';
+
+/**
+ * One header line as received (or as added by us). `raw` keeps the exact received text
+ * (folding included, CRLF excluded) so that forwarding does not touch what we did not edit.
+ * Strings hold bytes as latin1 characters, so every octet survives a round trip.
+ */
+export interface HeaderField {
+  /** name as written (or canonical for headers we add). */
+  readonly name: string;
+  /** lower-case long form (compact forms expanded). */
+  readonly key: string;
+  /** value with folding replaced by a space and surrounding whitespace trimmed. */
+  readonly value: string;
+  /** the received line(s), or null when generated or edited. */
+  readonly raw: string | null;
+}
+
+export interface CSeq {
+  readonly seq: number;
+  readonly method: string;
+}
+
+const CRLF = '\r\n';
+
+/** Parse a non-negative decimal (leading zeros allowed) with an upper bound; throws BAD_NUMBER. */
+export function parseBoundedInt(v: string, max: number, what: string): number {
+  if (v.length === 0 || v.length > 12) throw new SipParseError('BAD_NUMBER', `bad ${what}`);
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) throw new SipParseError('BAD_NUMBER', `bad ${what}`);
+  }
+  const n = Number(v);
+  if (n > max) throw new SipParseError('BAD_NUMBER', `${what} out of range`);
+  return n;
+}
+
+export abstract class SipMessage {
+  headers: HeaderField[];
+  body: Buffer;
+  /** version as written in the start line, upper-cased, e.g. "SIP/2.0". */
+  version: string;
+  protected startLineRaw: string | null;
+  private cache: Map<string, unknown> | undefined;
+
+  constructor(headers: HeaderField[], body: Buffer, version: string, startLineRaw: string | null) {
+    this.headers = headers;
+    this.body = body;
+    this.version = version;
+    this.startLineRaw = startLineRaw;
+  }
+
+  abstract readonly isRequest: boolean;
+  protected abstract buildStartLine(): string;
+
+  // ---------------------------------------------------------------- generic access
+
+  /** First value of a header (any spelling or compact form of the name). */
+  header(name: string): string | undefined {
+    const key = headerKey(name);
+    for (const h of this.headers) if (h.key === key) return h.value;
+    return undefined;
+  }
+
+  /** Values of every line of a header, in order. */
+  headerValues(name: string): string[] {
+    const key = headerKey(name);
+    const out: string[] = [];
+    for (const h of this.headers) if (h.key === key) out.push(h.value);
+    return out;
+  }
+
+  /** Every list element of a list header across all its lines (Via, Route, Contact, Supported ...). */
+  listValues(name: string): string[] {
+    const out: string[] = [];
+    for (const v of this.headerValues(name)) for (const e of splitList(v)) out.push(e);
+    return out;
+  }
+
+  has(name: string): boolean {
+    return this.header(name) !== undefined;
+  }
+
+  count(name: string): number {
+    const key = headerKey(name);
+    let n = 0;
+    for (const h of this.headers) if (h.key === key) n++;
+    return n;
+  }
+
+  private cached<T>(key: string, make: () => T): T {
+    if (this.cache === undefined) this.cache = new Map();
+    if (this.cache.has(key)) return this.cache.get(key) as T;
+    const v = make();
+    this.cache.set(key, v);
+    return v;
+  }
+
+  protected invalidate(key: string): void {
+    if (this.cache === undefined) return;
+    for (const k of [...this.cache.keys()]) if (k === key || k.startsWith(key + ':')) this.cache.delete(k);
+  }
+
+  // ---------------------------------------------------------------- structured access (lazy, cached)
+
+  /** All Via values top to bottom. Throws SipParseError(BAD_VIA) if any is malformed. */
+  vias(): Via[] {
+    return this.cached('via', () =>
+      this.listValues('via').map((v) => {
+        if (v.length === 0) throw new SipParseError('BAD_VIA', 'empty Via value');
+        return parseVia(v);
+      }),
+    );
+  }
+
+  topVia(): Via | undefined {
+    return this.cached('via:top', () => {
+      const first = this.header('via');
+      if (first === undefined) return undefined;
+      const v = splitList(first)[0] ?? '';
+      if (v.length === 0) throw new SipParseError('BAD_VIA', 'empty Via value');
+      return parseVia(v);
+    });
+  }
+
+  from(): NameAddr | undefined {
+    return this.cached('from', () => {
+      const v = this.header('from');
+      return v === undefined ? undefined : parseNameAddr(v);
+    });
+  }
+
+  to(): NameAddr | undefined {
+    return this.cached('to', () => {
+      const v = this.header('to');
+      return v === undefined ? undefined : parseNameAddr(v);
+    });
+  }
+
+  fromTag(): string | undefined {
+    const t = this.from()?.params.get('tag');
+    return t ?? undefined;
+  }
+
+  toTag(): string | undefined {
+    const t = this.to()?.params.get('tag');
+    return t ?? undefined;
+  }
+
+  callId(): string | undefined {
+    return this.header('call-id');
+  }
+
+  cseq(): CSeq | undefined {
+    return this.cached('cseq', () => {
+      const v = this.header('cseq');
+      if (v === undefined) return undefined;
+      const m = /^(\d{1,12})[ \t]+([^ \t]+)$/.exec(v);
+      if (!m) throw new SipParseError('BAD_CSEQ', 'bad CSeq');
+      const seq = Number(m[1]);
+      if (seq > 0x7fffffff) throw new SipParseError('BAD_CSEQ', 'CSeq out of range');
+      return { seq, method: m[2]! };
+    });
+  }
+
+  maxForwards(): number | undefined {
+    const v = this.header('max-forwards');
+    return v === undefined ? undefined : parseBoundedInt(v, 0xffffffff, 'Max-Forwards');
+  }
+
+  contentLength(): number | undefined {
+    const v = this.header('content-length');
+    return v === undefined ? undefined : parseBoundedInt(v, 0xffffffff, 'Content-Length');
+  }
+
+  contentType(): string | undefined {
+    return this.header('content-type');
+  }
+
+  /** Expires header in seconds; values beyond 2^32-1 are treated as absent (RFC 4475 scalar02). */
+  expires(): number | undefined {
+    const v = this.header('expires');
+    if (v === undefined) return undefined;
+    try {
+      return parseBoundedInt(v, 0xffffffff, 'Expires');
+    } catch (e) {
+      if (e instanceof SipParseError && e.reason.endsWith('out of range')) return undefined;
+      throw e;
+    }
+  }
+
+  minExpires(): number | undefined {
+    const v = this.header('min-expires');
+    return v === undefined ? undefined : parseBoundedInt(v, 0xffffffff, 'Min-Expires');
+  }
+
+  contacts(): Array<NameAddr | ContactStar> {
+    return this.cached('contact', () =>
+      this.listValues('contact').map((v) => {
+        if (v.length === 0) throw new SipParseError('BAD_NAME_ADDR', 'empty Contact value');
+        return parseContact(v);
+      }),
+    );
+  }
+
+  private nameAddrList(name: string): NameAddr[] {
+    return this.cached(name, () =>
+      this.listValues(name).map((v) => {
+        if (v.length === 0) throw new SipParseError('BAD_NAME_ADDR', `empty ${name} value`);
+        return parseNameAddr(v);
+      }),
+    );
+  }
+
+  routes(): NameAddr[] {
+    return this.nameAddrList('route');
+  }
+
+  recordRoutes(): NameAddr[] {
+    return this.nameAddrList('record-route');
+  }
+
+  paths(): NameAddr[] {
+    return this.nameAddrList('path');
+  }
+
+  /** Option tags / tokens of a list header (Require, Proxy-Require, Supported, Unsupported, Allow, Accept ...). */
+  tokens(name: string): string[] {
+    return this.listValues(name).filter((t) => t.length > 0);
+  }
+
+  /** Authorization-style headers (Authorization, Proxy-Authorization, WWW-Authenticate, Proxy-Authenticate). */
+  auth(name: 'authorization' | 'proxy-authorization' | 'www-authenticate' | 'proxy-authenticate'): AuthHeader[] {
+    return this.cached(name, () => this.headerValues(name).map(parseAuthHeader));
+  }
+
+  userAgent(): string | undefined {
+    return this.header('user-agent');
+  }
+
+  // ---------------------------------------------------------------- in-place editing
+
+  /** Insert a header line. `top` puts it above every other header, `before` above the first line of the same name. */
+  addHeader(name: string, value: string, where: 'top' | 'bottom' | 'before' = 'bottom'): void {
+    const key = headerKey(name);
+    const field: HeaderField = { name: canonicalName(name), key, value, raw: null };
+    this.invalidate(key);
+    if (where === 'top') this.headers.unshift(field);
+    else if (where === 'before') {
+      const i = this.headers.findIndex((h) => h.key === key);
+      if (i === -1) this.headers.unshift(field);
+      else this.headers.splice(i, 0, field);
+    } else this.headers.push(field);
+  }
+
+  /** Replace every line of a header by one line with `value` (kept at the position of the first). */
+  setHeader(name: string, value: string): void {
+    const key = headerKey(name);
+    const i = this.headers.findIndex((h) => h.key === key);
+    this.invalidate(key);
+    if (i === -1) {
+      this.headers.push({ name: canonicalName(name), key, value, raw: null });
+      return;
+    }
+    const old = this.headers[i]!;
+    this.headers[i] = { name: old.name, key, value, raw: null };
+    this.headers = this.headers.filter((h, j) => j === i || h.key !== key);
+  }
+
+  /** Remove every line of a header; returns how many lines were removed. */
+  removeHeader(name: string): number {
+    const key = headerKey(name);
+    const before = this.headers.length;
+    this.headers = this.headers.filter((h) => h.key !== key);
+    this.invalidate(key);
+    return before - this.headers.length;
+  }
+
+  /** Remove the first list element of a list header (top Via, first Route); returns it, or undefined. */
+  removeFirstValue(name: string): string | undefined {
+    const key = headerKey(name);
+    const i = this.headers.findIndex((h) => h.key === key);
+    if (i === -1) return undefined;
+    const h = this.headers[i]!;
+    const parts = splitList(h.value);
+    const first = parts.shift();
+    this.invalidate(key);
+    if (parts.length === 0) this.headers.splice(i, 1);
+    else this.headers[i] = { name: h.name, key, value: parts.join(', '), raw: null };
+    return first;
+  }
+
+  /** Replace the first list element of a header (e.g. the top Via after adding received/rport). */
+  replaceFirstValue(name: string, value: string): void {
+    const key = headerKey(name);
+    const i = this.headers.findIndex((h) => h.key === key);
+    if (i === -1) throw new Error(`no ${name} header`);
+    const h = this.headers[i]!;
+    const parts = splitList(h.value);
+    parts[0] = value;
+    this.invalidate(key);
+    this.headers[i] = { name: h.name, key, value: parts.join(', '), raw: null };
+  }
+
+  /**
+   * RFC 3261 §18.2.1 / RFC 3581: add `received` and fill `rport` in the top Via.
+   * Only the top Via value is rewritten; other values and headers keep their bytes.
+   */
+  setViaReceived(received: string | undefined, rport: number | undefined): void {
+    const first = this.header('via');
+    if (first === undefined) return;
+    const top = splitList(first)[0] ?? '';
+    let v = top;
+    if (rport !== undefined) {
+      // replace a value-less rport (or an existing value) by rport=PORT
+      const re = /;[ \t]*rport(?:[ \t]*=[ \t]*\d*)?(?=[ \t]*(;|$))/i;
+      if (re.test(v)) v = v.replace(re, `;rport=${rport}`);
+    }
+    if (received !== undefined) {
+      const re = /;[ \t]*received[ \t]*=[ \t]*[^;]*/i;
+      if (re.test(v)) v = v.replace(re, `;received=${received}`);
+      else v += `;received=${received}`;
+    }
+    if (v !== top) this.replaceFirstValue('via', v);
+  }
+
+  /** Set the body and its Content-Type; Content-Length is fixed on serialisation. */
+  setBody(body: Buffer, contentType?: string): void {
+    this.body = body;
+    if (contentType !== undefined) this.setHeader('content-type', contentType);
+  }
+
+  // ---------------------------------------------------------------- serialisation
+
+  /** Header section + body as bytes. Unedited lines are emitted exactly as received. Content-Length always matches the body. */
+  toBuffer(): Buffer {
+    let head = (this.startLineRaw ?? this.buildStartLine()) + CRLF;
+    let sawLength = false;
+    const bodyLen = this.body.length;
+    for (const h of this.headers) {
+      if (h.key === 'content-length') {
+        if (sawLength) continue;
+        sawLength = true;
+        if (h.raw !== null && h.value === String(bodyLen)) head += h.raw + CRLF;
+        else head += `${h.name}: ${bodyLen}${CRLF}`;
+        continue;
+      }
+      head += (h.raw ?? `${h.name}: ${h.value}`) + CRLF;
+    }
+    if (!sawLength) head += `Content-Length: ${bodyLen}${CRLF}`;
+    head += CRLF;
+    if (bodyLen === 0) return Buffer.from(head, 'latin1');
+    const hb = Buffer.from(head, 'latin1');
+    return Buffer.concat([hb, this.body], hb.length + bodyLen);
+  }
+
+  toString(): string {
+    return this.toBuffer().toString('latin1');
+  }
+}
+
+export class SipRequest extends SipMessage {
+  readonly isRequest = true as const;
+  method: string;
+  private uriRaw: string;
+  private uriParsed: Uri | undefined;
+
+  constructor(method: string, uri: string, headers: HeaderField[], body: Buffer, version = 'SIP/2.0', startLineRaw: string | null = null, parsedUri?: Uri) {
+    super(headers, body, version, startLineRaw);
+    this.method = method;
+    this.uriRaw = uri;
+    this.uriParsed = parsedUri;
+  }
+
+  /** Request-URI text as received (or as set). */
+  get uriText(): string {
+    return this.uriRaw;
+  }
+
+  /** Parsed Request-URI. */
+  get uri(): Uri {
+    if (this.uriParsed === undefined) this.uriParsed = parseUri(this.uriRaw);
+    return this.uriParsed;
+  }
+
+  /** Replace the Request-URI (§16.6 step 2). */
+  setUri(uri: string): void {
+    this.uriRaw = uri;
+    this.uriParsed = undefined;
+    this.startLineRaw = null;
+  }
+
+  setMethod(method: string): void {
+    this.method = method;
+    this.startLineRaw = null;
+  }
+
+  protected buildStartLine(): string {
+    return `${this.method} ${this.uriRaw} ${this.version}`;
+  }
+
+  /** A deep-enough copy to edit independently (forking: one copy per branch). */
+  clone(): SipRequest {
+    return new SipRequest(this.method, this.uriRaw, this.headers.slice(), this.body, this.version, this.startLineRaw, this.uriParsed);
+  }
+}
+
+export class SipResponse extends SipMessage {
+  readonly isRequest = false as const;
+  status: number;
+  /** reason phrase bytes as latin1 characters; see `reason` for the decoded text. */
+  reasonRaw: string;
+
+  constructor(status: number, reason: string, headers: HeaderField[], body: Buffer, version = 'SIP/2.0', startLineRaw: string | null = null) {
+    super(headers, body, version, startLineRaw);
+    this.status = status;
+    this.reasonRaw = reason;
+  }
+
+  /** Reason phrase decoded as UTF-8. */
+  get reason(): string {
+    return Buffer.from(this.reasonRaw, 'latin1').toString('utf8');
+  }
+
+  setStatus(status: number, reason: string): void {
+    this.status = status;
+    this.reasonRaw = Buffer.from(reason, 'utf8').toString('latin1');
+    this.startLineRaw = null;
+  }
+
+  protected buildStartLine(): string {
+    return `${this.version} ${this.status} ${this.reasonRaw}`;
+  }
+
+  clone(): SipResponse {
+    return new SipResponse(this.status, this.reasonRaw, this.headers.slice(), this.body, this.version, this.startLineRaw);
+  }
+}
+
+export type SipMessageAny = SipRequest | SipResponse;

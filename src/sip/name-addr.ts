@@ -1,0 +1,125 @@
+import { SipParseError } from './errors.js';
+import { isTokenChar } from './headers.js';
+import { parseHeaderParams, type Params } from './params.js';
+import { parseUri, type Uri } from './uri.js';
+
+/** name-addr / addr-spec with header parameters: From, To, Contact, Route, Record-Route, Path. */
+export interface NameAddr {
+  /** display name: quotes removed and quoted-pairs decoded; undefined when absent. */
+  readonly displayName: string | undefined;
+  readonly uri: Uri;
+  /** true when the URI was written inside < >. */
+  readonly bracketed: boolean;
+  /** header parameters (tag, expires, q, unknown ...), names lower-cased, values as written. */
+  readonly params: Params;
+  /** the element text as received. */
+  readonly raw: string;
+}
+
+export interface ContactStar {
+  readonly star: true;
+  readonly params: Params;
+  readonly raw: string;
+}
+
+const isWs = (c: number): boolean => c === 0x20 || c === 0x09;
+
+function bad(reason: string): SipParseError {
+  return new SipParseError('BAD_NAME_ADDR', reason);
+}
+
+/** Parse one name-addr or addr-spec followed by optional header params. */
+export function parseNameAddr(raw: string): NameAddr {
+  const s = raw;
+  const n = s.length;
+  let i = 0;
+  while (i < n && isWs(s.charCodeAt(i))) i++;
+  if (i >= n) throw bad('empty address');
+  let displayName: string | undefined;
+  let bracketed = false;
+  let uriText: string;
+  if (s.charCodeAt(i) === 0x22) {
+    // quoted display name
+    i++;
+    let dn = '';
+    for (;;) {
+      if (i >= n) throw bad('unterminated display name');
+      const c = s.charCodeAt(i);
+      if (c === 0x5c) {
+        if (i + 1 >= n) throw bad('unterminated display name');
+        dn += s[i + 1];
+        i += 2;
+        continue;
+      }
+      if (c === 0x22) {
+        i++;
+        break;
+      }
+      dn += s[i];
+      i++;
+    }
+    displayName = dn;
+    while (i < n && isWs(s.charCodeAt(i))) i++;
+    if (s.charCodeAt(i) !== 0x3c) throw bad('expected < after display name');
+  }
+  const lt = displayName === undefined ? findLt(s, i) : i;
+  if (lt !== -1) {
+    if (displayName === undefined && lt > i) {
+      const dn = s.slice(i, lt).trim();
+      for (let k = 0; k < dn.length; k++) {
+        const c = dn.charCodeAt(k);
+        if (!isTokenChar(c) && !isWs(c)) throw bad('bad display name');
+      }
+      displayName = dn.replace(/[ \t]+/g, ' ');
+    }
+    const gt = s.indexOf('>', lt + 1);
+    if (gt === -1) throw bad('missing >');
+    uriText = s.slice(lt + 1, gt);
+    if (uriText.length === 0 || isWs(uriText.charCodeAt(0)) || isWs(uriText.charCodeAt(uriText.length - 1))) throw bad('spaces inside < >');
+    bracketed = true;
+    i = gt + 1;
+  } else {
+    // addr-spec: the URI runs to the first ';' (params belong to the header) or whitespace
+    const us = i;
+    while (i < n) {
+      const c = s.charCodeAt(i);
+      if (c === 0x3b || isWs(c)) break;
+      i++;
+    }
+    uriText = s.slice(us, i);
+    if (uriText.indexOf('?') !== -1 || uriText.indexOf(',') !== -1) throw bad('URI with ? or , must be in < >');
+  }
+  const uri = parseUri(uriText);
+  const params = parseHeaderParams(s.slice(i), 'BAD_NAME_ADDR', 'address');
+  return { displayName, uri, bracketed, params, raw };
+}
+
+/** Position of a '<' that starts a name-addr URI (outside quotes), or -1. */
+function findLt(s: string, from: number): number {
+  for (let i = from; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x3c) return i;
+    if (c === 0x3b) return -1; // a ';' before any '<' means addr-spec with params
+  }
+  return -1;
+}
+
+export function parseContact(raw: string): NameAddr | ContactStar {
+  const t = raw.trim();
+  if (t.charCodeAt(0) === 0x2a) {
+    const params = parseHeaderParams(t.slice(1), 'BAD_NAME_ADDR', 'contact');
+    return { star: true, params, raw };
+  }
+  return parseNameAddr(raw);
+}
+
+export function isStar(c: NameAddr | ContactStar): c is ContactStar {
+  return 'star' in c;
+}
+
+/** Format a name-addr for a header we generate. */
+export function formatNameAddr(uri: string, params: Params | undefined, displayName?: string): string {
+  let out = displayName !== undefined ? `"${displayName.replace(/(["\\])/g, '\\$1')}" <${uri}>` : `<${uri}>`;
+  if (params) for (const [k, v] of params) out += v === null ? `;${k}` : `;${k}=${v}`;
+  return out;
+}

@@ -1,0 +1,79 @@
+import { SipParseError, type SipParseErrorCode } from './errors.js';
+import { isToken } from './headers.js';
+
+/** Parameters keyed by lower-case name; a value of null means the parameter had no `=value`. */
+export type Params = Map<string, string | null>;
+
+const isWs = (c: number): boolean => c === 0x20 || c === 0x09;
+
+/**
+ * Parse generic header parameters (`;name[=value]` repeated), as in Via, From/To, Contact.
+ * `s` starts right after the element's main part; it must be empty or start with `;`.
+ * Values may be tokens, quoted strings (kept with their quotes) or IPv6 references.
+ * LWS around `;` and `=` is allowed. Empty parameters are an error.
+ */
+export function parseHeaderParams(s: string, code: SipParseErrorCode, what: string): Params {
+  const params: Params = new Map();
+  let i = 0;
+  const n = s.length;
+  while (i < n && isWs(s.charCodeAt(i))) i++;
+  while (i < n) {
+    if (s.charCodeAt(i) !== 0x3b) throw new SipParseError(code, `bad ${what} parameters`);
+    i++;
+    while (i < n && isWs(s.charCodeAt(i))) i++;
+    const ns = i;
+    while (i < n) {
+      const c = s.charCodeAt(i);
+      if (c === 0x3b || c === 0x3d || isWs(c)) break;
+      i++;
+    }
+    const name = s.slice(ns, i);
+    if (!isToken(name)) throw new SipParseError(code, `bad ${what} parameter name`);
+    while (i < n && isWs(s.charCodeAt(i))) i++;
+    let value: string | null = null;
+    if (i < n && s.charCodeAt(i) === 0x3d) {
+      i++;
+      while (i < n && isWs(s.charCodeAt(i))) i++;
+      const vs = i;
+      if (i < n && s.charCodeAt(i) === 0x22) {
+        i++;
+        while (i < n && s.charCodeAt(i) !== 0x22) {
+          if (s.charCodeAt(i) === 0x5c) i++;
+          i++;
+        }
+        if (i >= n) throw new SipParseError(code, `unterminated quote in ${what}`);
+        i++;
+      } else {
+        while (i < n) {
+          const c = s.charCodeAt(i);
+          if (c === 0x3b || isWs(c)) break;
+          i++;
+        }
+      }
+      value = s.slice(vs, i);
+      if (value.length === 0) throw new SipParseError(code, `empty ${what} parameter value`);
+      while (i < n && isWs(s.charCodeAt(i))) i++;
+    }
+    params.set(name.toLowerCase(), value);
+  }
+  return params;
+}
+
+/** Remove surrounding quotes and quoted-pair escapes from a quoted-string value; other values unchanged. */
+export function unquote(v: string): string {
+  if (v.length >= 2 && v.charCodeAt(0) === 0x22 && v.charCodeAt(v.length - 1) === 0x22) {
+    const inner = v.slice(1, -1);
+    return inner.indexOf('\\') === -1 ? inner : inner.replace(/\\([\s\S])/g, '$1');
+  }
+  return v;
+}
+
+export function quote(v: string): string {
+  return '"' + v.replace(/(["\\])/g, '\\$1') + '"';
+}
+
+export function formatParams(params: Params): string {
+  let out = '';
+  for (const [k, v] of params) out += v === null ? `;${k}` : `;${k}=${v}`;
+  return out;
+}

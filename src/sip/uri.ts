@@ -1,0 +1,247 @@
+import { SipParseError } from './errors.js';
+import type { Params } from './params.js';
+
+/** A SIP or SIPS URI (RFC 3261 §19.1). `raw` is the text as received and is what gets forwarded. */
+export interface SipUri {
+  readonly scheme: 'sip' | 'sips';
+  /** user part with %-escapes decoded once (may contain any octet, e.g. NUL). */
+  readonly user: string | undefined;
+  readonly password: string | undefined;
+  /** host as written, lower-cased; IPv6 references keep their brackets: `[2001:db8::1]`. */
+  readonly host: string;
+  readonly port: number | undefined;
+  /** uri-parameters, names lower-cased and values decoded once. */
+  readonly params: Params;
+  /** headers part after `?`, decoded once (name -> value); empty map when absent. */
+  readonly headers: Map<string, string>;
+  readonly raw: string;
+}
+
+/** tel: URI (RFC 3966), parsed just enough to route and compare. */
+export interface TelUri {
+  readonly scheme: 'tel';
+  readonly number: string;
+  readonly params: Params;
+  readonly raw: string;
+}
+
+/** Any other absoluteURI: kept opaque so the core can answer 416. */
+export interface OpaqueUri {
+  readonly scheme: string;
+  readonly raw: string;
+  readonly opaque: true;
+}
+
+export type Uri = SipUri | TelUri | OpaqueUri;
+
+export function isSipUri(u: Uri): u is SipUri {
+  return u.scheme === 'sip' || u.scheme === 'sips';
+}
+
+const HEX = /^[0-9a-fA-F]{2}$/;
+
+/** Decode %HH escapes once. Invalid escapes are kept literally. */
+export function unescapeOnce(s: string): string {
+  if (s.indexOf('%') === -1) return s;
+  let out = '';
+  for (let i = 0; i < s.length; i++) {
+    const ch = s[i]!;
+    if (ch === '%' && i + 2 < s.length + 0 && HEX.test(s.slice(i + 1, i + 3))) {
+      out += String.fromCharCode(parseInt(s.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else out += ch;
+  }
+  return out;
+}
+
+function isSchemeChar(c: number, first: boolean): boolean {
+  const alpha = (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
+  if (first) return alpha;
+  return alpha || (c >= 0x30 && c <= 0x39) || c === 0x2b || c === 0x2d || c === 0x2e;
+}
+
+function bad(reason: string): SipParseError {
+  return new SipParseError('BAD_URI', reason);
+}
+
+function isHostnameChar(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x2d || c === 0x2e || c === 0x5f;
+}
+
+function checkIPv6(inner: string): void {
+  if (inner.length < 2 || inner.length > 45) throw bad('bad IPv6 reference');
+  for (let i = 0; i < inner.length; i++) {
+    const c = inner.charCodeAt(i);
+    const ok = (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66) || c === 0x3a || c === 0x2e;
+    if (!ok) throw bad('bad IPv6 reference');
+  }
+  if (inner.indexOf(':') === -1) throw bad('bad IPv6 reference');
+}
+
+/**
+ * Parse host[:port] at the start of `s`. Returns the host (lower-cased, IPv6 with brackets),
+ * the optional port and the index where parsing stopped.
+ */
+export function parseHostPort(s: string, start: number, stopAt: string): { host: string; port: number | undefined; end: number } {
+  let i = start;
+  let host: string;
+  if (s.charCodeAt(i) === 0x5b) {
+    const close = s.indexOf(']', i);
+    if (close === -1) throw bad('unterminated IPv6 reference');
+    checkIPv6(s.slice(i + 1, close));
+    host = s.slice(i, close + 1).toLowerCase();
+    i = close + 1;
+  } else {
+    const hs = i;
+    while (i < s.length && isHostnameChar(s.charCodeAt(i))) i++;
+    host = s.slice(hs, i).toLowerCase();
+    if (host.length === 0) throw bad('missing host');
+    if (host.charCodeAt(0) === 0x2d || host.charCodeAt(0) === 0x2e) throw bad('bad host');
+  }
+  let port: number | undefined;
+  if (i < s.length && s.charCodeAt(i) === 0x3a) {
+    i++;
+    const ps = i;
+    while (i < s.length && s.charCodeAt(i) >= 0x30 && s.charCodeAt(i) <= 0x39) i++;
+    if (i === ps || i - ps > 5) throw bad('bad port');
+    port = Number(s.slice(ps, i));
+    if (port > 65535) throw bad('bad port');
+  }
+  if (i < s.length && stopAt.indexOf(s[i]!) === -1) throw bad('bad host');
+  return { host, port, end: i };
+}
+
+function parseUriParams(s: string): Params {
+  const params: Params = new Map();
+  if (s.length === 0) return params;
+  for (const part of s.split(';')) {
+    if (part.length === 0) throw bad('empty uri parameter');
+    const eq = part.indexOf('=');
+    if (eq === -1) params.set(unescapeOnce(part).toLowerCase(), null);
+    else {
+      const name = part.slice(0, eq);
+      if (name.length === 0) throw bad('empty uri parameter name');
+      params.set(unescapeOnce(name).toLowerCase(), unescapeOnce(part.slice(eq + 1)));
+    }
+  }
+  return params;
+}
+
+function hasSpaceOrCtl(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c <= 0x20 || c === 0x7f || c === 0x3c || c === 0x3e || c === 0x22) return true;
+  }
+  return false;
+}
+
+/** Parse any URI. SIP/SIPS are parsed fully, tel partly, others kept opaque. Throws SipParseError(BAD_URI). */
+export function parseUri(raw: string): Uri {
+  if (raw.length === 0) throw bad('empty URI');
+  let i = 0;
+  while (i < raw.length && isSchemeChar(raw.charCodeAt(i), i === 0)) i++;
+  if (i === 0 || i >= raw.length || raw.charCodeAt(i) !== 0x3a) throw bad('bad URI scheme');
+  if (hasSpaceOrCtl(raw)) throw bad('bad character in URI');
+  const scheme = raw.slice(0, i).toLowerCase();
+  const rest = raw.slice(i + 1);
+  if (scheme === 'sip' || scheme === 'sips') return parseSipUriRest(scheme, rest, raw);
+  if (scheme === 'tel') {
+    const semi = rest.indexOf(';');
+    const number = semi === -1 ? rest : rest.slice(0, semi);
+    if (number.length === 0) throw bad('empty tel number');
+    return { scheme: 'tel', number, params: parseUriParams(semi === -1 ? '' : rest.slice(semi + 1)), raw };
+  }
+  if (rest.length === 0) throw bad('empty URI');
+  return { scheme, raw, opaque: true };
+}
+
+function parseSipUriRest(scheme: 'sip' | 'sips', rest: string, raw: string): SipUri {
+  // '@' appears in no uri-parameter or header, so the last one ends the userinfo (which may hold '?' and ';')
+  const at = rest.lastIndexOf('@');
+  let user: string | undefined;
+  let password: string | undefined;
+  let hostStart = 0;
+  if (at !== -1) {
+    const userinfo = rest.slice(0, at);
+    const colon = userinfo.indexOf(':');
+    const u = colon === -1 ? userinfo : userinfo.slice(0, colon);
+    if (u.length === 0) throw bad('empty user');
+    user = unescapeOnce(u);
+    if (colon !== -1) password = unescapeOnce(userinfo.slice(colon + 1));
+    hostStart = at + 1;
+  }
+  const q = rest.indexOf('?', hostStart);
+  const beforeHeaders = q === -1 ? rest : rest.slice(0, q);
+  const hp = parseHostPort(beforeHeaders, hostStart, ';');
+  let params: Params = new Map();
+  if (hp.end < beforeHeaders.length) params = parseUriParams(beforeHeaders.slice(hp.end + 1));
+  const headers = new Map<string, string>();
+  if (q !== -1) {
+    const hs = rest.slice(q + 1);
+    if (hs.length === 0) throw bad('empty URI headers');
+    for (const h of hs.split('&')) {
+      const eq = h.indexOf('=');
+      if (eq <= 0) throw bad('bad URI header');
+      headers.set(unescapeOnce(h.slice(0, eq)), unescapeOnce(h.slice(eq + 1)));
+    }
+  }
+  return { scheme, user, password, host: hp.host, port: hp.port, params, headers, raw };
+}
+
+/** Parse and require a SIP/SIPS URI. */
+export function parseSipUri(raw: string): SipUri {
+  const u = parseUri(raw);
+  if (!isSipUri(u)) throw bad('not a SIP URI');
+  return u;
+}
+
+const SPECIAL_PARAMS = ['user', 'ttl', 'method', 'maddr', 'transport'];
+
+/** URI comparison of RFC 3261 §19.1.4. */
+export function uriEquals(a: Uri, b: Uri): boolean {
+  if (a.scheme !== b.scheme) return false;
+  if (!isSipUri(a) || !isSipUri(b)) {
+    if (a.scheme === 'tel' && b.scheme === 'tel') {
+      const ta = a as TelUri;
+      const tb = b as TelUri;
+      return ta.number.replace(/[-.()]/g, '') === tb.number.replace(/[-.()]/g, '') && paramsEqualLoose(ta.params, tb.params);
+    }
+    return a.raw === b.raw;
+  }
+  if (a.user !== b.user || a.password !== b.password) return false;
+  if (a.host !== b.host || a.port !== b.port) return false;
+  for (const p of SPECIAL_PARAMS) {
+    const va = a.params.get(p);
+    const vb = b.params.get(p);
+    if (va === undefined && vb === undefined) continue;
+    if (va === undefined || vb === undefined) return false;
+    if ((va ?? '').toLowerCase() !== (vb ?? '').toLowerCase()) return false;
+  }
+  if (!paramsEqualLoose(a.params, b.params)) return false;
+  if (a.headers.size !== b.headers.size) return false;
+  for (const [k, v] of a.headers) {
+    let found = false;
+    for (const [k2, v2] of b.headers) if (k2.toLowerCase() === k.toLowerCase() && v2 === v) found = true;
+    if (!found) return false;
+  }
+  return true;
+}
+
+function paramsEqualLoose(a: Params, b: Params): boolean {
+  for (const [k, va] of a) {
+    if (!b.has(k)) continue;
+    const vb = b.get(k);
+    if ((va ?? '').toLowerCase() !== (vb ?? '').toLowerCase()) return false;
+  }
+  return true;
+}
+
+/** Host without IPv6 brackets, for socket APIs. */
+export function hostAddress(host: string): string {
+  return host.charCodeAt(0) === 0x5b ? host.slice(1, -1) : host;
+}
+
+/** Format a host for a URI or Via: IPv6 addresses get brackets. */
+export function formatHost(addr: string): string {
+  return addr.indexOf(':') !== -1 && addr.charCodeAt(0) !== 0x5b ? `[${addr}]` : addr;
+}
