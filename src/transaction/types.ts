@@ -1,0 +1,88 @@
+import type { SipRequest, SipResponse } from '../sip/index.js';
+import type { Source, Target, TransportError } from '../transport/types.js';
+
+/** Injected time: every timer of §17 goes through this, so tests run on fake time. */
+export interface Clock {
+  now(): number;
+  setTimer(ms: number, fn: () => void): TimerHandle;
+  clearTimer(h: TimerHandle): void;
+}
+export type TimerHandle = { readonly __timer: unique symbol } | object;
+
+export interface TimerSettings {
+  /** RTT estimate, default 500 ms */
+  t1: number;
+  /** max non-INVITE retransmit interval, default 4000 ms */
+  t2: number;
+  /** max time a message stays in the network, default 5000 ms */
+  t4: number;
+  /** proxy INVITE timer C, > 3 min, default 180000 ms */
+  timerC: number;
+  /** send 100 Trying when the core has not answered an INVITE within this, default 200 ms */
+  trying: number;
+}
+
+export type ServerTxState = 'trying' | 'proceeding' | 'completed' | 'confirmed' | 'accepted' | 'terminated';
+export type ClientTxState = 'calling' | 'trying' | 'proceeding' | 'completed' | 'accepted' | 'terminated';
+
+export interface ServerTransaction {
+  readonly id: string;
+  readonly request: SipRequest;
+  readonly source: Source;
+  readonly state: ServerTxState;
+  /** Send a response: provisional or final. Later finals after a final are ignored (2xx retransmits of INVITE pass in Accepted). */
+  respond(res: SipResponse): void;
+  /** Called once when the transaction is removed from the table. */
+  onTerminated(fn: () => void): void;
+}
+
+export interface ClientCallbacks {
+  provisional?(res: SipResponse, tx: ClientTransaction): void;
+  /** final response (for INVITE: every 2xx, incl. retransmissions while in Accepted, is delivered). */
+  final(res: SipResponse, tx: ClientTransaction): void;
+  /** Timer B / F (or C) fired: the core acts as if a 408 had been received. */
+  timeout(tx: ClientTransaction): void;
+  transportError(err: TransportError, tx: ClientTransaction): void;
+}
+
+export interface ClientTransaction {
+  readonly id: string;
+  readonly branch: string;
+  readonly request: SipRequest;
+  readonly target: Target;
+  readonly state: ClientTxState;
+  /** true once any provisional response was received (CANCEL allowed, §9.1). */
+  readonly gotProvisional: boolean;
+  /**
+   * Cancel an INVITE client transaction (§9.1): sends CANCEL now if a provisional arrived,
+   * otherwise as soon as one does. No-op for non-INVITE or after a final response.
+   */
+  cancel(): void;
+}
+
+/** What the core provides to the transaction layer. */
+export interface TransactionUser {
+  /**
+   * A request that matched no server transaction (retransmissions are absorbed before this).
+   * The core either answers statelessly (`layer.respondStateless`) or calls `layer.createServer(req, src)`.
+   * ACK never arrives here when it matches a server INVITE transaction (non-2xx ACK is absorbed).
+   */
+  request(req: SipRequest, src: Source): void;
+  /** A response that matched no client transaction (e.g. a 2xx retransmission): proxies forward it statelessly. */
+  strayResponse(res: SipResponse, src: Source): void;
+}
+
+export interface TransactionLayer {
+  createServer(req: SipRequest, src: Source): ServerTransaction;
+  createClient(req: SipRequest, target: Target, cb: ClientCallbacks): ClientTransaction;
+  /** Send a response without transaction state (§18.2.2 routing), e.g. auth challenges. */
+  respondStateless(res: SipResponse, src: Source): void;
+  /** Send a request without transaction state (ACK for 2xx, forwarded statelessly). */
+  sendStateless(req: SipRequest, target: Target): void;
+  /** The server INVITE transaction a CANCEL refers to (§9.2 matching), if any. */
+  findInviteForCancel(cancel: SipRequest, src: Source): ServerTransaction | undefined;
+  /** table sizes, for metrics and leak tests. */
+  stats(): { server: number; client: number; timers: number };
+  /** stop: terminate everything, clear every timer. */
+  close(): void;
+}
