@@ -1,0 +1,137 @@
+/** In-process stores: tests, location db_mode=memory, and the write-through cache. */
+import type { Binding, Clock, LocationCounts, LocationStore, Subscriber, SubscriberStore } from './types.js';
+import { StoreError } from './types.js';
+import { checkBinding, cloneBinding, compareBindings, compareListed, makeSubscriber } from './util.js';
+
+const key = (username: string, domain: string): string => `${username}\u0000${domain}`;
+
+export class MemorySubscriberStore implements SubscriberStore {
+  private readonly rows = new Map<string, Subscriber>();
+
+  async get(username: string, domain: string): Promise<Subscriber | null> {
+    const s = this.rows.get(key(username, domain));
+    return s ? { ...s } : null;
+  }
+
+  async add(username: string, domain: string, password: string): Promise<void> {
+    const s = makeSubscriber(username, domain, password);
+    const k = key(username, domain);
+    if (this.rows.has(k)) throw new StoreError('EXISTS', `subscriber ${username}@${domain} already exists`);
+    this.rows.set(k, s);
+  }
+
+  async remove(username: string, domain: string): Promise<boolean> {
+    return this.rows.delete(key(username, domain));
+  }
+
+  async setPassword(username: string, domain: string, password: string): Promise<boolean> {
+    const k = key(username, domain);
+    if (!this.rows.has(k)) return false;
+    this.rows.set(k, makeSubscriber(username, domain, password));
+    return true;
+  }
+
+  async list(domain?: string): Promise<Subscriber[]> {
+    return [...this.rows.values()]
+      .filter((s) => domain === undefined || s.domain === domain)
+      .sort((a, b) => (a.domain !== b.domain ? (a.domain < b.domain ? -1 : 1) : a.username < b.username ? -1 : a.username > b.username ? 1 : 0))
+      .map((s) => ({ ...s }));
+  }
+
+  async close(): Promise<void> {}
+}
+
+export class MemoryLocationStore implements LocationStore {
+  /** aor -> contact -> binding */
+  private readonly byAor = new Map<string, Map<string, Binding>>();
+
+  constructor(private readonly now: Clock) {}
+
+  async lookup(aor: string): Promise<Binding[]> {
+    const t = this.now();
+    const m = this.byAor.get(aor);
+    if (!m) return [];
+    return [...m.values()].filter((b) => b.expires > t).sort(compareBindings).map(cloneBinding);
+  }
+
+  async save(binding: Binding): Promise<void> {
+    checkBinding(binding);
+    let m = this.byAor.get(binding.aor);
+    if (!m) {
+      m = new Map();
+      this.byAor.set(binding.aor, m);
+    }
+    m.set(binding.contact, cloneBinding(binding));
+  }
+
+  async remove(aor: string, contact: string): Promise<boolean> {
+    const m = this.byAor.get(aor);
+    if (!m) return false;
+    const removed = m.delete(contact);
+    if (m.size === 0) this.byAor.delete(aor);
+    return removed;
+  }
+
+  async removeAll(aor: string): Promise<number> {
+    const n = this.byAor.get(aor)?.size ?? 0;
+    this.byAor.delete(aor);
+    return n;
+  }
+
+  async expire(now: number): Promise<number> {
+    let n = 0;
+    for (const [aor, m] of this.byAor) {
+      for (const [contact, b] of m) {
+        if (b.expires <= now) {
+          m.delete(contact);
+          n++;
+        }
+      }
+      if (m.size === 0) this.byAor.delete(aor);
+    }
+    return n;
+  }
+
+  async list(): Promise<Binding[]> {
+    const t = this.now();
+    const out: Binding[] = [];
+    for (const m of this.byAor.values()) for (const b of m.values()) if (b.expires > t) out.push(cloneBinding(b));
+    return out.sort(compareListed);
+  }
+
+  async aors(): Promise<string[]> {
+    const t = this.now();
+    const out: string[] = [];
+    for (const [aor, m] of this.byAor) {
+      for (const b of m.values()) {
+        if (b.expires > t) {
+          out.push(aor);
+          break;
+        }
+      }
+    }
+    return out.sort();
+  }
+
+  async counts(): Promise<LocationCounts> {
+    const t = this.now();
+    let aors = 0;
+    let contacts = 0;
+    for (const m of this.byAor.values()) {
+      let live = 0;
+      for (const b of m.values()) if (b.expires > t) live++;
+      if (live > 0) aors++;
+      contacts += live;
+    }
+    return { aors, contacts };
+  }
+
+  /** Drop everything (used by the write-through cache before reloading). */
+  clear(): void {
+    this.byAor.clear();
+  }
+
+  async close(): Promise<void> {
+    this.byAor.clear();
+  }
+}
