@@ -1,7 +1,7 @@
 /** In-process stores: tests, location db_mode=memory, and the write-through cache. */
 import type { Binding, Clock, LocationCounts, LocationStore, Subscriber, SubscriberStore } from './types.js';
 import { StoreError } from './types.js';
-import { checkBinding, cloneBinding, compareBindings, compareListed, makeSubscriber } from './util.js';
+import { checkBinding, cloneBinding, compareBindings, compareListed, makeSubscriber, splitAor } from './util.js';
 
 const key = (username: string, domain: string): string => `${username}\u0000${domain}`;
 
@@ -48,6 +48,7 @@ export class MemoryLocationStore implements LocationStore {
   constructor(private readonly now: Clock) {}
 
   async lookup(aor: string): Promise<Binding[]> {
+    splitAor(aor); // same validation as the SQL stores
     const t = this.now();
     const m = this.byAor.get(aor);
     if (!m) return [];

@@ -1,0 +1,354 @@
+/**
+ * Store behaviour, the same cases against memory, SQLite (temp file) and
+ * MySQL (fresh MariaDB database), plus db_mode write-through / db-only.
+ */
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { DbMode, DbUrl } from '../../src/config.js';
+import {
+  type Binding,
+  type LocationStore,
+  MemoryLocationStore,
+  MemorySubscriberStore,
+  type Stores,
+  StoreError,
+  type SubscriberStore,
+  initSchema,
+  openStores,
+} from '../../src/store/index.js';
+import { createTestDatabase, describeMysql, type TestDatabase } from '../helpers/mysql.js';
+
+const md5 = (s: string): string => createHash('md5').update(s).digest('hex');
+const T0 = 1_700_000_000_000; // whole seconds: SQL stores keep second precision
+
+function binding(over: Partial<Binding> & { contact: string }, aor = 'alice@example.com'): Binding {
+  const [username, domain] = aor.split('@') as [string, string];
+  return {
+    aor,
+    username,
+    domain,
+    expires: T0 + 3600_000,
+    q: null,
+    callId: 'call-1@host',
+    cseq: 1,
+    ruid: `ruid-${aor}-${over.contact}`,
+    lastModified: T0,
+    flags: 0,
+    cflags: 0,
+    ...over,
+  };
+}
+
+interface Opened {
+  subscribers: SubscriberStore;
+  locations: LocationStore;
+  close(): Promise<void>;
+}
+
+interface Backend {
+  name: string;
+  mysql: boolean;
+  beforeAll(): Promise<void>;
+  afterAll(): Promise<void>;
+  /** Fresh, empty stores for one test. */
+  open(now: () => number): Promise<Opened>;
+  /** The database behind open() (null for memory). */
+  db(): DbUrl | null;
+}
+
+function memoryBackend(): Backend {
+  return {
+    name: 'memory',
+    mysql: false,
+    async beforeAll() {},
+    async afterAll() {},
+    async open(now) {
+      const subscribers = new MemorySubscriberStore();
+      const locations = new MemoryLocationStore(now);
+      return { subscribers, locations, close: async () => (await subscribers.close(), await locations.close()) };
+    },
+    db: () => null,
+  };
+}
+
+function sqliteBackend(): Backend {
+  let dir = '';
+  let n = 0;
+  let current: DbUrl | null = null;
+  return {
+    name: 'sqlite',
+    mysql: false,
+    async beforeAll() {
+      dir = mkdtempSync(join(tmpdir(), 'sipd-store-'));
+    },
+    async afterAll() {
+      rmSync(dir, { recursive: true, force: true });
+    },
+    async open(now) {
+      current = { kind: 'sqlite', path: join(dir, `t${++n}.sqlite`) };
+      return openStores({ db: current, location: { db_mode: 'db-only' } }, { now });
+    },
+    db: () => current,
+  };
+}
+
+function mysqlBackend(): Backend {
+  let tdb: TestDatabase | null = null;
+  return {
+    name: 'mysql',
+    mysql: true,
+    async beforeAll() {
+      tdb = await createTestDatabase();
+      await initSchema(tdb.db);
+    },
+    async afterAll() {
+      await tdb?.drop();
+    },
+    async open(now) {
+      await tdb!.query('DELETE FROM subscriber');
+      await tdb!.query('DELETE FROM location');
+      return openStores({ db: tdb!.db, location: { db_mode: 'db-only' } }, { now });
+    },
+    db: () => tdb!.db,
+  };
+}
+
+for (const backend of [memoryBackend(), sqliteBackend(), mysqlBackend()]) {
+  (backend.mysql ? describeMysql : describe)(`stores: ${backend.name}`, () => {
+    let t = T0;
+    const now = (): number => t;
+    let s: Opened;
+
+    beforeAll(() => backend.beforeAll());
+    afterAll(() => backend.afterAll());
+    beforeEach(async () => {
+      t = T0;
+      s = await backend.open(now);
+    });
+    afterEach(() => s.close());
+
+    describe('SubscriberStore', () => {
+      it('add + get returns kamctl-compatible ha1/ha1b', async () => {
+        await s.subscribers.add('alice', 'example.com', 's3cret');
+        expect(await s.subscribers.get('alice', 'example.com')).toEqual({
+          username: 'alice',
+          domain: 'example.com',
+          password: 's3cret',
+          ha1: md5('alice:example.com:s3cret'),
+          ha1b: md5('alice@example.com:example.com:s3cret'),
+        });
+      });
+
+      it('get of an unknown user is null; lookups are per domain', async () => {
+        await s.subscribers.add('alice', 'example.com', 'pw');
+        expect(await s.subscribers.get('bob', 'example.com')).toBeNull();
+        expect(await s.subscribers.get('alice', 'other.org')).toBeNull();
+      });
+
+      it('add of an existing user throws StoreError EXISTS', async () => {
+        await s.subscribers.add('alice', 'example.com', 'pw');
+        const err = await s.subscribers.add('alice', 'example.com', 'other').catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(StoreError);
+        expect((err as StoreError).code).toBe('EXISTS');
+        expect((await s.subscribers.get('alice', 'example.com'))?.password).toBe('pw');
+      });
+
+      it('add with an empty password throws INVALID', async () => {
+        await expect(s.subscribers.add('alice', 'example.com', '')).rejects.toMatchObject({ code: 'INVALID' });
+      });
+
+      it('setPassword recomputes ha1/ha1b; unknown user gives false', async () => {
+        await s.subscribers.add('alice', 'example.com', 'old');
+        expect(await s.subscribers.setPassword('alice', 'example.com', 'new')).toBe(true);
+        const sub = await s.subscribers.get('alice', 'example.com');
+        expect(sub?.password).toBe('new');
+        expect(sub?.ha1).toBe(md5('alice:example.com:new'));
+        expect(sub?.ha1b).toBe(md5('alice@example.com:example.com:new'));
+        expect(await s.subscribers.setPassword('nobody', 'example.com', 'x')).toBe(false);
+      });
+
+      it('remove returns true once, then false', async () => {
+        await s.subscribers.add('alice', 'example.com', 'pw');
+        expect(await s.subscribers.remove('alice', 'example.com')).toBe(true);
+        expect(await s.subscribers.remove('alice', 'example.com')).toBe(false);
+        expect(await s.subscribers.get('alice', 'example.com')).toBeNull();
+      });
+
+      it('list is ordered by domain then username and filters by domain', async () => {
+        await s.subscribers.add('carol', 'b.org', 'pw');
+        await s.subscribers.add('bob', 'a.org', 'pw');
+        await s.subscribers.add('alice', 'b.org', 'pw');
+        expect((await s.subscribers.list()).map((x) => `${x.username}@${x.domain}`)).toEqual(['bob@a.org', 'alice@b.org', 'carol@b.org']);
+        expect((await s.subscribers.list('b.org')).map((x) => x.username)).toEqual(['alice', 'carol']);
+        expect(await s.subscribers.list('none.org')).toEqual([]);
+      });
+    });
+
+    describe('LocationStore', () => {
+      it('round-trips every field; the contact is kept byte for byte', async () => {
+        const b = binding({
+          contact: 'sip:alice@192.0.2.10:5062;transport=tcp;ob?X-Foo=a%20b',
+          received: 'sip:198.51.100.7:40000;transport=tcp',
+          path: ['<sip:edge1.example.com;lr>', '<sip:edge2.example.com;lr;x="a,b">'],
+          q: 0.5,
+          callId: 'abc@def',
+          cseq: 42,
+          userAgent: 'Softphone/1.0',
+          socket: 'tcp:127.0.0.1:5060',
+          instance: '<urn:uuid:00000000-0000-1000-8000-000A95A0E128>',
+          regId: 1,
+          ruid: 'uloc-1',
+          flags: 2,
+          cflags: 64,
+          methods: 8191,
+        });
+        await s.locations.save(b);
+        expect(await s.locations.lookup('alice@example.com')).toEqual([b]);
+      });
+
+      it('lookup of an unknown AOR is empty; a malformed AOR is INVALID', async () => {
+        expect(await s.locations.lookup('nobody@example.com')).toEqual([]);
+        await expect(s.locations.lookup('no-at-sign')).rejects.toMatchObject({ code: 'INVALID' });
+      });
+
+      it('save with the same aor+contact replaces the binding', async () => {
+        await s.locations.save(binding({ contact: 'sip:alice@192.0.2.1', cseq: 1 }));
+        await s.locations.save(binding({ contact: 'sip:alice@192.0.2.1', cseq: 2, expires: T0 + 60_000, lastModified: T0 + 5000 }));
+        const got = await s.locations.lookup('alice@example.com');
+        expect(got).toHaveLength(1);
+        expect(got[0]).toMatchObject({ cseq: 2, expires: T0 + 60_000, lastModified: T0 + 5000 });
+        expect(await s.locations.counts()).toEqual({ aors: 1, contacts: 1 });
+      });
+
+      it('orders by q descending (no q ranks as 1.0), then newest first', async () => {
+        await s.locations.save(binding({ contact: 'sip:a@h1', q: 0.1 }));
+        await s.locations.save(binding({ contact: 'sip:a@h2', q: 0.9, lastModified: T0 }));
+        await s.locations.save(binding({ contact: 'sip:a@h3', q: 0.9, lastModified: T0 + 2000 }));
+        await s.locations.save(binding({ contact: 'sip:a@h4', q: null }));
+        expect((await s.locations.lookup('alice@example.com')).map((b) => b.contact)).toEqual([
+          'sip:a@h4',
+          'sip:a@h3',
+          'sip:a@h2',
+          'sip:a@h1',
+        ]);
+      });
+
+      it('hides expired bindings according to the injected clock', async () => {
+        await s.locations.save(binding({ contact: 'sip:a@short', expires: T0 + 60_000 }));
+        await s.locations.save(binding({ contact: 'sip:a@long', expires: T0 + 3600_000 }));
+        expect(await s.locations.lookup('alice@example.com')).toHaveLength(2);
+        t = T0 + 60_000; // expires == now counts as expired
+        expect((await s.locations.lookup('alice@example.com')).map((b) => b.contact)).toEqual(['sip:a@long']);
+        t = T0 + 3600_000;
+        expect(await s.locations.lookup('alice@example.com')).toEqual([]);
+        expect(await s.locations.counts()).toEqual({ aors: 0, contacts: 0 });
+      });
+
+      it('expire(now) deletes only expired bindings and returns the count', async () => {
+        await s.locations.save(binding({ contact: 'sip:a@1', expires: T0 + 10_000 }));
+        await s.locations.save(binding({ contact: 'sip:a@2', expires: T0 + 20_000 }));
+        await s.locations.save(binding({ contact: 'sip:b@1', expires: T0 + 30_000 }, 'bob@example.com'));
+        expect(await s.locations.expire(T0 + 5_000)).toBe(0);
+        expect(await s.locations.expire(T0 + 20_000)).toBe(2);
+        expect(await s.locations.expire(T0 + 20_000)).toBe(0);
+        expect((await s.locations.list()).map((b) => b.contact)).toEqual(['sip:b@1']);
+      });
+
+      it('remove and removeAll report what they removed', async () => {
+        await s.locations.save(binding({ contact: 'sip:a@1' }));
+        await s.locations.save(binding({ contact: 'sip:a@2' }));
+        await s.locations.save(binding({ contact: 'sip:a@3' }));
+        expect(await s.locations.remove('alice@example.com', 'sip:a@1')).toBe(true);
+        expect(await s.locations.remove('alice@example.com', 'sip:a@1')).toBe(false);
+        expect(await s.locations.removeAll('alice@example.com')).toBe(2);
+        expect(await s.locations.removeAll('alice@example.com')).toBe(0);
+        expect(await s.locations.lookup('alice@example.com')).toEqual([]);
+      });
+
+      it('list, aors and counts cover all unexpired bindings, ordered by aor', async () => {
+        await s.locations.save(binding({ contact: 'sip:c@1' }, 'carol@example.com'));
+        await s.locations.save(binding({ contact: 'sip:a@1', q: 0.2 }));
+        await s.locations.save(binding({ contact: 'sip:a@2', q: 0.8 }));
+        await s.locations.save(binding({ contact: 'sip:b@1', expires: T0 + 1000 }, 'bob@example.com'));
+        t = T0 + 1000; // bob has expired
+        expect((await s.locations.list()).map((b) => `${b.aor} ${b.contact}`)).toEqual([
+          'alice@example.com sip:a@2',
+          'alice@example.com sip:a@1',
+          'carol@example.com sip:c@1',
+        ]);
+        expect(await s.locations.aors()).toEqual(['alice@example.com', 'carol@example.com']);
+        expect(await s.locations.counts()).toEqual({ aors: 2, contacts: 3 });
+      });
+
+      it('rejects a binding whose aor does not match username/domain', async () => {
+        const b = { ...binding({ contact: 'sip:x@y' }), username: 'mallory' };
+        await expect(s.locations.save(b)).rejects.toMatchObject({ code: 'INVALID' });
+      });
+    });
+
+    if (backend.name !== 'memory') {
+      describe('db_mode', () => {
+        const open = (mode: DbMode, clock = now): Promise<Stores> =>
+          openStores({ db: backend.db()!, location: { db_mode: mode } }, { now: clock });
+
+        it('write-through writes to the db and reloads unexpired bindings after a restart', async () => {
+          const a = await open('write-through');
+          await a.locations.save(binding({ contact: 'sip:a@kept', expires: T0 + 3600_000 }));
+          await a.locations.save(binding({ contact: 'sip:a@gone', expires: T0 + 10_000 }));
+          // Another reader of the same table sees the write immediately.
+          const reader = await open('db-only');
+          expect((await reader.locations.lookup('alice@example.com')).map((b) => b.contact)).toEqual(['sip:a@gone', 'sip:a@kept']);
+          await reader.close();
+          await a.close();
+
+          t = T0 + 20_000; // "restart" later: the short binding has expired meanwhile
+          const b = await open('write-through');
+          expect(await b.locations.counts()).toEqual({ aors: 1, contacts: 1 });
+          expect((await b.locations.lookup('alice@example.com')).map((x) => x.contact)).toEqual(['sip:a@kept']);
+          // removeAll also deletes the expired row still in the table (not purged yet).
+          expect(await b.locations.removeAll('alice@example.com')).toBe(2);
+          await b.close();
+
+          const c = await open('write-through');
+          expect(await c.locations.counts()).toEqual({ aors: 0, contacts: 0 });
+          await c.close();
+        });
+
+        it('write-through expire() purges memory and db', async () => {
+          const a = await open('write-through');
+          await a.locations.save(binding({ contact: 'sip:a@1', expires: T0 + 10_000 }));
+          expect(await a.locations.expire(T0 + 10_000)).toBe(1);
+          await a.close();
+          const b = await open('db-only', () => T0);
+          expect(await b.locations.lookup('alice@example.com')).toEqual([]);
+          await b.close();
+        });
+
+        it('db-only: two instances share one table', async () => {
+          const a = await open('db-only');
+          const b = await open('db-only');
+          await a.locations.save(binding({ contact: 'sip:a@from-a' }));
+          await b.locations.save(binding({ contact: 'sip:a@from-b', q: 0.1 }));
+          expect((await b.locations.lookup('alice@example.com')).map((x) => x.contact)).toEqual(['sip:a@from-a', 'sip:a@from-b']);
+          expect(await a.locations.remove('alice@example.com', 'sip:a@from-b')).toBe(true);
+          expect((await b.locations.lookup('alice@example.com')).map((x) => x.contact)).toEqual(['sip:a@from-a']);
+          await a.close();
+          await b.close();
+        });
+
+        it('memory mode keeps bindings out of the db', async () => {
+          const a = await open('memory');
+          await a.locations.save(binding({ contact: 'sip:a@mem' }));
+          expect(await a.locations.lookup('alice@example.com')).toHaveLength(1);
+          const reader = await open('db-only');
+          expect(await reader.locations.lookup('alice@example.com')).toEqual([]);
+          await reader.close();
+          await a.close();
+        });
+      });
+    }
+  });
+}
