@@ -1,0 +1,229 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, parseDbUrl, parseListen } from '../../src/config.js';
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'sipd-config-'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function file(name: string, text: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}
+
+function errorOf(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return e as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig defaults', () => {
+  const c = loadConfig({ env: {} });
+
+  it('reads config/default.yaml from the package, not the cwd', () => {
+    expect(c.listen).toEqual([
+      { transport: 'udp', host: '127.0.0.1', port: 5060 },
+      { transport: 'tcp', host: '127.0.0.1', port: 5060 },
+    ]);
+    expect(c.advertise).toBeNull();
+    expect(c.domains).toEqual(['localhost', '127.0.0.1']);
+    expect(c.db).toEqual({ kind: 'sqlite', path: './data/sipd.sqlite' });
+    expect(c.metrics).toEqual({ host: '127.0.0.1', port: 9090 });
+    expect(c.log_level).toBe('info');
+    expect(c.shutdown_grace_ms).toBe(5000);
+  });
+
+  it('has the documented limits, timers, auth, registrar, location and flood defaults', () => {
+    expect(c.limits).toEqual({
+      max_message_size: 65536,
+      max_headers: 256,
+      max_header_line: 8192,
+      max_vias: 32,
+      tcp_max_connections: 1000,
+      tcp_max_per_ip: 100,
+      tcp_idle_timeout_ms: 120000,
+      tcp_max_buffer: 131072,
+      max_transactions: 100000,
+    });
+    expect(c.timers).toEqual({ t1_ms: 500, t2_ms: 4000, t4_ms: 5000, timer_c_ms: 180000, trying_ms: 200 });
+    expect(c.auth).toEqual({
+      enabled: true,
+      algorithms: ['MD5', 'SHA-256'],
+      qop: 'auth',
+      nonce_lifetime_s: 300,
+      secret: null,
+      check_uri: false,
+      credential_cache_ttl_ms: 2000,
+      trusted_ips: [],
+      nc_window: 10000,
+    });
+    expect(c.registrar).toEqual({ min_expires: 60, default_expires: 3600, max_expires: 3600, max_contacts: 10, nat_received: true });
+    expect(c.location).toEqual({ db_mode: 'write-through', expire_interval_s: 10 });
+    expect(c.flood).toEqual({ enabled: true, window_ms: 2000, max_requests: 1000 });
+  });
+
+  it('does not depend on the working directory', () => {
+    const cwd = process.cwd();
+    process.chdir(dir);
+    try {
+      expect(loadConfig({ env: {} }).limits.max_vias).toBe(32);
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+});
+
+describe('loadConfig layering', () => {
+  it('a --config file overrides single keys and keeps the other defaults', () => {
+    const f = file(
+      'override.yaml',
+      `registrar:\n  min_expires: 30\nlisten: ["udp:[::1]:5070"]\nlocation:\n  db_mode: db-only\nauth:\n  trusted_ips: [10.0.0.0/8, "2001:db8::/32", 192.0.2.1]\nmetrics: off\n`,
+    );
+    const c = loadConfig({ file: f, env: {} });
+    expect(c.registrar.min_expires).toBe(30);
+    expect(c.registrar.max_expires).toBe(3600);
+    expect(c.listen).toEqual([{ transport: 'udp', host: '::1', port: 5070 }]);
+    expect(c.location.db_mode).toBe('db-only');
+    expect(c.auth.trusted_ips).toEqual(['10.0.0.0/8', '2001:db8::/32', '192.0.2.1']);
+    expect(c.auth.algorithms).toEqual(['MD5', 'SHA-256']);
+    expect(c.metrics).toBeNull();
+  });
+
+  it('an empty config file is allowed', () => {
+    expect(loadConfig({ file: file('empty.yaml', ''), env: {} }).log_level).toBe('info');
+  });
+
+  it('environment variables override the file', () => {
+    const f = file('f.yaml', 'db: sqlite:/from/file.sqlite\nlog_level: debug\ndomains: [file.example]\n');
+    const c = loadConfig({
+      file: f,
+      env: {
+        SIPD_LISTEN: 'udp:0.0.0.0:5080, tcp:[::1]:5081',
+        SIPD_DB: 'mysql://sip:p%40ss@db.example.com:3307/kamailio',
+        SIPD_DOMAINS: 'Example.COM,sip.example.org',
+        SIPD_METRICS: '0.0.0.0:9100',
+        SIPD_LOG_LEVEL: 'WARN',
+      },
+    });
+    expect(c.listen).toEqual([
+      { transport: 'udp', host: '0.0.0.0', port: 5080 },
+      { transport: 'tcp', host: '::1', port: 5081 },
+    ]);
+    expect(c.db).toEqual({ kind: 'mysql', host: 'db.example.com', port: 3307, user: 'sip', password: 'p@ss', database: 'kamailio' });
+    expect(c.domains).toEqual(['example.com', 'sip.example.org']);
+    expect(c.metrics).toEqual({ host: '0.0.0.0', port: 9100 });
+    expect(c.log_level).toBe('warn');
+  });
+
+  it('SIPD_METRICS empty or off disables metrics', () => {
+    expect(loadConfig({ env: { SIPD_METRICS: '' } }).metrics).toBeNull();
+    expect(loadConfig({ env: { SIPD_METRICS: 'off' } }).metrics).toBeNull();
+  });
+
+  it('a different defaults file can be given', () => {
+    const d = file('defaults.yaml', 'log_level: error\n');
+    // Defaults file alone is incomplete: every missing key is reported by path.
+    expect(errorOf(() => loadConfig({ defaultsFile: d, env: {} })).message).toMatch(/^config: listen: expected array, got nothing/);
+  });
+});
+
+describe('loadConfig errors: one line naming the key', () => {
+  it('wrong type', () => {
+    const e = errorOf(() => loadConfig({ file: file('bad1.yaml', 'registrar:\n  min_expires: abc\n'), env: {} }));
+    expect(e.message).toMatch(/^config: registrar\.min_expires: expected number, got "abc"/);
+    expect(e.path).toBe('registrar.min_expires');
+    expect(e.message).not.toContain('\n');
+  });
+
+  it('unknown key (typo) is rejected', () => {
+    const e = errorOf(() => loadConfig({ file: file('bad2.yaml', 'registar:\n  min_expires: 30\n'), env: {} }));
+    expect(e.message).toMatch(/^config: registar: unknown key \(in .*bad2\.yaml\)$/);
+  });
+
+  it('nested unknown key', () => {
+    const e = errorOf(() => loadConfig({ file: file('bad3.yaml', 'limits:\n  max_vias: 10\n  max_via: 5\n'), env: {} }));
+    expect(e.message).toMatch(/^config: limits\.max_via: unknown key \(in .*bad3\.yaml\)$/);
+  });
+
+  it('bad enum value', () => {
+    const e = errorOf(() => loadConfig({ file: file('bad4.yaml', 'location:\n  db_mode: sometimes\n'), env: {} }));
+    expect(e.message).toMatch(/^config: location\.db_mode: expected one of memory, write-through, db-only, got "sometimes"/);
+  });
+
+  it('out of range and cross-field checks', () => {
+    expect(errorOf(() => loadConfig({ file: file('bad5.yaml', 'flood:\n  max_requests: -1\n'), env: {} })).message).toMatch(
+      /^config: flood\.max_requests: must be >= 0, got -1/,
+    );
+    expect(
+      errorOf(() => loadConfig({ file: file('bad6.yaml', 'registrar:\n  min_expires: 7200\n'), env: {} })).message,
+    ).toMatch(/^config: registrar\.min_expires: must be <= registrar\.max_expires/);
+    expect(errorOf(() => loadConfig({ file: file('bad7.yaml', 'auth:\n  trusted_ips: [10.0.0.0/33]\n'), env: {} })).message).toMatch(
+      /^config: auth\.trusted_ips\[0\]: expected an IP or CIDR/,
+    );
+  });
+
+  it('bad env values name the key and the variable', () => {
+    expect(errorOf(() => loadConfig({ env: { SIPD_LISTEN: 'udp:127.0.0.1:5060,sctp:1.2.3.4:5060' } })).message).toBe(
+      'config: listen[1]: expected udp|tcp:HOST:PORT, got "sctp:1.2.3.4:5060" (from SIPD_LISTEN)',
+    );
+    expect(errorOf(() => loadConfig({ env: { SIPD_DB: 'postgres://x' } })).message).toMatch(/^config: db: .*\(from SIPD_DB\)$/);
+    expect(errorOf(() => loadConfig({ env: { SIPD_METRICS: 'localhost' } })).message).toMatch(/^config: metrics: expected HOST:PORT/);
+    expect(errorOf(() => loadConfig({ env: { SIPD_LISTEN: '' } })).message).toMatch(/^config: listen: expected at least 1 item/);
+  });
+
+  it('missing file and invalid YAML', () => {
+    expect(errorOf(() => loadConfig({ file: join(dir, 'nope.yaml'), env: {} })).message).toMatch(/^config: cannot read .*nope\.yaml: ENOENT$/);
+    const e = errorOf(() => loadConfig({ file: file('broken.yaml', 'listen: [udp:1.2.3.4:5060\n'), env: {} }));
+    expect(e.message).toMatch(/broken\.yaml: invalid YAML/);
+    expect(e.message).not.toContain('\n');
+    expect(errorOf(() => loadConfig({ file: file('list.yaml', '- a\n- b\n'), env: {} })).message).toMatch(/expected a mapping/);
+  });
+});
+
+describe('parseListen', () => {
+  it('parses IPv4, IPv6 in brackets and host names', () => {
+    expect(parseListen('udp:127.0.0.1:5060')).toEqual({ transport: 'udp', host: '127.0.0.1', port: 5060 });
+    expect(parseListen('TCP:[2001:db8::1]:5061')).toEqual({ transport: 'tcp', host: '2001:db8::1', port: 5061 });
+    expect(parseListen('tcp:sip.example.com:5060')).toEqual({ transport: 'tcp', host: 'sip.example.com', port: 5060 });
+  });
+
+  it.each(['udp:127.0.0.1', 'tls:1.2.3.4:5061', 'udp:::1:5060', 'udp:[nothex]:5060', 'udp:1.2.3.4:0', 'udp:1.2.3.4:70000', ''])(
+    'rejects %j',
+    (s) => {
+      expect(() => parseListen(s)).toThrow();
+    },
+  );
+});
+
+describe('parseDbUrl', () => {
+  it('parses sqlite paths', () => {
+    expect(parseDbUrl('sqlite:./data/sipd.sqlite')).toEqual({ kind: 'sqlite', path: './data/sipd.sqlite' });
+    expect(parseDbUrl('sqlite:/var/lib/sipd/db.sqlite')).toEqual({ kind: 'sqlite', path: '/var/lib/sipd/db.sqlite' });
+  });
+
+  it('parses MySQL URLs with encoded credentials and a default port', () => {
+    expect(parseDbUrl('mysql://kamailio:kamailiorw@127.0.0.1:3306/kamailio')).toEqual({
+      kind: 'mysql',
+      host: '127.0.0.1',
+      port: 3306,
+      user: 'kamailio',
+      password: 'kamailiorw',
+      database: 'kamailio',
+    });
+    expect(parseDbUrl('mysql://root@[::1]/sipd')).toEqual({ kind: 'mysql', host: '::1', port: 3306, user: 'root', password: '', database: 'sipd' });
+    expect(parseDbUrl('mysql://u:a%2Fb%3Ac@h:1/d')).toMatchObject({ password: 'a/b:c' });
+  });
+
+  it.each(['sqlite:', 'mysql://127.0.0.1/db', 'mysql://u@h:1/', 'postgres://u@h/db', 'data.sqlite'])('rejects %j', (s) => {
+    expect(() => parseDbUrl(s)).toThrow();
+  });
+});
