@@ -20,6 +20,8 @@ export interface TimerSettings {
   timerC: number;
   /** send 100 Trying when the core has not answered an INVITE within this, default 200 ms */
   trying: number;
+  /** (additive) client INVITE Timer D on UDP, "> 32 s" (§17.1.1.2); default 32000 ms; 0 on TCP always */
+  timerD?: number;
 }
 
 export type ServerTxState = 'trying' | 'proceeding' | 'completed' | 'confirmed' | 'accepted' | 'terminated';
@@ -57,7 +59,25 @@ export interface ClientTransaction {
    * Cancel an INVITE client transaction (§9.1): sends CANCEL now if a provisional arrived,
    * otherwise as soon as one does. No-op for non-INVITE or after a final response.
    */
-  cancel(): void;
+  cancel(reason?: string): void;
+}
+
+/**
+ * (additive) Options of `createClient`. The layer always pushes its own top Via
+ * (`SIP/2.0/<UDP|TCP> <advertise>:<port>;branch=<branch>`) onto a clone of the request it is given;
+ * `tx.request` is that clone, as sent.
+ */
+export interface ClientOptions {
+  /** branch to use (must start with z9hG4bK); default: the layer's `newBranch()`. */
+  branch?: string;
+  /** extra Via parameters appended after the branch, e.g. ";rport". */
+  viaParams?: string;
+}
+
+/** (additive) minimal logger (pino compatible). */
+export interface TxLogger {
+  debug(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
 }
 
 /** What the core provides to the transaction layer. */
@@ -74,7 +94,7 @@ export interface TransactionUser {
 
 export interface TransactionLayer {
   createServer(req: SipRequest, src: Source): ServerTransaction;
-  createClient(req: SipRequest, target: Target, cb: ClientCallbacks): ClientTransaction;
+  createClient(req: SipRequest, target: Target, cb: ClientCallbacks, opts?: ClientOptions): ClientTransaction;
   /** Send a response without transaction state (§18.2.2 routing), e.g. auth challenges. */
   respondStateless(res: SipResponse, src: Source): void;
   /** Send a request without transaction state (ACK for 2xx, forwarded statelessly). */
@@ -85,4 +105,11 @@ export interface TransactionLayer {
   stats(): { server: number; client: number; timers: number };
   /** stop: terminate everything, clear every timer. */
   close(): void;
+  /** (additive) a fresh RFC 3261 branch: z9hG4bK + random. */
+  newBranch(): string;
+  /**
+   * (additive) the Via value this layer would push for a request sent to `target`
+   * (e.g. for an ACK-for-2xx the core forwards with `sendStateless`).
+   */
+  viaFor(target: Target, branch: string, params?: string): string;
 }

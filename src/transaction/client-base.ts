@@ -1,0 +1,75 @@
+import type { SipRequest, SipResponse } from '../sip/index.js';
+import type { Target, TransportError } from '../transport/types.js';
+import { NamedTimers, safe, type TxContext } from './common.js';
+import { timerValues, type TimerValues } from './timers.js';
+import type { ClientCallbacks, ClientTransaction, ClientTxState } from './types.js';
+
+/** What both client machines share: the request bytes, (re)transmission, callbacks, termination. */
+export abstract class ClientTxBase implements ClientTransaction {
+  state: ClientTxState;
+  gotProvisional = false;
+  protected readonly timers: NamedTimers;
+  protected readonly tv: TimerValues;
+  protected readonly reliable: boolean;
+  protected readonly data: Buffer;
+
+  constructor(
+    readonly id: string,
+    readonly branch: string,
+    readonly request: SipRequest,
+    readonly target: Target,
+    protected readonly cb: ClientCallbacks,
+    protected readonly ctx: TxContext,
+    initial: ClientTxState,
+  ) {
+    this.state = initial;
+    this.reliable = target.transport === 'tcp';
+    this.tv = timerValues(ctx.settings, this.reliable);
+    this.timers = new NamedTimers(ctx.timers);
+    this.data = request.toBuffer();
+  }
+
+  abstract receive(res: SipResponse): void;
+
+  cancel(_reason?: string): void {
+    // only INVITE transactions can be cancelled
+  }
+
+  /** true while no final response has arrived (a transport error is reported to the TU). */
+  protected abstract get pending(): boolean;
+
+  protected transmit(data: Buffer = this.data): void {
+    this.ctx.send(data, this.target).catch((err: TransportError) => this.onTransportError(err));
+  }
+
+  /** §17.1.4: inform the TU and terminate. */
+  protected onTransportError(err: TransportError): void {
+    if (this.state === 'terminated') return;
+    const report = this.pending;
+    this.terminate();
+    if (report) safe(this.ctx.log, 'transportError', () => this.cb.transportError(err, this));
+    else this.ctx.log.debug({ tx: this.id, kind: err.kind }, 'transport error after final response');
+  }
+
+  protected timeout(): void {
+    if (this.state === 'terminated') return;
+    this.terminate();
+    safe(this.ctx.log, 'timeout', () => this.cb.timeout(this));
+  }
+
+  protected deliverProvisional(res: SipResponse): void {
+    const fn = this.cb.provisional;
+    if (fn !== undefined) safe(this.ctx.log, 'provisional', () => fn.call(this.cb, res, this));
+  }
+
+  protected deliverFinal(res: SipResponse): void {
+    safe(this.ctx.log, 'final', () => this.cb.final(res, this));
+  }
+
+  terminate(): void {
+    if (this.state === 'terminated') return;
+    this.state = 'terminated';
+    this.timers.clear();
+    this.ctx.removeClient(this.id);
+  }
+}

@@ -1,0 +1,252 @@
+import { randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
+import { buildResponse, formatVia, MAGIC_COOKIE, type SipRequest, type SipResponse } from '../sip/index.js';
+import type { Source, Target, TransportLayer } from '../transport/types.js';
+import { ClientInviteTx } from './client-invite.js';
+import { ClientNonInviteTx } from './client-non-invite.js';
+import { asTransportError, noopLogger, type TxContext } from './common.js';
+import { ServerTxBase, safeTag } from './server-base.js';
+import { ServerInviteTx } from './server-invite.js';
+import { ServerNonInviteTx } from './server-non-invite.js';
+import { clientKey, responseClientKey, serverKey, TxTable } from './table.js';
+import { TimerSet } from './timers.js';
+import type {
+  ClientCallbacks,
+  ClientOptions,
+  ClientTransaction,
+  Clock,
+  ServerTransaction,
+  TimerSettings,
+  TransactionLayer,
+  TransactionUser,
+  TxLogger,
+} from './types.js';
+import type { ClientTxBase } from './client-base.js';
+
+export * from './types.js';
+export { DEFAULT_TIMERS, realClock, manualClock, type ManualClock } from './timers.js';
+export { serverKey, clientKey, isRfc3261Branch } from './table.js';
+
+export interface TransactionLayerOptions {
+  transport: Pick<TransportLayer, 'send' | 'endpoints' | 'endpointFor'>;
+  user: TransactionUser;
+  timers: TimerSettings;
+  clock: Clock;
+  /** §18.2.2 response routing (from src/transport). */
+  responseTarget: (res: SipResponse, src: Source) => Target;
+  log?: TxLogger;
+  /**
+   * Limit on live transactions (server + client). A request that would create a new server
+   * transaction beyond it is answered 503 (with Retry-After) statelessly and never reaches the TU.
+   * ACKs still reach the TU (they create no transaction). Default 100000.
+   */
+  maxTransactions?: number;
+  /** branch generator; default `z9hG4bK` + 12 random bytes (base64url). */
+  newBranch?: () => string;
+}
+
+export interface TransactionLayerImpl extends TransactionLayer {
+  /** wire to the transport's `request` event. Never throws. */
+  receiveRequest(req: SipRequest, src: Source): void;
+  /** wire to the transport's `response` event. Never throws. */
+  receiveResponse(res: SipResponse, src: Source): void;
+  /** counters: absorbed retransmissions, requests rejected by the limit, unparseable drops. */
+  counters(): { absorbed: number; overload: number; dropped: number };
+}
+
+export function defaultBranch(): string {
+  return MAGIC_COOKIE + randomBytes(12).toString('base64url');
+}
+
+export function createTransactionLayer(opts: TransactionLayerOptions): TransactionLayerImpl {
+  const { transport, user, responseTarget } = opts;
+  const log = opts.log ?? noopLogger;
+  const timers = new TimerSet(opts.clock);
+  const servers = new TxTable<ServerTxBase>();
+  const clients = new TxTable<ClientTxBase>();
+  const maxTx = opts.maxTransactions ?? 100_000;
+  const newBranch = opts.newBranch ?? defaultBranch;
+  const counters = { absorbed: 0, overload: 0, dropped: 0 };
+  let closed = false;
+
+  const send = (data: Buffer, target: Target): Promise<void> => {
+    let p: Promise<void>;
+    try {
+      p = transport.send(data, target);
+    } catch (err) {
+      p = Promise.reject(err);
+    }
+    return p.catch((err: unknown) => {
+      throw asTransportError(err);
+    });
+  };
+
+  const sendFree = (data: Buffer, target: Target, what: string): void => {
+    send(data, target).catch((err: unknown) => log.debug({ err, what }, 'stateless send failed'));
+  };
+
+  const respondStateless = (res: SipResponse, src: Source): void => {
+    let target: Target;
+    try {
+      target = responseTarget(res, src);
+    } catch (err) {
+      log.warn({ err }, 'no route for stateless response');
+      return;
+    }
+    sendFree(res.toBuffer(), target, 'response');
+  };
+
+  const viaFor = (target: Target, branch: string, params = ''): string => {
+    const family = isIP(target.address) === 6 ? 6 : 4;
+    const ep =
+      target.local ?? transport.endpointFor(target.transport, family) ?? transport.endpoints().find((e) => e.transport === target.transport);
+    if (ep === undefined) return formatVia(target.transport, 'invalid', undefined, branch, params);
+    return formatVia(target.transport, ep.advertise, ep.port, branch, params);
+  };
+
+  const ctx: TxContext = {
+    timers,
+    settings: opts.timers,
+    log,
+    send,
+    responseTarget,
+    respondStateless,
+    removeServer: (key) => servers.delete(key),
+    removeClient: (key) => clients.delete(key),
+    startCancel(cancel, target, branch) {
+      const id = clientKey(branch, 'CANCEL');
+      if (clients.get(id) !== undefined) return;
+      const tx = new ClientNonInviteTx(id, branch, cancel, target, cancelCallbacks, ctx);
+      clients.set(id, tx);
+      tx.start();
+    },
+  };
+
+  const cancelCallbacks: ClientCallbacks = {
+    final: (res, tx) => log.debug({ tx: tx.id, status: res.status }, 'CANCEL answered'),
+    timeout: (tx) => log.debug({ tx: tx.id }, 'CANCEL timed out'),
+    transportError: (err, tx) => log.debug({ tx: tx.id, kind: err.kind }, 'CANCEL transport error'),
+  };
+
+  /** the server transaction a request matches, if any (To tags compared for RFC 2543 keys). */
+  const matchServer = (req: SipRequest, method?: string): ServerTxBase | undefined => {
+    const k = serverKey(req, method);
+    if (k === undefined) return undefined;
+    const tx = servers.get(k.key);
+    if (tx === undefined || !k.legacy) return tx;
+    const toTag = safeTag(() => req.toTag());
+    if (req.method === 'ACK') return toTag === tx.responseToTag ? tx : undefined;
+    return toTag === tx.requestToTag ? tx : undefined;
+  };
+
+  const layer: TransactionLayerImpl = {
+    createServer(req: SipRequest, src: Source): ServerTransaction {
+      const k = serverKey(req);
+      if (k === undefined) throw new Error('request without Via cannot create a server transaction');
+      const existing = servers.get(k.key);
+      if (existing !== undefined && !existing.terminated) return existing;
+      const tx = req.method === 'INVITE' ? new ServerInviteTx(k.key, req, src, ctx) : new ServerNonInviteTx(k.key, req, src, ctx);
+      servers.set(k.key, tx);
+      if (closed) tx.terminate();
+      return tx;
+    },
+
+    createClient(req: SipRequest, target: Target, cb: ClientCallbacks, o: ClientOptions = {}): ClientTransaction {
+      const branch = o.branch ?? newBranch();
+      const out = req.clone();
+      out.addHeader('Via', viaFor(target, branch, o.viaParams), 'top');
+      const id = clientKey(branch, req.method);
+      const tx =
+        req.method === 'INVITE'
+          ? new ClientInviteTx(id, branch, out, target, cb, ctx)
+          : new ClientNonInviteTx(id, branch, out, target, cb, ctx);
+      clients.set(id, tx);
+      if (closed) tx.terminate();
+      else tx.start();
+      return tx;
+    },
+
+    respondStateless,
+
+    sendStateless(req: SipRequest, target: Target): void {
+      sendFree(req.toBuffer(), target, 'request');
+    },
+
+    findInviteForCancel(cancel: SipRequest, _src: Source): ServerTransaction | undefined {
+      try {
+        const tx = matchServer(cancel, 'INVITE');
+        return tx === undefined || tx.terminated ? undefined : tx;
+      } catch {
+        return undefined;
+      }
+    },
+
+    stats: () => ({ server: servers.size, client: clients.size, timers: timers.size }),
+    counters: () => ({ ...counters }),
+
+    close(): void {
+      closed = true;
+      for (const tx of servers.values()) tx.terminate();
+      for (const tx of clients.values()) tx.terminate();
+      servers.clear();
+      clients.clear();
+      timers.clearAll();
+    },
+
+    newBranch,
+    viaFor,
+
+    receiveRequest(req: SipRequest, src: Source): void {
+      if (closed) return;
+      let tx: ServerTxBase | undefined;
+      try {
+        tx = matchServer(req);
+      } catch (err) {
+        counters.dropped++;
+        log.debug({ err }, 'request with unparseable Via/CSeq dropped by the transaction layer');
+        return;
+      }
+      if (tx !== undefined && !tx.terminated && tx.receive(req)) {
+        counters.absorbed++;
+        return;
+      }
+      if (req.method !== 'ACK' && servers.size + clients.size >= maxTx) {
+        counters.overload++;
+        try {
+          respondStateless(buildResponse(req, 503, { headers: [['Retry-After', '5']] }), src);
+        } catch (err) {
+          log.debug({ err }, 'could not answer 503');
+        }
+        return;
+      }
+      try {
+        user.request(req, src);
+      } catch (err) {
+        log.warn({ err, method: req.method }, 'TU request handler threw');
+      }
+    },
+
+    receiveResponse(res: SipResponse, src: Source): void {
+      if (closed) return;
+      let key: string | undefined;
+      try {
+        key = responseClientKey(res);
+      } catch (err) {
+        counters.dropped++;
+        log.debug({ err }, 'response with unparseable Via/CSeq dropped');
+        return;
+      }
+      const tx = key === undefined ? undefined : clients.get(key);
+      if (tx !== undefined && tx.state !== 'terminated') {
+        tx.receive(res);
+        return;
+      }
+      try {
+        user.strayResponse(res, src);
+      } catch (err) {
+        log.warn({ err }, 'TU strayResponse handler threw');
+      }
+    },
+  };
+  return layer;
+}
