@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+/** sipd: the server. `sipd [--config FILE]`; environment SIPD_* overrides (see README). */
+import { Command } from 'commander';
+import { ConfigError, loadConfig } from '../config.js';
+import { startServer } from '../server.js';
+
+const program = new Command()
+  .name('sipd')
+  .description('SIP proxy and registrar (Kamailio-compatible subscriber/location tables)')
+  .option('-c, --config <file>', 'YAML configuration file (overrides config/default.yaml)')
+  .showHelpAfterError();
+program.parse();
+const opts = program.opts<{ config?: string }>();
+
+function fail(msg: string): never {
+  process.stderr.write(`sipd: ${msg.split('\n')[0]}\n`);
+  process.exit(1);
+}
+
+let config;
+try {
+  config = loadConfig({ file: opts.config });
+} catch (e) {
+  fail(e instanceof ConfigError ? e.message : `config: ${(e as Error).message}`);
+}
+
+try {
+  const server = await startServer(config);
+  let stopping = false;
+  const stop = (sig: string): void => {
+    if (stopping) return;
+    stopping = true;
+    server.log.info({ signal: sig }, 'signal received');
+    server
+      .stop()
+      .then(() => process.exit(0))
+      .catch((e: unknown) => fail(`shutdown: ${(e as Error).message}`));
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+} catch (e) {
+  fail((e as Error).message);
+}

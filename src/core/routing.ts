@@ -1,0 +1,371 @@
+/**
+ * The routing policy: Kamailio's stock request_route (WITH_MYSQL, WITH_AUTH, WITH_USRLOCDB) as one
+ * TypeScript pipeline. Read `handle()` top to bottom: each step is a small method that either
+ * finishes the request (answers, relays or drops it) and returns true, or lets it continue.
+ *
+ *   flood → sanity → Max-Forwards → keepalive OPTIONS → in-dialog → CANCEL → auth
+ *         → relay policy → registrar → location → relay
+ */
+import { buildResponse, isSipUri, type Rejection, type SipRequest, type SipResponse, type SipUri } from '../sip/index.js';
+import type { Binding, LocationStore } from '../store/types.js';
+import type { ServerTransaction, TransactionLayer } from '../transaction/types.js';
+import type { Source } from '../transport/types.js';
+import type { Acl } from './acl.js';
+import type { FloodGuard } from './flood.js';
+import type { ForwardTarget, Proxy } from './proxy.js';
+import { sanityCheck } from './sanity.js';
+
+export type AuthOutcome =
+  | { readonly ok: true; readonly user: string }
+  | { readonly ok: false; readonly reason: string; readonly response: SipResponse };
+
+/** What routing needs from digest auth (src/core/auth.ts). */
+export interface Authenticator {
+  verify(req: SipRequest, realm: string, kind: 'www' | 'proxy'): Promise<AuthOutcome>;
+  stripCredentials(req: SipRequest, realm: string): void;
+}
+
+/** What routing needs from the registrar (src/core/registrar.ts). */
+export interface RegistrarLike {
+  register(req: SipRequest, src: Source): Promise<SipResponse>;
+}
+
+export interface RoutingEvents {
+  /** one line per handled request: status sent by us (0 = relayed, -1 = dropped). */
+  handled(req: SipRequest, src: Source, result: number | 'relayed' | 'dropped', why: string, ms: number): void;
+  challenge(kind: 'www' | 'proxy'): void;
+  authFailure(reason: string): void;
+  drop(reason: string): void;
+  response(status: number): void;
+  debug(obj: Record<string, unknown>, msg: string): void;
+}
+
+export interface RoutingDeps {
+  tx: TransactionLayer;
+  proxy: Proxy;
+  auth: Authenticator | undefined;
+  registrar: RegistrarLike;
+  locations: LocationStore;
+  flood: FloodGuard | undefined;
+  trusted: Acl;
+  /** is this host one of our domains (SIPD_DOMAINS)? */
+  isOurDomain(host: string): boolean;
+  /** a to-tag for responses we generate statelessly (deterministic per request, so retransmissions match). */
+  toTag(req: SipRequest): string;
+  events: RoutingEvents;
+}
+
+const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, UPDATE, INFO, MESSAGE, REFER, NOTIFY, SUBSCRIBE';
+
+interface Ctx {
+  readonly req: SipRequest;
+  readonly src: Source;
+  readonly t0: number;
+  logged?: boolean;
+  st?: ServerTransaction;
+}
+
+export class Router {
+  /** requests being processed (async auth/DB), keyed by transaction identity: retransmissions meanwhile are dropped. */
+  private readonly inFlight = new Set<string>();
+
+  constructor(private readonly d: RoutingDeps) {}
+
+  /** Entry point from the transaction layer (a request that matched no transaction). Never throws. */
+  onRequest(req: SipRequest, src: Source): void {
+    const key = txKey(req);
+    if (key !== undefined) {
+      if (this.inFlight.has(key)) {
+        this.d.events.drop('retransmission-in-flight');
+        return;
+      }
+      this.inFlight.add(key);
+    }
+    const ctx: Ctx = { req, src, t0: performance.now() };
+    this.handle(ctx)
+      .catch((err: unknown) => {
+        this.d.events.debug({ err: String(err) }, 'internal error');
+        this.reply(ctx, 500, 'Server Internal Error');
+      })
+      .finally(() => {
+        if (key !== undefined) this.inFlight.delete(key);
+      });
+  }
+
+  /** request_route */
+  private async handle(ctx: Ctx): Promise<void> {
+    if (this.flood(ctx)) return;
+    if (this.sanity(ctx)) return;
+    if (this.maxForwards(ctx)) return;
+    if (this.loop(ctx)) return;
+    if (this.keepalive(ctx)) return;
+    if (await this.withinDialog(ctx)) return;
+    if (this.cancel(ctx)) return;
+    if (this.strayAck(ctx)) return;
+    if (await this.authenticate(ctx)) return;
+    if (this.relayPolicy(ctx)) return;
+    if (await this.preloadedRoute(ctx)) return;
+    if (await this.registrar(ctx)) return;
+    if (this.addressIncomplete(ctx)) return;
+    if (await this.location(ctx)) return;
+    this.relay(ctx, [{ q: null }]);
+  }
+
+  // ---------------------------------------------------------------- REQINIT
+
+  /** pike: too many requests from one IP → drop silently. */
+  private flood(ctx: Ctx): boolean {
+    if (this.d.flood === undefined || this.d.trusted.has(ctx.src.address)) return false;
+    if (this.d.flood.allow(ctx.src.address)) return false;
+    this.done(ctx, 'dropped', 'flood');
+    this.d.events.drop('flood');
+    return true;
+  }
+
+  /** sanity_check: malformed requests get 400/416/420/501/505 (an ACK is never answered). */
+  private sanity(ctx: Ctx): boolean {
+    let r: Rejection | null;
+    try {
+      r = sanityCheck(ctx.req);
+    } catch {
+      r = { status: 400, reason: 'Bad Request' };
+    }
+    if (r === null) return false;
+    if (ctx.req.method === 'ACK') {
+      this.done(ctx, 'dropped', 'bad ACK');
+      return true;
+    }
+    this.reply(ctx, r.status, r.reason, r.headers);
+    return true;
+  }
+
+  /** mf_process_maxfwd_header: 0 → 483 (OPTIONS to us included, like Kamailio). */
+  private maxForwards(ctx: Ctx): boolean {
+    const mf = ctx.req.maxForwards();
+    if (mf === undefined || mf > 0) return false;
+    if (ctx.req.method === 'ACK') {
+      this.done(ctx, 'dropped', 'ACK with Max-Forwards 0');
+      return true;
+    }
+    this.reply(ctx, 483, 'Too Many Hops');
+    return true;
+  }
+
+  /** §16.3 step 4: the same request came back through us unchanged. */
+  private loop(ctx: Ctx): boolean {
+    if (!this.d.proxy.isLoop(ctx.req)) return false;
+    this.reply(ctx, 482, 'Loop Detected');
+    return true;
+  }
+
+  /** OPTIONS to the server itself (no user, our host): 200 with Allow/Accept/Supported. */
+  private keepalive(ctx: Ctx): boolean {
+    const { req } = ctx;
+    if (req.method !== 'OPTIONS' || req.has('route')) return false;
+    const uri = req.uri;
+    if (!isSipUri(uri) || uri.user !== undefined) return false;
+    if (!this.d.proxy.isSelf(uri) && !this.d.isOurDomain(uri.host)) return false;
+    this.reply(ctx, 200, 'OK', [
+      ['Allow', ALLOW],
+      ['Accept', 'application/sdp'],
+      ['Supported', 'path'],
+    ]);
+    return true;
+  }
+
+  // ---------------------------------------------------------------- WITHINDLG
+
+  /** Requests with a To-tag follow their Route set (loose_route); they are not challenged or looked up. */
+  private async withinDialog(ctx: Ctx): Promise<boolean> {
+    const { req } = ctx;
+    if (req.toTag() === undefined) return false;
+    if (this.d.proxy.processRoutes(req) || req.has('route')) {
+      this.d.events.debug({ method: req.method, callId: req.callId() }, 'in-dialog: loose route');
+      if (req.method === 'ACK') {
+        await this.d.proxy.relayStateless(req, undefined);
+        this.done(ctx, 'relayed', 'in-dialog ACK');
+        return true;
+      }
+      this.relay(ctx, [{ q: null }], false);
+      return true;
+    }
+    if (req.method === 'ACK') {
+      // an ACK that matched no transaction (e.g. the ACK of a stateless 407): absorb it
+      this.done(ctx, 'dropped', 'ACK without transaction');
+      return true;
+    }
+    this.reply(ctx, 404, 'Not here');
+    return true;
+  }
+
+  // ---------------------------------------------------------------- CANCEL
+
+  /** CANCEL (§16.10): 200 to the CANCEL and cancel the INVITE's branches; 481 when nothing matches. */
+  private cancel(ctx: Ctx): boolean {
+    const { req, src } = ctx;
+    if (req.method !== 'CANCEL') return false;
+    const inv = this.d.tx.findInviteForCancel(req, src);
+    if (inv === undefined || !this.d.proxy.cancel(inv)) {
+      this.reply(ctx, 481, 'Call/Transaction Does Not Exist');
+      return true;
+    }
+    const st = this.d.tx.createServer(req, src);
+    ctx.st = st;
+    this.respond(ctx, buildResponse(req, 200, { toTag: this.d.toTag(req) }));
+    return true;
+  }
+
+  /** An initial ACK (no To-tag) matching no transaction: nothing to do. */
+  private strayAck(ctx: Ctx): boolean {
+    if (ctx.req.method !== 'ACK') return false;
+    this.done(ctx, 'dropped', 'stray ACK');
+    return true;
+  }
+
+  // ---------------------------------------------------------------- AUTH
+
+  /**
+   * REGISTER → 401 (realm = To domain); requests from one of our domains → 407 (realm = From domain).
+   * Trusted source IPs skip authentication. Credentials for our realm are removed before forwarding.
+   */
+  private async authenticate(ctx: Ctx): Promise<boolean> {
+    const { req, src } = ctx;
+    if (this.d.auth === undefined || this.d.trusted.has(src.address)) return false;
+    const isRegister = req.method === 'REGISTER';
+    const realmUri = isRegister ? req.to()?.uri : req.from()?.uri;
+    if (realmUri === undefined || !isSipUri(realmUri) || !this.d.isOurDomain(realmUri.host)) return false;
+    const realm = realmUri.host;
+    const kind = isRegister ? 'www' : 'proxy';
+    const outcome = await this.d.auth.verify(req, realm, kind);
+    if (!outcome.ok) {
+      if (outcome.response.status === 401 || outcome.response.status === 407) this.d.events.challenge(kind);
+      if (outcome.reason !== 'no-credentials') this.d.events.authFailure(outcome.reason);
+      this.sendStateless(ctx, outcome.response, `auth: ${outcome.reason}`);
+      return true;
+    }
+    this.d.events.debug({ user: outcome.user, realm }, 'authenticated');
+    if (!isRegister) this.d.auth.stripCredentials(req, realm);
+    if (req.method === 'INVITE') {
+      // an authenticated INVITE gets 100 Trying at once, before lookup and forwarding
+      ctx.st = this.d.tx.createServer(req, src);
+      ctx.st.respond(buildResponse(req, 100));
+      this.d.events.response(100);
+    }
+    return false;
+  }
+
+  /** Not an open relay: from a foreign domain to a foreign domain → 403 (unless trusted). */
+  private relayPolicy(ctx: Ctx): boolean {
+    const { req, src } = ctx;
+    if (this.d.trusted.has(src.address)) return false;
+    const from = req.from()?.uri;
+    const fromLocal = from !== undefined && isSipUri(from) && this.d.isOurDomain(from.host);
+    const uri = req.uri;
+    const toLocal = isSipUri(uri) && (this.d.isOurDomain(uri.host) || this.d.proxy.isSelf(uri));
+    if (fromLocal || toLocal || req.method === 'REGISTER') return false;
+    this.reply(ctx, 403, 'Not relaying');
+    return true;
+  }
+
+  /** An initial request with a Route set: drop our own entries; if others remain, follow them. */
+  private async preloadedRoute(ctx: Ctx): Promise<boolean> {
+    const { req } = ctx;
+    if (!req.has('route')) return false;
+    this.d.proxy.processRoutes(req);
+    if (!req.has('route')) return false;
+    this.relay(ctx, [{ q: null }]);
+    return true;
+  }
+
+  // ---------------------------------------------------------------- REGISTRAR / LOCATION
+
+  private async registrar(ctx: Ctx): Promise<boolean> {
+    const { req, src } = ctx;
+    if (req.method !== 'REGISTER') return false;
+    const uri = req.uri;
+    if (isSipUri(uri) && !this.d.isOurDomain(uri.host) && !this.d.proxy.isSelf(uri)) return false; // REGISTER for elsewhere: relay
+    ctx.st ??= this.d.tx.createServer(req, src);
+    const res = await this.d.registrar.register(req, src);
+    this.respond(ctx, res);
+    return true;
+  }
+
+  /** A request for one of our domains without a user part: 484. */
+  private addressIncomplete(ctx: Ctx): boolean {
+    const uri = ctx.req.uri;
+    if (!isSipUri(uri) || uri.user !== undefined || !this.d.isOurDomain(uri.host)) return false;
+    this.reply(ctx, 484, 'Address Incomplete');
+    return true;
+  }
+
+  /** lookup("location"): our domain → the AOR's bindings, 404 when there are none. */
+  private async location(ctx: Ctx): Promise<boolean> {
+    const uri = ctx.req.uri;
+    if (!isSipUri(uri) || !this.d.isOurDomain(uri.host)) return false;
+    const aor = `${uri.user ?? ''}@${uri.host}`;
+    const bindings = await this.d.locations.lookup(aor);
+    this.d.events.debug({ aor, contacts: bindings.length }, 'location lookup');
+    if (bindings.length === 0) {
+      this.reply(ctx, 404, 'Not Found', undefined, true);
+      return true;
+    }
+    this.relay(ctx, bindings.map(bindingTarget));
+    return true;
+  }
+
+  // ---------------------------------------------------------------- RELAY
+
+  /** t_relay: stateful forwarding to the targets; Record-Route for dialog-forming requests. */
+  private relay(ctx: Ctx, targets: ForwardTarget[], initial = true): void {
+    const { req, src } = ctx;
+    const recordRoute = initial && (req.method === 'INVITE' || req.method === 'SUBSCRIBE' || req.method === 'REFER');
+    ctx.st ??= this.d.tx.createServer(req, src);
+    this.d.proxy.forward(ctx.st, req, targets, recordRoute);
+    this.done(ctx, 'relayed', `${targets.length} target(s)`);
+  }
+
+  // ---------------------------------------------------------------- replies
+
+  /** Reply; stateless unless a transaction exists or `stateful` is asked (Kamailio send_reply after t_newtran). */
+  private reply(ctx: Ctx, status: number, reason: string, headers?: ReadonlyArray<readonly [string, string]>, stateful = false): void {
+    const res = buildResponse(ctx.req, status, { reason, toTag: this.d.toTag(ctx.req), headers });
+    if (ctx.st === undefined && stateful) ctx.st = this.d.tx.createServer(ctx.req, ctx.src);
+    if (ctx.st !== undefined) this.respond(ctx, res);
+    else this.sendStateless(ctx, res, reason);
+  }
+
+  private respond(ctx: Ctx, res: SipResponse): void {
+    ctx.st!.respond(res);
+    this.d.events.response(res.status);
+    this.done(ctx, res.status, res.reason);
+  }
+
+  private sendStateless(ctx: Ctx, res: SipResponse, why: string): void {
+    this.d.tx.respondStateless(res, ctx.src);
+    this.d.events.response(res.status);
+    this.done(ctx, res.status, why);
+  }
+
+  private done(ctx: Ctx, result: number | 'relayed' | 'dropped', why: string): void {
+    if (ctx.logged === true) return;
+    ctx.logged = true;
+    this.d.events.handled(ctx.req, ctx.src, result, why, performance.now() - ctx.t0);
+  }
+}
+
+export function bindingTarget(b: Binding): ForwardTarget {
+  return { uri: b.contact, path: b.path, received: b.received, q: b.q };
+}
+
+/** Identity of a request's transaction (branch + sent-by + method), for the in-flight set. */
+function txKey(req: SipRequest): string | undefined {
+  try {
+    const v = req.topVia();
+    if (v?.branch === undefined) return undefined;
+    return `${v.branch}|${v.host}:${v.port ?? ''}|${req.method}`;
+  } catch {
+    return undefined;
+  }
+}
+
+export type { SipUri };

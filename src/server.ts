@@ -1,0 +1,308 @@
+/**
+ * Composition root: config → log → metrics → stores → transports → transactions → core.
+ * Nothing else in src/ reads the environment or files (config.ts does, for this module).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import type { Config } from './config.js';
+import { Acl } from './core/acl.js';
+import { DigestAuthenticator, stripCredentials } from './core/auth.js';
+import { FloodGuard } from './core/flood.js';
+import { Proxy } from './core/proxy.js';
+import { Registrar } from './core/registrar.js';
+import { Router, type Authenticator } from './core/routing.js';
+import { createLogger, type Logger } from './log.js';
+import { Metrics } from './metrics.js';
+import { buildResponse, isSipParseError, parseMessage, SipRequest, type SipResponse } from './sip/index.js';
+import { openStores, type Stores } from './store/index.js';
+import { createTransactionLayer, realClock } from './transaction/index.js';
+import { createTransportLayer, responseTarget } from './transport/index.js';
+import type { Source } from './transport/types.js';
+
+export interface RunningServer {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  /** actual bound endpoints (ports resolved when 0 was configured). */
+  endpoints(): ReadonlyArray<{ transport: string; address: string; port: number }>;
+  /** the HTTP metrics address, when enabled. */
+  metricsAddress(): { host: string; port: number } | undefined;
+  /** graceful stop: stop accepting, let transactions end (bounded), flush and close stores. */
+  stop(): Promise<void>;
+}
+
+export class StartupError extends Error {
+  override readonly name = 'StartupError';
+}
+
+export async function startServer(config: Config, opts: { log?: Logger } = {}): Promise<RunningServer> {
+  const log = opts.log ?? createLogger(config.log_level);
+  const metrics = new Metrics();
+  const now = (): number => Date.now();
+  const clock = realClock();
+
+  // ---- stores
+  let stores: Stores;
+  try {
+    stores = await openStores(config, {
+      now,
+      onQuery: (store, op, ms) => metrics.storeDuration.observe({ store, op }, ms / 1000),
+    });
+  } catch (e) {
+    throw new StartupError(`cannot open database: ${(e as Error).message}`);
+  }
+
+  const domains = new Set(config.domains.map((d) => d.toLowerCase()));
+  const isOurDomain = (host: string): boolean => domains.has(host.toLowerCase());
+  const secret = config.auth.secret !== null ? Buffer.from(config.auth.secret) : randomBytes(32);
+
+  let stopping = false;
+  // ---- transports (events are bound once the transaction layer exists)
+  let onRequest: (req: SipRequest, src: Source) => void = () => undefined;
+  let onResponse: (res: SipResponse, src: Source) => void = () => undefined;
+  const transport = createTransportLayer({
+    listen: config.listen,
+    advertise: config.advertise ?? undefined,
+    limits: {
+      maxMessageSize: config.limits.max_message_size,
+      maxHeaders: config.limits.max_headers,
+      maxHeaderLine: config.limits.max_header_line,
+      maxVias: config.limits.max_vias,
+      tcpMaxConnections: config.limits.tcp_max_connections,
+      tcpMaxPerIp: config.limits.tcp_max_per_ip,
+      tcpIdleTimeoutMs: config.limits.tcp_idle_timeout_ms,
+      tcpMaxBuffer: config.limits.tcp_max_buffer,
+    },
+    events: {
+      request: (req, src) => {
+        metrics.requests.inc({ method: req.method });
+        onRequest(req, src);
+      },
+      response: (res, src) => onResponse(res, src),
+      parseError: (err, src) => {
+        metrics.parseErrors.inc({ code: err.code });
+        // answer 400 when we could read enough of a request to address a response
+        const p = err.partial;
+        if (p.isRequest === true && p.method !== 'ACK' && p.via !== undefined && p.callId !== undefined && p.cseq !== undefined && p.from !== undefined && p.to !== undefined) {
+          const raw = [`${p.method ?? 'OPTIONS'} sip:invalid SIP/2.0`, ...p.via.map((v) => `Via: ${v}`), `From: ${p.from}`, `To: ${p.to}`, `Call-ID: ${p.callId}`, `CSeq: ${p.cseq}`, '', ''].join('\r\n');
+          try {
+            const req = parseMessage(Buffer.from(raw, 'latin1'));
+            if (req instanceof SipRequest) {
+              tx.respondStateless(buildResponse(req, 400, { reason: err.reason, toTag: tagFor(req) }), src);
+              metrics.responses.inc({ code: 400 });
+            }
+          } catch (e2) {
+            if (!isSipParseError(e2)) log.warn({ err: String(e2) }, 'cannot answer malformed request');
+            metrics.drops.inc({ reason: 'unparseable' });
+          }
+        } else metrics.drops.inc({ reason: 'unparseable' });
+        log.debug({ code: err.code, reason: err.reason, src: `${src.transport}:${src.address}:${src.port}` }, 'parse error');
+      },
+    },
+    log: (level, obj, msg) => log[level](obj, msg),
+  });
+  try {
+    await transport.start();
+  } catch (e) {
+    await stores.close();
+    throw new StartupError((e as Error).message);
+  }
+
+  // ---- transactions
+  const random = (): string => randomBytes(8).toString('hex');
+  const tx = createTransactionLayer({
+    transport,
+    user: {
+      request: (req, src) => {
+        if (stopping) {
+          if (req.method !== 'ACK') tx.respondStateless(buildResponse(req, 503, { reason: 'Shutting Down', toTag: tagFor(req) }), src);
+          return;
+        }
+        router.onRequest(req, src);
+      },
+      strayResponse: (res) => proxy.strayResponse(res, (r) => void transport.send(r.toBuffer(), responseTarget(r)).catch(() => undefined)),
+    },
+    timers: {
+      t1: config.timers.t1_ms,
+      t2: config.timers.t2_ms,
+      t4: config.timers.t4_ms,
+      timerC: config.timers.timer_c_ms,
+      trying: config.timers.trying_ms,
+    },
+    clock,
+    responseTarget,
+    maxTransactions: config.limits.max_transactions,
+    log: { debug: (obj, msg) => log.debug(obj, msg), warn: (obj, msg) => log.warn(obj, msg) },
+  });
+  onRequest = (req, src) => tx.receiveRequest(req, src);
+  onResponse = (res, src) => tx.receiveResponse(res, src);
+
+  // ---- core
+  const proxy = new Proxy({
+    tx,
+    transport,
+    random,
+    debug: (obj, msg) => log.debug(obj, msg),
+    onResponse: (status) => metrics.responses.inc({ code: status }),
+  });
+  const authenticator = new DigestAuthenticator({
+    subscribers: stores.subscribers,
+    secret,
+    nonceLifetimeS: config.auth.nonce_lifetime_s,
+    algorithms: config.auth.algorithms,
+    qop: config.auth.qop,
+    checkUri: config.auth.check_uri,
+    ncWindow: config.auth.nc_window,
+    now,
+    random: (n: number) => randomBytes(n),
+  });
+  const auth: Authenticator = {
+    verify: async (req, realm, kind) => {
+      const r = await authenticator.verify(req, realm, kind);
+      return r.ok ? { ok: true, user: r.user } : { ok: false, reason: r.reason, response: r.response };
+    },
+    stripCredentials: (req, realm) => stripCredentials(req, realm),
+  };
+  const registrar = new Registrar({
+    locations: stores.locations,
+    domains: isOurDomain,
+    minExpires: config.registrar.min_expires,
+    defaultExpires: config.registrar.default_expires,
+    maxExpires: config.registrar.max_expires,
+    maxContacts: config.registrar.max_contacts,
+    natReceived: config.registrar.nat_received,
+    now,
+    newRuid: () => randomBytes(12).toString('hex'),
+  });
+  const tagFor = (req: SipRequest): string =>
+    createHash('md5').update(`${req.callId() ?? ''}|${req.topVia()?.branch ?? ''}|${req.fromTag() ?? ''}`).digest('hex').slice(0, 16);
+
+  const router = new Router({
+    tx,
+    proxy,
+    auth: config.auth.enabled ? auth : undefined,
+    registrar,
+    locations: stores.locations,
+    flood: config.flood.enabled ? new FloodGuard(config.flood.window_ms, config.flood.max_requests, now) : undefined,
+    trusted: new Acl(config.auth.trusted_ips),
+    isOurDomain,
+    toTag: (req) => {
+      try {
+        return tagFor(req);
+      } catch {
+        return random();
+      }
+    },
+    events: {
+      handled: (req, src, result, why, ms) => {
+        metrics.requestDuration.observe({ method: req.method }, ms / 1000);
+        let from: string | undefined;
+        let to: string | undefined;
+        try {
+          from = req.from()?.uri.raw;
+          to = req.to()?.uri.raw;
+        } catch {
+          /* malformed From/To: logged without them */
+        }
+        log.info({ method: req.method, callId: req.callId(), from, to, src: `${src.transport}:${src.address}:${src.port}`, result, why, ms: Math.round(ms * 1000) / 1000 }, 'request');
+      },
+      challenge: (kind) => metrics.authChallenges.inc({ kind }),
+      authFailure: (reason) => metrics.authFailures.inc({ reason }),
+      drop: (reason) => metrics.drops.inc({ reason }),
+      response: (status) => metrics.responses.inc({ code: status }),
+      debug: (obj, msg) => log.debug(obj, msg),
+    },
+  });
+
+  // ---- housekeeping: expire bindings, refresh gauges
+  const houseKeeping = setInterval(() => {
+    void (async () => {
+      try {
+        await stores.locations.expire(now());
+        const c = await stores.locations.counts();
+        metrics.aors.set(c.aors);
+        metrics.contacts.set(c.contacts);
+      } catch (e) {
+        log.warn({ err: (e as Error).message }, 'location expiry failed');
+      }
+    })();
+  }, config.location.expire_interval_s * 1000);
+  houseKeeping.unref();
+  const refreshTxGauge = (): void => {
+    const s = tx.stats();
+    metrics.transactions.set({ kind: 'server' }, s.server);
+    metrics.transactions.set({ kind: 'client' }, s.client);
+  };
+
+  // ---- metrics / health
+  let http: HttpServer | undefined;
+  if (config.metrics !== null) {
+    http = createHttpServer((req, res) => {
+      void (async () => {
+        if (req.url === '/metrics') {
+          refreshTxGauge();
+          try {
+            const c = await stores.locations.counts();
+            metrics.aors.set(c.aors);
+            metrics.contacts.set(c.contacts);
+          } catch {
+            /* store down: gauges keep their last value */
+          }
+          res.writeHead(200, { 'content-type': metrics.registry.contentType });
+          res.end(await metrics.registry.metrics());
+        } else if (req.url === '/healthz' || req.url === '/health') {
+          const ok = !stopping && (await stores.ping());
+          res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ status: ok ? 'ok' : 'unavailable', store: ok, transports: transport.endpoints().length }));
+        } else {
+          res.writeHead(404);
+          res.end();
+        }
+      })().catch(() => {
+        res.writeHead(500);
+        res.end();
+      });
+    });
+    const m = config.metrics;
+    await new Promise<void>((resolve, reject) => {
+      http!.once('error', (e) => reject(new StartupError(`metrics ${m.host}:${m.port}: ${(e as Error).message}`)));
+      http!.listen(m.port, m.host, () => resolve());
+    }).catch(async (e: unknown) => {
+      await transport.close();
+      await stores.close();
+      throw e;
+    });
+  }
+
+  log.info({ listen: transport.endpoints().map((e) => `${e.transport}:${e.address}:${e.port}`), domains: [...domains], db: config.db.kind }, 'sipd started');
+
+  return {
+    config,
+    log,
+    metrics,
+    endpoints: () => transport.endpoints(),
+    metricsAddress: () => {
+      const a = http?.address();
+      return a && typeof a === 'object' ? { host: a.address, port: a.port } : undefined;
+    },
+    async stop() {
+      if (stopping) return;
+      stopping = true;
+      log.info('stopping: waiting for transactions to finish');
+      const deadline = Date.now() + config.shutdown_grace_ms;
+      while (Date.now() < deadline) {
+        const s = tx.stats();
+        if (s.server + s.client === 0) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      clearInterval(houseKeeping);
+      tx.close();
+      await transport.close();
+      await stores.close();
+      if (http) await new Promise<void>((r) => http!.close(() => r()));
+      log.info('stopped');
+    },
+  };
+}
+
+export { buildResponse };
