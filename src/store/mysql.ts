@@ -358,12 +358,18 @@ export class MysqlLocationStore implements LocationStore {
   }
 
   async aors(): Promise<string[]> {
-    return [...new Set((await this.list()).map((b) => b.aor))];
+    const rows = await this.rows('location aors', 'SELECT DISTINCT username, domain FROM location WHERE expires > ?', [this.nowSql()]);
+    return [...new Set(rows.map((r) => `${String(r.username)}@${r.domain === null ? '' : String(r.domain)}`))].sort();
   }
 
+  /** Counts rows; duplicates left by racing writers (see dedupe) would count twice. */
   async counts(): Promise<LocationCounts> {
-    const all = await this.list();
-    return { aors: new Set(all.map((b) => b.aor)).size, contacts: all.length };
+    const [r] = await this.rows(
+      'location counts',
+      'SELECT COUNT(DISTINCT username, domain) AS aors, COUNT(*) AS contacts FROM location WHERE expires > ?',
+      [this.nowSql()],
+    );
+    return { aors: Number(r?.aors ?? 0), contacts: Number(r?.contacts ?? 0) };
   }
 
   async close(): Promise<void> {

@@ -156,6 +156,8 @@ export class SqliteLocationStore implements LocationStore {
   private readonly stRemoveAll;
   private readonly stExpire;
   private readonly stList;
+  private readonly stAors;
+  private readonly stCounts;
   private readonly saveTx;
 
   constructor(
@@ -175,6 +177,12 @@ export class SqliteLocationStore implements LocationStore {
     this.stRemoveAll = db.prepare<[string, string]>(`DELETE FROM location WHERE username = ? AND domain = ?`);
     this.stExpire = db.prepare<[string]>(`DELETE FROM location WHERE expires <= ?`);
     this.stList = db.prepare<[string], LocationRow>(`SELECT ${cols} FROM location WHERE expires > ?`);
+    this.stAors = db.prepare<[string], { username: string; domain: string | null }>(
+      `SELECT DISTINCT username, domain FROM location WHERE expires > ?`,
+    );
+    this.stCounts = db.prepare<[string], { aors: number; contacts: number }>(
+      `SELECT COUNT(DISTINCT username || '@' || COALESCE(domain, '')) AS aors, COUNT(*) AS contacts FROM location WHERE expires > ?`,
+    );
     this.saveTx = db.transaction((b: Binding) => {
       const values = bindingToValues(b, ZONE);
       const updated = this.stUpdate.run(...values, b.username, b.domain, b.contact).changes;
@@ -245,12 +253,20 @@ export class SqliteLocationStore implements LocationStore {
   }
 
   async aors(): Promise<string[]> {
-    return [...new Set((await this.list()).map((b) => b.aor))];
+    try {
+      return [...new Set(this.stAors.all(this.nowSql()).map((r) => `${r.username}@${r.domain ?? ''}`))].sort();
+    } catch (e) {
+      throw wrap(e, 'location aors');
+    }
   }
 
   async counts(): Promise<LocationCounts> {
-    const all = await this.list();
-    return { aors: new Set(all.map((b) => b.aor)).size, contacts: all.length };
+    try {
+      const r = this.stCounts.get(this.nowSql());
+      return { aors: r?.aors ?? 0, contacts: r?.contacts ?? 0 };
+    } catch (e) {
+      throw wrap(e, 'location counts');
+    }
   }
 
   async close(): Promise<void> {
