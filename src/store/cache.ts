@@ -153,9 +153,10 @@ export class CachedLocationStore implements LocationStore {
     return Math.max(inDb, inMem);
   }
 
+  /** Purges memory first (so expired contacts stop being served even if the db is down), then the db. */
   async expire(now: number): Promise<number> {
-    const inDb = await this.db.expire(now);
     const inMem = await this.mem.expire(now);
+    const inDb = await this.db.expire(now);
     return Math.max(inDb, inMem);
   }
 
