@@ -1,0 +1,505 @@
+/**
+ * Digest authentication (RFC 3261 §22, RFC 7616, RFC 8760), modelled on Kamailio's `auth` +
+ * `auth_db` modules: stateless HMAC nonces, credentials from the subscriber table (`ha1`, `ha1b`
+ * or the plain-text `password`, like `calculate_ha1`), and `auth_check`'s From/To user match.
+ *
+ * Challenges
+ *   One challenge per configured algorithm, in the order of the `algorithms` option. The default
+ *   configuration lists MD5 first, although RFC 8760 §2.4 advises the strongest first: SIPp 3.6.1
+ *   (the Debian `sip-tester`, our load tool) joins all WWW-/Proxy-Authenticate values and reads
+ *   the *first* `algorithm=` it finds, and fails on anything but MD5/AKAv1-MD5; PJSIP before 2.10
+ *   likewise answers only the first header. All challenges of one response share one nonce and
+ *   opaque, so a client that mixes parameters of several challenges still answers correctly.
+ *   `challenge()` creates no state (RFC 3261 §26.3.2.4): the nonce carries its own issue time and
+ *   an HMAC, and the To-tag is a hash of the request, so a retransmitted request gets an
+ *   equivalent challenge.
+ *
+ * Nonces
+ *   nonce  = base64url(time_ms[6] ‖ random[10] ‖ HMAC-SHA256(secret, time_ms ‖ random ‖ realm)[32])
+ *   opaque = base64url(HMAC-SHA256(secret, "opaque" ‖ nonce)[0..12])
+ *   A nonce whose HMAC does not verify (forged, or from another realm/secret) is `bad`; one older
+ *   than `nonceLifetimeS` with an otherwise correct response is `stale` (new challenge with
+ *   stale=true, so the phone retries without asking its user).
+ *
+ * Replay
+ *   With qop, each (nonce, nc) pair is accepted once. A bounded LRU of at most `ncWindow` nonces
+ *   keeps, per nonce, the highest nc seen and a 64-bit window of the nc values below it. An nc
+ *   that was seen, or that lies below the window, is a `replay` (fresh challenge, stale=true like
+ *   Kamailio's nc check). A nonce that is not tracked any more (evicted from the LRU while still
+ *   within its lifetime, or issued before this process started) is treated as stale, never
+ *   accepted a second time. Answers without qop (RFC 2069 clients) cannot number their uses, so
+ *   their nonce is accepted once (Kamailio's one-time-nonce).
+ *
+ *   NOTE for the routing/transaction layer: a *retransmission* of an authenticated request (same
+ *   Via branch, sent again because our final response was lost on UDP) must be absorbed by its
+ *   server transaction and answered with the stored response before verify() is called. verify()
+ *   cannot tell a retransmission from a replay: it would reject the second copy as a replay. A new
+ *   request (new branch) must use a new nc, which verify() accepts.
+ *
+ * Enumeration resistance (SIPVicious svwar and the like)
+ *   An unknown user is answered exactly like a known user with a wrong password: same status,
+ *   same headers, and the same hashing work (the response is computed against a dummy HA1 and
+ *   compared in constant time).
+ *
+ * Nothing secret is logged: no password, HA1, response or Authorization header.
+ */
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import {
+  buildResponse,
+  formatAuthHeader,
+  isSipUri,
+  parseAuthHeader,
+  parseUri,
+  uriEquals,
+  type AuthHeader,
+  type NameAddr,
+  type SipRequest,
+  type SipResponse,
+} from '../sip/index.js';
+import type { Subscriber, SubscriberStore } from '../store/types.js';
+
+export type DigestAlgorithmName = 'MD5' | 'SHA-256';
+export type AuthKind = 'www' | 'proxy';
+
+export type AuthFailureReason =
+  /** no Digest credentials for this realm: a plain challenge */
+  | 'no-credentials'
+  /** expired nonce (correct response), or a nonce no longer tracked: challenge with stale=true */
+  | 'stale'
+  /** wrong password, unknown user, forged nonce, unsupported algorithm: challenge; malformed credentials: 400 */
+  | 'bad'
+  /** a nonce-count (or a no-qop nonce) used again: challenge with stale=true */
+  | 'replay'
+  /** valid credentials of another user than the From (or, for REGISTER, To) user: 403 */
+  | 'user-mismatch'
+  /** the subscriber store failed: 500 */
+  | 'error';
+
+export type AuthResult =
+  | { readonly ok: true; readonly user: string; readonly realm: string }
+  | {
+      readonly ok: false;
+      readonly reason: AuthFailureReason;
+      /** the response to send (statelessly): 401/407 challenge, 400, 403 or 500. */
+      readonly response: SipResponse;
+    };
+
+/** Minimal pino-compatible logger. */
+export interface AuthLogger {
+  debug(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+}
+
+export interface DigestAuthOptions {
+  subscribers: SubscriberStore;
+  /** HMAC key for nonces; at least 16 bytes. Share it between instances that share subscribers. */
+  secret: Buffer;
+  nonceLifetimeS: number;
+  /** offered algorithms, one challenge each, in this order (see the module comment about MD5 first). */
+  algorithms: readonly DigestAlgorithmName[];
+  /** 'auth': offer qop="auth" (answers without qop are still accepted, once per nonce); 'none': RFC 2069 style. */
+  qop: 'auth' | 'none';
+  /** require the digest `uri` to equal the Request-URI (off by default: SIPp puts sip:<server>:<port> there). */
+  checkUri: boolean;
+  /** at most this many nonces are tracked for replay protection (LRU). */
+  ncWindow: number;
+  /** clock, unix milliseconds. */
+  now: () => number;
+  random: (n: number) => Buffer;
+  logger?: AuthLogger;
+}
+
+// ------------------------------------------------------------------------------------------- hashing
+
+export type DigestHashAlgorithm = 'MD5' | 'MD5-sess' | 'SHA-256' | 'SHA-256-sess';
+
+function hashName(alg: DigestHashAlgorithm): 'md5' | 'sha256' {
+  return alg.startsWith('SHA-256') ? 'sha256' : 'md5';
+}
+
+function h(alg: DigestHashAlgorithm, s: string): string {
+  // SIP strings hold bytes as latin1 characters (see src/sip/message.ts)
+  return createHash(hashName(alg)).update(s, 'latin1').digest('hex');
+}
+
+/** HA1 = H(username:realm:password) (RFC 7616 §3.4.2, non-sess). */
+export function digestHa1(algorithm: DigestHashAlgorithm, username: string, realm: string, password: string): string {
+  return h(algorithm, `${username}:${realm}:${password}`);
+}
+
+export interface DigestResponseInput {
+  algorithm: DigestHashAlgorithm;
+  /** H(username:realm:password), hex. For -sess algorithms the session key is derived here. */
+  ha1: string;
+  method: string;
+  /** the digest `uri` parameter, as sent. */
+  uri: string;
+  nonce: string;
+  /** 'auth' with nc and cnonce, or undefined for RFC 2069 style. */
+  qop?: 'auth';
+  nc?: string;
+  cnonce?: string;
+}
+
+/** The request-digest of RFC 2617 §3.2.2.1 / RFC 7616 §3.4.1 (lower-case hex). */
+export function digestResponse(p: DigestResponseInput): string {
+  let ha1 = p.ha1.toLowerCase();
+  if (p.algorithm.endsWith('-sess')) ha1 = h(p.algorithm, `${ha1}:${p.nonce}:${p.cnonce ?? ''}`);
+  const ha2 = h(p.algorithm, `${p.method}:${p.uri}`);
+  if (p.qop === 'auth') return h(p.algorithm, `${ha1}:${p.nonce}:${p.nc ?? ''}:${p.cnonce ?? ''}:auth:${ha2}`);
+  return h(p.algorithm, `${ha1}:${p.nonce}:${ha2}`);
+}
+
+// ------------------------------------------------------------------------------------------- helpers
+
+/**
+ * A deterministic To-tag for responses sent without transaction state: the same request (and its
+ * retransmissions) always gets the same tag.
+ */
+export function statelessToTag(req: SipRequest): string {
+  let branch = '';
+  try {
+    branch = req.topVia()?.branch ?? '';
+  } catch {
+    branch = req.header('via') ?? '';
+  }
+  return createHash('sha256')
+    .update(`${req.callId() ?? ''}\u0000${branch}\u0000${req.header('cseq') ?? ''}`, 'latin1')
+    .digest('hex')
+    .slice(0, 20);
+}
+
+function credentialHeaderName(kind: AuthKind): 'authorization' | 'proxy-authorization' {
+  return kind === 'www' ? 'authorization' : 'proxy-authorization';
+}
+
+/** Parsed Digest credentials of one header line, or null when they are not Digest. */
+function parseCredentials(value: string): AuthHeader | null {
+  try {
+    const a = parseAuthHeader(value);
+    return a.scheme.toLowerCase() === 'digest' ? a : null;
+  } catch {
+    return null;
+  }
+}
+
+function realmMatches(a: string | undefined, realm: string): boolean {
+  return a !== undefined && a.toLowerCase() === realm.toLowerCase();
+}
+
+/**
+ * Remove the Proxy-Authorization lines carrying credentials for `realm` (they were for us);
+ * credentials for other realms are kept, byte for byte, for the next hop. Returns how many lines
+ * were removed.
+ */
+export function stripCredentials(req: SipRequest, realm: string): number {
+  const kept = req.headers.filter((f) => {
+    if (f.key !== 'proxy-authorization') return true;
+    const c = parseCredentials(f.value);
+    return !(c !== null && realmMatches(c.params.get('realm'), realm));
+  });
+  const removed = req.headers.length - kept.length;
+  if (removed > 0) {
+    req.removeHeader('proxy-authorization'); // drops the parsed-header cache of this name
+    req.headers = kept;
+  }
+  return removed;
+}
+
+const b64url = (b: Buffer): string => b.toString('base64url');
+
+const TS_LEN = 6;
+const RND_LEN = 10;
+const MAC_LEN = 32;
+const NONCE_LEN = TS_LEN + RND_LEN + MAC_LEN;
+const WINDOW_BITS = 64n;
+const WINDOW_MASK = (1n << WINDOW_BITS) - 1n;
+
+interface NonceState {
+  /** issue time of the nonce (ms) */
+  readonly issued: number;
+  /** highest nc accepted (0 for a no-qop use) */
+  max: number;
+  /** bit i set: nc (max - i) was accepted */
+  bits: bigint;
+}
+
+type NcVerdict = 'ok' | 'replay' | 'stale';
+
+/**
+ * Bounded replay tracker: an LRU (Map insertion order) of at most `capacity` nonces, each with a
+ * 64-bit sliding window of nonce-counts.
+ */
+export class NonceCountTracker {
+  private readonly map = new Map<string, NonceState>();
+  /** untracked nonces issued before this time may have been used (evicted, or a previous process). */
+  private floor: number;
+
+  constructor(
+    private readonly capacity: number,
+    private readonly lifetimeMs: number,
+    startTime: number,
+  ) {
+    if (!(capacity >= 1)) throw new RangeError('ncWindow must be >= 1');
+    this.floor = startTime;
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  /** Record one use of (nonce, nc); nc 0 stands for an answer without qop. */
+  use(nonce: string, issued: number, nc: number, now: number): NcVerdict {
+    let st = this.map.get(nonce);
+    if (st === undefined) {
+      if (issued < this.floor) return 'stale';
+      st = { issued, max: nc, bits: 1n };
+      this.map.set(nonce, st);
+      this.evict(now);
+      return 'ok';
+    }
+    // refresh the LRU position
+    this.map.delete(nonce);
+    this.map.set(nonce, st);
+    if (nc > st.max) {
+      const shift = BigInt(nc - st.max);
+      st.bits = shift >= WINDOW_BITS ? 1n : ((st.bits << shift) | 1n) & WINDOW_MASK;
+      st.max = nc;
+      return 'ok';
+    }
+    const d = BigInt(st.max - nc);
+    if (d >= WINDOW_BITS) return 'replay';
+    const bit = 1n << d;
+    if ((st.bits & bit) !== 0n) return 'replay';
+    st.bits |= bit;
+    return 'ok';
+  }
+
+  private evict(now: number): void {
+    while (this.map.size > this.capacity) {
+      const oldest = this.map.keys().next();
+      if (oldest.done === true) return;
+      const st = this.map.get(oldest.value)!;
+      this.map.delete(oldest.value);
+      // a nonce that is already expired needs no memory: its timestamp rejects it
+      if (now - st.issued <= this.lifetimeMs && st.issued + 1 > this.floor) this.floor = st.issued + 1;
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------- authenticator
+
+interface CheckedNonce {
+  readonly status: 'ok' | 'expired' | 'forged';
+  readonly issued: number;
+}
+
+const HEX_RE = /^[0-9a-f]+$/;
+const NC_RE = /^[0-9a-fA-F]{8}$/;
+
+export class DigestAuthenticator {
+  private readonly o: DigestAuthOptions;
+  private readonly tracker: NonceCountTracker;
+  /** stands in for the HA1 of users that do not exist, so their answers cost the same work. */
+  private readonly dummyPassword: string;
+
+  constructor(opts: DigestAuthOptions) {
+    if (opts.secret.length < 16) throw new RangeError('auth secret must be at least 16 bytes');
+    if (opts.algorithms.length === 0) throw new RangeError('at least one digest algorithm is required');
+    this.o = opts;
+    this.tracker = new NonceCountTracker(opts.ncWindow, opts.nonceLifetimeS * 1000, opts.now());
+    this.dummyPassword = opts.random(16).toString('hex');
+  }
+
+  /** Number of nonces currently tracked for replay protection (<= ncWindow). */
+  get trackedNonces(): number {
+    return this.tracker.size;
+  }
+
+  // ------------------------------------------------------------------ challenge
+
+  /** 401 + WWW-Authenticate (kind 'www') or 407 + Proxy-Authenticate ('proxy'); creates no state. */
+  challenge(req: SipRequest, realm: string, kind: AuthKind, opts: { stale?: boolean } = {}): SipResponse {
+    const nonce = this.makeNonce(realm);
+    const opaque = this.opaqueFor(nonce);
+    const name = kind === 'www' ? 'WWW-Authenticate' : 'Proxy-Authenticate';
+    const headers: Array<readonly [string, string]> = [];
+    for (const alg of this.o.algorithms) {
+      const params: Array<readonly [string, string]> = [
+        ['realm', realm],
+        ['nonce', nonce],
+      ];
+      if (this.o.qop === 'auth') params.push(['qop', 'auth']);
+      params.push(['opaque', opaque], ['algorithm', alg]);
+      if (opts.stale === true) params.push(['stale', 'true']);
+      headers.push([name, formatAuthHeader('Digest', params)]);
+    }
+    return buildResponse(req, kind === 'www' ? 401 : 407, { toTag: statelessToTag(req), headers });
+  }
+
+  private makeNonce(realm: string): string {
+    const buf = Buffer.alloc(NONCE_LEN);
+    buf.writeUIntBE(Math.max(0, Math.floor(this.o.now())), 0, TS_LEN);
+    const rnd = this.o.random(RND_LEN);
+    rnd.copy(buf, TS_LEN, 0, RND_LEN);
+    this.mac(buf.subarray(0, TS_LEN + RND_LEN), realm).copy(buf, TS_LEN + RND_LEN);
+    return b64url(buf);
+  }
+
+  private mac(tsRnd: Buffer, realm: string): Buffer {
+    return createHmac('sha256', this.o.secret).update(tsRnd).update(realm.toLowerCase(), 'latin1').digest();
+  }
+
+  private opaqueFor(nonce: string): string {
+    return b64url(createHmac('sha256', this.o.secret).update('opaque\u0000').update(nonce, 'latin1').digest().subarray(0, 12));
+  }
+
+  private checkNonce(nonce: string, realm: string): CheckedNonce {
+    if (nonce.length !== Math.ceil((NONCE_LEN * 4) / 3) || !/^[A-Za-z0-9_-]+$/.test(nonce)) return { status: 'forged', issued: 0 };
+    const buf = Buffer.from(nonce, 'base64url');
+    if (buf.length !== NONCE_LEN) return { status: 'forged', issued: 0 };
+    const want = this.mac(buf.subarray(0, TS_LEN + RND_LEN), realm);
+    if (!timingSafeEqual(want, buf.subarray(TS_LEN + RND_LEN))) return { status: 'forged', issued: 0 };
+    const issued = buf.readUIntBE(0, TS_LEN);
+    const age = this.o.now() - issued;
+    // a nonce from the future (clock stepped back, or forged with the secret) is not trusted either
+    if (age > this.o.nonceLifetimeS * 1000 || age < -5000) return { status: 'expired', issued };
+    return { status: 'ok', issued };
+  }
+
+  // ------------------------------------------------------------------ verify
+
+  /**
+   * Check the Authorization (kind 'www') or Proxy-Authorization ('proxy') credentials for `realm`.
+   * Never throws; on failure `response` is what to send back statelessly.
+   */
+  async verify(req: SipRequest, realm: string, kind: AuthKind): Promise<AuthResult> {
+    const fail = (reason: AuthFailureReason, response: SipResponse): AuthResult => {
+      this.o.logger?.debug({ realm, reason, method: req.method, callId: req.callId() }, 'digest auth failed');
+      return { ok: false, reason, response };
+    };
+    const chal = (stale = false): SipResponse => this.challenge(req, realm, kind, { stale });
+    const badRequest = (why: string): SipResponse => buildResponse(req, 400, { toTag: statelessToTag(req), reason: `Bad Request (${why})` });
+
+    // 1. the Digest credentials for our realm (other realms belong to other hops)
+    let cred: AuthHeader | undefined;
+    for (const v of req.headerValues(credentialHeaderName(kind))) {
+      const c = parseCredentials(v);
+      if (c !== null && realmMatches(c.params.get('realm'), realm)) {
+        cred = c;
+        break;
+      }
+    }
+    if (cred === undefined) return fail('no-credentials', chal());
+    const p = cred.params;
+
+    // 2. well-formed?
+    const username = p.get('username');
+    const nonce = p.get('nonce');
+    const duri = p.get('uri');
+    const response = p.get('response')?.toLowerCase();
+    const credRealm = p.get('realm')!;
+    if (!username || !nonce || duri === undefined || !response) return fail('bad', badRequest('incomplete credentials'));
+    const algParam = p.get('algorithm') ?? 'MD5';
+    const algorithm = this.o.algorithms.find((a) => a.toLowerCase() === algParam.toLowerCase());
+    if (algorithm === undefined) return fail('bad', chal());
+    const qopParam = p.get('qop');
+    let qop: 'auth' | undefined;
+    let nc = 0;
+    let ncText: string | undefined;
+    let cnonce: string | undefined;
+    if (qopParam !== undefined) {
+      if (qopParam.toLowerCase() !== 'auth') return fail('bad', chal());
+      qop = 'auth';
+      ncText = p.get('nc');
+      cnonce = p.get('cnonce');
+      if (ncText === undefined || !NC_RE.test(ncText) || !cnonce) return fail('bad', badRequest('bad nc or cnonce'));
+      nc = parseInt(ncText, 16);
+      if (nc === 0) return fail('bad', badRequest('nc must be positive'));
+    }
+    if (this.o.checkUri && !sameUri(duri, req.uriText)) return fail('bad', badRequest('digest uri does not match the Request-URI'));
+
+    // 3. the nonce and opaque must be ours (checked here, but acted on only after the hashing
+    //    below, so that the work done does not depend on them or on the user)
+    const checked = this.checkNonce(nonce, realm);
+    const opaque = p.get('opaque');
+    const opaqueOk = opaque === undefined || (checked.status !== 'forged' && opaque === this.opaqueFor(nonce));
+
+    // 4. credentials: ha1 / ha1b for MD5, the password for SHA-256; a dummy for unknown users
+    const at = username.lastIndexOf('@');
+    const lookupUser = at > 0 ? username.slice(0, at) : username;
+    let sub: Subscriber | null;
+    try {
+      sub = await this.o.subscribers.get(lookupUser, realm.toLowerCase());
+    } catch (e) {
+      this.o.logger?.warn({ realm, err: e instanceof Error ? e.message : String(e) }, 'subscriber lookup failed');
+      return fail('error', buildResponse(req, 500, { toTag: statelessToTag(req), reason: 'Server Internal Error (credentials unavailable)' }));
+    }
+    let ha1: string | undefined;
+    if (sub !== null) {
+      if (algorithm === 'MD5') {
+        const stored = at > 0 ? sub.ha1b : sub.ha1;
+        if (stored && stored.length === 32 && HEX_RE.test(stored.toLowerCase())) ha1 = stored.toLowerCase();
+        else if (sub.password) ha1 = digestHa1('MD5', username, credRealm, sub.password);
+      } else if (sub.password) {
+        ha1 = digestHa1(algorithm, username, credRealm, sub.password);
+      }
+    }
+    const known = ha1 !== undefined;
+    // same work for the unknown: SHA-256 always derives HA1 from a password; MD5 mostly reads a stored one
+    const effectiveHa1 = ha1 ?? (algorithm === 'SHA-256' || sub !== null ? digestHa1(algorithm, username, credRealm, this.dummyPassword) : this.dummyHa1());
+    const expected = digestResponse({ algorithm, ha1: effectiveHa1, method: req.method, uri: duri, nonce, qop, nc: ncText, cnonce });
+    const matches = constantTimeEqualHex(expected, response) && known;
+
+    // 5. verdicts, in an order that reveals nothing about the user before the password is right
+    if (checked.status === 'forged' || !opaqueOk || !matches) return fail('bad', chal());
+    if (checked.status === 'expired') return fail('stale', chal(true));
+    const ncVerdict = this.tracker.use(nonce, checked.issued, nc, this.o.now());
+    if (ncVerdict === 'stale') return fail('stale', chal(true));
+    if (ncVerdict === 'replay') return fail('replay', chal(true));
+
+    // 6. auth_check: the authenticated user must be the one the request claims to be
+    const claimed = req.method === 'REGISTER' ? safeNameAddrUser(() => req.to()) : safeNameAddrUser(() => req.from());
+    if (claimed !== lookupUser) {
+      return fail('user-mismatch', buildResponse(req, 403, { toTag: statelessToTag(req), reason: 'Forbidden (authentication user mismatch)' }));
+    }
+    this.o.logger?.debug({ realm, user: lookupUser, method: req.method }, 'digest auth ok');
+    return { ok: true, user: lookupUser, realm };
+  }
+
+  /** Remove our realm's Proxy-Authorization lines before forwarding (see the module function). */
+  stripCredentials(req: SipRequest, realm: string): number {
+    return stripCredentials(req, realm);
+  }
+
+  private dummyHa1Cache: string | undefined;
+  private dummyHa1(): string {
+    // an unknown MD5 user costs two hashes (HA2 + response) like a known one with a stored ha1
+    this.dummyHa1Cache ??= digestHa1('MD5', 'dummy', 'dummy', this.dummyPassword);
+    return this.dummyHa1Cache;
+  }
+}
+
+function safeNameAddrUser(get: () => NameAddr | undefined): string | undefined {
+  try {
+    const u = get()?.uri;
+    return u !== undefined && isSipUri(u) ? u.user : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function sameUri(digestUri: string, requestUri: string): boolean {
+  if (digestUri === requestUri) return true;
+  try {
+    return uriEquals(parseUri(digestUri), parseUri(requestUri));
+  } catch {
+    return false;
+  }
+}
+
+function constantTimeEqualHex(expected: string, got: string): boolean {
+  const a = Buffer.from(expected, 'latin1');
+  const b = Buffer.from(got.length === expected.length ? got : expected.replace(/./g, 'x'), 'latin1');
+  return timingSafeEqual(a, b) && got.length === expected.length;
+}

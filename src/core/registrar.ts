@@ -1,0 +1,353 @@
+/**
+ * Registrar (RFC 3261 §10.3), modelled on Kamailio's `registrar` save() over `usrloc`.
+ *
+ *   To → AOR (user unescaped once, host lower-cased, no port/params)  400 unless sip:/sips: with a user
+ *   AOR domain served?                                                403 otherwise
+ *   Contact: none → query; `*` → remove all (only alone, only with Expires: 0, else 400)
+ *   per contact: expires param > Expires header > default; 0 removes; below min (non-zero) → 423
+ *     with Min-Expires; above max → clamped; q 0..1 with up to 3 decimals (else 400)
+ *   §10.3 step 7: same Call-ID and CSeq <= stored → that contact's update is ignored (out of
+ *     order or repeated), newer state is never overwritten; another Call-ID replaces the binding
+ *   RFC 5626: a contact with +sip.instance and reg-id replaces the binding with the same pair
+ *   more than maxContacts bindings after the update → 503 Too Many Registered Contacts (no change)
+ *   Path (RFC 3327) stored with each binding; echoed in the 200 when the UA sent Supported: path
+ *     (Kamailio path_mode 1: stored either way)
+ *   received (Kamailio fix_nated_register): with natReceived, the source address is stored for UDP
+ *     REGISTERs, and for any transport when the Contact host:port differs from the source
+ *   200 OK: every current binding as `Contact: <uri>;expires=<remaining>[;q=]`, plus Date
+ *
+ * Expiry: the registrar runs no timers. LocationStore.lookup() never returns expired bindings,
+ * and the server calls `locations.expire(now)` periodically (config location.expire_interval) to
+ * delete them from the store.
+ *
+ * Errors are values: parse errors become 400, store failures 500; nothing is thrown.
+ */
+import { createHash } from 'node:crypto';
+import {
+  buildResponse,
+  formatHost,
+  isSipParseError,
+  isSipUri,
+  isStar,
+  parseUri,
+  unquote,
+  uriEquals,
+  type NameAddr,
+  type SipRequest,
+  type SipResponse,
+  type Uri,
+} from '../sip/index.js';
+import type { Binding, LocationStore } from '../store/types.js';
+
+/** Where the REGISTER came from (a transport `Source` fits). */
+export interface RegisterSource {
+  readonly transport: string;
+  readonly address: string;
+  readonly port: number;
+  readonly local: { readonly transport: string; readonly address: string; readonly port: number };
+}
+
+export interface RegistrarLogger {
+  warn(obj: object, msg?: string): void;
+}
+
+export interface RegistrarOptions {
+  locations: LocationStore;
+  /** is this host (lower-case) one of our domains? */
+  domains: (host: string) => boolean;
+  /** seconds; a non-zero expiry below this gets 423 Interval Too Brief. */
+  minExpires: number;
+  defaultExpires: number;
+  /** longer expiries are reduced to this. */
+  maxExpires: number;
+  /** most bindings per AOR; 0 = unlimited. */
+  maxContacts: number;
+  natReceived: boolean;
+  /** clock, unix milliseconds. */
+  now: () => number;
+  newRuid: () => string;
+  logger?: RegistrarLogger;
+}
+
+/** Longest Contact URI accepted (Kamailio's location.contact column is VARCHAR(512)). */
+export const MAX_CONTACT_LEN = 512;
+
+/**
+ * The AOR of a SIP/SIPS URI as the location table keys it: `user@host`, the user unescaped once
+ * (an escaped NUL stays in, so `null-%00-null` is not shortened), the host lower-cased, no
+ * port or parameters. null for other schemes or a URI without user part.
+ */
+export function aorOf(uri: Uri): string | null {
+  if (!isSipUri(uri) || uri.user === undefined || uri.user.length === 0) return null;
+  return `${uri.user}@${uri.host}`;
+}
+
+class RegisterError extends Error {
+  constructor(
+    readonly status: number,
+    readonly reasonPhrase: string,
+    readonly headers: ReadonlyArray<readonly [string, string]> = [],
+  ) {
+    super(reasonPhrase);
+  }
+}
+
+interface ContactUpdate {
+  readonly contact: string;
+  readonly parsed: Uri;
+  /** seconds; 0 removes */
+  readonly expires: number;
+  readonly q: number | null;
+  readonly instance: string | undefined;
+  readonly regId: number | undefined;
+}
+
+type Op = { kind: 'save'; binding: Binding; replaces?: string } | { kind: 'remove'; contact: string };
+
+const Q_RE = /^(?:0(?:\.\d{0,3})?|1(?:\.0{0,3})?)$/;
+const UINT32_MAX = 0xffffffff;
+
+export class Registrar {
+  constructor(private readonly o: RegistrarOptions) {}
+
+  /** Handle a REGISTER for one of our domains; always resolves to the response to send. */
+  async register(req: SipRequest, src: RegisterSource): Promise<SipResponse> {
+    const tag = registrarToTag(req);
+    try {
+      return await this.process(req, src, tag);
+    } catch (e) {
+      if (e instanceof RegisterError) return buildResponse(req, e.status, { toTag: tag, reason: e.reasonPhrase, headers: e.headers });
+      if (isSipParseError(e)) return buildResponse(req, 400, { toTag: tag, reason: `Bad Request (${e.reason})` });
+      this.o.logger?.warn({ err: e instanceof Error ? e.message : String(e), callId: req.callId() }, 'registrar failed');
+      return buildResponse(req, 500, { toTag: tag, reason: 'Server Internal Error (location store)' });
+    }
+  }
+
+  private async process(req: SipRequest, src: RegisterSource, tag: string): Promise<SipResponse> {
+    const now = this.o.now();
+
+    // 1. To → AOR
+    const to = req.to();
+    if (to === undefined) throw new RegisterError(400, 'Bad Request (missing To)');
+    if (!isSipUri(to.uri)) throw new RegisterError(400, 'Bad Request (To must be a SIP or SIPS URI)');
+    const aor = aorOf(to.uri);
+    if (aor === null) throw new RegisterError(400, 'Bad Request (To without user part)');
+    const username = to.uri.user!;
+    const domain = to.uri.host;
+    if (!this.o.domains(domain)) throw new RegisterError(403, 'Forbidden (domain not served here)');
+
+    const callId = req.callId();
+    const cseq = req.cseq();
+    if (callId === undefined || cseq === undefined) throw new RegisterError(400, 'Bad Request (missing Call-ID or CSeq)');
+
+    // 2. validate everything before touching the store
+    const contacts = req.contacts();
+    const headerExpires = req.expires();
+    const pathValues = req.listValues('path');
+    if (pathValues.length > 0) req.paths(); // throws on a malformed Path
+    const star = contacts.find(isStar);
+    let updates: ContactUpdate[] = [];
+    if (star !== undefined) {
+      if (contacts.length !== 1) throw new RegisterError(400, 'Bad Request (* must be the only Contact)');
+      if (headerExpires !== 0) throw new RegisterError(400, 'Bad Request (* requires Expires: 0)');
+    } else {
+      updates = (contacts as NameAddr[]).map((c) => this.contactUpdate(c, headerExpires));
+      const tooBrief = updates.some((u) => u.expires !== 0 && u.expires < this.o.minExpires);
+      if (tooBrief) throw new RegisterError(423, 'Interval Too Brief', [['Min-Expires', String(this.o.minExpires)]]);
+    }
+
+    // 3. apply
+    let bindings = await this.o.locations.lookup(aor);
+    if (star !== undefined) {
+      for (const b of bindings) {
+        // §10.3 step 6: a binding of the same Call-ID is only removed by a higher CSeq
+        if (b.callId === callId && cseq.seq <= b.cseq) continue;
+        await this.o.locations.remove(aor, b.contact);
+      }
+      bindings = await this.o.locations.lookup(aor);
+    } else if (updates.length > 0) {
+      const ops = this.plan(updates, bindings, { aor, username, domain, callId, cseq: cseq.seq, now, src, req, path: pathValues });
+      for (const op of ops) {
+        if (op.kind === 'remove') await this.o.locations.remove(aor, op.contact);
+        else {
+          if (op.replaces !== undefined) await this.o.locations.remove(aor, op.replaces);
+          await this.o.locations.save(op.binding);
+        }
+      }
+      bindings = await this.o.locations.lookup(aor);
+    }
+
+    // 4. 200 OK with every current binding
+    const headers: Array<readonly [string, string]> = [];
+    for (const b of bindings) headers.push(['Contact', formatBinding(b, now)]);
+    if (pathValues.length > 0 && req.tokens('supported').some((t) => t.toLowerCase() === 'path')) {
+      for (const v of pathValues) headers.push(['Path', v]);
+    }
+    headers.push(['Date', new Date(now).toUTCString()]);
+    return buildResponse(req, 200, { toTag: tag, headers });
+  }
+
+  private contactUpdate(c: NameAddr, headerExpires: number | undefined): ContactUpdate {
+    const contact = c.uri.raw;
+    if (contact.length > MAX_CONTACT_LEN) throw new RegisterError(400, 'Bad Request (Contact URI too long)');
+    const ep = c.params.get('expires');
+    let fromParam: number | undefined;
+    if (ep !== undefined) {
+      if (ep === null || !/^\d+$/.test(ep)) throw new RegisterError(400, 'Bad Request (invalid Contact expires)');
+      // like Message.expires(): values beyond 2^32-1 count as absent (RFC 4475 scalar02)
+      const n = ep.length > 10 ? Infinity : Number(ep);
+      if (n <= UINT32_MAX) fromParam = n;
+    }
+    let expires = fromParam ?? headerExpires ?? this.o.defaultExpires;
+    if (expires > this.o.maxExpires) expires = this.o.maxExpires;
+
+    let q: number | null = null;
+    const qp = c.params.get('q');
+    if (qp !== undefined) {
+      if (qp === null || !Q_RE.test(qp)) throw new RegisterError(400, 'Bad Request (invalid q-value)');
+      q = Math.round(Number(qp) * 1000) / 1000;
+    }
+
+    const inst = c.params.get('+sip.instance');
+    const instance = inst === undefined || inst === null ? undefined : unquote(inst);
+    let regId: number | undefined;
+    const rid = c.params.get('reg-id');
+    if (rid !== undefined) {
+      if (rid === null || !/^\d{1,10}$/.test(rid) || Number(rid) < 1 || Number(rid) > UINT32_MAX) {
+        throw new RegisterError(400, 'Bad Request (invalid reg-id)');
+      }
+      regId = Number(rid);
+    }
+    return { contact, parsed: c.uri, expires, q, instance, regId };
+  }
+
+  /** Turn the contact updates into store operations, enforcing ordering and max contacts. */
+  private plan(
+    updates: ContactUpdate[],
+    existing: Binding[],
+    ctx: {
+      aor: string;
+      username: string;
+      domain: string;
+      callId: string;
+      cseq: number;
+      now: number;
+      src: RegisterSource;
+      req: SipRequest;
+      path: string[];
+    },
+  ): Op[] {
+    // working copy: contact → binding
+    const current = new Map<string, Binding>();
+    for (const b of existing) current.set(b.contact, b);
+    const ops: Op[] = [];
+    const userAgent = ctx.req.userAgent()?.slice(0, 255);
+    const socket = `${ctx.src.local.transport.toLowerCase()}:${formatHost(ctx.src.local.address)}:${ctx.src.local.port}`;
+
+    for (const u of updates) {
+      const match = findMatch(current, u);
+      // §10.3 step 7: an older (or the same) CSeq of the same Call-ID must not overwrite newer state
+      if (match !== undefined && match.callId === ctx.callId && ctx.cseq <= match.cseq) continue;
+      if (u.expires === 0) {
+        if (match !== undefined) {
+          ops.push({ kind: 'remove', contact: match.contact });
+          current.delete(match.contact);
+        }
+        continue;
+      }
+      const binding: Binding = {
+        aor: ctx.aor,
+        username: ctx.username,
+        domain: ctx.domain,
+        contact: u.contact,
+        expires: ctx.now + u.expires * 1000,
+        q: u.q,
+        callId: ctx.callId,
+        cseq: ctx.cseq,
+        ruid: match?.ruid ?? this.o.newRuid(),
+        lastModified: ctx.now,
+        flags: 0,
+        cflags: 0,
+      };
+      const received = this.received(u.parsed, ctx.src);
+      if (received !== undefined) binding.received = received;
+      if (ctx.path.length > 0) binding.path = [...ctx.path];
+      if (userAgent) binding.userAgent = userAgent;
+      binding.socket = socket;
+      if (u.instance !== undefined) binding.instance = u.instance;
+      if (u.regId !== undefined) binding.regId = u.regId;
+      const op: Op = { kind: 'save', binding };
+      if (match !== undefined && match.contact !== u.contact) {
+        op.replaces = match.contact;
+        current.delete(match.contact);
+      }
+      current.set(u.contact, binding);
+      ops.push(op);
+    }
+
+    if (this.o.maxContacts > 0 && current.size > this.o.maxContacts) {
+      // only refuse when this request grows the set beyond the limit (a smaller limit set
+      // after registrations must not stop refreshes or removals)
+      const before = existing.length;
+      if (current.size > before) throw new RegisterError(503, 'Too Many Registered Contacts');
+    }
+    return ops;
+  }
+
+  /** The source as a SIP URI when the phone may be behind NAT (fix_nated_register). */
+  private received(contact: Uri, src: RegisterSource): string | undefined {
+    if (!this.o.natReceived) return undefined;
+    const transport = src.transport.toLowerCase();
+    let differs = true;
+    if (isSipUri(contact)) {
+      const defaultPort = contact.scheme === 'sips' || transport === 'tls' ? 5061 : 5060;
+      differs = contact.host !== formatHost(src.address).toLowerCase() || (contact.port ?? defaultPort) !== src.port;
+    }
+    if (transport !== 'udp' && !differs) return undefined;
+    const base = `sip:${formatHost(src.address)}:${src.port}`;
+    return transport === 'udp' ? base : `${base};transport=${transport}`;
+  }
+}
+
+function findMatch(current: Map<string, Binding>, u: ContactUpdate): Binding | undefined {
+  // RFC 5626 §6: +sip.instance with reg-id identifies the flow's binding, whatever its URI
+  if (u.instance !== undefined && u.regId !== undefined) {
+    for (const b of current.values()) if (b.instance === u.instance && b.regId === u.regId) return b;
+  }
+  const exact = current.get(u.contact);
+  if (exact !== undefined) return exact;
+  for (const b of current.values()) {
+    try {
+      if (uriEquals(parseUri(b.contact), u.parsed)) return b;
+    } catch {
+      // a stored contact we cannot parse only matches byte for byte
+    }
+  }
+  return undefined;
+}
+
+function formatQ(q: number): string {
+  return q.toFixed(3).replace(/\.?0+$/, '') || '0';
+}
+
+function formatBinding(b: Binding, now: number): string {
+  const remaining = Math.max(0, Math.ceil((b.expires - now) / 1000));
+  let v = `<${b.contact}>;expires=${remaining}`;
+  if (b.q !== null) v += `;q=${formatQ(b.q)}`;
+  return v;
+}
+
+/** Deterministic To-tag for the registrar's responses (same request → same tag). */
+export function registrarToTag(req: SipRequest): string {
+  let branch = '';
+  try {
+    branch = req.topVia()?.branch ?? '';
+  } catch {
+    branch = req.header('via') ?? '';
+  }
+  return createHash('sha256')
+    .update(`reg\u0000${req.callId() ?? ''}\u0000${branch}\u0000${req.header('cseq') ?? ''}`, 'latin1')
+    .digest('hex')
+    .slice(0, 20);
+}
+
