@@ -5,7 +5,10 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  type Binding,
+  CachedLocationStore,
   CachedSubscriberStore,
+  MemoryLocationStore,
   MemorySubscriberStore,
   StoreError,
   type Subscriber,
@@ -273,3 +276,41 @@ describe('CachedSubscriberStore', () => {
   });
 });
 
+
+describe('CachedLocationStore (write-through composition)', () => {
+  const b: Binding = {
+    aor: 'a@x',
+    username: 'a',
+    domain: 'x',
+    contact: 'sip:a@192.0.2.1',
+    expires: 10_000,
+    q: null,
+    callId: 'c',
+    cseq: 1,
+    ruid: 'r',
+    lastModified: 0,
+    flags: 0,
+    cflags: 0,
+  };
+
+  it('a failed db write is reported and leaves the cache unchanged', async () => {
+    const db = new MemoryLocationStore(() => 0);
+    db.save = async () => {
+      throw new StoreError('UNREACHABLE', 'db down');
+    };
+    const cache = await CachedLocationStore.open(db, () => 0);
+    await expect(cache.save(b)).rejects.toMatchObject({ code: 'UNREACHABLE' });
+    expect(await cache.lookup('a@x')).toEqual([]);
+  });
+
+  it('expire purges memory even when the db is down', async () => {
+    const db = new MemoryLocationStore(() => 0);
+    const cache = await CachedLocationStore.open(db, () => 0);
+    await cache.save(b);
+    db.expire = async () => {
+      throw new StoreError('UNREACHABLE', 'db down');
+    };
+    await expect(cache.expire(10_000)).rejects.toMatchObject({ code: 'UNREACHABLE' });
+    expect(await cache.counts()).toEqual({ aors: 0, contacts: 0 });
+  });
+});

@@ -177,6 +177,13 @@ for (const backend of [memoryBackend(), sqliteBackend(), mysqlBackend()]) {
         expect(await s.subscribers.get('alice', 'example.com')).toBeNull();
       });
 
+      it('stores quotes and SQL metacharacters literally', async () => {
+        const pw = "x'); DROP TABLE subscriber; -- \\ \"";
+        await s.subscribers.add("o'brien", 'example.com', pw);
+        expect(await s.subscribers.get("o'brien", 'example.com')).toMatchObject({ password: pw, ha1: md5(`o'brien:example.com:${pw}`) });
+        expect(await s.subscribers.list()).toHaveLength(1);
+      });
+
       it('list is ordered by domain then username and filters by domain', async () => {
         await s.subscribers.add('carol', 'b.org', 'pw');
         await s.subscribers.add('bob', 'a.org', 'pw');
