@@ -64,7 +64,7 @@ export class ClientInviteTx extends ClientTxBase {
   override cancel(reason?: string): void {
     if (!this.pending || this.cancelSent) return;
     if (this.gotProvisional) this.sendCancel(reason);
-    else this.cancelPending = { reason };
+    else this.cancelPending = { reason: reason ?? this.cancelPending?.reason };
   }
 
   /** true once CANCEL was sent or is waiting for a provisional. */

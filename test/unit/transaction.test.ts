@@ -1,0 +1,874 @@
+import { describe, expect, it } from 'vitest';
+import { buildResponse, parseMessage, SipRequest, SipResponse } from '../../src/sip/index.js';
+import {
+  createTransactionLayer,
+  manualClock,
+  type ClientCallbacks,
+  type ClientTransaction,
+  type ManualClock,
+  type TimerSettings,
+} from '../../src/transaction/index.js';
+import { TransportError, type LocalEndpoint, type Source, type Target, type TransportName } from '../../src/transport/types.js';
+
+// ------------------------------------------------------------------------------------------ fixtures
+
+const T: TimerSettings = { t1: 500, t2: 4000, t4: 5000, timerC: 180_000, trying: 200 };
+
+const LOCAL: Record<TransportName, LocalEndpoint> = {
+  udp: { transport: 'udp', address: '10.0.0.1', port: 5060, advertise: '10.0.0.1' },
+  tcp: { transport: 'tcp', address: '10.0.0.1', port: 5060, advertise: '10.0.0.1' },
+};
+
+interface Sent {
+  at: number;
+  msg: SipRequest | SipResponse;
+  target: Target;
+}
+
+function fakeTransport(clock: ManualClock) {
+  const sent: Sent[] = [];
+  let failures = 0;
+  return {
+    sent,
+    /** make the next n sends reject with a TransportError */
+    failNext(n = 1): void {
+      failures = n;
+    },
+    send(data: Buffer, target: Target): Promise<void> {
+      sent.push({ at: clock.now(), msg: parseMessage(data), target });
+      if (failures > 0) {
+        failures--;
+        return Promise.reject(new TransportError('unreachable', 'ICMP port unreachable'));
+      }
+      return Promise.resolve();
+    },
+    endpoints: () => [LOCAL.udp, LOCAL.tcp],
+    endpointFor: (t: TransportName) => LOCAL[t],
+  };
+}
+
+function setup(opts: { timers?: Partial<TimerSettings>; max?: number } = {}) {
+  const clock = manualClock(1_000_000);
+  const tp = fakeTransport(clock);
+  const requests: Array<{ req: SipRequest; src: Source }> = [];
+  const strays: SipResponse[] = [];
+  let n = 0;
+  const layer = createTransactionLayer({
+    transport: tp,
+    clock,
+    timers: { ...T, ...opts.timers },
+    user: {
+      request: (req, src) => requests.push({ req, src }),
+      strayResponse: (res) => strays.push(res),
+    },
+    responseTarget: (_res, src) => ({ transport: src.transport, address: src.address, port: src.port }),
+    newBranch: () => `z9hG4bKtest${++n}`,
+    ...(opts.max !== undefined ? { maxTransactions: opts.max } : {}),
+  });
+  return { clock, tp, layer, requests, strays };
+}
+
+const src = (transport: TransportName = 'udp'): Source => ({ transport, address: '192.0.2.7', port: 5062, local: LOCAL[transport] });
+const UAS: Target = { transport: 'udp', address: '192.0.2.9', port: 5070 };
+const UAS_TCP: Target = { transport: 'tcp', address: '192.0.2.9', port: 5070 };
+
+interface ReqOpts {
+  branch?: string;
+  sentBy?: string;
+  transport?: string;
+  cseq?: number;
+  cseqMethod?: string;
+  fromTag?: string;
+  toTag?: string;
+  callId?: string;
+  uri?: string;
+  route?: string;
+}
+
+function req(method: string, o: ReqOpts = {}): SipRequest {
+  const lines = [
+    `${method} ${o.uri ?? 'sip:bob@example.com'} SIP/2.0`,
+    `Via: SIP/2.0/${o.transport ?? 'UDP'} ${o.sentBy ?? '192.0.2.7:5062'}${o.branch === '' ? '' : `;branch=${o.branch ?? 'z9hG4bKabc'}`}`,
+    'Max-Forwards: 70',
+    ...(o.route !== undefined ? [`Route: ${o.route}`] : []),
+    `From: <sip:alice@example.com>;tag=${o.fromTag ?? 'ft1'}`,
+    `To: <sip:bob@example.com>${o.toTag !== undefined ? `;tag=${o.toTag}` : ''}`,
+    `Call-ID: ${o.callId ?? 'call-1@example.com'}`,
+    `CSeq: ${o.cseq ?? 1} ${o.cseqMethod ?? method}`,
+    'Content-Length: 0',
+    '',
+    '',
+  ];
+  const m = parseMessage(Buffer.from(lines.join('\r\n'), 'latin1'));
+  if (!(m instanceof SipRequest)) throw new Error('not a request');
+  return m;
+}
+
+/** a response to a request as the next hop would send it back (Via copied). */
+function res(r: SipRequest, status: number, toTag = status > 100 ? 'tt1' : undefined): SipResponse {
+  return parseMessage(buildResponse(r, status, toTag !== undefined ? { toTag } : {}).toBuffer()) as SipResponse;
+}
+
+function isReq(s: Sent | undefined, method?: string): s is Sent & { msg: SipRequest } {
+  return s !== undefined && s.msg instanceof SipRequest && (method === undefined || s.msg.method === method);
+}
+const status = (s: Sent | undefined): number | undefined => (s?.msg instanceof SipResponse ? s.msg.status : undefined);
+const gaps = (xs: Sent[]): number[] => xs.slice(1).map((s, i) => s.at - xs[i]!.at);
+const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+function recorder() {
+  const ev: string[] = [];
+  const finals: SipResponse[] = [];
+  const cb: ClientCallbacks = {
+    provisional: (r) => ev.push(`prov ${r.status}`),
+    final: (r) => {
+      ev.push(`final ${r.status}`);
+      finals.push(r);
+    },
+    timeout: () => ev.push('timeout'),
+    transportError: (e) => ev.push(`error ${e.kind}`),
+  };
+  return { ev, finals, cb };
+}
+
+const zero = { server: 0, client: 0, timers: 0 };
+
+// ------------------------------------------------------------------------------------------ server non-INVITE
+
+describe('server non-INVITE transaction (§17.2.2)', () => {
+  it('Trying absorbs retransmissions, Proceeding resends the provisional, Completed resends the final, Timer J ends it', () => {
+    const { clock, tp, layer, requests } = setup();
+    const r = req('OPTIONS');
+    layer.receiveRequest(r, src());
+    expect(requests).toHaveLength(1);
+    const st = layer.createServer(r, src());
+    expect(st.state).toBe('trying');
+    layer.receiveRequest(req('OPTIONS'), src());
+    expect(tp.sent).toHaveLength(0); // absorbed silently in Trying
+    expect(requests).toHaveLength(1);
+
+    st.respond(res(r, 100));
+    expect(st.state).toBe('proceeding');
+    layer.receiveRequest(req('OPTIONS'), src());
+    expect(tp.sent.map(status)).toEqual([100, 100]);
+
+    st.respond(res(r, 200));
+    expect(st.state).toBe('completed');
+    st.respond(res(r, 500)); // later final ignored
+    layer.receiveRequest(req('OPTIONS'), src());
+    expect(tp.sent.map(status)).toEqual([100, 100, 200, 200]);
+    expect(requests).toHaveLength(1);
+    expect(tp.sent[3]!.target).toEqual({ transport: 'udp', address: '192.0.2.7', port: 5062 });
+
+    let ended = 0;
+    st.onTerminated(() => ended++);
+    clock.advance(64 * 500 - 1);
+    expect(st.state).toBe('completed');
+    clock.advance(1);
+    expect(st.state).toBe('terminated');
+    expect(ended).toBe(1);
+    expect(layer.stats()).toEqual(zero);
+    // a retransmission now is a new request for the TU
+    layer.receiveRequest(req('OPTIONS'), src());
+    expect(requests).toHaveLength(2);
+  });
+
+  it('TCP: Timer J is 0, the transaction ends with the final response', () => {
+    const { layer, tp } = setup();
+    const r = req('REGISTER', { transport: 'TCP' });
+    const st = layer.createServer(r, src('tcp'));
+    st.respond(res(r, 200));
+    expect(st.state).toBe('terminated');
+    expect(tp.sent.map(status)).toEqual([200]);
+    expect(layer.stats()).toEqual(zero);
+  });
+
+  it('a transaction the TU never answers is dropped after 128*T1', () => {
+    const { clock, layer } = setup();
+    const st = layer.createServer(req('MESSAGE'), src());
+    clock.advance(128 * 500 - 1);
+    expect(st.state).toBe('trying');
+    clock.advance(1);
+    expect(st.state).toBe('terminated');
+    expect(layer.stats()).toEqual(zero);
+  });
+
+  it('a transport error terminates it', async () => {
+    const { layer, tp } = setup();
+    const r = req('OPTIONS');
+    const st = layer.createServer(r, src());
+    tp.failNext();
+    st.respond(res(r, 200));
+    await flush();
+    expect(st.state).toBe('terminated');
+    expect(layer.stats()).toEqual(zero);
+  });
+
+  it('createServer for a request already in the table returns the same transaction', () => {
+    const { layer } = setup();
+    const a = layer.createServer(req('OPTIONS'), src());
+    const b = layer.createServer(req('OPTIONS'), src());
+    expect(b).toBe(a);
+    expect(layer.stats().server).toBe(1);
+  });
+});
+
+// ------------------------------------------------------------------------------------------ server INVITE
+
+describe('server INVITE transaction (§17.2.1, RFC 6026)', () => {
+  it('sends 100 Trying when the TU has not answered within 200 ms', () => {
+    const { clock, tp, layer } = setup();
+    const r = req('INVITE', { cseq: 1 });
+    r.addHeader('Timestamp', '54');
+    const st = layer.createServer(r, src());
+    expect(st.state).toBe('proceeding');
+    clock.advance(199);
+    expect(tp.sent).toHaveLength(0);
+    clock.advance(1);
+    expect(tp.sent.map(status)).toEqual([100]);
+    const trying = tp.sent[0]!.msg as SipResponse;
+    expect(trying.toTag()).toBeUndefined();
+    expect(trying.header('timestamp')).toBe('54');
+  });
+
+  it('no 100 Trying when the TU answers in time', () => {
+    const { clock, tp, layer } = setup();
+    const r = req('INVITE');
+    const st = layer.createServer(r, src());
+    clock.advance(150);
+    st.respond(res(r, 180));
+    clock.advance(10_000);
+    expect(tp.sent.map(status)).toEqual([180]);
+  });
+
+  it('an INVITE retransmission gets 100 at once before any provisional, then the last provisional', () => {
+    const { tp, layer, requests } = setup();
+    const r = req('INVITE');
+    layer.receiveRequest(r, src());
+    const st = layer.createServer(r, src());
+    layer.receiveRequest(req('INVITE'), src());
+    expect(tp.sent.map(status)).toEqual([100]);
+    st.respond(res(r, 180));
+    st.respond(res(r, 183));
+    layer.receiveRequest(req('INVITE'), src());
+    expect(tp.sent.map(status)).toEqual([100, 180, 183, 183]);
+    expect(requests).toHaveLength(1);
+  });
+
+  it('non-2xx: Timer G doubles from T1 up to T2, Timer H ends it without ACK', () => {
+    const { clock, tp, layer } = setup();
+    const r = req('INVITE');
+    const st = layer.createServer(r, src());
+    st.respond(res(r, 486));
+    expect(st.state).toBe('completed');
+    clock.advance(64 * 500 - 1);
+    expect(st.state).toBe('completed');
+    const finals = tp.sent.filter((s) => status(s) === 486);
+    expect(gaps(finals)).toEqual([500, 1000, 2000, 4000, 4000, 4000, 4000, 4000, 4000, 4000]);
+    clock.advance(1);
+    expect(st.state).toBe('terminated');
+    expect(layer.stats()).toEqual(zero);
+  });
+
+  it('non-2xx: INVITE retransmission resends the final; ACK → Confirmed (absorbed, G stops), Timer I = T4', () => {
+    const { clock, tp, layer, requests } = setup();
+    const r = req('INVITE');
+    layer.receiveRequest(r, src());
+    const st = layer.createServer(r, src());
+    st.respond(res(r, 404));
+    layer.receiveRequest(req('INVITE'), src());
+    expect(tp.sent.map(status)).toEqual([404, 404]);
+    layer.receiveRequest(req('ACK', { toTag: 'tt1' }), src());
+    expect(st.state).toBe('confirmed');
+    layer.receiveRequest(req('ACK', { toTag: 'tt1' }), src());
+    expect(requests).toHaveLength(1); // both ACKs absorbed
+    clock.advance(4999);
+    expect(tp.sent).toHaveLength(2); // no G retransmission in Confirmed
+    expect(st.state).toBe('confirmed');
+    clock.advance(1);
+    expect(st.state).toBe('terminated');
+    expect(layer.stats()).toEqual(zero);
+  });
+
+  it('TCP: no Timer G; ACK ends the transaction at once (Timer I = 0)', () => {
+    const { clock, tp, layer } = setup();
+    const r = req('INVITE', { transport: 'TCP' });
+    const st = layer.createServer(r, src('tcp'));
+    st.respond(res(r, 603));
+    clock.advance(20_000);
+    expect(tp.sent.map(status)).toEqual([603]);
+    layer.receiveRequest(req('ACK', { transport: 'TCP', toTag: 'tt1' }), src('tcp'));
+    expect(st.state).toBe('terminated');
+    expect(layer.stats()).toEqual(zero);
+  });
+
+  it('TCP: Timer H still ends a transaction that never sees the ACK', () => {
+    const { clock, layer } = setup();
+    const r = req('INVITE', { transport: 'TCP' });
+    const st = layer.createServer(r, src('tcp'));
+    st.respond(res(r, 603));
+    clock.advance(64 * 500);
+    expect(st.state).toBe('terminated');
+  });
+
+  it('2xx → Accepted: 2xx from the TU pass through, INVITE retransmissions absorbed, the ACK goes to the TU, Timer L ends it', () => {
+    const { clock, tp, layer, requests } = setup();
+    const r = req('INVITE');
+    layer.receiveRequest(r, src());
+    const st = layer.createServer(r, src());
+    st.respond(res(r, 200));
+    expect(st.state).toBe('accepted');
+    st.respond(res(r, 200)); // UAS retransmission forwarded by the proxy
+    st.respond(res(r, 486)); // non-2xx after 2xx: ignored
+    st.respond(res(r, 180)); // ignored
+    layer.receiveRequest(req('INVITE'), src());
+    expect(tp.sent.map(status)).toEqual([200, 200]);
+    clock.advance(10_000);
+    expect(tp.sent).toHaveLength(2); // the transaction never retransmits a 2xx itself
+    // ACK for the 2xx: its own branch (RFC 3261) or the INVITE's (sloppy UAs): both reach the TU
+    layer.receiveRequest(req('ACK', { branch: 'z9hG4bKack1', toTag: 'tt1' }), src());
+    layer.receiveRequest(req('ACK', { toTag: 'tt1' }), src());
+    expect(requests.map((x) => x.req.method)).toEqual(['INVITE', 'ACK', 'ACK']);
+    clock.advance(64 * 500 - 10_000 - 1);
+    expect(st.state).toBe('accepted');
+    clock.advance(1);
+    expect(st.state).toBe('terminated');
+    expect(layer.stats()).toEqual(zero);
+    // after Timer L a 2xx from the TU is still forwarded, statelessly
+    st.respond(res(r, 200));
+    expect(tp.sent.map(status)).toEqual([200, 200, 200]);
+    expect(layer.stats()).toEqual(zero);
+  });
+
+  it('an ACK while Proceeding does not match (goes to the TU)', () => {
+    const { layer, requests } = setup();
+    const r = req('INVITE');
+    layer.createServer(r, src());
+    layer.receiveRequest(req('ACK'), src());
+    expect(requests.map((x) => x.req.method)).toEqual(['ACK']);
+  });
+
+  it('a transport error terminates it', async () => {
+    const { tp, layer } = setup();
+    const r = req('INVITE');
+    const st = layer.createServer(r, src());
+    tp.failNext();
+    st.respond(res(r, 480));
+    await flush();
+    expect(st.state).toBe('terminated');
+    expect(layer.stats()).toEqual(zero);
+  });
+
+  it('the TU-never-answers guard: timerC + 128*T1 after the last provisional', () => {
+    const { clock, layer } = setup({ timers: { timerC: 10_000 } });
+    const r = req('INVITE');
+    const st = layer.createServer(r, src());
+    clock.advance(5000);
+    st.respond(res(r, 180)); // re-arms
+    clock.advance(10_000 + 64_000 - 1);
+    expect(st.state).toBe('proceeding');
+    clock.advance(1);
+    expect(st.state).toBe('terminated');
+    expect(layer.stats()).toEqual(zero);
+  });
+});
+
+// ------------------------------------------------------------------------------------------ matching
+
+describe('server matching (§17.2.3)', () => {
+  it('branch + sent-by + method; ACK matches INVITE; CANCEL has its own transaction', () => {
+    const { layer, requests } = setup();
+    const inv = req('INVITE');
+    const st = layer.createServer(inv, src());
+    // same branch, other sent-by: another transaction
+    layer.receiveRequest(req('INVITE', { sentBy: '192.0.2.8:5062' }), src());
+    // same branch, other sent-by port (default 5060 vs explicit 5062)
+    layer.receiveRequest(req('INVITE', { sentBy: '192.0.2.7' }), src());
+    expect(requests).toHaveLength(2);
+    // sent-by without port equals :5060
+    const st2 = layer.createServer(req('INVITE', { sentBy: '192.0.2.7' }), src());
+    layer.receiveRequest(req('INVITE', { sentBy: '192.0.2.7:5060' }), src());
+    expect(requests).toHaveLength(2);
+    expect(st2).not.toBe(st);
+
+    const cancel = req('CANCEL', { cseqMethod: 'CANCEL' });
+    layer.receiveRequest(cancel, src());
+    expect(requests.at(-1)!.req.method).toBe('CANCEL');
+    expect(layer.findInviteForCancel(cancel, src())).toBe(st);
+    const ct = layer.createServer(cancel, src());
+    expect(ct).not.toBe(st);
+    ct.respond(res(cancel, 200));
+    layer.receiveRequest(req('CANCEL', { cseqMethod: 'CANCEL' }), src()); // retransmission: absorbed
+    expect(requests.filter((x) => x.req.method === 'CANCEL')).toHaveLength(1);
+    // a CANCEL with another branch matches nothing
+    expect(layer.findInviteForCancel(req('CANCEL', { branch: 'z9hG4bKother' }), src())).toBeUndefined();
+  });
+
+  it('RFC 2543 fallback: Request-URI, From tag, Call-ID, CSeq, top Via and To tag', () => {
+    const { layer, requests, tp } = setup();
+    const inv = req('INVITE', { branch: 'oldstyle1' });
+    const st = layer.createServer(inv, src());
+    layer.receiveRequest(req('INVITE', { branch: 'oldstyle1' }), src()); // retransmission
+    expect(requests).toHaveLength(0);
+    expect(tp.sent.map(status)).toEqual([100]);
+    for (const o of [
+      { fromTag: 'other' },
+      { callId: 'other@x' },
+      { cseq: 2 },
+      { uri: 'sip:carol@example.com' },
+      { sentBy: '192.0.2.8:5062' },
+      { toTag: 'sometag' },
+    ]) layer.receiveRequest(req('INVITE', { branch: 'oldstyle1', ...o }), src());
+    expect(requests).toHaveLength(6);
+    // CANCEL: same fields (To tag of the INVITE), method CANCEL
+    const cancel = req('CANCEL', { branch: 'oldstyle1', cseqMethod: 'CANCEL' });
+    expect(layer.findInviteForCancel(cancel, src())).toBe(st);
+    expect(layer.findInviteForCancel(req('CANCEL', { branch: 'oldstyle1', fromTag: 'x' }), src())).toBeUndefined();
+    // ACK: To tag must equal the one of the response sent
+    st.respond(res(inv, 486, 'resp-tag'));
+    layer.receiveRequest(req('ACK', { branch: 'oldstyle1', toTag: 'wrong' }), src());
+    expect(requests.at(-1)!.req.method).toBe('ACK');
+    expect(st.state).toBe('completed');
+    layer.receiveRequest(req('ACK', { branch: 'oldstyle1', toTag: 'resp-tag' }), src());
+    expect(st.state).toBe('confirmed');
+  });
+
+  it('RFC 2543 fallback for a Via without branch and for the bare magic cookie (RFC 4475 badbranch)', () => {
+    const { layer, requests } = setup();
+    layer.createServer(req('OPTIONS', { branch: '' }), src());
+    layer.receiveRequest(req('OPTIONS', { branch: '' }), src());
+    layer.createServer(req('OPTIONS', { branch: 'z9hG4bK', callId: 'bad@x' }), src());
+    layer.receiveRequest(req('OPTIONS', { branch: 'z9hG4bK', callId: 'bad@x' }), src());
+    expect(requests).toHaveLength(0);
+    // a different request with the same bare cookie is not mistaken for a retransmission
+    layer.receiveRequest(req('OPTIONS', { branch: 'z9hG4bK', callId: 'bad2@x' }), src());
+    expect(requests).toHaveLength(1);
+  });
+
+  it('a request with an unparseable Via is dropped, not thrown', () => {
+    const { layer, requests } = setup();
+    const bad = parseMessage(
+      Buffer.from('OPTIONS sip:a@b SIP/2.0\r\nVia: garbage\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\n\r\n'),
+    ) as SipRequest;
+    expect(() => layer.receiveRequest(bad, src())).not.toThrow();
+    expect(requests).toHaveLength(0);
+    expect(layer.counters().dropped).toBe(1);
+  });
+});
+
+// ------------------------------------------------------------------------------------------ client non-INVITE
+
+describe('client non-INVITE transaction (§17.1.2)', () => {
+  it('pushes its Via, retransmits with Timer E doubling up to T2, Timer F times out', () => {
+    const { clock, tp, layer } = setup();
+    const { ev, cb } = recorder();
+    const orig = req('OPTIONS');
+    const ct = layer.createClient(orig, UAS, cb);
+    expect(ct.branch).toBe('z9hG4bKtest1');
+    expect(ct.state).toBe('trying');
+    expect(ct.request.topVia()!.raw).toBe('SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKtest1');
+    expect(ct.request.vias()).toHaveLength(2);
+    expect(orig.vias()).toHaveLength(1); // the caller's request is not modified
+    expect(tp.sent[0]!.target).toBe(UAS);
+    clock.advance(64 * 500 - 1);
+    expect(gaps(tp.sent)).toEqual([500, 1000, 2000, 4000, 4000, 4000, 4000, 4000, 4000, 4000]);
+    expect(ev).toEqual([]);
+    clock.advance(1);
+    expect(ev).toEqual(['timeout']);
+    expect(ct.state).toBe('terminated');
+    expect(layer.stats()).toEqual(zero);
+  });
+
+  it('1xx → Proceeding (E at T2), final → Completed, late responses absorbed, Timer K = T4', () => {
+    const { clock, tp, layer, strays } = setup();
+    const { ev, cb } = recorder();
+    const ct = layer.createClient(req('REGISTER'), UAS, cb);
+    clock.advance(500); // one retransmission
+    layer.receiveResponse(res(ct.request, 100), src());
+    expect(ct.state).toBe('proceeding');
+    expect(ct.gotProvisional).toBe(true);
+    const before = tp.sent.length;
+    clock.advance(12_000);
+    // the E armed before the 1xx fires 2*T1 after the last send, then every T2
+    expect(gaps(tp.sent.slice(before - 1))).toEqual([1000, 4000, 4000]);
+    layer.receiveResponse(res(ct.request, 200), src());
+    expect(ct.state).toBe('completed');
+    const n = tp.sent.length;
+    layer.receiveResponse(res(ct.request, 200), src()); // retransmitted final: absorbed
+    layer.receiveResponse(res(ct.request, 180), src());
+    expect(ev).toEqual(['prov 100', 'final 200']);
+    expect(strays).toHaveLength(0);
+    clock.advance(4999);
+    expect(tp.sent).toHaveLength(n); // no retransmission in Completed
+    expect(ct.state).toBe('completed');
+    clock.advance(1);
+    expect(ct.state).toBe('terminated');
+    expect(layer.stats()).toEqual(zero);
+    layer.receiveResponse(res(ct.request, 200), src());
+    expect(strays).toHaveLength(1);
+  });
+
+  it('TCP: no retransmissions, Timer F still applies, Timer K = 0', () => {
+    const { clock, tp, layer } = setup();
+    const a = recorder();
+    const ct = layer.createClient(req('OPTIONS'), UAS_TCP, a.cb);
+    expect(ct.request.topVia()!.transport).toBe('TCP');
+    clock.advance(64 * 500);
+    expect(tp.sent).toHaveLength(1);
+    expect(a.ev).toEqual(['timeout']);
+    const b = recorder();
+    const ct2 = layer.createClient(req('OPTIONS'), UAS_TCP, b.cb);
+    layer.receiveResponse(res(ct2.request, 200), src('tcp'));
+    expect(ct2.state).toBe('terminated');
+    expect(b.ev).toEqual(['final 200']);
+    expect(layer.stats()).toEqual(zero);
+  });
+
+  it('a transport error is reported and terminates', async () => {
+    const { tp, layer } = setup();
+    const { ev, cb } = recorder();
+    tp.failNext();
+    const ct = layer.createClient(req('OPTIONS'), UAS, cb);
+    await flush();
+    expect(ev).toEqual(['error unreachable']);
+    expect(ct.state).toBe('terminated');
+    expect(layer.stats()).toEqual(zero);
+  });
+
+  it('matches responses by branch and CSeq method only', () => {
+    const { layer, strays } = setup();
+    const { ev, cb } = recorder();
+    const ct = layer.createClient(req('OPTIONS'), UAS, cb);
+    const wrongMethod = res(ct.request, 200);
+    wrongMethod.setHeader('CSeq', '1 INFO');
+    layer.receiveResponse(wrongMethod, src());
+    expect(strays).toHaveLength(1);
+    expect(ev).toEqual([]);
+  });
+});
+
+// ------------------------------------------------------------------------------------------ client INVITE
+
+describe('client INVITE transaction (§17.1.1, RFC 6026, §16.8)', () => {
+  it('Timer A doubles without cap, Timer B times out', () => {
+    const { clock, tp, layer } = setup();
+    const { ev, cb } = recorder();
+    const ct = layer.createClient(req('INVITE'), UAS, cb);
+    expect(ct.state).toBe('calling');
+    clock.advance(64 * 500 - 1);
+    expect(gaps(tp.sent)).toEqual([500, 1000, 2000, 4000, 8000, 16000]);
+    clock.advance(1);
+    expect(ev).toEqual(['timeout']);
+    expect(ct.state).toBe('terminated');
+    expect(layer.stats()).toEqual(zero);
+  });
+
+  it('non-2xx: ACK generated hop by hop, retransmitted final re-ACKed, Timer D', () => {
+    const { clock, tp, layer } = setup();
+    const { ev, cb } = recorder();
+    const ct = layer.createClient(req('INVITE', { route: '<sip:p2.example.com;lr>' }), UAS, cb);
+    layer.receiveResponse(res(ct.request, 180), src());
+    expect(ct.state).toBe('proceeding');
+    clock.advance(10_000);
+    expect(tp.sent).toHaveLength(1); // no retransmissions in Proceeding
+    layer.receiveResponse(res(ct.request, 486, 'busy'), src());
+    expect(ct.state).toBe('completed');
+    const ack = tp.sent[1]!;
+    expect(isReq(ack, 'ACK')).toBe(true);
+    const a = ack.msg as SipRequest;
+    expect(a.uriText).toBe('sip:bob@example.com');
+    expect(a.vias()).toHaveLength(1);
+    expect(a.topVia()!.branch).toBe(ct.branch);
+    expect(a.header('route')).toBe('<sip:p2.example.com;lr>');
+    expect(a.toTag()).toBe('busy');
+    expect(a.fromTag()).toBe('ft1');
+    expect(a.callId()).toBe('call-1@example.com');
+    expect(a.cseq()).toEqual({ seq: 1, method: 'ACK' });
+    expect(a.maxForwards()).toBe(70);
+    expect(ack.target).toBe(UAS);
+    layer.receiveResponse(res(ct.request, 486, 'busy'), src());
+    expect(tp.sent.map((s) => (isReq(s) ? s.msg.method : '?'))).toEqual(['INVITE', 'ACK', 'ACK']);
+    expect(ev).toEqual(['prov 180', 'final 486']);
+    clock.advance(32_000 - 1);
+    expect(ct.state).toBe('completed');
+    clock.advance(1);
+    expect(ct.state).toBe('terminated');
+    expect(layer.stats()).toEqual(zero);
+  });
+
+  it('TCP: no Timer A, Timer D = 0', () => {
+    const { clock, tp, layer } = setup();
+    const { ev, cb } = recorder();
+    const ct = layer.createClient(req('INVITE'), UAS_TCP, cb);
+    clock.advance(20_000);
+    expect(tp.sent).toHaveLength(1);
+    layer.receiveResponse(res(ct.request, 404), src('tcp'));
+    expect(ct.state).toBe('terminated');
+    expect(isReq(tp.sent[1], 'ACK')).toBe(true);
+    expect(ev).toEqual(['final 404']);
+    expect(layer.stats()).toEqual(zero);
+  });
+
+  it('2xx → Accepted: every 2xx goes to final, no ACK from the transaction, Timer M ends it', () => {
+    const { clock, tp, layer, strays } = setup();
+    const { ev, cb } = recorder();
+    const ct = layer.createClient(req('INVITE'), UAS, cb);
+    layer.receiveResponse(res(ct.request, 200), src());
+    expect(ct.state).toBe('accepted');
+    layer.receiveResponse(res(ct.request, 200), src());
+    layer.receiveResponse(res(ct.request, 200, 'fork2'), src());
+    layer.receiveResponse(res(ct.request, 486), src()); // ignored in Accepted
+    expect(ev).toEqual(['final 200', 'final 200', 'final 200']);
+    expect(tp.sent).toHaveLength(1);
+    clock.advance(64 * 500 - 1);
+    expect(ct.state).toBe('accepted');
+    clock.advance(1);
+    expect(ct.state).toBe('terminated');
+    expect(layer.stats()).toEqual(zero);
+    layer.receiveResponse(res(ct.request, 200), src());
+    expect(strays).toHaveLength(1);
+  });
+
+  it('CANCEL before a provisional is deferred, then sent as its own transaction with the same branch', () => {
+    const { clock, tp, layer } = setup();
+    const { ev, cb } = recorder();
+    const ct = layer.createClient(req('INVITE', { route: '<sip:p2.example.com;lr>' }), UAS, cb);
+    ct.cancel('SIP;cause=200;text="Call completed elsewhere"');
+    ct.cancel();
+    clock.advance(500); // Timer A retransmission still goes out
+    expect(tp.sent.map((s) => (s.msg as SipRequest).method)).toEqual(['INVITE', 'INVITE']);
+    layer.receiveResponse(res(ct.request, 180), src());
+    expect(ev).toEqual(['prov 180']);
+    const c = tp.sent[2]!;
+    expect(isReq(c, 'CANCEL')).toBe(true);
+    const cm = c.msg as SipRequest;
+    expect(cm.vias()).toHaveLength(1);
+    expect(cm.topVia()!.branch).toBe(ct.branch);
+    expect(cm.cseq()).toEqual({ seq: 1, method: 'CANCEL' });
+    expect(cm.header('route')).toBe('<sip:p2.example.com;lr>');
+    expect(cm.header('reason')).toContain('cause=200');
+    expect(cm.toTag()).toBeUndefined();
+    expect(layer.stats().client).toBe(2);
+    // the CANCEL transaction retransmits (Timer E) until answered
+    clock.advance(500);
+    expect(tp.sent.filter((s) => isReq(s, 'CANCEL'))).toHaveLength(2);
+    layer.receiveResponse(res(cm, 200), src());
+    layer.receiveResponse(res(ct.request, 487), src());
+    expect(ev).toEqual(['prov 180', 'final 487']);
+    expect(isReq(tp.sent.at(-1), 'ACK')).toBe(true);
+    ct.cancel(); // no-op after the final
+    expect(tp.sent.filter((s) => isReq(s, 'CANCEL'))).toHaveLength(2);
+    clock.runAll();
+    expect(layer.stats()).toEqual(zero);
+  });
+
+  it('CANCEL requested but no provisional ever: nothing sent, Timer B times out', () => {
+    const { clock, tp, layer } = setup();
+    const { ev, cb } = recorder();
+    const ct = layer.createClient(req('INVITE'), UAS, cb);
+    ct.cancel();
+    clock.runAll();
+    expect(tp.sent.every((s) => isReq(s, 'INVITE'))).toBe(true);
+    expect(ev).toEqual(['timeout']);
+    expect(layer.stats()).toEqual(zero);
+  });
+
+  it('no final within 64*T1 after the CANCEL: timeout', () => {
+    const { clock, layer } = setup();
+    const { ev, cb } = recorder();
+    const ct = layer.createClient(req('INVITE'), UAS, cb);
+    layer.receiveResponse(res(ct.request, 183), src());
+    ct.cancel();
+    clock.advance(64 * 500 - 1);
+    expect(ct.state).toBe('proceeding');
+    clock.advance(1);
+    expect(ev).toEqual(['prov 183', 'timeout']);
+    expect(ct.state).toBe('terminated');
+    clock.runAll();
+    expect(layer.stats()).toEqual(zero);
+  });
+
+  it('Timer C after a provisional: CANCEL; reset by each provisional', () => {
+    const { clock, tp, layer } = setup({ timers: { timerC: 100_000 } });
+    const { ev, cb } = recorder();
+    const ct = layer.createClient(req('INVITE'), UAS, cb);
+    clock.advance(1000);
+    layer.receiveResponse(res(ct.request, 180), src());
+    clock.advance(60_000);
+    layer.receiveResponse(res(ct.request, 180), src()); // resets C
+    clock.advance(100_000 - 1);
+    expect(tp.sent.some((s) => isReq(s, 'CANCEL'))).toBe(false);
+    clock.advance(1);
+    expect(tp.sent.filter((s) => isReq(s, 'CANCEL'))).toHaveLength(1);
+    layer.receiveResponse(res(ct.request, 487), src());
+    expect(ev).toEqual(['prov 180', 'prov 180', 'final 487']);
+  });
+
+  it('Timer C without a provisional: timeout (408 to the core)', () => {
+    const { clock, tp, layer } = setup({ timers: { timerC: 10_000 } });
+    const { ev, cb } = recorder();
+    const ct = layer.createClient(req('INVITE'), UAS, cb);
+    clock.advance(10_000);
+    expect(ev).toEqual(['timeout']);
+    expect(ct.state).toBe('terminated');
+    expect(tp.sent.some((s) => isReq(s, 'CANCEL'))).toBe(false);
+    expect(layer.stats()).toEqual(zero);
+  });
+
+  it('a transport error is reported and terminates (also on a retransmission)', async () => {
+    const { clock, tp, layer } = setup();
+    const { ev, cb } = recorder();
+    const ct = layer.createClient(req('INVITE'), UAS, cb);
+    tp.failNext();
+    clock.advance(500);
+    await flush();
+    expect(ev).toEqual(['error unreachable']);
+    expect(ct.state).toBe('terminated');
+    expect(layer.stats()).toEqual(zero);
+  });
+
+  it('a callback that throws does not break the state machine', () => {
+    const { layer, tp } = setup();
+    const cb: ClientCallbacks = {
+      final: () => {
+        throw new Error('core bug');
+      },
+      timeout: () => undefined,
+      transportError: () => undefined,
+    };
+    const ct: ClientTransaction = layer.createClient(req('INVITE'), UAS, cb);
+    expect(() => layer.receiveResponse(res(ct.request, 500), src())).not.toThrow();
+    expect(ct.state).toBe('completed');
+    expect(isReq(tp.sent.at(-1), 'ACK')).toBe(true);
+  });
+
+  it('uses an explicit branch and extra Via parameters when given', () => {
+    const { layer } = setup();
+    const ct = layer.createClient(req('INVITE'), UAS, recorder().cb, { branch: 'z9hG4bKmine', viaParams: ';rport' });
+    expect(ct.request.topVia()!.raw).toBe('SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKmine;rport');
+    expect(layer.viaFor(UAS_TCP, 'z9hG4bKx')).toBe('SIP/2.0/TCP 10.0.0.1:5060;branch=z9hG4bKx');
+  });
+});
+
+// ------------------------------------------------------------------------------------------ layer
+
+describe('transaction layer', () => {
+  it('stateless send of responses and requests', () => {
+    const { tp, layer } = setup();
+    const r = req('REGISTER');
+    layer.respondStateless(res(r, 401), src());
+    layer.sendStateless(req('ACK', { branch: 'z9hG4bKs' }), UAS);
+    expect(status(tp.sent[0])).toBe(401);
+    expect(tp.sent[0]!.target).toEqual({ transport: 'udp', address: '192.0.2.7', port: 5062 });
+    expect(isReq(tp.sent[1], 'ACK')).toBe(true);
+    expect(layer.stats()).toEqual(zero);
+  });
+
+  it('maxTransactions: new requests beyond the limit get a stateless 503 and never reach the TU', () => {
+    const { tp, layer, requests } = setup({ max: 2 });
+    layer.createServer(req('OPTIONS', { branch: 'z9hG4bK1' }), src());
+    layer.createClient(req('OPTIONS'), UAS, recorder().cb);
+    layer.receiveRequest(req('OPTIONS', { branch: 'z9hG4bK2' }), src());
+    expect(requests).toHaveLength(0);
+    expect(status(tp.sent.at(-1))).toBe(503);
+    expect((tp.sent.at(-1)!.msg as SipResponse).header('retry-after')).toBe('5');
+    // retransmissions of existing transactions are still absorbed, ACKs still pass
+    layer.receiveRequest(req('OPTIONS', { branch: 'z9hG4bK1' }), src());
+    layer.receiveRequest(req('ACK', { branch: 'z9hG4bK3' }), src());
+    expect(requests.map((x) => x.req.method)).toEqual(['ACK']);
+    expect(layer.counters().overload).toBe(1);
+  });
+
+  it('close() terminates everything and clears every timer', () => {
+    const { layer, clock } = setup();
+    const st = layer.createServer(req('INVITE'), src());
+    let ended = false;
+    st.onTerminated(() => (ended = true));
+    layer.createClient(req('INVITE'), UAS, recorder().cb);
+    layer.createClient(req('OPTIONS'), UAS, recorder().cb);
+    expect(layer.stats().timers).toBeGreaterThan(0);
+    layer.close();
+    expect(ended).toBe(true);
+    expect(layer.stats()).toEqual(zero);
+    expect(clock.pending()).toBe(0);
+  });
+
+  it('a TU whose request handler throws does not break the layer', () => {
+    const clock = manualClock();
+    const layer = createTransactionLayer({
+      transport: fakeTransport(clock),
+      clock,
+      timers: T,
+      user: {
+        request: () => {
+          throw new Error('bug');
+        },
+        strayResponse: () => {
+          throw new Error('bug');
+        },
+      },
+      responseTarget: (_r, s) => s,
+    });
+    expect(() => layer.receiveRequest(req('OPTIONS'), src())).not.toThrow();
+    expect(() => layer.receiveResponse(res(req('OPTIONS'), 200), src())).not.toThrow();
+  });
+
+  it('default branches carry the magic cookie and are unique', () => {
+    const clock = manualClock();
+    const layer = createTransactionLayer({
+      transport: fakeTransport(clock),
+      clock,
+      timers: T,
+      user: { request: () => undefined, strayResponse: () => undefined },
+      responseTarget: (_r, s) => s,
+    });
+    const a = layer.newBranch();
+    const b = layer.newBranch();
+    expect(a.startsWith('z9hG4bK')).toBe(true);
+    expect(a.length).toBeGreaterThan(12);
+    expect(a).not.toBe(b);
+  });
+});
+
+// ------------------------------------------------------------------------------------------ leak
+
+describe('memory: every transaction ends', () => {
+  it('5,000 mixed transactions, with and without responses, leave nothing behind', async () => {
+    const { clock, tp, layer } = setup();
+    const methods = ['INVITE', 'OPTIONS', 'REGISTER', 'BYE'] as const;
+    for (let i = 0; i < 5000; i++) {
+      const method = methods[i % 4]!;
+      const tcp = i % 7 === 0;
+      const s = tcp ? src('tcp') : src();
+      const mode = i % 5; // 0: no answer, 1: provisional only, 2: 2xx, 3: non-2xx (+ACK for INVITE half the time), 4: transport error
+      if (i % 2 === 0) {
+        const r = req(method, { branch: `z9hG4bKs${i}`, callId: `c${i}`, transport: tcp ? 'TCP' : 'UDP' });
+        layer.receiveRequest(r, s);
+        const st = layer.createServer(r, s);
+        if (mode === 4) tp.failNext();
+        if (mode >= 1) st.respond(res(r, 180));
+        if (mode === 2) st.respond(res(r, 200));
+        if (mode === 3) {
+          st.respond(res(r, 486));
+          if (method === 'INVITE' && i % 4 === 0) layer.receiveRequest(req('ACK', { branch: `z9hG4bKs${i}`, callId: `c${i}`, toTag: 'tt1' }), s);
+        }
+        layer.receiveRequest(req(method, { branch: `z9hG4bKs${i}`, callId: `c${i}`, transport: tcp ? 'TCP' : 'UDP' }), s);
+      } else {
+        if (mode === 4) tp.failNext();
+        const ct = layer.createClient(req(method, { callId: `c${i}` }), tcp ? UAS_TCP : UAS, recorder().cb);
+        if (mode >= 1 && mode < 4) layer.receiveResponse(res(ct.request, 180), src());
+        if (mode === 1 && method === 'INVITE') ct.cancel();
+        if (mode === 2) layer.receiveResponse(res(ct.request, 200), src());
+        if (mode === 3) layer.receiveResponse(res(ct.request, 503), src());
+      }
+      if (i % 500 === 0) clock.advance(1000);
+    }
+    await flush();
+    const s = layer.stats();
+    expect(s.server).toBeGreaterThan(1000);
+    expect(s.client).toBeGreaterThan(1000);
+    clock.advance(T.timerC + 200_000);
+    expect(layer.stats()).toEqual(zero);
+    expect(clock.pending()).toBe(0);
+  });
+});
