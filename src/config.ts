@@ -206,7 +206,8 @@ export const ConfigSchema = z.strictObject({
   domains: z.array(z.string().min(1).transform((d) => d.toLowerCase())).min(1),
   db: parsed(parseDbUrl),
   metrics: z
-    .union([z.null(), z.literal('off'), z.literal(''), z.string()])
+    .string()
+    .nullable()
     .transform((s, ctx): HostPort | null => {
       if (s === null || s === '' || s === 'off') return null;
       try {
@@ -347,8 +348,6 @@ function issueReason(issue: z.core.$ZodIssue, value: unknown): string {
       return `must be <= ${String(issue.maximum)}, got ${describeValue(value)}`;
     case 'invalid_value':
       return `expected one of ${issue.values.map((x) => String(x)).join(', ')}, got ${describeValue(value)}`;
-    case 'invalid_union':
-      return `invalid value ${describeValue(value)}`;
     default:
       return issue.message;
   }
