@@ -12,8 +12,6 @@ export type StoreErrorCode =
   | 'SCHEMA'
   /** Invalid argument (e.g. empty username or password). */
   | 'INVALID'
-  /** The store was closed. */
-  | 'CLOSED'
   /** Any other database error. */
   | 'DB';
 
