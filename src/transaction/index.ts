@@ -1,3 +1,25 @@
+/**
+ * The transaction layer (RFC 3261 §17, RFC 6026, Timer C of §16.8).
+ *
+ * Wiring: the composition root passes the transport's `request` / `response` events to
+ * `receiveRequest` / `receiveResponse`. Requests matching a server transaction are absorbed
+ * (retransmissions, ACK for a non-2xx); everything else reaches `user.request`. Responses matching
+ * a client transaction drive it; others reach `user.strayResponse`.
+ *
+ * Decisions worth knowing:
+ * - `createClient` clones the request and pushes the layer's own Via (see `ClientOptions`);
+ *   ACK (non-2xx) and CANCEL are built by the layer with that Via only.
+ * - Timer A doubles without a cap (§17.1.1.2); E and G are capped at T2. On TCP, A/E/G are not
+ *   used and D/I/J/K are 0.
+ * - Guards beyond the RFC so nothing leaks when the core forgets to answer: a server non-INVITE
+ *   ends after 128*T1 without a final; a server INVITE after timerC + 128*T1 without any TU
+ *   response (re-armed by each provisional). A client INVITE that sent CANCEL ends with `timeout`
+ *   if no final arrives within 64*T1 (§9.1).
+ * - `maxTransactions` (default 100000, server + client): a request that would need a new server
+ *   transaction beyond it gets a stateless 503 (Retry-After: 5) and never reaches the TU.
+ * - A 2xx passed to `respond()` of a terminated INVITE server transaction is sent statelessly
+ *   (UAS 2xx retransmissions after Timer L).
+ */
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { buildResponse, formatVia, MAGIC_COOKIE, type SipRequest, type SipResponse } from '../sip/index.js';
