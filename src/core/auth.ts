@@ -15,7 +15,9 @@
  *   equivalent challenge.
  *
  * Nonces
- *   nonce  = base64url(time_ms[6] ‖ random[10] ‖ HMAC-SHA256(secret, time_ms ‖ random ‖ realm)[32])
+ *   nonce  = base64url(time_ms[6] ‖ seq[6] ‖ random[4] ‖ HMAC-SHA256(secret, time_ms ‖ seq ‖ random ‖ realm)[32])
+ *   `seq` is a per-process counter (like the nonce index of Kamailio's nid/nc modules); it orders
+ *   nonces for the replay tracker below. It is not per-request state: nothing is stored.
  *   opaque = base64url(HMAC-SHA256(secret, "opaque" ‖ nonce)[0..12])
  *   A nonce whose HMAC does not verify (forged, or from another realm/secret) is `bad`; one older
  *   than `nonceLifetimeS` with an otherwise correct response is `stale` (new challenge with
@@ -25,9 +27,11 @@
  *   With qop, each (nonce, nc) pair is accepted once. A bounded LRU of at most `ncWindow` nonces
  *   keeps, per nonce, the highest nc seen and a 64-bit window of the nc values below it. An nc
  *   that was seen, or that lies below the window, is a `replay` (fresh challenge, stale=true like
- *   Kamailio's nc check). A nonce that is not tracked any more (evicted from the LRU while still
- *   within its lifetime, or issued before this process started) is treated as stale, never
- *   accepted a second time. Answers without qop (RFC 2069 clients) cannot number their uses, so
+ *   Kamailio's nc check). A nonce that is not tracked any more is treated as stale, never accepted
+ *   a second time: when a nonce still within its lifetime is evicted, every untracked nonce with a
+ *   seq up to its seq counts as possibly used; nonces issued before this process started likewise
+ *   (their seq belongs to another process). Instances sharing a secret do not share this memory,
+ *   so a nonce answered to one instance can be used once more at another. Answers without qop (RFC 2069 clients) cannot number their uses, so
  *   their nonce is accepted once (Kamailio's one-time-nonce).
  *
  *   NOTE for the routing/transaction layer: a *retransmission* of an authenticated request (same
@@ -209,15 +213,19 @@ export function stripCredentials(req: SipRequest, realm: string): number {
 const b64url = (b: Buffer): string => b.toString('base64url');
 
 const TS_LEN = 6;
-const RND_LEN = 10;
+const SEQ_LEN = 6;
+const RND_LEN = 4;
 const MAC_LEN = 32;
-const NONCE_LEN = TS_LEN + RND_LEN + MAC_LEN;
+const SIGNED_LEN = TS_LEN + SEQ_LEN + RND_LEN;
+const NONCE_LEN = SIGNED_LEN + MAC_LEN;
 const WINDOW_BITS = 64n;
 const WINDOW_MASK = (1n << WINDOW_BITS) - 1n;
 
 interface NonceState {
   /** issue time of the nonce (ms) */
   readonly issued: number;
+  /** issue sequence number */
+  readonly seq: number;
   /** highest nc accepted (0 for a no-qop use) */
   max: number;
   /** bit i set: nc (max - i) was accepted */
@@ -232,16 +240,16 @@ type NcVerdict = 'ok' | 'replay' | 'stale';
  */
 export class NonceCountTracker {
   private readonly map = new Map<string, NonceState>();
-  /** untracked nonces issued before this time may have been used (evicted, or a previous process). */
-  private floor: number;
+  /** untracked nonces with a seq below this may have been used and evicted. */
+  private seqFloor = 0;
 
+  /** `startTime`: untracked nonces issued before it come from an earlier process. */
   constructor(
     private readonly capacity: number,
     private readonly lifetimeMs: number,
-    startTime: number,
+    private readonly startTime: number,
   ) {
     if (!(capacity >= 1)) throw new RangeError('ncWindow must be >= 1');
-    this.floor = startTime;
   }
 
   get size(): number {
@@ -249,11 +257,11 @@ export class NonceCountTracker {
   }
 
   /** Record one use of (nonce, nc); nc 0 stands for an answer without qop. */
-  use(nonce: string, issued: number, nc: number, now: number): NcVerdict {
+  use(nonce: string, issued: number, seq: number, nc: number, now: number): NcVerdict {
     let st = this.map.get(nonce);
     if (st === undefined) {
-      if (issued < this.floor) return 'stale';
-      st = { issued, max: nc, bits: 1n };
+      if (issued < this.startTime || seq < this.seqFloor) return 'stale';
+      st = { issued, seq, max: nc, bits: 1n };
       this.map.set(nonce, st);
       this.evict(now);
       return 'ok';
@@ -282,7 +290,7 @@ export class NonceCountTracker {
       const st = this.map.get(oldest.value)!;
       this.map.delete(oldest.value);
       // a nonce that is already expired needs no memory: its timestamp rejects it
-      if (now - st.issued <= this.lifetimeMs && st.issued + 1 > this.floor) this.floor = st.issued + 1;
+      if (now - st.issued <= this.lifetimeMs && st.seq + 1 > this.seqFloor) this.seqFloor = st.seq + 1;
     }
   }
 }
@@ -292,6 +300,7 @@ export class NonceCountTracker {
 interface CheckedNonce {
   readonly status: 'ok' | 'expired' | 'forged';
   readonly issued: number;
+  readonly seq: number;
 }
 
 const HEX_RE = /^[0-9a-f]+$/;
@@ -302,6 +311,7 @@ export class DigestAuthenticator {
   private readonly tracker: NonceCountTracker;
   /** stands in for the HA1 of users that do not exist, so their answers cost the same work. */
   private readonly dummyPassword: string;
+  private seq = 0;
 
   constructor(opts: DigestAuthOptions) {
     if (opts.secret.length < 16) throw new RangeError('auth secret must be at least 16 bytes');
@@ -340,14 +350,14 @@ export class DigestAuthenticator {
   private makeNonce(realm: string): string {
     const buf = Buffer.alloc(NONCE_LEN);
     buf.writeUIntBE(Math.max(0, Math.floor(this.o.now())), 0, TS_LEN);
-    const rnd = this.o.random(RND_LEN);
-    rnd.copy(buf, TS_LEN, 0, RND_LEN);
-    this.mac(buf.subarray(0, TS_LEN + RND_LEN), realm).copy(buf, TS_LEN + RND_LEN);
+    buf.writeUIntBE(this.seq++, TS_LEN, SEQ_LEN);
+    this.o.random(RND_LEN).copy(buf, TS_LEN + SEQ_LEN, 0, RND_LEN);
+    this.mac(buf.subarray(0, SIGNED_LEN), realm).copy(buf, SIGNED_LEN);
     return b64url(buf);
   }
 
-  private mac(tsRnd: Buffer, realm: string): Buffer {
-    return createHmac('sha256', this.o.secret).update(tsRnd).update(realm.toLowerCase(), 'latin1').digest();
+  private mac(signed: Buffer, realm: string): Buffer {
+    return createHmac('sha256', this.o.secret).update(signed).update(realm.toLowerCase(), 'latin1').digest();
   }
 
   private opaqueFor(nonce: string): string {
@@ -355,16 +365,18 @@ export class DigestAuthenticator {
   }
 
   private checkNonce(nonce: string, realm: string): CheckedNonce {
-    if (nonce.length !== Math.ceil((NONCE_LEN * 4) / 3) || !/^[A-Za-z0-9_-]+$/.test(nonce)) return { status: 'forged', issued: 0 };
+    const forged: CheckedNonce = { status: 'forged', issued: 0, seq: 0 };
+    if (nonce.length !== Math.ceil((NONCE_LEN * 4) / 3) || !/^[A-Za-z0-9_-]+$/.test(nonce)) return forged;
     const buf = Buffer.from(nonce, 'base64url');
-    if (buf.length !== NONCE_LEN) return { status: 'forged', issued: 0 };
-    const want = this.mac(buf.subarray(0, TS_LEN + RND_LEN), realm);
-    if (!timingSafeEqual(want, buf.subarray(TS_LEN + RND_LEN))) return { status: 'forged', issued: 0 };
+    if (buf.length !== NONCE_LEN) return forged;
+    const want = this.mac(buf.subarray(0, SIGNED_LEN), realm);
+    if (!timingSafeEqual(want, buf.subarray(SIGNED_LEN))) return forged;
     const issued = buf.readUIntBE(0, TS_LEN);
+    const seq = buf.readUIntBE(TS_LEN, SEQ_LEN);
     const age = this.o.now() - issued;
     // a nonce from the future (clock stepped back, or forged with the secret) is not trusted either
-    if (age > this.o.nonceLifetimeS * 1000 || age < -5000) return { status: 'expired', issued };
-    return { status: 'ok', issued };
+    if (age > this.o.nonceLifetimeS * 1000 || age < -5000) return { status: 'expired', issued, seq };
+    return { status: 'ok', issued, seq };
   }
 
   // ------------------------------------------------------------------ verify
@@ -454,7 +466,7 @@ export class DigestAuthenticator {
     // 5. verdicts, in an order that reveals nothing about the user before the password is right
     if (checked.status === 'forged' || !opaqueOk || !matches) return fail('bad', chal());
     if (checked.status === 'expired') return fail('stale', chal(true));
-    const ncVerdict = this.tracker.use(nonce, checked.issued, nc, this.o.now());
+    const ncVerdict = this.tracker.use(nonce, checked.issued, checked.seq, nc, this.o.now());
     if (ncVerdict === 'stale') return fail('stale', chal(true));
     if (ncVerdict === 'replay') return fail('replay', chal(true));
 
