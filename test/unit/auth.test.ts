@@ -137,6 +137,19 @@ function answer(chal: SipResponse, method: string, o: AnswerOpts = {}): string {
   return `${header}: ${v}`;
 }
 
+/** A SubscriberStore whose get() is replaced; the rest delegates to an empty memory store. */
+function storeWith(get: SubscriberStore['get']): SubscriberStore {
+  const base = new MemorySubscriberStore();
+  return {
+    get,
+    add: (u, d, p) => base.add(u, d, p),
+    remove: (u, d) => base.remove(u, d),
+    setPassword: (u, d, p) => base.setPassword(u, d, p),
+    list: (d) => base.list(d),
+    close: () => base.close(),
+  };
+}
+
 function failed(r: AuthResult): Extract<AuthResult, { ok: false }> {
   if (r.ok) throw new Error(`expected failure, got ok for ${r.user}`);
   return r;
@@ -357,12 +370,9 @@ describe('verify(): round trips', () => {
   });
 
   it('answers 500 (reason error) when the subscriber store fails, without throwing', async () => {
-    const failing: SubscriberStore = {
-      ...new MemorySubscriberStore(),
-      get: async () => {
-        throw new StoreError('UNREACHABLE', 'db down');
-      },
-    } as SubscriberStore;
+    const failing = storeWith(async () => {
+      throw new StoreError('UNREACHABLE', 'db down');
+    });
     const { auth } = await fixture({ subscribers: failing });
     const chal = auth.challenge(request(), DOMAIN, 'www');
     const f = failed(await auth.verify(request({ extra: [answer(chal, 'REGISTER')] }), DOMAIN, 'www'));
@@ -543,7 +553,7 @@ describe('verify(): users and credentials', () => {
     const real = (await base.get('alice', DOMAIN))!;
     const onlyHa1b: Subscriber = { ...real, password: '', ha1: '0'.repeat(32) };
     const onlyHa1: Subscriber = { ...real, password: '', ha1b: '0'.repeat(32) };
-    const storeOf = (s: Subscriber): SubscriberStore => ({ ...base, get: async (u: string, d: string) => (u === s.username && d === s.domain ? { ...s } : null) }) as SubscriberStore;
+    const storeOf = (s: Subscriber): SubscriberStore => storeWith(async (u, d) => (u === s.username && d === s.domain ? { ...s } : null));
 
     const a = (await fixture({ subscribers: storeOf(onlyHa1b) })).auth;
     let chal = a.challenge(request(), DOMAIN, 'www');
@@ -557,14 +567,13 @@ describe('verify(): users and credentials', () => {
   });
 
   it('MD5 without stored ha1 falls back to the password (calculate_ha1); SHA-256 needs the password', async () => {
-    const base = new MemorySubscriberStore();
     const row: Subscriber = { username: 'alice', domain: DOMAIN, password: 'wonderland', ha1: '', ha1b: '' };
-    const store = { ...base, get: async () => ({ ...row }) } as SubscriberStore;
+    const store = storeWith(async () => ({ ...row }));
     const { auth } = await fixture({ subscribers: store });
     let chal = auth.challenge(request(), DOMAIN, 'www');
     expect((await auth.verify(request({ extra: [answer(chal, 'REGISTER', { algorithm: 'MD5' })] }), DOMAIN, 'www')).ok).toBe(true);
 
-    const noPw = { ...base, get: async () => ({ ...row, password: '', ha1: computeHa1('alice', DOMAIN, 'wonderland') }) } as SubscriberStore;
+    const noPw = storeWith(async () => ({ ...row, password: '', ha1: computeHa1('alice', DOMAIN, 'wonderland') }));
     const f2 = await fixture({ subscribers: noPw });
     chal = f2.auth.challenge(request(), DOMAIN, 'www');
     expect((await f2.auth.verify(request({ extra: [answer(chal, 'REGISTER', { algorithm: 'MD5' })] }), DOMAIN, 'www')).ok).toBe(true);
