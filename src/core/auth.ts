@@ -6,10 +6,14 @@
  * Challenges
  *   One challenge per configured algorithm, in the order of the `algorithms` option. The default
  *   configuration lists MD5 first, although RFC 8760 §2.4 advises the strongest first: SIPp 3.6.1
- *   (the Debian `sip-tester`, our load tool) joins all WWW-/Proxy-Authenticate values and reads
- *   the *first* `algorithm=` it finds, and fails on anything but MD5/AKAv1-MD5; PJSIP before 2.10
- *   likewise answers only the first header. All challenges of one response share one nonce and
- *   opaque, so a client that mixes parameters of several challenges still answers correctly.
+ *   (the Debian `sip-tester`, our load tool) reads the *first* `algorithm=` of the challenges and
+ *   aborts on anything but MD5/AKAv1-MD5 (checked against this module: SHA-256 first gave
+ *   "createAuthHeader: authentication must use MD5 or AKAv1-MD5" and every call failed; MD5
+ *   first, every REGISTER authenticated); PJSIP before 2.10 likewise answers only the first
+ *   header. Newer SIPp and RFC 8760 clients pick the challenge they support, so listing SHA-256
+ *   first is a configuration choice once such clients are the norm. All challenges of one
+ *   response share one nonce and opaque, so a client that mixes parameters of several challenges
+ *   still answers correctly.
  *   `challenge()` creates no state (RFC 3261 §26.3.2.4): the nonce carries its own issue time and
  *   an HMAC, and the To-tag is a hash of the request, so a retransmitted request gets an
  *   equivalent challenge.
