@@ -11,6 +11,7 @@ import type { Binding, LocationStore } from '../store/types.js';
 import type { ServerTransaction, TransactionLayer } from '../transaction/types.js';
 import type { Source } from '../transport/types.js';
 import type { Acl } from './acl.js';
+import { aorOf } from './registrar.js';
 import type { FloodGuard } from './flood.js';
 import type { ForwardTarget, Proxy } from './proxy.js';
 import { sanityCheck } from './sanity.js';
@@ -302,7 +303,11 @@ export class Router {
   private async location(ctx: Ctx): Promise<boolean> {
     const uri = ctx.req.uri;
     if (!isSipUri(uri) || !this.d.isOurDomain(uri.host)) return false;
-    const aor = `${uri.user ?? ''}@${uri.host}`;
+    const aor = aorOf(uri);
+    if (aor === null) {
+      this.reply(ctx, 404, 'Not Found', undefined, true);
+      return true;
+    }
     const bindings = await this.d.locations.lookup(aor);
     this.d.events.debug({ aor, contacts: bindings.length }, 'location lookup');
     if (bindings.length === 0) {

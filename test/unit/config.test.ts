@@ -47,7 +47,7 @@ describe('loadConfig defaults', () => {
       max_message_size: 65536,
       max_headers: 256,
       max_header_line: 8192,
-      max_vias: 32,
+      max_vias: 70,
       tcp_max_connections: 1000,
       tcp_max_per_ip: 100,
       tcp_idle_timeout_ms: 120000,
@@ -75,7 +75,7 @@ describe('loadConfig defaults', () => {
     const cwd = process.cwd();
     process.chdir(dir);
     try {
-      expect(loadConfig({ env: {} }).limits.max_vias).toBe(32);
+      expect(loadConfig({ env: {} }).limits.max_vias).toBe(70);
     } finally {
       process.chdir(cwd);
     }
