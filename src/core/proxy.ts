@@ -201,7 +201,7 @@ export class Proxy {
     target: ForwardTarget,
     recordRoute: boolean,
     inbound: LocalEndpoint,
-  ): Promise<{ out: SipRequest; hop: { target: Target; local: LocalEndpoint } } | undefined> {
+  ): Promise<{ out: SipRequest; branch: string; hop: { target: Target; local: LocalEndpoint } } | undefined> {
     const out = req.clone();
     if (target.uri !== undefined) out.setUri(target.uri);
     if (target.path !== undefined && target.path.length > 0) {
@@ -218,9 +218,9 @@ export class Proxy {
         out.addHeader('record-route', recordRouteFor(outEp), 'before');
       }
     }
+    // the Via itself is added by the client transaction, with this branch (§16.6 step 8: loop hash + unique part)
     const branch = `${MAGIC_COOKIE}sd${this.loopHash(req)}.${this.d.random()}`;
-    out.addHeader('via', viaFor(hop.local, hop.target.transport, branch), 'top');
-    return { out, hop };
+    return { out, branch, hop };
   }
 
   debug(obj: Record<string, unknown>, msg: string): void {
@@ -293,13 +293,18 @@ class ResponseContext {
       this.branchDone(b, this.localResponse(503));
       return;
     }
-    this.p.debug({ target: prepared.hop.target, branch: prepared.out.topVia()?.branch }, 'forwarding');
-    b.ct = this.p.deps.tx.createClient(prepared.out, prepared.hop.target, {
-      provisional: (res) => this.onProvisional(res),
-      final: (res) => this.onFinal(res, b),
-      timeout: () => this.branchDone(b, this.localResponse(408)),
-      transportError: () => this.branchDone(b, this.localResponse(503)),
-    });
+    this.p.debug({ target: prepared.hop.target, branch: prepared.branch }, 'forwarding');
+    b.ct = this.p.deps.tx.createClient(
+      prepared.out,
+      prepared.hop.target,
+      {
+        provisional: (res) => this.onProvisional(res),
+        final: (res) => this.onFinal(res, b),
+        timeout: () => this.branchDone(b, this.localResponse(408)),
+        transportError: () => this.branchDone(b, this.localResponse(503)),
+      },
+      { branch: prepared.branch, viaParams: ';rport' },
+    );
   }
 
   private onProvisional(res: SipResponse): void {
