@@ -38,7 +38,8 @@ export async function call(
     rate?: number;
     durationMs?: number;
     lost?: number;
-    uas: { callee: Callee; scenario: string; calls: number; lost?: number }[];
+    uas: { callee: Callee; scenario: string; calls: number; lost?: number; extraArgs?: string[] }[];
+    timeoutSec?: number;
   },
 ): Promise<CallRun> {
   const uasRuns = o.uas.map((u, i) =>
@@ -49,6 +50,8 @@ export async function call(
       transport: u.callee.transport,
       calls: u.calls,
       lost: u.lost,
+      extraArgs: u.extraArgs,
+      timeoutSec: o.timeoutSec,
     }),
   );
   // SIPp needs a moment to bind its port before the first INVITE is routed there
@@ -62,6 +65,7 @@ export async function call(
     rate: o.rate ?? 10,
     durationMs: o.durationMs ?? 200,
     lost: o.lost,
+    timeoutSec: o.timeoutSec,
     inf: callsCsv(Array.from({ length: o.calls }, () => ({ from: o.caller, to: o.callee })), target.domain),
   };
   const uac = await runSipp(target, uacOpts);
