@@ -1,7 +1,7 @@
 import { parseAuthHeader, type AuthHeader } from './digest-header.js';
 import { SipParseError } from './errors.js';
 import { canonicalName, headerKey, splitList } from './headers.js';
-import { parseContact, parseNameAddr, type ContactStar, type NameAddr } from './name-addr.js';
+import { nameAddrParams, parseContact, parseNameAddr, type ContactStar, type NameAddr } from './name-addr.js';
 import { parseUri, type Uri } from './uri.js';
 import { parseVia, type Via } from './via.js';
 
@@ -40,13 +40,45 @@ export function parseBoundedInt(v: string, max: number, what: string): number {
   return n;
 }
 
+/** True when a string starts or ends with whitespace (so it needs trimming). */
+function edgeWs(v: string): boolean {
+  if (v.length === 0) return false;
+  const a = v.charCodeAt(0);
+  const b = v.charCodeAt(v.length - 1);
+  return a <= 0x20 || b <= 0x20 || a === 0xa0 || b === 0xa0;
+}
+
+/** CSeq value: 1*DIGIT LWS Method, number <= 2^31-1. */
+function parseCSeq(v: string): CSeq {
+  let i = 0;
+  while (i < v.length && v.charCodeAt(i) >= 0x30 && v.charCodeAt(i) <= 0x39) i++;
+  if (i === 0 || i > 12) throw new SipParseError('BAD_CSEQ', 'bad CSeq');
+  const digitsEnd = i;
+  while (i < v.length && (v.charCodeAt(i) === 0x20 || v.charCodeAt(i) === 0x09)) i++;
+  if (i === digitsEnd || i === v.length) throw new SipParseError('BAD_CSEQ', 'bad CSeq');
+  for (let j = i; j < v.length; j++) if (v.charCodeAt(j) === 0x20 || v.charCodeAt(j) === 0x09) throw new SipParseError('BAD_CSEQ', 'bad CSeq');
+  const seq = Number(v.slice(0, digitsEnd));
+  if (seq > 0x7fffffff) throw new SipParseError('BAD_CSEQ', 'CSeq out of range');
+  return { seq, method: i === 0 ? v : v.slice(i) };
+}
+
 export abstract class SipMessage {
   headers: HeaderField[];
   body: Buffer;
   /** version as written in the start line, upper-cased, e.g. "SIP/2.0". */
   version: string;
   protected startLineRaw: string | null;
-  private cache: Map<string, unknown> | undefined;
+  // parsed-value caches (undefined: not parsed yet; null: header absent)
+  private cVias: Via[] | undefined = undefined;
+  private cTopVia: Via | null | undefined = undefined;
+  private cFrom: NameAddr | null | undefined = undefined;
+  private cTo: NameAddr | null | undefined = undefined;
+  private cCSeq: CSeq | null | undefined = undefined;
+  private cContacts: Array<NameAddr | ContactStar> | undefined = undefined;
+  private cRoutes: NameAddr[] | undefined = undefined;
+  private cRecordRoutes: NameAddr[] | undefined = undefined;
+  private cPaths: NameAddr[] | undefined = undefined;
+  private cAuth: Map<string, AuthHeader[]> | undefined = undefined;
 
   constructor(headers: HeaderField[], body: Buffer, version: string, startLineRaw: string | null) {
     this.headers = headers;
@@ -62,28 +94,48 @@ export abstract class SipMessage {
 
   /** First value of a header (any spelling or compact form of the name). */
   header(name: string): string | undefined {
-    const key = headerKey(name);
-    for (const h of this.headers) if (h.key === key) return h.value;
+    return this.first(headerKey(name));
+  }
+
+  /** First value of the header with this key (lower-case long form). */
+  private first(key: string): string | undefined {
+    const hs = this.headers;
+    for (let i = 0; i < hs.length; i++) if (hs[i]!.key === key) return hs[i]!.value;
     return undefined;
   }
 
   /** Values of every line of a header, in order. */
   headerValues(name: string): string[] {
-    const key = headerKey(name);
+    return this.valuesOf(headerKey(name));
+  }
+
+  private valuesOf(key: string): string[] {
     const out: string[] = [];
-    for (const h of this.headers) if (h.key === key) out.push(h.value);
+    const hs = this.headers;
+    for (let i = 0; i < hs.length; i++) if (hs[i]!.key === key) out.push(hs[i]!.value);
     return out;
   }
 
   /** Every list element of a list header across all its lines (Via, Route, Contact, Supported ...). */
   listValues(name: string): string[] {
+    return this.listOf(headerKey(name));
+  }
+
+  private listOf(key: string): string[] {
     const out: string[] = [];
-    for (const v of this.headerValues(name)) for (const e of splitList(v)) out.push(e);
+    const hs = this.headers;
+    for (let i = 0; i < hs.length; i++) {
+      const h = hs[i]!;
+      if (h.key !== key) continue;
+      const v = h.value;
+      if (v.indexOf(',') === -1 && !edgeWs(v)) out.push(v);
+      else for (const e of splitList(v)) out.push(e);
+    }
     return out;
   }
 
   has(name: string): boolean {
-    return this.header(name) !== undefined;
+    return this.first(headerKey(name)) !== undefined;
   }
 
   count(name: string): number {
@@ -93,98 +145,142 @@ export abstract class SipMessage {
     return n;
   }
 
-  private cached<T>(key: string, make: () => T): T {
-    if (this.cache === undefined) this.cache = new Map();
-    if (this.cache.has(key)) return this.cache.get(key) as T;
-    const v = make();
-    this.cache.set(key, v);
-    return v;
-  }
-
   protected invalidate(key: string): void {
-    if (this.cache === undefined) return;
-    for (const k of [...this.cache.keys()]) if (k === key || k.startsWith(key + ':')) this.cache.delete(k);
+    switch (key) {
+      case 'via':
+        this.cVias = undefined;
+        this.cTopVia = undefined;
+        break;
+      case 'from':
+        this.cFrom = undefined;
+        break;
+      case 'to':
+        this.cTo = undefined;
+        break;
+      case 'cseq':
+        this.cCSeq = undefined;
+        break;
+      case 'contact':
+        this.cContacts = undefined;
+        break;
+      case 'route':
+        this.cRoutes = undefined;
+        break;
+      case 'record-route':
+        this.cRecordRoutes = undefined;
+        break;
+      case 'path':
+        this.cPaths = undefined;
+        break;
+      default:
+        this.cAuth?.delete(key);
+    }
   }
 
   // ---------------------------------------------------------------- structured access (lazy, cached)
 
   /** All Via values top to bottom. Throws SipParseError(BAD_VIA) if any is malformed. */
   vias(): Via[] {
-    return this.cached('via', () =>
-      this.listValues('via').map((v) => {
-        if (v.length === 0) throw new SipParseError('BAD_VIA', 'empty Via value');
-        return parseVia(v);
-      }),
-    );
+    if (this.cVias !== undefined) return this.cVias;
+    const vs = this.listOf('via');
+    const out: Via[] = [];
+    for (let i = 0; i < vs.length; i++) {
+      const v = vs[i]!;
+      if (v.length === 0) throw new SipParseError('BAD_VIA', 'empty Via value');
+      // the top Via may already be parsed
+      out.push(i === 0 && this.cTopVia ? this.cTopVia : parseVia(v));
+    }
+    this.cVias = out;
+    return out;
   }
 
   topVia(): Via | undefined {
-    return this.cached('via:top', () => {
-      const first = this.header('via');
-      if (first === undefined) return undefined;
-      const v = splitList(first)[0] ?? '';
-      if (v.length === 0) throw new SipParseError('BAD_VIA', 'empty Via value');
-      return parseVia(v);
-    });
+    if (this.cTopVia !== undefined) return this.cTopVia ?? undefined;
+    if (this.cVias !== undefined) {
+      this.cTopVia = this.cVias[0] ?? null;
+      return this.cTopVia ?? undefined;
+    }
+    const first = this.first('via');
+    if (first === undefined) {
+      this.cTopVia = null;
+      return undefined;
+    }
+    const v = first.indexOf(',') === -1 && !edgeWs(first) ? first : (splitList(first)[0] ?? '');
+    if (v.length === 0) throw new SipParseError('BAD_VIA', 'empty Via value');
+    const via = parseVia(v);
+    this.cTopVia = via;
+    return via;
   }
 
   from(): NameAddr | undefined {
-    return this.cached('from', () => {
-      const v = this.header('from');
-      return v === undefined ? undefined : parseNameAddr(v);
-    });
+    if (this.cFrom === undefined) {
+      const v = this.first('from');
+      this.cFrom = v === undefined ? null : parseNameAddr(v);
+    }
+    return this.cFrom ?? undefined;
   }
 
   to(): NameAddr | undefined {
-    return this.cached('to', () => {
-      const v = this.header('to');
-      return v === undefined ? undefined : parseNameAddr(v);
-    });
+    if (this.cTo === undefined) {
+      const v = this.first('to');
+      this.cTo = v === undefined ? null : parseNameAddr(v);
+    }
+    return this.cTo ?? undefined;
   }
 
+  /**
+   * From tag. Reads only the header parameters (not the URI or display name) unless From is already parsed,
+   * so it is available for routing and transaction matching even when from() would reject the address.
+   */
   fromTag(): string | undefined {
-    const t = this.from()?.params.get('tag');
-    return t ?? undefined;
+    return this.tagOf('from');
   }
 
+  /** To tag; see fromTag(). */
   toTag(): string | undefined {
-    const t = this.to()?.params.get('tag');
-    return t ?? undefined;
+    return this.tagOf('to');
+  }
+
+  private tagOf(key: 'from' | 'to'): string | undefined {
+    const parsed = key === 'from' ? this.cFrom : this.cTo;
+    if (parsed !== undefined) return parsed?.params.get('tag') ?? undefined;
+    const v = this.first(key);
+    if (v === undefined) return undefined;
+    const params = nameAddrParams(v);
+    if (params !== undefined) return params.get('tag') ?? undefined;
+    const full = key === 'from' ? this.from() : this.to();
+    return full?.params.get('tag') ?? undefined;
   }
 
   callId(): string | undefined {
-    return this.header('call-id');
+    return this.first('call-id');
   }
 
   cseq(): CSeq | undefined {
-    return this.cached('cseq', () => {
-      const v = this.header('cseq');
-      if (v === undefined) return undefined;
-      const m = /^(\d{1,12})[ \t]+([^ \t]+)$/.exec(v);
-      if (!m) throw new SipParseError('BAD_CSEQ', 'bad CSeq');
-      const seq = Number(m[1]);
-      if (seq > 0x7fffffff) throw new SipParseError('BAD_CSEQ', 'CSeq out of range');
-      return { seq, method: m[2]! };
-    });
+    if (this.cCSeq === undefined) {
+      const v = this.first('cseq');
+      this.cCSeq = v === undefined ? null : parseCSeq(v);
+    }
+    return this.cCSeq ?? undefined;
   }
 
   maxForwards(): number | undefined {
-    const v = this.header('max-forwards');
+    const v = this.first('max-forwards');
     return v === undefined ? undefined : parseBoundedInt(v, 0xffffffff, 'Max-Forwards');
   }
 
   contentLength(): number | undefined {
-    const v = this.header('content-length');
+    const v = this.first('content-length');
     return v === undefined ? undefined : parseBoundedInt(v, 0xffffffff, 'Content-Length');
   }
 
   contentType(): string | undefined {
-    return this.header('content-type');
+    return this.first('content-type');
   }
 
   /** Expires header in seconds; values beyond 2^32-1 are treated as absent (RFC 4475 scalar02). */
   expires(): number | undefined {
-    const v = this.header('expires');
+    const v = this.first('expires');
     if (v === undefined) return undefined;
     try {
       return parseBoundedInt(v, 0xffffffff, 'Expires');
@@ -195,48 +291,54 @@ export abstract class SipMessage {
   }
 
   minExpires(): number | undefined {
-    const v = this.header('min-expires');
+    const v = this.first('min-expires');
     return v === undefined ? undefined : parseBoundedInt(v, 0xffffffff, 'Min-Expires');
   }
 
   contacts(): Array<NameAddr | ContactStar> {
-    return this.cached('contact', () =>
-      this.listValues('contact').map((v) => {
-        if (v.length === 0) throw new SipParseError('BAD_NAME_ADDR', 'empty Contact value');
-        return parseContact(v);
-      }),
-    );
+    if (this.cContacts !== undefined) return this.cContacts;
+    const out: Array<NameAddr | ContactStar> = [];
+    for (const v of this.listOf('contact')) {
+      if (v.length === 0) throw new SipParseError('BAD_NAME_ADDR', 'empty Contact value');
+      out.push(parseContact(v));
+    }
+    this.cContacts = out;
+    return out;
   }
 
-  private nameAddrList(name: string): NameAddr[] {
-    return this.cached(name, () =>
-      this.listValues(name).map((v) => {
-        if (v.length === 0) throw new SipParseError('BAD_NAME_ADDR', `empty ${name} value`);
-        return parseNameAddr(v);
-      }),
-    );
+  private nameAddrList(key: string): NameAddr[] {
+    const out: NameAddr[] = [];
+    for (const v of this.listOf(key)) {
+      if (v.length === 0) throw new SipParseError('BAD_NAME_ADDR', `empty ${key} value`);
+      out.push(parseNameAddr(v));
+    }
+    return out;
   }
 
   routes(): NameAddr[] {
-    return this.nameAddrList('route');
+    return (this.cRoutes ??= this.nameAddrList('route'));
   }
 
   recordRoutes(): NameAddr[] {
-    return this.nameAddrList('record-route');
+    return (this.cRecordRoutes ??= this.nameAddrList('record-route'));
   }
 
   paths(): NameAddr[] {
-    return this.nameAddrList('path');
+    return (this.cPaths ??= this.nameAddrList('path'));
   }
 
   /** Option tags / tokens of a list header (Require, Proxy-Require, Supported, Unsupported, Allow, Accept ...). */
   tokens(name: string): string[] {
-    return this.listValues(name).filter((t) => t.length > 0);
+    return this.listOf(headerKey(name)).filter((t) => t.length > 0);
   }
 
   /** Authorization-style headers (Authorization, Proxy-Authorization, WWW-Authenticate, Proxy-Authenticate). */
   auth(name: 'authorization' | 'proxy-authorization' | 'www-authenticate' | 'proxy-authenticate'): AuthHeader[] {
-    return this.cached(name, () => this.headerValues(name).map(parseAuthHeader));
+    const hit = this.cAuth?.get(name);
+    if (hit !== undefined) return hit;
+    const v = this.valuesOf(name).map(parseAuthHeader);
+    (this.cAuth ??= new Map()).set(name, v);
+    return v;
   }
 
   userAgent(): string | undefined {

@@ -39,23 +39,25 @@ export function parseNameAddr(raw: string): NameAddr {
   let bracketed = false;
   let uriText: string;
   if (s.charCodeAt(i) === 0x22) {
-    // quoted display name
+    // quoted display name: quoted-pairs decoded
     i++;
     let dn = '';
+    let from = i;
     for (;;) {
       if (i >= n) throw bad('unterminated display name');
       const c = s.charCodeAt(i);
       if (c === 0x5c) {
         if (i + 1 >= n) throw bad('unterminated display name');
-        dn += s[i + 1];
+        dn += s.slice(from, i) + s[i + 1];
         i += 2;
+        from = i;
         continue;
       }
       if (c === 0x22) {
+        dn += s.slice(from, i);
         i++;
         break;
       }
-      dn += s[i];
       i++;
     }
     displayName = dn;
@@ -66,16 +68,18 @@ export function parseNameAddr(raw: string): NameAddr {
   if (lt !== -1) {
     if (displayName === undefined && lt > i) {
       const dn = s.slice(i, lt).trim();
+      let inner = false;
       for (let k = 0; k < dn.length; k++) {
         const c = dn.charCodeAt(k);
-        if (!isTokenChar(c) && !isWs(c)) throw bad('bad display name');
+        if (isWs(c)) inner = true;
+        else if (!isTokenChar(c)) throw bad('bad display name');
       }
-      displayName = dn.replace(/[ \t]+/g, ' ');
+      displayName = inner ? dn.replace(/[ \t]+/g, ' ') : dn;
     }
     const gt = s.indexOf('>', lt + 1);
     if (gt === -1) throw bad('missing >');
+    if (gt === lt + 1 || isWs(s.charCodeAt(lt + 1)) || isWs(s.charCodeAt(gt - 1))) throw bad('spaces inside < >');
     uriText = s.slice(lt + 1, gt);
-    if (uriText.length === 0 || isWs(uriText.charCodeAt(0)) || isWs(uriText.charCodeAt(uriText.length - 1))) throw bad('spaces inside < >');
     bracketed = true;
     i = gt + 1;
   } else {
@@ -90,8 +94,53 @@ export function parseNameAddr(raw: string): NameAddr {
     if (uriText.indexOf('?') !== -1 || uriText.indexOf(',') !== -1) throw bad('URI with ? or , must be in < >');
   }
   const uri = parseUri(uriText);
-  const params = parseHeaderParams(s.slice(i), 'BAD_NAME_ADDR', 'address');
+  const params = i === n ? new Map<string, string | null>() : parseHeaderParams(s.slice(i), 'BAD_NAME_ADDR', 'address');
   return { displayName, uri, bracketed, params, raw };
+}
+
+/**
+ * Header parameters of a name-addr / addr-spec (tag, expires ...) without parsing its URI or display name.
+ * Equal to parseNameAddr(raw).params whenever that succeeds; undefined when the shape is not recognised.
+ * Used for From/To tags, which routing needs before (or without) the full address.
+ */
+export function nameAddrParams(raw: string): Params | undefined {
+  const s = raw;
+  const n = s.length;
+  let i = 0;
+  while (i < n && isWs(s.charCodeAt(i))) i++;
+  if (i >= n) return undefined;
+  let quoted = false;
+  if (s.charCodeAt(i) === 0x22) {
+    quoted = true;
+    i++;
+    for (;;) {
+      if (i >= n) return undefined;
+      const c = s.charCodeAt(i);
+      if (c === 0x5c) i += 2;
+      else if (c === 0x22) break;
+      else i++;
+    }
+    i++;
+    while (i < n && isWs(s.charCodeAt(i))) i++;
+    if (s.charCodeAt(i) !== 0x3c) return undefined;
+  }
+  const lt = quoted ? i : findLt(s, i);
+  if (lt !== -1) {
+    const gt = s.indexOf('>', lt + 1);
+    if (gt === -1) return undefined;
+    i = gt + 1;
+  } else {
+    while (i < n) {
+      const c = s.charCodeAt(i);
+      if (c === 0x3b || isWs(c)) break;
+      i++;
+    }
+  }
+  try {
+    return i === n ? new Map() : parseHeaderParams(s.slice(i), 'BAD_NAME_ADDR', 'address');
+  } catch {
+    return undefined;
+  }
 }
 
 /** Position of a '<' that starts a name-addr URI (outside quotes), or -1. */

@@ -1,5 +1,5 @@
 import { SipParseError, type SipParseErrorCode } from './errors.js';
-import { isToken } from './headers.js';
+import { isTokenChar } from './headers.js';
 
 /** Parameters keyed by lower-case name; a value of null means the parameter had no `=value`. */
 export type Params = Map<string, string | null>;
@@ -22,13 +22,17 @@ export function parseHeaderParams(s: string, code: SipParseErrorCode, what: stri
     i++;
     while (i < n && isWs(s.charCodeAt(i))) i++;
     const ns = i;
+    let upper = false;
+    let token = true;
     while (i < n) {
       const c = s.charCodeAt(i);
-      if (c === 0x3b || c === 0x3d || isWs(c)) break;
+      if (c === 0x3b || c === 0x3d || c === 0x20 || c === 0x09) break;
+      if (c >= 0x41 && c <= 0x5a) upper = true;
+      else if (!isTokenChar(c)) token = false;
       i++;
     }
-    const name = s.slice(ns, i);
-    if (!isToken(name)) throw new SipParseError(code, `bad ${what} parameter name`);
+    if (i === ns || !token) throw new SipParseError(code, `bad ${what} parameter name`);
+    const name = upper ? s.slice(ns, i).toLowerCase() : s.slice(ns, i);
     while (i < n && isWs(s.charCodeAt(i))) i++;
     let value: string | null = null;
     if (i < n && s.charCodeAt(i) === 0x3d) {
@@ -54,7 +58,7 @@ export function parseHeaderParams(s: string, code: SipParseErrorCode, what: stri
       if (value.length === 0) throw new SipParseError(code, `empty ${what} parameter value`);
       while (i < n && isWs(s.charCodeAt(i))) i++;
     }
-    params.set(name.toLowerCase(), value);
+    params.set(name, value);
   }
   return params;
 }

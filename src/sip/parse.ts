@@ -40,45 +40,81 @@ export function parseMessage(data: Buffer, opts: ParseOptions = {}): SipRequest 
   while (start + 1 < data.length && data[start] === 0x0d && data[start + 1] === 0x0a) start += 2;
   if (start >= data.length) throw new SipParseError('EMPTY', 'Empty message');
 
-  let headEnd = data.indexOf(CRLFCRLF, start);
+  // Small messages (nearly all) are converted once and searched as a string; large ones are searched as bytes
+  // so that a big body is not converted. The header section is then scanned in place: head[hs, he).
+  let head: string;
+  let hs: number;
+  let he: number;
   let bodyStart: number;
-  if (headEnd === -1) {
-    // datagram without the empty line: headers run to the end, no body
-    headEnd = data.length;
-    while (headEnd > start && (data[headEnd - 1] === 0x0a || data[headEnd - 1] === 0x0d)) headEnd--;
-    bodyStart = data.length;
-  } else bodyStart = headEnd + 4;
+  if (data.length <= 8192) {
+    head = data.toString('latin1');
+    hs = start;
+    he = head.indexOf('\r\n\r\n', start);
+    if (he === -1) {
+      he = trimLineEnds(data, start);
+      bodyStart = data.length;
+    } else bodyStart = he + 4;
+  } else {
+    let headEnd = data.indexOf(CRLFCRLF, start);
+    if (headEnd === -1) {
+      headEnd = trimLineEnds(data, start);
+      bodyStart = data.length;
+    } else bodyStart = headEnd + 4;
+    head = data.toString('latin1', start, headEnd);
+    hs = 0;
+    he = head.length;
+  }
 
-  const head = data.toString('latin1', start, headEnd);
-  const lines = head.split('\r\n');
-  const startLine = lines[0]!;
+  let pos = head.indexOf('\r\n', hs);
+  if (pos === -1 || pos > he) pos = he;
+  const startLine = head.slice(hs, pos);
+  pos += 2;
   const headers: HeaderField[] = [];
   let viaCount = 0;
   let clValues: string[] | undefined;
+  const maxLine = limits.maxHeaderLine;
 
-  for (let li = 1; li < lines.length; li++) {
-    let raw = lines[li]!;
-    // folding: continuation lines start with SP or HTAB
-    while (li + 1 < lines.length) {
-      const next = lines[li + 1]!;
-      const c = next.charCodeAt(0);
+  while (pos < he) {
+    // one logical header line: continuation lines start with SP or HTAB (folding)
+    let end = crlfAt(head, pos, he);
+    let folded = false;
+    while (end < he && end - pos <= maxLine) {
+      const c = head.charCodeAt(end + 2);
       if (c !== 0x20 && c !== 0x09) break;
-      raw += '\r\n' + next;
-      li++;
-      if (raw.length > limits.maxHeaderLine) break;
+      folded = true;
+      end = crlfAt(head, end + 2, he);
     }
-    if (raw.length > limits.maxHeaderLine) throw new SipParseError('HEADER_TOO_LONG', 'Header line too long', partialOf(startLine, headers));
+    const lineStart = pos;
+    pos = end + 2;
+    if (end - lineStart > maxLine) throw new SipParseError('HEADER_TOO_LONG', 'Header line too long', partialOf(startLine, headers));
     if (headers.length >= limits.maxHeaders) throw new SipParseError('TOO_MANY_HEADERS', 'Too many headers', partialOf(startLine, headers));
-    const colon = raw.indexOf(':');
-    if (colon <= 0) throw new SipParseError('BAD_HEADER', 'Malformed header line', partialOf(startLine, headers));
+    const colon = head.indexOf(':', lineStart);
+    if (colon <= lineStart || colon >= end) throw new SipParseError('BAD_HEADER', 'Malformed header line', partialOf(startLine, headers));
     let ne = colon;
-    while (ne > 0 && (raw.charCodeAt(ne - 1) === 0x20 || raw.charCodeAt(ne - 1) === 0x09)) ne--;
-    const name = raw.slice(0, ne);
-    if (!isToken(name)) throw new SipParseError('BAD_HEADER', 'Bad header name', partialOf(startLine, headers));
-    let value = raw.slice(colon + 1);
-    if (value.indexOf('\r\n') !== -1) value = value.replace(/\r\n[ \t]+/g, ' ');
-    value = value.trim();
-    const key = headerKey(name);
+    while (ne > lineStart && (head.charCodeAt(ne - 1) === 0x20 || head.charCodeAt(ne - 1) === 0x09)) ne--;
+    let name: string;
+    let key: string | undefined;
+    const known = knownName(head, lineStart, ne);
+    if (known !== undefined) {
+      name = known.name;
+      key = known.key;
+    } else {
+      name = head.slice(lineStart, ne);
+      key = keyOfName(name);
+      if (key === undefined) throw new SipParseError('BAD_HEADER', 'Bad header name', partialOf(startLine, headers));
+    }
+    const raw = head.slice(lineStart, end);
+    let value: string;
+    if (folded) value = head.slice(colon + 1, end).replace(/\r\n[ \t]+/g, ' ').trim();
+    else {
+      let vs = colon + 1;
+      let ve = end;
+      while (vs < ve && (head.charCodeAt(vs) === 0x20 || head.charCodeAt(vs) === 0x09)) vs++;
+      while (ve > vs && (head.charCodeAt(ve - 1) === 0x20 || head.charCodeAt(ve - 1) === 0x09)) ve--;
+      value = head.slice(vs, ve);
+      // anything else String.prototype.trim would remove (CR, LF, VT, FF, NBSP) at either end
+      if (ve > vs && (trimmable(head.charCodeAt(vs)) || trimmable(head.charCodeAt(ve - 1)))) value = value.trim();
+    }
     headers.push({ name, key, value, raw });
     if (key === 'via') {
       viaCount += value.indexOf(',') === -1 ? 1 : splitList(value).length;
@@ -104,6 +140,83 @@ export function parseMessage(data: Buffer, opts: ParseOptions = {}): SipRequest 
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** End of the header section of a datagram without the empty line: trailing CR/LF octets removed. */
+function trimLineEnds(data: Buffer, start: number): number {
+  let e = data.length;
+  while (e > start && (data[e - 1] === 0x0a || data[e - 1] === 0x0d)) e--;
+  return e;
+}
+
+/** Index of the next CRLF in s[from, limit), or limit. (A one-character indexOf is much faster than a two-character one.) */
+function crlfAt(s: string, from: number, limit: number): number {
+  for (;;) {
+    const r = s.indexOf('\r', from);
+    if (r === -1 || r >= limit) return limit;
+    if (s.charCodeAt(r + 1) === 0x0a) return r;
+    from = r + 1;
+  }
+}
+
+function trimmable(c: number): boolean {
+  return c === 0x0a || c === 0x0b || c === 0x0c || c === 0x0d || c === 0xa0;
+}
+
+interface KnownName {
+  readonly name: string;
+  readonly key: string;
+  /** first and last char codes, checked before comparing the whole name */
+  readonly c0: number;
+  readonly cl: number;
+}
+
+/** Frequent header spellings by length, recognised in place without slicing or hashing the name. */
+const KNOWN_BY_LENGTH: KnownName[][] = (() => {
+  const names = [
+    'Via', 'v', 'From', 'f', 'To', 't', 'Call-ID', 'Call-Id', 'i', 'CSeq', 'Max-Forwards', 'Contact', 'm', 'Route', 'Record-Route',
+    'Content-Length', 'l', 'Content-Type', 'c', 'Authorization', 'Proxy-Authorization', 'WWW-Authenticate', 'Proxy-Authenticate',
+    'Allow', 'Supported', 'k', 'Require', 'Proxy-Require', 'Unsupported', 'User-Agent', 'Server', 'Expires', 'Min-Expires', 'Path',
+    'Accept', 'Accept-Encoding', 'Accept-Language', 'Date', 'Subject', 's', 'Event', 'o', 'Allow-Events', 'u', 'Session-Expires', 'x',
+    'Min-SE', 'Organization', 'Privacy', 'P-Asserted-Identity', 'P-Preferred-Identity', 'Remote-Party-ID', 'Timestamp', 'Warning',
+    'Content-Disposition', 'Content-Encoding', 'MIME-Version', 'RSeq', 'RAck', 'Refer-To', 'Referred-By', 'Reason', 'Service-Route',
+    'Authentication-Info', 'Retry-After', 'Subscription-State', 'Call-Info', 'Alert-Info', 'X-Serialnumber',
+  ];
+  const all = [...names, ...names.map((n) => n.toLowerCase())];
+  const table: KnownName[][] = [];
+  for (const n of new Set(all)) (table[n.length] ??= []).push({ name: n, key: headerKey(n), c0: n.charCodeAt(0), cl: n.charCodeAt(n.length - 1) });
+  return table;
+})();
+
+/** head.startsWith(name, start), without the cost of startsWith on a sliced string; first and last chars already match. */
+function sameAt(head: string, start: number, name: string): boolean {
+  for (let j = name.length - 2; j > 0; j--) if (head.charCodeAt(start + j) !== name.charCodeAt(j)) return false;
+  return true;
+}
+
+function knownName(head: string, start: number, end: number): KnownName | undefined {
+  const cands = KNOWN_BY_LENGTH[end - start];
+  if (cands === undefined) return undefined;
+  const c0 = head.charCodeAt(start);
+  const cl = head.charCodeAt(end - 1);
+  for (let i = 0; i < cands.length; i++) {
+    const k = cands[i]!;
+    if (k.c0 === c0 && k.cl === cl && sameAt(head, start, k.name)) return k;
+  }
+  return undefined;
+}
+
+/** Header name as written -> key. Names seen before skip the token check and the lower-casing. Bounded. */
+const KEY_CACHE = new Map<string, string>();
+const KEY_CACHE_MAX = 4096;
+
+function keyOfName(name: string): string | undefined {
+  const k = KEY_CACHE.get(name);
+  if (k !== undefined) return k;
+  if (!isToken(name)) return undefined;
+  const key = headerKey(name);
+  if (KEY_CACHE.size < KEY_CACHE_MAX) KEY_CACHE.set(name, key);
+  return key;
+}
 const VERSION_RE = /^SIP\/\d{1,3}\.\d{1,3}$/i;
 
 function parseRequestLine(line: string, headers: HeaderField[], body: Buffer): SipRequest {
@@ -116,7 +229,7 @@ function parseRequestLine(line: string, headers: HeaderField[], body: Buffer): S
   const uriText = line.slice(sp1 + 1, sp2);
   const version = line.slice(sp2 + 1);
   if (!isToken(method)) throw new SipParseError('BAD_METHOD', 'Bad method', partialOf(line, headers));
-  if (!VERSION_RE.test(version)) throw new SipParseError('BAD_VERSION', 'Bad SIP version', partialOf(line, headers));
+  if (version !== 'SIP/2.0' && !VERSION_RE.test(version)) throw new SipParseError('BAD_VERSION', 'Bad SIP version', partialOf(line, headers));
   let uri;
   try {
     uri = parseUri(uriText);
@@ -124,7 +237,7 @@ function parseRequestLine(line: string, headers: HeaderField[], body: Buffer): S
     if (e instanceof SipParseError) throw new SipParseError('BAD_URI', 'Bad Request-URI', partialOf(line, headers));
     throw e;
   }
-  return new SipRequest(method, uriText, headers, body, version.toUpperCase(), line, uri);
+  return new SipRequest(method, uriText, headers, body, version === 'SIP/2.0' ? version : version.toUpperCase(), line, uri);
 }
 
 function parseStatusLine(line: string, headers: HeaderField[], body: Buffer): SipResponse {

@@ -82,49 +82,73 @@ function checkIPv6(inner: string): void {
  * Parse host[:port] at the start of `s`. Returns the host (lower-cased, IPv6 with brackets),
  * the optional port and the index where parsing stopped.
  */
-export function parseHostPort(s: string, start: number, stopAt: string): { host: string; port: number | undefined; end: number } {
+export function parseHostPort(s: string, start: number, stopAt: string, limit: number = s.length): { host: string; port: number | undefined; end: number } {
   let i = start;
   let host: string;
   if (s.charCodeAt(i) === 0x5b) {
     const close = s.indexOf(']', i);
-    if (close === -1) throw bad('unterminated IPv6 reference');
+    if (close === -1 || close >= limit) throw bad('unterminated IPv6 reference');
     checkIPv6(s.slice(i + 1, close));
     host = s.slice(i, close + 1).toLowerCase();
     i = close + 1;
   } else {
     const hs = i;
-    while (i < s.length && isHostnameChar(s.charCodeAt(i))) i++;
-    host = s.slice(hs, i).toLowerCase();
-    if (host.length === 0) throw bad('missing host');
-    if (host.charCodeAt(0) === 0x2d || host.charCodeAt(0) === 0x2e) throw bad('bad host');
+    let upper = false;
+    while (i < limit) {
+      const c = s.charCodeAt(i);
+      if ((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x2d || c === 0x5f) i++;
+      else if (c >= 0x41 && c <= 0x5a) {
+        upper = true;
+        i++;
+      } else break;
+    }
+    if (i === hs) throw bad('missing host');
+    const c0 = s.charCodeAt(hs);
+    if (c0 === 0x2d || c0 === 0x2e) throw bad('bad host');
+    host = upper ? s.slice(hs, i).toLowerCase() : s.slice(hs, i);
   }
   let port: number | undefined;
-  if (i < s.length && s.charCodeAt(i) === 0x3a) {
+  if (i < limit && s.charCodeAt(i) === 0x3a) {
     i++;
     const ps = i;
-    while (i < s.length && s.charCodeAt(i) >= 0x30 && s.charCodeAt(i) <= 0x39) i++;
+    let p = 0;
+    while (i < limit) {
+      const c = s.charCodeAt(i);
+      if (c < 0x30 || c > 0x39) break;
+      p = p * 10 + (c - 0x30);
+      i++;
+    }
     if (i === ps || i - ps > 5) throw bad('bad port');
-    port = Number(s.slice(ps, i));
-    if (port > 65535) throw bad('bad port');
+    if (p > 65535) throw bad('bad port');
+    port = p;
   }
-  if (i < s.length && stopAt.indexOf(s[i]!) === -1) throw bad('bad host');
+  if (i < limit && stopAt.indexOf(s[i]!) === -1) throw bad('bad host');
   return { host, port, end: i };
 }
 
-function parseUriParams(s: string): Params {
+function parseUriParams(s: string, from = 0, to = s.length): Params {
   const params: Params = new Map();
-  if (s.length === 0) return params;
-  for (const part of s.split(';')) {
-    if (part.length === 0) throw bad('empty uri parameter');
-    const eq = part.indexOf('=');
-    if (eq === -1) params.set(unescapeOnce(part).toLowerCase(), null);
+  if (from >= to) return params;
+  let p = from;
+  for (;;) {
+    let e = s.indexOf(';', p);
+    if (e === -1 || e > to) e = to;
+    if (e === p) throw bad('empty uri parameter');
+    const eq = s.indexOf('=', p);
+    if (eq === -1 || eq >= e) params.set(lowerUnescaped(s.slice(p, e)), null);
     else {
-      const name = part.slice(0, eq);
-      if (name.length === 0) throw bad('empty uri parameter name');
-      params.set(unescapeOnce(name).toLowerCase(), unescapeOnce(part.slice(eq + 1)));
+      if (eq === p) throw bad('empty uri parameter name');
+      params.set(lowerUnescaped(s.slice(p, eq)), unescapeOnce(s.slice(eq + 1, e)));
     }
+    if (e >= to) break;
+    p = e + 1;
+    if (p >= to) throw bad('empty uri parameter');
   }
   return params;
+}
+
+function lowerUnescaped(name: string): string {
+  return unescapeOnce(name).toLowerCase();
 }
 
 function hasSpaceOrCtl(s: string): boolean {
@@ -142,9 +166,9 @@ export function parseUri(raw: string): Uri {
   while (i < raw.length && isSchemeChar(raw.charCodeAt(i), i === 0)) i++;
   if (i === 0 || i >= raw.length || raw.charCodeAt(i) !== 0x3a) throw bad('bad URI scheme');
   if (hasSpaceOrCtl(raw)) throw bad('bad character in URI');
-  const scheme = raw.slice(0, i).toLowerCase();
+  const scheme = i === 3 && raw.startsWith('sip') ? 'sip' : i === 4 && raw.startsWith('sips') ? 'sips' : raw.slice(0, i).toLowerCase();
+  if (scheme === 'sip' || scheme === 'sips') return parseSipUriRest(scheme, raw, i + 1);
   const rest = raw.slice(i + 1);
-  if (scheme === 'sip' || scheme === 'sips') return parseSipUriRest(scheme, rest, raw);
   if (scheme === 'tel') {
     const semi = rest.indexOf(';');
     const number = semi === -1 ? rest : rest.slice(0, semi);
@@ -155,29 +179,29 @@ export function parseUri(raw: string): Uri {
   return { scheme, raw, opaque: true };
 }
 
-function parseSipUriRest(scheme: 'sip' | 'sips', rest: string, raw: string): SipUri {
+/** SIP/SIPS URI after "scheme:" (offset p of raw). */
+function parseSipUriRest(scheme: 'sip' | 'sips', raw: string, p: number): SipUri {
   // '@' appears in no uri-parameter or header, so the last one ends the userinfo (which may hold '?' and ';')
-  const at = rest.lastIndexOf('@');
+  let at = raw.indexOf('@', p);
+  if (at !== -1) for (let nx = raw.indexOf('@', at + 1); nx !== -1; nx = raw.indexOf('@', at + 1)) at = nx;
   let user: string | undefined;
   let password: string | undefined;
-  let hostStart = 0;
+  let hostStart = p;
   if (at !== -1) {
-    const userinfo = rest.slice(0, at);
-    const colon = userinfo.indexOf(':');
-    const u = colon === -1 ? userinfo : userinfo.slice(0, colon);
-    if (u.length === 0) throw bad('empty user');
-    user = unescapeOnce(u);
-    if (colon !== -1) password = unescapeOnce(userinfo.slice(colon + 1));
+    const colon = raw.indexOf(':', p);
+    const ue = colon === -1 || colon > at ? at : colon;
+    if (ue === p) throw bad('empty user');
+    user = unescapeOnce(raw.slice(p, ue));
+    if (ue !== at) password = unescapeOnce(raw.slice(ue + 1, at));
     hostStart = at + 1;
   }
-  const q = rest.indexOf('?', hostStart);
-  const beforeHeaders = q === -1 ? rest : rest.slice(0, q);
-  const hp = parseHostPort(beforeHeaders, hostStart, ';');
-  let params: Params = new Map();
-  if (hp.end < beforeHeaders.length) params = parseUriParams(beforeHeaders.slice(hp.end + 1));
+  const q = raw.indexOf('?', hostStart);
+  const hpEnd = q === -1 ? raw.length : q;
+  const hp = parseHostPort(raw, hostStart, ';', hpEnd);
+  const params = hp.end < hpEnd ? parseUriParams(raw, hp.end + 1, hpEnd) : new Map<string, string | null>();
   const headers = new Map<string, string>();
   if (q !== -1) {
-    const hs = rest.slice(q + 1);
+    const hs = raw.slice(q + 1);
     if (hs.length === 0) throw bad('empty URI headers');
     for (const h of hs.split('&')) {
       const eq = h.indexOf('=');

@@ -29,49 +29,61 @@ function bad(reason: string): SipParseError {
   return new SipParseError('BAD_VIA', reason);
 }
 
+function skipWs(s: string, i: number): number {
+  while (i < s.length && isWs(s.charCodeAt(i))) i++;
+  return i;
+}
+
+/** End of a sent-protocol token: stops at '/', ';' or whitespace. */
+function tokenEnd(s: string, i: number): number {
+  while (i < s.length) {
+    const c = s.charCodeAt(i);
+    if (c === 0x2f || c === 0x3b || c === 0x20 || c === 0x09) break;
+    i++;
+  }
+  return i;
+}
+
+/** Position after a '/' surrounded by optional whitespace. */
+function slashAt(s: string, i: number): number {
+  i = skipWs(s, i);
+  if (s.charCodeAt(i) !== 0x2f) throw bad('bad sent-protocol');
+  return skipWs(s, i + 1);
+}
+
+function hasWs(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (isWs(s.charCodeAt(i))) return true;
+  return false;
+}
+
 /** Parse one via-parm (one element of the comma list). */
 export function parseVia(raw: string): Via {
   const s = raw;
   const n = s.length;
-  let i = 0;
-  const skip = (): void => {
-    while (i < n && isWs(s.charCodeAt(i))) i++;
-  };
-  const token = (): string => {
-    const st = i;
-    while (i < n) {
-      const c = s.charCodeAt(i);
-      if (c === 0x2f || c === 0x3b || isWs(c)) break;
-      i++;
-    }
-    return s.slice(st, i);
-  };
-  const slash = (): void => {
-    skip();
-    if (s.charCodeAt(i) !== 0x2f) throw bad('bad sent-protocol');
-    i++;
-    skip();
-  };
-  skip();
-  const name = token();
-  slash();
-  const version = token();
-  slash();
-  const transport = token();
+  let i = skipWs(s, 0);
+  let e = tokenEnd(s, i);
+  const name = s.slice(i, e);
+  i = slashAt(s, e);
+  e = tokenEnd(s, i);
+  const version = s.slice(i, e);
+  i = slashAt(s, e);
+  e = tokenEnd(s, i);
+  const transport = s.slice(i, e);
   if (!isToken(name) || !isToken(version) || !isToken(transport)) throw bad('bad sent-protocol');
-  skip();
+  i = skipWs(s, e);
   if (i >= n) throw bad('missing sent-by');
-  // sent-by = host [ SWS ":" SWS port ]
+  // sent-by = host [ SWS ":" SWS port ]; it ends at the first ';' (sent-by holds none)
+  let end = s.indexOf(';', i);
+  if (end === -1) end = n;
   let hp;
   try {
-    const compact = compactSentBy(s, i);
-    hp = parseHostPort(compact.text, 0, ';');
-    i = compact.map(hp.end);
-  } catch (e) {
-    if (e instanceof SipParseError) throw bad('bad sent-by');
-    throw e;
+    const seg = s.slice(i, end);
+    hp = parseHostPort(hasWs(seg) ? compactSentBy(seg) : seg, 0, ';');
+  } catch (err) {
+    if (err instanceof SipParseError) throw bad('bad sent-by');
+    throw err;
   }
-  const params = parseHeaderParams(s.slice(i), 'BAD_VIA', 'Via');
+  const params = end === n ? new Map<string, string | null>() : parseHeaderParams(s.slice(end), 'BAD_VIA', 'Via');
   const branch = params.get('branch');
   const received = params.get('received');
   const rport = params.get('rport');
@@ -80,19 +92,19 @@ export function parseVia(raw: string): Via {
   let rportValue: number | true | undefined;
   if (rport === null) rportValue = true;
   else if (rport !== undefined) {
-    if (!/^\d{1,5}$/.test(rport)) throw bad('bad rport');
+    if (!isDigits(rport, 5)) throw bad('bad rport');
     rportValue = Number(rport);
   }
   let ttlValue: number | undefined;
   if (ttl !== undefined && ttl !== null) {
-    if (!/^\d{1,3}$/.test(ttl)) throw bad('bad ttl');
+    if (!isDigits(ttl, 3)) throw bad('bad ttl');
     ttlValue = Number(ttl);
   }
   if (branch === null) throw bad('empty branch');
   if (received === null) throw bad('empty received');
   return {
-    protocol: `${name.toUpperCase()}/${version}`,
-    transport: transport.toUpperCase(),
+    protocol: name.length === 3 && version === '2.0' && (name === 'SIP' || name === 'sip') ? 'SIP/2.0' : `${name.toUpperCase()}/${version}`,
+    transport: transport === 'UDP' || transport === 'TCP' || transport === 'TLS' ? transport : transport.toUpperCase(),
     host: hp.host,
     port: hp.port,
     params,
@@ -105,16 +117,21 @@ export function parseVia(raw: string): Via {
   };
 }
 
-/** Remove LWS around the ':' of sent-by so parseHostPort sees host:port; map indices back. */
-function compactSentBy(s: string, start: number): { text: string; map: (idx: number) => number } {
-  // find end of sent-by: first ';' or end (sent-by has no ';')
-  let end = s.indexOf(';', start);
-  if (end === -1) end = s.length;
-  const seg = s.slice(start, end);
+function isDigits(v: string, max: number): boolean {
+  if (v.length === 0 || v.length > max) return false;
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return false;
+  }
+  return true;
+}
+
+/** sent-by with whitespace: remove LWS around the ':' (after an IPv6 reference's ']'); any other whitespace is an error. */
+function compactSentBy(seg: string): string {
   const close = seg.indexOf(']');
   const trimmed = (close === -1 ? seg.replace(/[ \t]*:[ \t]*/, ':') : seg.slice(0, close + 1) + seg.slice(close + 1).replace(/[ \t]*:[ \t]*/, ':')).trimEnd();
   if (/[ \t]/.test(trimmed)) throw bad('bad sent-by');
-  return { text: trimmed, map: (idx: number) => (idx >= trimmed.length ? end : start + idx) };
+  return trimmed;
 }
 
 /** Value for a Via we generate. */
