@@ -64,6 +64,8 @@ interface Ctx {
   readonly t0: number;
   logged?: boolean;
   st?: ServerTransaction;
+  /** the subscriber the request authenticated as (digest), if any. */
+  user?: string;
 }
 
 export class Router {
@@ -245,6 +247,7 @@ export class Router {
       return true;
     }
     this.d.events.debug({ user: outcome.user, realm }, 'authenticated');
+    ctx.user = outcome.user;
     if (!isRegister) this.d.auth.stripCredentials(req, realm);
     if (req.method === 'INVITE') {
       // an authenticated INVITE gets 100 Trying at once, before lookup and forwarding
@@ -255,15 +258,20 @@ export class Router {
     return false;
   }
 
-  /** Not an open relay: from a foreign domain to a foreign domain → 403 (unless trusted). */
+  /**
+   * Not an open relay: from a foreign domain to a foreign domain → 403 (unless trusted). A REGISTER for
+   * a foreign domain is relayed only when it authenticated as one of our users.
+   */
   private relayPolicy(ctx: Ctx): boolean {
     const { req, src } = ctx;
     if (this.d.trusted.has(src.address)) return false;
     const from = req.from()?.uri;
-    const fromLocal = from !== undefined && isSipUri(from) && this.d.isOurDomain(from.host);
+    // a REGISTER is authenticated against its To domain: its From domain alone proves nothing
+    const fromLocal =
+      from !== undefined && isSipUri(from) && this.d.isOurDomain(from.host) && (req.method !== 'REGISTER' || ctx.user !== undefined || this.d.auth === undefined);
     const uri = req.uri;
     const toLocal = isSipUri(uri) && (this.d.isOurDomain(uri.host) || this.d.proxy.isSelf(uri));
-    if (fromLocal || toLocal || req.method === 'REGISTER') return false;
+    if (fromLocal || toLocal) return false;
     this.reply(ctx, 403, 'Not relaying');
     return true;
   }
