@@ -49,6 +49,11 @@ export interface TransportEvents {
   response(res: SipResponse, src: Source): void;
   /** bytes that did not parse; `raw` is bounded by the size limit. */
   parseError(err: SipParseError, src: Source, raw: Buffer): void;
+  /**
+   * (additive, optional) a TCP connection was closed or reset and removed from every table.
+   * `reason`: 'closed' | 'reset' | 'idle' | 'framing' | 'too-large' | 'output-overflow' | 'shutdown' | an errno code.
+   */
+  connectionClosed?(connectionId: number, peer: { readonly address: string; readonly port: number; readonly local: LocalEndpoint }, reason: string): void;
 }
 
 /** What the transaction layer and the core need from the transport layer. */

@@ -1,0 +1,347 @@
+/**
+ * The transport layer: UDP and TCP listeners, outbound TCP connections, receive-side Via handling,
+ * response routing and request-target resolution. Implements `TransportLayer` (./types.ts).
+ *
+ * Receive path: bytes → (UDP datagram | TCP frame) → drop hook → parseMessage(limits) →
+ *   requests: no Via → dropped ('no-via'); top Via gets received/rport (§18.2.1, RFC 3581) → `events.request`
+ *   responses: no Via → dropped; → `events.response`
+ *   parse failure → `events.parseError(err, src, raw)` (the core may answer 400 from `err.partial`).
+ * Nothing from input or from an event handler escapes to the event loop: handler exceptions are
+ * logged and counted ('handler-error').
+ *
+ * Send path: `send(data, target)` never throws; it rejects with TransportError. Names in
+ * `target.address` are resolved (A/AAAA, cached). UDP leaves from `target.local` or the first UDP
+ * listener of the address family; TCP uses `target.connectionId` when still open, else an open
+ * connection to address:port, else a new connection.
+ *
+ * Limits (all passed in, nothing read from env or files): see `TransportLimits`.
+ */
+import { isSipParseError, parseMessage, SipParseError, SipRequest, type ParseLimits } from '../sip/index.js';
+import { Counters, ipFamily, noLog, normaliseAddress, peerName, toTransportError, type TransportLog, type TransportStats } from './common.js';
+import { Resolver, type LookupFn, type SrvLookupFn } from './resolve.js';
+import { TcpTransport, type TcpConnectionInfo } from './tcp.js';
+import { UdpListener } from './udp.js';
+import { viaReceivedParams } from './via-handling.js';
+import {
+  TransportError,
+  type LocalEndpoint,
+  type Source,
+  type Target,
+  type TransportEvents,
+  type TransportLayer,
+  type TransportName,
+} from './types.js';
+
+export * from './types.js';
+export { responseTarget, viaReceivedParams, viaTransport } from './via-handling.js';
+export { Resolver, TtlCache, systemLookup, systemSrv, type LookupFn, type SrvLookupFn, type SrvRecord, type ResolvedAddress, type ResolverOptions } from './resolve.js';
+export { ListenError } from './udp.js';
+export { normaliseAddress, DROP_REASONS, type DropReason, type TransportStats, type TransportLog, type LogLevel } from './common.js';
+export type { TcpConnectionInfo } from './tcp.js';
+
+/** RFC 3261 §18.1.1: a request within 200 bytes of the path MTU (1500) must go over a congestion-controlled transport. */
+export const UDP_MAX_REQUEST = 1300;
+
+export interface TransportLimits extends ParseLimits {
+  /** inbound TCP connections in total (excess destroyed immediately, counted 'tcp-limit'); also the outbound cap. */
+  tcpMaxConnections: number;
+  /** inbound TCP connections per source IP (excess counted 'tcp-per-ip-limit'). */
+  tcpMaxPerIp: number;
+  /** a TCP connection without traffic either way for this long is closed. */
+  tcpIdleTimeoutMs: number;
+  /** bytes queued for writing on one TCP connection before it is considered stuck and closed. */
+  tcpMaxBuffer: number;
+  /** outbound TCP connect timeout, default 5000 ms. */
+  tcpConnectTimeoutMs?: number;
+}
+
+export interface ListenSpec {
+  readonly transport: TransportName;
+  /** IP address (IPv6 with or without brackets) or a host name (resolved once at start). */
+  readonly host: string;
+  /** 0 binds an ephemeral port (tests); `endpoints()` reports the real port. */
+  readonly port: number;
+}
+
+/** A peer as seen by the drop hook. */
+export interface HookPeer {
+  readonly transport: TransportName;
+  readonly address: string;
+  readonly port: number;
+}
+
+export interface TransportLayerOptions {
+  listen: readonly ListenSpec[];
+  /** host to advertise in Via / Record-Route for every endpoint (default: the bound address). */
+  advertise?: string;
+  limits: TransportLimits;
+  events: TransportEvents;
+  log?: TransportLog;
+  /** A/AAAA lookup (default `dns.promises.lookup(host, { all: true })`). */
+  resolver?: LookupFn;
+  /** SRV lookup for RFC 3263 (off by default; pass `systemSrv` to enable). */
+  srvResolver?: SrvLookupFn;
+  /** DNS cache TTL (default 30 s) and size (default 1000). */
+  dnsCacheTtlMs?: number;
+  dnsCacheSize?: number;
+  /**
+   * Test hook: return true to drop a message on purpose. 'in': a received datagram / TCP frame,
+   * before parsing; 'out': a message about to be sent (send() then resolves as if sent).
+   */
+  dropHook?: (dir: 'in' | 'out', data: Buffer, peer: HookPeer) => boolean;
+}
+
+export interface SipTransportLayer extends TransportLayer {
+  /** Bind every listener. Rejects with ListenError (e.g. "cannot listen on udp:127.0.0.1:5060: address already in use (EADDRINUSE)"); nothing stays bound then. */
+  start(): Promise<void>;
+  /** Stop accepting, close every socket and connection. Idempotent. */
+  close(): Promise<void>;
+  /** counters and gauges for metrics. */
+  stats(): TransportStats;
+  /**
+   * RFC 3261 §18.1.1: the target to use for a request of `size` bytes. A UDP target becomes TCP
+   * when the message is larger than 1300 bytes, the transport was not chosen explicitly (URI
+   * `transport` parameter) and a TCP listener of the family exists.
+   */
+  chooseTransport(size: number, target: Target, explicitTransport?: boolean): Target;
+  /** open TCP connections. */
+  connections(): TcpConnectionInfo[];
+  /** whether a TCP connection is still open. */
+  isConnectionOpen(id: number): boolean;
+  /** close a TCP connection on purpose; false when it is not open. */
+  closeConnection(id: number): boolean;
+}
+
+export function createTransportLayer(opts: TransportLayerOptions): SipTransportLayer {
+  const log = opts.log ?? noLog;
+  const events = opts.events;
+  const limits = opts.limits;
+  const parseLimits: ParseLimits = {
+    maxMessageSize: limits.maxMessageSize,
+    maxHeaders: limits.maxHeaders,
+    maxHeaderLine: limits.maxHeaderLine,
+    maxVias: limits.maxVias,
+  };
+  const counters = new Counters();
+  const resolver = new Resolver({ lookup: opts.resolver, srv: opts.srvResolver, ttlMs: opts.dnsCacheTtlMs, maxEntries: opts.dnsCacheSize });
+  const dropHook = opts.dropHook;
+  const udp: UdpListener[] = [];
+  let eps: LocalEndpoint[] = [];
+  let state: 'new' | 'starting' | 'running' | 'closed' = 'new';
+
+  const safe = (what: string, fn: () => void): void => {
+    try {
+      fn();
+    } catch (e) {
+      counters.drop('handler-error');
+      log('error', { err: e instanceof Error ? (e.stack ?? e.message) : String(e) }, `${what} handler threw`);
+    }
+  };
+
+  /** One received datagram or TCP frame. */
+  const receive = (data: Buffer, src: Source): void => {
+    if (state === 'closed') return;
+    if (dropHook !== undefined && dropHook('in', data, { transport: src.transport, address: src.address, port: src.port })) {
+      counters.drop('hook');
+      return;
+    }
+    counters.messagesIn++;
+    let msg;
+    try {
+      msg = parseMessage(data, { limits: parseLimits });
+      // the top Via is parsed lazily: make a malformed one a parse error here
+      const top = msg.topVia();
+      if (top === undefined) {
+        counters.drop('no-via');
+        log('debug', { src: peerName(src.transport, src.address, src.port) }, 'message without Via dropped');
+        return;
+      }
+      if (msg instanceof SipRequest) {
+        const p = viaReceivedParams(top, src.address, src.port);
+        if (p.received !== undefined || p.rport !== undefined) msg.setViaReceived(p.received, p.rport);
+      }
+    } catch (e) {
+      const err = isSipParseError(e) ? e : new SipParseError('BAD_START_LINE', e instanceof Error ? e.message : 'unparseable');
+      counters.drop('parse');
+      const raw = data.length > limits.maxMessageSize ? data.subarray(0, limits.maxMessageSize) : data;
+      safe('parseError', () => events.parseError(err, src, raw));
+      return;
+    }
+    const m = msg;
+    if (m instanceof SipRequest) safe('request', () => events.request(m, src));
+    else safe('response', () => events.response(m, src));
+  };
+
+  const isKeepAlive = (d: Buffer): boolean => {
+    if (d.length > 64) return false;
+    for (let i = 0; i < d.length; i++) {
+      const c = d[i];
+      if (c !== 0x0d && c !== 0x0a && c !== 0x00 && c !== 0x20) return false;
+    }
+    return true;
+  };
+
+  const onUdp = (data: Buffer, address: string, port: number, local: LocalEndpoint): void => {
+    counters.bytesIn += data.length;
+    if (isKeepAlive(data)) {
+      counters.drop('keepalive');
+      return;
+    }
+    receive(data, { transport: 'udp', address: normaliseAddress(address), port, local });
+  };
+
+  const tcp = new TcpTransport(
+    limits,
+    {
+      message: (data, c) => receive(data, { transport: 'tcp', address: c.remoteAddress, port: c.remotePort, connectionId: c.id, local: c.local }),
+      framingError: (err, c) => {
+        const src: Source = { transport: 'tcp', address: c.remoteAddress, port: c.remotePort, connectionId: c.id, local: c.local };
+        safe('parseError', () => events.parseError(err, src, Buffer.alloc(0)));
+      },
+      closed: (c, reason) => {
+        const cb = events.connectionClosed;
+        if (cb !== undefined) safe('connectionClosed', () => cb.call(events, c.id, { address: c.remoteAddress, port: c.remotePort, local: c.local }, reason));
+      },
+    },
+    counters,
+    log,
+  );
+
+  const endpointFor = (transport: TransportName, family: 4 | 6): LocalEndpoint | undefined =>
+    eps.find((e) => e.transport === transport && ipFamily(e.address) === family);
+  const has = (transport: TransportName, family: 4 | 6): boolean => endpointFor(transport, family) !== undefined;
+
+  const pickLocal = (transport: TransportName, family: 4 | 6, wanted: LocalEndpoint | undefined): LocalEndpoint | undefined => {
+    if (wanted !== undefined && wanted.transport === transport) {
+      const mine = eps.find((e) => e.transport === transport && e.address === wanted.address && e.port === wanted.port);
+      if (mine !== undefined && (ipFamily(mine.address) === family || mine.address === '::')) return mine;
+    }
+    return endpointFor(transport, family) ?? (family === 4 ? eps.find((e) => e.transport === transport && e.address === '::') : undefined);
+  };
+
+  const sendNow = async (data: Buffer, target: Target): Promise<void> => {
+    if (state !== 'running') throw new TransportError('closed', 'transport layer is not running');
+    // a response on a still-open connection needs no address at all
+    if (target.transport === 'tcp' && target.connectionId !== undefined && tcp.isOpen(target.connectionId)) {
+      if (dropHook !== undefined && dropHook('out', data, { transport: 'tcp', address: target.address, port: target.port })) {
+        counters.drop('hook');
+        return;
+      }
+      await tcp.send(data, target.address, target.port, target.connectionId, undefined);
+      counters.messagesOut++;
+      return;
+    }
+    let address = target.address;
+    let family = ipFamily(address);
+    if (family === 0) {
+      const addrs = await resolver.lookupHost(address);
+      const usable = addrs.find((a) => pickLocal(target.transport, a.family, target.local) !== undefined);
+      if (usable === undefined) throw new TransportError('unreachable', `cannot resolve ${address}`);
+      address = usable.address;
+      family = usable.family;
+    } else address = normaliseAddress(address);
+    if (!Number.isInteger(target.port) || target.port <= 0 || target.port > 65535) throw new TransportError('unreachable', `bad port ${target.port}`);
+    const local = pickLocal(target.transport, family, target.local);
+    if (dropHook !== undefined && dropHook('out', data, { transport: target.transport, address, port: target.port })) {
+      counters.drop('hook');
+      return;
+    }
+    if (target.transport === 'udp') {
+      const l = local === undefined ? undefined : udp.find((u) => u.endpoint === local);
+      if (l === undefined) throw new TransportError('no-listener', `no UDP listener for IPv${family}`);
+      await l.send(data, address, target.port);
+      counters.bytesOut += data.length;
+    } else {
+      await tcp.send(data, address, target.port, target.connectionId, local);
+    }
+    counters.messagesOut++;
+  };
+
+  const layer: SipTransportLayer = {
+    async start() {
+      if (state !== 'new') throw new Error(`transport layer already ${state}`);
+      state = 'starting';
+      const started: LocalEndpoint[] = [];
+      try {
+        for (const l of opts.listen) {
+          let host = l.host.charCodeAt(0) === 0x5b && l.host.endsWith(']') ? l.host.slice(1, -1) : l.host;
+          if (ipFamily(host) === 0) {
+            const addrs = await resolver.lookupHost(host);
+            if (addrs.length === 0) throw new TransportError('no-listener', `cannot listen on ${l.transport}:${l.host}:${l.port}: host name does not resolve`);
+            host = addrs[0]!.address;
+          }
+          if (l.transport === 'udp') {
+            const u = new UdpListener(host, l.port, opts.advertise, onUdp, log);
+            started.push(await u.start());
+            udp.push(u);
+          } else {
+            started.push(await tcp.listen(host, l.port, opts.advertise));
+          }
+        }
+      } catch (e) {
+        state = 'closed';
+        await Promise.all(udp.map((u) => u.close()));
+        await tcp.close();
+        throw e;
+      }
+      eps = started;
+      state = 'running';
+      log('info', { listen: eps.map((e) => `${e.transport}:${e.address.includes(':') ? `[${e.address}]` : e.address}:${e.port}`) }, 'transports listening');
+    },
+
+    async close() {
+      if (state === 'closed') return;
+      state = 'closed';
+      await Promise.all([...udp.map((u) => u.close()), tcp.close()]);
+    },
+
+    send(data, target) {
+      let p: Promise<void>;
+      try {
+        p = sendNow(data, target);
+      } catch (e) {
+        p = Promise.reject(e);
+      }
+      return p.catch((e: unknown) => {
+        const err = toTransportError(e, `send to ${target.transport}:${target.address}:${target.port}`);
+        counters.sendErrors[err.kind]++;
+        log('debug', { err: err.message, kind: err.kind }, 'send failed');
+        throw err;
+      });
+    },
+
+    endpoints: () => eps,
+    endpointFor,
+
+    resolve(host, port, transport, sips) {
+      return resolver.resolve(host, port, transport, sips, has).catch(() => []);
+    },
+
+    chooseTransport(size, target, explicitTransport = false) {
+      if (explicitTransport || target.transport !== 'udp' || size <= UDP_MAX_REQUEST) return target;
+      const fam = ipFamily(target.address);
+      if (fam !== 0 && !has('tcp', fam)) return target;
+      if (fam === 0 && !has('tcp', 4) && !has('tcp', 6)) return target;
+      return { transport: 'tcp', address: target.address, port: target.port };
+    },
+
+    stats() {
+      return {
+        connections: tcp.connectionCounts,
+        connectionsOpened: counters.connectionsOpened,
+        connectionsClosed: counters.connectionsClosed,
+        bytesIn: counters.bytesIn,
+        bytesOut: counters.bytesOut,
+        messagesIn: counters.messagesIn,
+        messagesOut: counters.messagesOut,
+        sendErrors: { ...counters.sendErrors },
+        drops: { ...counters.drops },
+      };
+    },
+
+    connections: () => tcp.connections(),
+    isConnectionOpen: (id) => tcp.isOpen(id),
+    closeConnection: (id) => tcp.closeConnection(id),
+  };
+  return layer;
+}

@@ -1,0 +1,375 @@
+/**
+ * TCP: listeners, inbound and outbound connections, stream framing (src/sip StreamFramer).
+ *
+ * - Every connection (inbound or outbound) gets an id; messages carry it so responses go back on the
+ *   connection the request came in on (RFC 3261 §18.2.2). Requests to a peer reuse any open
+ *   connection to that address:port (keyed map, inbound connections included); otherwise a new
+ *   outbound connection is opened (connect timeout), sourced from the listener's address.
+ * - Limits: inbound connections in total (`tcpMaxConnections`, also set as each server's
+ *   `maxConnections` so excess is refused before a Socket object exists) and per source IP
+ *   (`tcpMaxPerIp`); excess is destroyed immediately and counted. Outbound connections have their
+ *   own cap of `tcpMaxConnections`.
+ * - Idle timeout (`tcpIdleTimeoutMs`, reset by traffic either way) closes a connection.
+ * - Input is bounded by the framer (`maxMessageSize`); output by `tcpMaxBuffer`: a message that would
+ *   queue more than that for a slow peer is dropped and the connection closed (counted).
+ * - CRLFCRLF ping → CRLF pong (RFC 5626 §3.5.1). A framing error closes the connection (counted).
+ * - Closed / reset connections are removed from every table and reported through `closed`.
+ */
+import net from 'node:net';
+import { formatHost, StreamFramer, type SipParseError } from '../sip/index.js';
+import { Counters, ipFamily, noLog, normaliseAddress, toTransportError, type TransportLog } from './common.js';
+import { listenError } from './udp.js';
+import { TransportError, type LocalEndpoint } from './types.js';
+
+export interface TcpLimits {
+  maxMessageSize: number;
+  tcpMaxConnections: number;
+  tcpMaxPerIp: number;
+  tcpIdleTimeoutMs: number;
+  tcpMaxBuffer: number;
+  /** outbound connect timeout, default 5000 ms. */
+  tcpConnectTimeoutMs?: number;
+}
+
+export interface TcpConnectionInfo {
+  readonly id: number;
+  readonly direction: 'in' | 'out';
+  /** normalised remote address (IPv4-mapped IPv6 reduced to IPv4, no brackets). */
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  /** the listener this connection belongs to (outbound: the endpoint we send as). */
+  readonly local: LocalEndpoint;
+}
+
+export interface TcpHandlers {
+  /** one complete framed message. */
+  message(data: Buffer, conn: TcpConnectionInfo): void;
+  /** the stream could not be framed (the connection is being closed). */
+  framingError(err: SipParseError, conn: TcpConnectionInfo): void;
+  /** a connection was removed; `reason`: 'closed' | 'reset' | 'idle' | 'framing' | 'output-overflow' | 'shutdown' | errno code. */
+  closed(conn: TcpConnectionInfo, reason: string): void;
+}
+
+const CRLF = Buffer.from('\r\n');
+
+class Connection {
+  closed = false;
+  reason: string | undefined;
+  framer: StreamFramer | undefined;
+  constructor(
+    readonly info: TcpConnectionInfo,
+    readonly socket: net.Socket,
+    readonly key: string,
+  ) {}
+  destroy(reason: string): void {
+    this.reason ??= reason;
+    this.socket.destroy();
+  }
+}
+
+function peerKey(address: string, port: number): string {
+  return `${normaliseAddress(address)}|${port}`;
+}
+
+function isAnyAddress(a: string): boolean {
+  return a === '0.0.0.0' || a === '::' || a === '';
+}
+
+export class TcpTransport {
+  private readonly servers: Array<{ server: net.Server; ep: LocalEndpoint }> = [];
+  private readonly conns = new Map<number, Connection>();
+  private readonly byPeer = new Map<string, Set<Connection>>();
+  private readonly pending = new Map<string, Promise<Connection>>();
+  private readonly connecting = new Set<net.Socket>();
+  private readonly perIp = new Map<string, number>();
+  private inbound = 0;
+  private outbound = 0;
+  private nextId = 1;
+  private closing = false;
+
+  constructor(
+    private readonly limits: TcpLimits,
+    private readonly handlers: TcpHandlers,
+    private readonly counters: Counters,
+    private readonly log: TransportLog = noLog,
+  ) {}
+
+  get connectionCounts(): { total: number; inbound: number; outbound: number } {
+    return { total: this.inbound + this.outbound, inbound: this.inbound, outbound: this.outbound };
+  }
+
+  /** open connections (for tests and diagnostics). */
+  connections(): TcpConnectionInfo[] {
+    return [...this.conns.values()].map((c) => c.info);
+  }
+
+  isOpen(id: number): boolean {
+    const c = this.conns.get(id);
+    return c !== undefined && !c.closed;
+  }
+
+  /** Close a connection on purpose (e.g. by the core). Returns false when it is not open. */
+  closeConnection(id: number, reason = 'closed'): boolean {
+    const c = this.conns.get(id);
+    if (c === undefined || c.closed) return false;
+    c.destroy(reason);
+    return true;
+  }
+
+  listen(host: string, port: number, advertise: string | undefined): Promise<LocalEndpoint> {
+    return new Promise((resolve, reject) => {
+      const server = net.createServer({ noDelay: true });
+      server.maxConnections = this.limits.tcpMaxConnections;
+      const onError = (err: Error): void => {
+        server.removeListener('listening', onListening);
+        server.close();
+        reject(listenError(err, 'tcp', host, port));
+      };
+      const onListening = (): void => {
+        server.removeListener('error', onError);
+        const a = server.address();
+        if (a === null || typeof a === 'string') {
+          server.close();
+          reject(listenError(new Error('no address'), 'tcp', host, port));
+          return;
+        }
+        const ep: LocalEndpoint = { transport: 'tcp', address: a.address, port: a.port, advertise: advertise ?? formatHost(a.address) };
+        server.on('connection', (sock) => this.accept(sock, ep));
+        server.on('drop', () => this.counters.drop('tcp-limit'));
+        server.on('error', (e) => this.log('warn', { err: e.message, local: `tcp:${formatHost(ep.address)}:${ep.port}` }, 'tcp server error'));
+        this.servers.push({ server, ep });
+        resolve(ep);
+      };
+      server.once('error', onError);
+      server.once('listening', onListening);
+      server.listen({ host, port, backlog: 1024, exclusive: true });
+    });
+  }
+
+  private accept(sock: net.Socket, ep: LocalEndpoint): void {
+    const ra = sock.remoteAddress;
+    const rp = sock.remotePort;
+    if (this.closing || ra === undefined || rp === undefined) {
+      sock.destroy();
+      return;
+    }
+    const ip = normaliseAddress(ra);
+    if (this.inbound >= this.limits.tcpMaxConnections) {
+      this.counters.drop('tcp-limit');
+      sock.on('error', () => undefined);
+      sock.destroy();
+      return;
+    }
+    const n = this.perIp.get(ip) ?? 0;
+    if (n >= this.limits.tcpMaxPerIp) {
+      this.counters.drop('tcp-per-ip-limit');
+      sock.on('error', () => undefined);
+      sock.destroy();
+      return;
+    }
+    this.perIp.set(ip, n + 1);
+    this.inbound++;
+    this.register(sock, 'in', ip, rp, ep);
+  }
+
+  private register(sock: net.Socket, direction: 'in' | 'out', address: string, port: number, local: LocalEndpoint): Connection {
+    const info: TcpConnectionInfo = { id: this.nextId++, direction, remoteAddress: address, remotePort: port, local };
+    const key = peerKey(address, port);
+    const conn = new Connection(info, sock, key);
+    this.conns.set(info.id, conn);
+    let set = this.byPeer.get(key);
+    if (set === undefined) this.byPeer.set(key, (set = new Set()));
+    set.add(conn);
+    this.counters.connectionsOpened++;
+    sock.setNoDelay(true);
+    sock.setTimeout(this.limits.tcpIdleTimeoutMs);
+    sock.on('timeout', () => conn.destroy('idle'));
+    sock.on('data', (chunk: Buffer) => this.onData(conn, chunk));
+    sock.on('end', () => {
+      conn.reason ??= 'closed';
+      sock.destroy();
+    });
+    sock.on('error', (e: NodeJS.ErrnoException) => {
+      conn.reason ??= e.code === 'ECONNRESET' ? 'reset' : (e.code ?? 'error');
+    });
+    sock.on('close', () => this.remove(conn));
+    this.log('debug', { conn: info.id, dir: direction, peer: `${formatHost(address)}:${port}` }, 'tcp connection open');
+    return conn;
+  }
+
+  private remove(conn: Connection): void {
+    if (conn.closed) return;
+    conn.closed = true;
+    this.conns.delete(conn.info.id);
+    const set = this.byPeer.get(conn.key);
+    if (set !== undefined) {
+      set.delete(conn);
+      if (set.size === 0) this.byPeer.delete(conn.key);
+    }
+    if (conn.info.direction === 'in') {
+      this.inbound--;
+      const ip = conn.info.remoteAddress;
+      const n = (this.perIp.get(ip) ?? 1) - 1;
+      if (n <= 0) this.perIp.delete(ip);
+      else this.perIp.set(ip, n);
+    } else this.outbound--;
+    this.counters.connectionsClosed++;
+    const reason = conn.reason ?? 'closed';
+    this.log('debug', { conn: conn.info.id, reason }, 'tcp connection closed');
+    try {
+      this.handlers.closed(conn.info, reason);
+    } catch (e) {
+      this.log('error', { err: String(e) }, 'connectionClosed handler threw');
+    }
+  }
+
+  private onData(conn: Connection, chunk: Buffer): void {
+    if (conn.closed || conn.socket.destroyed) return;
+    this.counters.bytesIn += chunk.length;
+    const framer = (conn.framer ??= new StreamFramer({ maxMessageSize: this.limits.maxMessageSize }));
+    for (const ev of framer.push(chunk)) {
+      if (conn.socket.destroyed) return;
+      switch (ev.type) {
+        case 'message':
+          this.handlers.message(ev.data, conn.info);
+          break;
+        case 'ping':
+          this.counters.bytesOut += 2;
+          conn.socket.write(CRLF);
+          break;
+        case 'pong':
+          break;
+        case 'error': {
+          const tooLarge = ev.error.code === 'TOO_LARGE';
+          this.counters.drop(tooLarge ? 'tcp-too-large' : 'tcp-framing');
+          this.log('debug', { conn: conn.info.id, code: ev.error.code, reason: ev.error.reason }, 'tcp framing error');
+          conn.destroy(tooLarge ? 'too-large' : 'framing');
+          this.handlers.framingError(ev.error, conn.info);
+          return;
+        }
+      }
+    }
+  }
+
+  /** Write on a connection, bounded by tcpMaxBuffer. */
+  private write(conn: Connection, data: Buffer): Promise<void> {
+    const s = conn.socket;
+    if (conn.closed || s.destroyed || !s.writable) return Promise.reject(new TransportError('closed', `tcp connection ${conn.info.id} is closed`));
+    if (s.writableLength > 0 && s.writableLength + data.length > this.limits.tcpMaxBuffer) {
+      this.counters.drop('tcp-output-overflow');
+      this.log('warn', { conn: conn.info.id, queued: s.writableLength }, 'tcp output buffer full: closing');
+      conn.destroy('output-overflow');
+      return Promise.reject(new TransportError('closed', `tcp connection ${conn.info.id}: output buffer full`));
+    }
+    return new Promise((resolve, reject) => {
+      try {
+        s.write(data, (err) => {
+          if (err) reject(toTransportError(err, `tcp write on connection ${conn.info.id}`));
+          else {
+            this.counters.bytesOut += data.length;
+            resolve();
+          }
+        });
+      } catch (err) {
+        reject(toTransportError(err, `tcp write on connection ${conn.info.id}`));
+      }
+    });
+  }
+
+  /** An open connection to address:port, if any. */
+  findByPeer(address: string, port: number): number | undefined {
+    const set = this.byPeer.get(peerKey(address, port));
+    if (set === undefined) return undefined;
+    for (const c of set) if (!c.closed && !c.socket.destroyed) return c.info.id;
+    return undefined;
+  }
+
+  /**
+   * Send a framed message: on `connectionId` when still open, else on an open connection to
+   * address:port, else on a new outbound connection from `local`. Rejects with TransportError.
+   */
+  async send(data: Buffer, address: string, port: number, connectionId: number | undefined, local: LocalEndpoint | undefined): Promise<void> {
+    if (this.closing) throw new TransportError('closed', 'transport is closed');
+    if (connectionId !== undefined) {
+      const c = this.conns.get(connectionId);
+      if (c !== undefined && !c.closed && !c.socket.destroyed) return this.write(c, data);
+    }
+    const existing = this.findByPeer(address, port);
+    if (existing !== undefined) return this.write(this.conns.get(existing)!, data);
+    const conn = await this.connect(address, port, local);
+    return this.write(conn, data);
+  }
+
+  private connect(address: string, port: number, local: LocalEndpoint | undefined): Promise<Connection> {
+    const key = peerKey(address, port);
+    const p = this.pending.get(key);
+    if (p !== undefined) return p;
+    const where = `tcp connect to ${formatHost(address)}:${port}`;
+    if (local === undefined) return Promise.reject(new TransportError('no-listener', `${where}: no TCP listener to send from`));
+    if (this.outbound >= this.limits.tcpMaxConnections) return Promise.reject(new TransportError('unreachable', `${where}: outbound connection limit reached`));
+    const promise = new Promise<Connection>((resolve, reject) => {
+      const fam = ipFamily(address);
+      const localAddress = !isAnyAddress(local.address) && ipFamily(local.address) === fam ? local.address : undefined;
+      let sock: net.Socket;
+      try {
+        sock = net.connect({ host: address, port, localAddress, noDelay: true });
+      } catch (err) {
+        reject(toTransportError(err, where));
+        return;
+      }
+      this.connecting.add(sock);
+      const timer = setTimeout(() => {
+        fail(new TransportError('timeout', `${where}: timed out`));
+      }, this.limits.tcpConnectTimeoutMs ?? 5000);
+      const done = (): void => {
+        clearTimeout(timer);
+        this.connecting.delete(sock);
+        sock.removeListener('error', onError);
+        sock.removeListener('close', onClose);
+        sock.removeListener('connect', onConnect);
+      };
+      const fail = (err: TransportError): void => {
+        done();
+        sock.on('error', () => undefined);
+        sock.destroy();
+        reject(err);
+      };
+      const onError = (err: Error): void => fail(toTransportError(err, where));
+      const onClose = (): void => fail(new TransportError('closed', `${where}: closed while connecting`));
+      const onConnect = (): void => {
+        done();
+        if (this.closing) {
+          sock.destroy();
+          reject(new TransportError('closed', 'transport is closed'));
+          return;
+        }
+        this.outbound++;
+        resolve(this.register(sock, 'out', normaliseAddress(sock.remoteAddress ?? address), sock.remotePort ?? port, local));
+      };
+      sock.once('error', onError);
+      sock.once('close', onClose);
+      sock.once('connect', onConnect);
+    });
+    this.pending.set(key, promise);
+    const clear = (): void => {
+      this.pending.delete(key);
+    };
+    promise.then(clear, clear);
+    return promise;
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    const closed = this.servers.map(
+      ({ server }) =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+        }),
+    );
+    this.servers.length = 0;
+    for (const s of this.connecting) s.destroy();
+    this.connecting.clear();
+    for (const c of [...this.conns.values()]) c.destroy('shutdown');
+    await Promise.all(closed);
+  }
+}

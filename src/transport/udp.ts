@@ -1,0 +1,120 @@
+/**
+ * A UDP listener: one dgram socket per configured address (udp4 or udp6 by the address family).
+ * Requests we forward and responses we send leave from this socket, so the advertised port is the
+ * source port. Socket errors after bind are logged, never thrown.
+ */
+import dgram from 'node:dgram';
+import { formatHost } from '../sip/index.js';
+import { ipFamily, noLog, toTransportError, type TransportLog } from './common.js';
+import { TransportError, type LocalEndpoint } from './types.js';
+
+export class ListenError extends Error {
+  override readonly name = 'ListenError';
+  constructor(
+    readonly code: string,
+    /** e.g. "udp:127.0.0.1:5060" */
+    readonly address: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function listenError(err: unknown, transport: string, host: string, port: number): ListenError {
+  const code = typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : 'ELISTEN';
+  const where = `${transport}:${formatHost(host)}:${port}`;
+  const why =
+    code === 'EADDRINUSE'
+      ? 'address already in use'
+      : code === 'EADDRNOTAVAIL'
+        ? 'address not available on this host'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : err instanceof Error
+            ? err.message
+            : String(err);
+  return new ListenError(code, where, `cannot listen on ${where}: ${why} (${code})`);
+}
+
+export type UdpReceive = (data: Buffer, address: string, port: number, ep: LocalEndpoint) => void;
+
+export class UdpListener {
+  private socket: dgram.Socket | undefined;
+  private ep: LocalEndpoint | undefined;
+  readonly family: 4 | 6;
+
+  constructor(
+    private readonly host: string,
+    private readonly port: number,
+    private readonly advertise: string | undefined,
+    private readonly onMessage: UdpReceive,
+    private readonly log: TransportLog = noLog,
+  ) {
+    this.family = ipFamily(host) === 6 ? 6 : 4;
+  }
+
+  get endpoint(): LocalEndpoint | undefined {
+    return this.ep;
+  }
+
+  start(): Promise<LocalEndpoint> {
+    return new Promise((resolve, reject) => {
+      const s = dgram.createSocket({ type: this.family === 6 ? 'udp6' : 'udp4' });
+      const onError = (err: Error): void => {
+        s.removeListener('listening', onListening);
+        try {
+          s.close();
+        } catch {
+          /* never bound */
+        }
+        reject(listenError(err, 'udp', this.host, this.port));
+      };
+      const onListening = (): void => {
+        s.removeListener('error', onError);
+        const a = s.address();
+        const ep: LocalEndpoint = { transport: 'udp', address: a.address, port: a.port, advertise: this.advertise ?? formatHost(a.address) };
+        this.ep = ep;
+        this.socket = s;
+        s.on('error', (e) => this.log('warn', { err: e.message, local: `udp:${formatHost(ep.address)}:${ep.port}` }, 'udp socket error'));
+        s.on('message', (data, rinfo) => this.onMessage(data, rinfo.address, rinfo.port, ep));
+        resolve(ep);
+      };
+      s.once('error', onError);
+      s.once('listening', onListening);
+      s.bind({ address: this.host, port: this.port, exclusive: true });
+    });
+  }
+
+  /** Send one datagram. Resolves when handed to the OS; rejects with TransportError. */
+  send(data: Buffer, address: string, port: number): Promise<void> {
+    const s = this.socket;
+    if (s === undefined) return Promise.reject(new TransportError('closed', 'udp listener is not running'));
+    let to = address;
+    const fam = ipFamily(address);
+    if (fam === 6 && this.family === 4) return Promise.reject(new TransportError('no-listener', `no IPv6 UDP socket to reach ${address}`));
+    if (fam === 4 && this.family === 6) to = `::ffff:${address}`;
+    return new Promise((resolve, reject) => {
+      try {
+        s.send(data, port, to, (err) => {
+          if (err) reject(toTransportError(err, `udp send to ${formatHost(address)}:${port}`));
+          else resolve();
+        });
+      } catch (err) {
+        reject(toTransportError(err, `udp send to ${formatHost(address)}:${port}`));
+      }
+    });
+  }
+
+  close(): Promise<void> {
+    const s = this.socket;
+    this.socket = undefined;
+    if (s === undefined) return Promise.resolve();
+    return new Promise((resolve) => {
+      try {
+        s.close(() => resolve());
+      } catch {
+        resolve();
+      }
+    });
+  }
+}

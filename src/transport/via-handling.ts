@@ -1,0 +1,70 @@
+/**
+ * Receive-side Via handling (RFC 3261 §18.2.1, RFC 3581 §4) and response routing
+ * (RFC 3261 §18.2.2, RFC 3581 §4). Pure functions over parsed messages; no sockets.
+ */
+import { hostAddress, type SipResponse, type Via } from '../sip/index.js';
+import { normaliseAddress } from './common.js';
+import { TransportError, type Source, type Target, type TransportName } from './types.js';
+
+/**
+ * The `received` / `rport` values a server must put into the top Via of a request that arrived from
+ * `srcAddress:srcPort`:
+ * - `received` when the sent-by host differs from the source address (IPv6 compared without
+ *   brackets, normalised; IPv4-mapped IPv6 compared as IPv4), and always when `rport` is present
+ *   without a value (RFC 3581: "even if it is identical to the value of the sent-by");
+ * - `rport` = source port when `rport` is present without a value.
+ * The received value is the normalised source address (IPv6 without brackets).
+ */
+export function viaReceivedParams(via: Via, srcAddress: string, srcPort: number): { received?: string; rport?: number } {
+  const src = normaliseAddress(srcAddress);
+  const out: { received?: string; rport?: number } = {};
+  const wantsRport = via.rport === true;
+  if (wantsRport || normaliseAddress(via.host) !== src) out.received = src;
+  if (wantsRport) out.rport = srcPort;
+  return out;
+}
+
+/** Via transport token → our transport, with the default port (5061 for TLS). */
+export function viaTransport(token: string): { transport: TransportName; defaultPort: number } | undefined {
+  switch (token.toUpperCase()) {
+    case 'UDP':
+      return { transport: 'udp', defaultPort: 5060 };
+    case 'TCP':
+      return { transport: 'tcp', defaultPort: 5060 };
+    case 'TLS':
+      return { transport: 'tcp', defaultPort: 5061 };
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * Where a response goes (RFC 3261 §18.2.2 with RFC 3581), from its top Via and, when known, the
+ * source of the request it answers:
+ * - reliable (TCP/TLS): the request's connection (`connectionId`, used by `send` while it is still
+ *   open); else a new connection to `received` (or the sent-by host) at the sent-by port
+ *   (default 5060, 5061 for TLS);
+ * - UDP with `maddr`: the maddr address at the sent-by port (default 5060);
+ * - UDP with `received`: that address, at `rport` when it has a value, else the sent-by port;
+ * - otherwise the sent-by host (a name is resolved by `send`) and port (`rport` value when present).
+ * `local` is the endpoint the request arrived on, so the response leaves from the listening socket.
+ * Throws TransportError('unreachable') when the response has no Via or an unsupported Via transport,
+ * and SipParseError when the top Via is malformed.
+ */
+export function responseTarget(res: SipResponse, src?: Source): Target {
+  const via = res.topVia();
+  if (via === undefined) throw new TransportError('unreachable', 'response has no Via');
+  const vt = viaTransport(via.transport);
+  if (vt === undefined) throw new TransportError('unreachable', `unsupported Via transport ${via.transport}`);
+  const local = src !== undefined && src.local.transport === vt.transport ? src.local : undefined;
+  const rport = typeof via.rport === 'number' ? via.rport : undefined;
+  const withLocal = (t: Target): Target => (local !== undefined ? { ...t, local } : t);
+  if (vt.transport === 'tcp') {
+    const t: Target = { transport: 'tcp', address: hostAddress(via.received ?? via.host), port: via.port ?? vt.defaultPort };
+    if (src !== undefined && src.transport === 'tcp' && src.connectionId !== undefined) return withLocal({ ...t, connectionId: src.connectionId });
+    return withLocal(t);
+  }
+  if (via.maddr !== undefined) return withLocal({ transport: 'udp', address: hostAddress(via.maddr), port: via.port ?? vt.defaultPort });
+  if (via.received !== undefined) return withLocal({ transport: 'udp', address: hostAddress(via.received), port: rport ?? via.port ?? vt.defaultPort });
+  return withLocal({ transport: 'udp', address: hostAddress(via.host), port: rport ?? via.port ?? vt.defaultPort });
+}
