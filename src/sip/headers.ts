@@ -67,11 +67,15 @@ export function headerKey(name: string): string {
 
 /** Canonical spelling for headers we add ourselves. */
 export function canonicalName(key: string): string {
+  const hit = CANONICAL_CACHE.get(key);
+  if (hit !== undefined) return hit;
   const k = headerKey(key);
-  const c = CANONICAL[k];
-  if (c) return c;
-  return k.replace(/(^|-)([a-z])/g, (_m, d: string, ch: string) => d + ch.toUpperCase());
+  const c = CANONICAL[k] ?? k.replace(/(^|-)([a-z])/g, (_m, d: string, ch: string) => d + ch.toUpperCase());
+  if (CANONICAL_CACHE.size < 1024) CANONICAL_CACHE.set(key, c);
+  return c;
 }
+
+const CANONICAL_CACHE = new Map<string, string>();
 
 /** RFC 3261 token characters. */
 const TOKEN_TABLE = (() => {

@@ -28,6 +28,53 @@ export interface CSeq {
 
 const CRLF = '\r\n';
 
+/** Buffer's own latin1 writer (what buf.write(s, o, 'latin1') ends in), without the argument juggling. */
+interface Latin1Writable {
+  latin1Write(s: string, offset: number): number;
+}
+
+const isSpTab = (c: number): boolean => c === 0x20 || c === 0x09;
+
+/**
+ * Span [start, end) of the first `;rport[=digits]` (name 'rport': value absent or digits; the span stops before
+ * trailing whitespace) or `;received=value` (name 'received': a value is required; the span runs to the next ';')
+ * parameter in a Via value, names case-insensitive; undefined when there is none.
+ */
+function findViaParam(v: string, name: 'rport' | 'received'): [number, number] | undefined {
+  for (let semi = v.indexOf(';'); semi !== -1; semi = v.indexOf(';', semi + 1)) {
+    let i = semi + 1;
+    while (i < v.length && isSpTab(v.charCodeAt(i))) i++;
+    if (v.length - i < name.length) return undefined;
+    let match = true;
+    for (let k = 0; k < name.length; k++) {
+      if ((v.charCodeAt(i + k) | 0x20) !== name.charCodeAt(k)) {
+        match = false;
+        break;
+      }
+    }
+    if (!match) continue;
+    i += name.length;
+    let j = i;
+    while (j < v.length && isSpTab(v.charCodeAt(j))) j++;
+    const next = v.indexOf(';', j);
+    const segEnd = next === -1 ? v.length : next;
+    if (name === 'received') {
+      if (v.charCodeAt(j) !== 0x3d) continue;
+      return [semi, segEnd];
+    }
+    // rport: nothing, or '=' digits, then only whitespace up to the next ';'
+    if (j === segEnd) return [semi, i];
+    if (v.charCodeAt(j) !== 0x3d) continue;
+    j++;
+    while (j < segEnd && isSpTab(v.charCodeAt(j))) j++;
+    while (j < segEnd && v.charCodeAt(j) >= 0x30 && v.charCodeAt(j) <= 0x39) j++;
+    let t = j;
+    while (t < segEnd && isSpTab(v.charCodeAt(t))) t++;
+    if (t === segEnd) return [semi, j];
+  }
+  return undefined;
+}
+
 /** Parse a non-negative decimal (leading zeros allowed) with an upper bound; throws BAD_NUMBER. */
 export function parseBoundedInt(v: string, max: number, what: string): number {
   if (v.length === 0 || v.length > 12) throw new SipParseError('BAD_NUMBER', `bad ${what}`);
@@ -414,19 +461,18 @@ export abstract class SipMessage {
    * Only the top Via value is rewritten; other values and headers keep their bytes.
    */
   setViaReceived(received: string | undefined, rport: number | undefined): void {
-    const first = this.header('via');
+    const first = this.first('via');
     if (first === undefined) return;
-    const top = splitList(first)[0] ?? '';
+    const top = first.indexOf(',') === -1 && !edgeWs(first) ? first : (splitList(first)[0] ?? '');
     let v = top;
+    // replace a value-less rport (or an existing value) by rport=PORT
     if (rport !== undefined) {
-      // replace a value-less rport (or an existing value) by rport=PORT
-      const re = /;[ \t]*rport(?:[ \t]*=[ \t]*\d*)?(?=[ \t]*(;|$))/i;
-      if (re.test(v)) v = v.replace(re, `;rport=${rport}`);
+      const r = findViaParam(v, 'rport');
+      if (r !== undefined) v = v.slice(0, r[0]) + `;rport=${rport}` + v.slice(r[1]);
     }
     if (received !== undefined) {
-      const re = /;[ \t]*received[ \t]*=[ \t]*[^;]*/i;
-      if (re.test(v)) v = v.replace(re, `;received=${received}`);
-      else v += `;received=${received}`;
+      const r = findViaParam(v, 'received');
+      v = r === undefined ? v + `;received=${received}` : v.slice(0, r[0]) + `;received=${received}` + v.slice(r[1]);
     }
     if (v !== top) this.replaceFirstValue('via', v);
   }
@@ -444,7 +490,9 @@ export abstract class SipMessage {
     let head = (this.startLineRaw ?? this.buildStartLine()) + CRLF;
     let sawLength = false;
     const bodyLen = this.body.length;
-    for (const h of this.headers) {
+    const hs = this.headers;
+    for (let i = 0; i < hs.length; i++) {
+      const h = hs[i]!;
       if (h.key === 'content-length') {
         if (sawLength) continue;
         sawLength = true;
@@ -456,9 +504,12 @@ export abstract class SipMessage {
     }
     if (!sawLength) head += `Content-Length: ${bodyLen}${CRLF}`;
     head += CRLF;
+    // one allocation: header section (latin1, one octet per char) followed by the body
     if (bodyLen === 0) return Buffer.from(head, 'latin1');
-    const hb = Buffer.from(head, 'latin1');
-    return Buffer.concat([hb, this.body], hb.length + bodyLen);
+    const out = Buffer.allocUnsafe(head.length + bodyLen);
+    (out as unknown as Latin1Writable).latin1Write(head, 0);
+    if (bodyLen > 0) this.body.copy(out, head.length);
+    return out;
   }
 
   toString(): string {
