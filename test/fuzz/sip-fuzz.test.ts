@@ -36,6 +36,17 @@ function onlyParseErrors(what: string, f: () => unknown): boolean {
   }
 }
 
+const THREW = Symbol('threw');
+
+/** Value of f(), or THREW when it throws SipParseError (anything else fails the test). */
+function onlyParseErrorsValue<T>(f: () => T): T | typeof THREW {
+  let v: T | typeof THREW = THREW;
+  onlyParseErrors('accessor', () => {
+    v = f();
+  });
+  return v;
+}
+
 /** Parse and touch everything a caller may touch. */
 function exercise(data: Buffer, opts?: ParseOptions): SipRequest | SipResponse | undefined {
   let m: SipRequest | SipResponse | undefined;
@@ -190,6 +201,39 @@ describe('parser: mutations of corpus messages throw only SipParseError', () => 
       }),
       { numRuns: 4000 },
     );
+  });
+
+  it('fromTag()/toTag() (read without parsing the address) equal from()/to() tags whenever those parse', () => {
+    let compared = 0;
+    fc.assert(
+      fc.property(corpusArb, fc.constantFrom('From', 'To', 'f', 't'), sipish(0, 60), fc.nat(), (data, name, junk, pos) => {
+        // insert random SIP-ish text somewhere into the From/To value
+        const d = rebuild(data, (ls) =>
+          ls.map((l) => {
+            const colon = l.indexOf(':');
+            if (colon === -1 || l.slice(0, colon).trim().toLowerCase() !== name.toLowerCase()) return l;
+            const p = colon + 1 + (pos % (l.length - colon));
+            return l.slice(0, p) + junk + l.slice(p);
+          }),
+        );
+        let m: SipRequest | SipResponse;
+        try {
+          m = parseMessage(d);
+        } catch {
+          return;
+        }
+        const light = [onlyParseErrorsValue(() => m.fromTag()), onlyParseErrorsValue(() => m.toTag())];
+        const fresh = parseMessage(d);
+        const full = [onlyParseErrorsValue(() => fresh.from()?.params.get('tag') ?? undefined), onlyParseErrorsValue(() => fresh.to()?.params.get('tag') ?? undefined)];
+        for (let k = 0; k < 2; k++) {
+          if (full[k] === THREW) continue;
+          compared++;
+          expect(light[k]).toBe(full[k]);
+        }
+      }),
+      { numRuns: 3000 },
+    );
+    expect(compared).toBeGreaterThan(1000);
   });
 
   it('100 KB header values: TOO_LARGE by default, and every accessor survives them with a 1 MB limit', () => {

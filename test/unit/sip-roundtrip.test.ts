@@ -203,6 +203,34 @@ describe('round trip with proxy edits', () => {
     expect(again.vias()).toHaveLength(2);
   });
 
+  it('setViaReceived agrees with the reference (regex) definition on random Via parameter lists', () => {
+    // the definition the editor implements: first ;rport[=digits] (value-less or numeric) is replaced;
+    // first ;received=value is replaced up to the next ';', otherwise received is appended
+    const reference = (top: string, received: string, rport: number): string => {
+      let v = top;
+      const rp = /;[ \t]*rport(?:[ \t]*=[ \t]*\d*)?(?=[ \t]*(;|$))/i;
+      if (rp.test(v)) v = v.replace(rp, () => `;rport=${rport}`);
+      const rc = /;[ \t]*received[ \t]*=[ \t]*[^;]*/i;
+      v = rc.test(v) ? v.replace(rc, () => `;received=${received}`) : v + `;received=${received}`;
+      return v;
+    };
+    const param = fc.constantFrom(';rport', ';RPORT', '; rport = 5060 ', ';rport=', ';rport=abc', ';rportx', ';x-rport', ';received=1.2.3.4', ';Received = [2001:db8::1] ',
+      ';received', ';receivedx=1', ';branch=z9hG4bKa', ';maddr=10.0.0.1', ';ttl=3', ';lr', ' ;rport', ';rport ;');
+    fc.assert(
+      fc.property(fc.array(param, { maxLength: 6 }), (params) => {
+        const top = `SIP/2.0/UDP a.example.com:5060${params.join('')}`;
+        const d = Buffer.from(
+          `OPTIONS sip:b@example.com SIP/2.0\r\nVia: ${top}\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n`,
+          'latin1',
+        );
+        const m = parseReq(d);
+        m.setViaReceived('198.51.100.1', 4242);
+        expect(m.headers.find((h) => h.key === 'via')!.value).toBe(reference(top.trim(), '198.51.100.1', 4242));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
   it('generated messages with random unknown headers: untouched lines byte-identical after the edits', () => {
     const ALPHA = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
     const nameArb = fc.array(fc.constantFrom(...(ALPHA + "-.!%*_+`'~").split('')), { minLength: 1, maxLength: 20 }).map((a) => 'X-' + a.join(''));
