@@ -64,9 +64,11 @@ export class Proxy {
   /**
    * Route processing of §16.4: strict-route fix-up (Request-URI is one of our Record-Route values),
    * then remove our own entries from the top of Route (one, or two after double Record-Route).
-   * Returns true when at least one of our entries was removed (the request was loose-routed through us).
+   * Returns true when the request was routed through us: the strict-route fix-up was applied, or at
+   * least one of our entries was removed (loose routing).
    */
   processRoutes(req: SipRequest): boolean {
+    let removed = false;
     const ruri = req.uri;
     if (isSipUri(ruri) && this.isSelf(ruri) && ruri.user === undefined && req.has('route')) {
       // strict router upstream (RFC 2543): the real Request-URI is the last Route value
@@ -76,9 +78,9 @@ export class Proxy {
       if (na !== undefined) {
         req.setUri(na);
         removeLastRoute(req);
+        removed = true;
       }
     }
-    let removed = false;
     for (let i = 0; i < 2; i++) {
       const routes = req.routes();
       const top = routes[0];
