@@ -6,6 +6,25 @@ export type Params = Map<string, string | null>;
 
 const isWs = (c: number): boolean => c === 0x20 || c === 0x09;
 
+/** Frequent parameter names, by length: a match reuses the constant (hash already computed for Map keys). */
+const COMMON: string[][] = (() => {
+  const t: string[][] = [];
+  for (const n of ['branch', 'tag', 'rport', 'received', 'lr', 'transport', 'expires', 'q', 'maddr', 'ttl', 'user', 'ob', 'reg-id', '+sip.instance', 'ftag', 'method']) (t[n.length] ??= []).push(n);
+  return t;
+})();
+
+/** s[from, to) as one of the COMMON names (lower case), or undefined. */
+export function commonName(s: string, from: number, to: number): string | undefined {
+  const cands = COMMON[to - from];
+  if (cands === undefined) return undefined;
+  for (const c of cands) {
+    let k = 0;
+    while (k < c.length && s.charCodeAt(from + k) === c.charCodeAt(k)) k++;
+    if (k === c.length) return c;
+  }
+  return undefined;
+}
+
 /**
  * Parse generic header parameters (`;name[=value]` repeated), as in Via, From/To, Contact.
  * `s` starts right after the element's main part; it must be empty or start with `;`.
@@ -32,7 +51,7 @@ export function parseHeaderParams(s: string, code: SipParseErrorCode, what: stri
       i++;
     }
     if (i === ns || !token) throw new SipParseError(code, `bad ${what} parameter name`);
-    const name = upper ? s.slice(ns, i).toLowerCase() : s.slice(ns, i);
+    const name = upper ? s.slice(ns, i).toLowerCase() : (commonName(s, ns, i) ?? s.slice(ns, i));
     while (i < n && isWs(s.charCodeAt(i))) i++;
     let value: string | null = null;
     if (i < n && s.charCodeAt(i) === 0x3d) {
