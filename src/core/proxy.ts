@@ -235,7 +235,11 @@ export class Proxy {
 
   /** Send a response upstream through the server transaction. */
   sendUpstream(st: ServerTransaction, res: SipResponse): void {
-    st.respond(res);
+    if (res.status >= 200 && res.status < 300 && (st.state === 'completed' || st.state === 'confirmed')) {
+      // §16.7 step 5: a 2xx after a non-2xx final (e.g. our local 487 after CANCEL) is still forwarded;
+      // the server transaction would drop it, so it goes statelessly
+      this.d.tx.respondStateless(res, st.source);
+    } else st.respond(res);
     this.d.onResponse?.(res.status);
   }
 }
