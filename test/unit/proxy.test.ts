@@ -545,3 +545,64 @@ describe('double Record-Route (UDP in, TCP out)', () => {
     expect(c.invites[0]!.msg.headerValues('record-route')).toEqual([OUR_RR]);
   });
 });
+
+// ------------------------------------------------------------------------------------------ timers and retransmissions
+
+describe('timers and retransmissions', () => {
+  it('Timer C: a branch that rings forever is CANCELled and the caller gets 408 (fake time)', async () => {
+    const c = await call([{ uri: bob(B1), src: B1 }]);
+    const { h } = c;
+    const f1 = inviteTo(c, B1);
+    await h.response(answer(f1, 180, { toTag: 'b1' }), B1);
+    const out = await h.advance(180_000);
+    const cancels = requests(out, 'CANCEL');
+    expect(cancels).toHaveLength(1);
+    expect(cancels[0]!.target).toMatchObject({ address: B1.address, port: B1.port });
+    // the callee does not answer the CANCEL nor the INVITE: the caller still gets a final
+    const rest = await h.advance(64 * 500 + 1000);
+    const finals = upstream([...out, ...rest]).filter((s) => s.msg.status >= 200);
+    expect(finals.length).toBeGreaterThanOrEqual(1);
+    expect(finals[0]!.msg.status).toBe(408);
+    // anything after the first is a Timer G retransmission of the same 408 (the caller sent no ACK)
+    for (const f of finals) expect(f.data.equals(finals[0]!.data)).toBe(true);
+    await expectNoLeaks(h);
+  });
+
+  it('a retransmission of the authenticated INVITE is absorbed (100 again), not re-authenticated or forwarded again', async () => {
+    const h = await createHarness();
+    await h.register('bob', 'bobpw', `<${bob(B1)}>`, B1);
+    const { req } = await authedRequest(h, { src: ALICE });
+    const again = await h.request(req, ALICE);
+    expect(lines(again)).toEqual(['SIP/2.0 100 Trying']);
+    expect(h.tx.counters().absorbed).toBeGreaterThanOrEqual(1);
+  });
+
+  it('an INVITE not needing auth (from a foreign domain to a local user) gets 100 Trying from the transaction after 200 ms', async () => {
+    const h = await createHarness();
+    await h.register('bob', 'bobpw', `<${bob(B1)}>`, B1);
+    const src = udpSrc('203.0.113.5', 5060);
+    const out = await h.request(
+      request({ method: 'INVITE', ruri: `sip:bob@${DOMAIN}`, from: '<sip:carol@other.net>;tag=c', to: `<sip:bob@${DOMAIN}>`, callId: 'ext-1', cseq: 1, via: viaOf(src) }),
+      src,
+    );
+    expect(lines(out)).toEqual([`INVITE ${bob(B1)} SIP/2.0`]);
+    const later = await h.advance(200);
+    expect(responses(later).map((s) => s.msg.status)).toEqual([100]);
+  });
+
+  it('a 2xx arriving after the caller already got a local 487 (CANCEL race) is still forwarded upstream', async () => {
+    const c = await call([{ uri: bob(B1), src: B1 }]);
+    const { h } = c;
+    const f1 = inviteTo(c, B1);
+    const out = await h.request(cancelOf(c), ALICE);
+    expect(upstream(out).map((s) => s.msg.status).sort()).toEqual([200, 487]);
+    // the callee answered before it saw any CANCEL (none was sent: no provisional)
+    const ok = await h.response(answer(f1, 200, { toTag: 'b1', contact: `<${bob(B1)}>` }), B1);
+    expect(upstream(ok).map((s) => s.msg.status)).toEqual([200]);
+    expect(branchesOf(upstream(ok)[0]!.msg)).toEqual(aliceVias(c));
+    // and its retransmission too
+    const again = await h.response(answer(f1, 200, { toTag: 'b1', contact: `<${bob(B1)}>` }), B1);
+    expect(upstream(again).map((s) => s.msg.status)).toEqual([200]);
+    await expectNoLeaks(h);
+  });
+});
