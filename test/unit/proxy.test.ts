@@ -606,3 +606,43 @@ describe('timers and retransmissions', () => {
     await expectNoLeaks(h);
   });
 });
+
+// ------------------------------------------------------------------------------------------ preloaded Route, unreachable branches
+
+describe('initial requests with a preloaded Route; branches without a route', () => {
+  it('our own preloaded Route is removed and the request goes on to the next Route, Record-Routed', async () => {
+    const h = await createHarness();
+    const { out } = await authedRequest(h, { src: ALICE, extra: [`Route: ${OUR_RR}`, 'Route: <sip:198.51.100.9;lr>'] });
+    const inv = requests(out, 'INVITE');
+    expect(inv).toHaveLength(1);
+    expect(inv[0]!.target).toMatchObject({ address: '198.51.100.9', port: 5060 });
+    expect(inv[0]!.msg.headerValues('route')).toEqual(['<sip:198.51.100.9;lr>']);
+    expect(inv[0]!.msg.uriText).toBe(`sip:bob@${DOMAIN}`);
+    expect(inv[0]!.msg.headerValues('record-route')).toEqual([OUR_RR]);
+  });
+
+  it('a preloaded Route naming only us: removed, then the location lookup as usual', async () => {
+    const h = await createHarness();
+    await h.register('bob', 'bobpw', `<${bob(B1)}>`, B1);
+    const { out } = await authedRequest(h, { src: ALICE, extra: [`Route: ${OUR_RR}`] });
+    const inv = requests(out, 'INVITE');
+    expect(inv).toHaveLength(1);
+    expect(inv[0]!.msg.uriText).toBe(bob(B1));
+    expect(inv[0]!.msg.has('route')).toBe(false);
+  });
+
+  it('a contact that cannot be resolved counts as a 503 branch: the other branch decides; alone it gives 500', async () => {
+    const c = await call([{ uri: bob(B1), src: B1 }, { uri: 'sip:bob@nowhere.invalid', src: tcpSrc('192.0.2.40', 5090) }], { natReceived: false });
+    expect(c.invites.map((s) => s.target.address)).toEqual([B1.address]);
+    const out = await c.h.response(answer(inviteTo(c, B1), 486, { toTag: 'b1' }), B1);
+    expect(upstream(out).map((s) => s.msg.status)).toEqual([486]);
+    await expectNoLeaks(c.h);
+
+    const d = await call([{ uri: 'sip:bob@nowhere.invalid', src: tcpSrc('192.0.2.40', 5090) }], { natReceived: false });
+    expect(d.invites).toEqual([]);
+    const finals = upstream(d.out).filter((s) => s.msg.status >= 200);
+    expect(finals.map((s) => s.msg.status)).toEqual([500]);
+    expect(branchesOf(finals[0]!.msg)).toEqual(aliceVias(d));
+    await expectNoLeaks(d.h);
+  });
+});

@@ -52,7 +52,7 @@ function options(o: { ruri?: string; extra?: string[]; maxForwards?: number | nu
 }
 
 /** the one response sent, sent statelessly to the source. */
-function reply(out: Sent[], h: Harness): SipResponse {
+function reply(out: Sent[], _h: Harness): SipResponse {
   const res = only(out, SipResponse);
   return res;
 }
