@@ -369,7 +369,12 @@ export class TcpTransport {
     this.servers.length = 0;
     for (const s of this.connecting) s.destroy();
     this.connecting.clear();
-    for (const c of [...this.conns.values()]) c.destroy('shutdown');
-    await Promise.all(closed);
+    for (const c of [...this.conns.values()]) {
+      if (c.closed) continue;
+      closed.push(new Promise<void>((resolve) => c.socket.once('close', () => resolve())));
+      c.destroy('shutdown');
+    }
+    // pending connects settle (rejected) on their own 'close'
+    await Promise.all([...closed, ...[...this.pending.values()].map((p) => p.then(() => undefined, () => undefined))]);
   }
 }
