@@ -5,10 +5,9 @@
  *   connection the request came in on (RFC 3261 §18.2.2). Requests to a peer reuse any open
  *   connection to that address:port (keyed map, inbound connections included); otherwise a new
  *   outbound connection is opened (connect timeout), sourced from the listener's address.
- * - Limits: inbound connections in total (`tcpMaxConnections`, also set as each server's
- *   `maxConnections` so excess is refused before a Socket object exists) and per source IP
- *   (`tcpMaxPerIp`); excess is destroyed immediately and counted. Outbound connections have their
- *   own cap of `tcpMaxConnections`.
+ * - Limits: inbound connections in total (`tcpMaxConnections`, across listeners) and per source IP
+ *   (`tcpMaxPerIp`); excess is reset immediately (RST, so no TIME_WAIT is kept) and counted.
+ *   Outbound connections have their own cap of `tcpMaxConnections`.
  * - Idle timeout (`tcpIdleTimeoutMs`, reset by traffic either way) closes a connection.
  * - Input is bounded by the framer (`maxMessageSize`); output by `tcpMaxBuffer`: a message that would
  *   queue more than that for a slow peer is dropped and the connection closed (counted).
@@ -71,6 +70,16 @@ function peerKey(address: string, port: number): string {
   return `${normaliseAddress(address)}|${port}`;
 }
 
+/** Drop a connection over a limit with a RST: no FIN handshake and no TIME_WAIT state kept on our side. */
+function refuse(sock: net.Socket): void {
+  sock.on('error', () => undefined);
+  try {
+    sock.resetAndDestroy();
+  } catch {
+    sock.destroy();
+  }
+}
+
 function isAnyAddress(a: string): boolean {
   return a === '0.0.0.0' || a === '::' || a === '';
 }
@@ -119,7 +128,6 @@ export class TcpTransport {
   listen(host: string, port: number, advertise: string | undefined): Promise<LocalEndpoint> {
     return new Promise((resolve, reject) => {
       const server = net.createServer({ noDelay: true });
-      server.maxConnections = this.limits.tcpMaxConnections;
       const onError = (err: Error): void => {
         server.removeListener('listening', onListening);
         server.close();
@@ -135,7 +143,6 @@ export class TcpTransport {
         }
         const ep: LocalEndpoint = { transport: 'tcp', address: a.address, port: a.port, advertise: advertise ?? formatHost(a.address) };
         server.on('connection', (sock) => this.accept(sock, ep));
-        server.on('drop', () => this.counters.drop('tcp-limit'));
         server.on('error', (e) => this.log('warn', { err: e.message, local: `tcp:${formatHost(ep.address)}:${ep.port}` }, 'tcp server error'));
         this.servers.push({ server, ep });
         resolve(ep);
@@ -156,15 +163,13 @@ export class TcpTransport {
     const ip = normaliseAddress(ra);
     if (this.inbound >= this.limits.tcpMaxConnections) {
       this.counters.drop('tcp-limit');
-      sock.on('error', () => undefined);
-      sock.destroy();
+      refuse(sock);
       return;
     }
     const n = this.perIp.get(ip) ?? 0;
     if (n >= this.limits.tcpMaxPerIp) {
       this.counters.drop('tcp-per-ip-limit');
-      sock.on('error', () => undefined);
-      sock.destroy();
+      refuse(sock);
       return;
     }
     this.perIp.set(ip, n + 1);

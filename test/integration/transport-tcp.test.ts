@@ -70,6 +70,26 @@ interface Client {
   closed: () => boolean;
 }
 
+/** like connect(), but a connection the server resets at once (a limit) also resolves, as closed. */
+function tryConnect(port: number): Promise<Client> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let isClosed = false;
+    const sock = net.connect({ host: '127.0.0.1', port, noDelay: true });
+    const client: Client = { sock, received: () => Buffer.concat(chunks), closed: () => isClosed };
+    sock.on('data', (d: Buffer) => chunks.push(d));
+    sock.on('error', () => undefined);
+    sock.on('close', () => {
+      isClosed = true;
+      resolve(client);
+    });
+    sock.once('connect', () => resolve(client));
+    cleanups.push(() => {
+      sock.destroy();
+    });
+  });
+}
+
 function connect(port: number): Promise<Client> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -370,7 +390,7 @@ describe('TCP connection limits', () => {
   it('per source IP: excess connections are destroyed and counted; the rest keep working', async () => {
     const { t, got, ep } = await layer({ limits: { ...LIMITS, tcpMaxPerIp: 3 } });
     const clients: Client[] = [];
-    for (let i = 0; i < 5; i++) clients.push(await connect(ep.port));
+    for (let i = 0; i < 5; i++) clients.push(await tryConnect(ep.port));
     await until(() => clients.filter((c) => c.closed()).length === 2);
     await until(() => t.stats().connections.inbound === 3);
     expect(t.stats().drops['tcp-per-ip-limit']).toBe(2);
@@ -381,7 +401,8 @@ describe('TCP connection limits', () => {
     // freeing a slot admits a new connection
     open[0]!.sock.destroy();
     await until(() => t.stats().connections.inbound === 2);
-    const again = await connect(ep.port);
+    const again = await tryConnect(ep.port);
+    expect(again.closed()).toBe(false);
     await write(again, options('again'));
     await until(() => got.requests.length === 4);
     expect(t.stats().connections.inbound).toBe(3);
@@ -415,6 +436,8 @@ describe('TCP connection limits', () => {
         );
       }
       await Promise.all(batch);
+      // let the server take every connection of the batch off its accept queue before the next batch
+      await until(() => t.stats().connections.inbound + t.stats().drops['tcp-limit'] === opened + BATCH);
       maxHeld = Math.max(maxHeld, t.stats().connections.inbound);
     }
     await until(() => closedByServer + t.stats().connections.inbound === TOTAL);
