@@ -1,3 +1,10 @@
+/**
+ * The contract between the transport layer (src/transport) and the transaction layer / core.
+ * `createTransportLayer` in ./index.ts implements `TransportLayer` and extends it additively
+ * (`SipTransportLayer`: start, close, stats, chooseTransport, connections, isConnectionOpen,
+ * closeConnection). Additions to this file are marked "(additive)" and optional, so existing
+ * implementations (test fakes) stay valid.
+ */
 import type { SipParseError, SipRequest, SipResponse } from '../sip/index.js';
 
 export type TransportName = 'udp' | 'tcp';

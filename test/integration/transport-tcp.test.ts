@@ -386,6 +386,33 @@ describe('TCP connections', () => {
   });
 });
 
+describe('TCP listener', () => {
+  it('EADDRINUSE on a TCP listener rejects start() naming the address, and releases what was already bound', async () => {
+    const { ep } = await layer();
+    const probe = await layer();
+    const udpPort = probe.t.endpointFor('udp', 4)!.port;
+    await probe.t.close();
+    const t2 = createTransportLayer({
+      listen: [
+        { transport: 'udp', host: '127.0.0.1', port: udpPort },
+        { transport: 'tcp', host: '127.0.0.1', port: ep.port },
+      ],
+      limits: LIMITS,
+      events: { request: () => undefined, response: () => undefined, parseError: () => undefined },
+    });
+    await expect(t2.start()).rejects.toThrow(`cannot listen on tcp:127.0.0.1:${ep.port}: address already in use`);
+    // the UDP socket bound before the failure was closed again
+    const t3 = createTransportLayer({
+      listen: [{ transport: 'udp', host: '127.0.0.1', port: udpPort }],
+      limits: LIMITS,
+      events: { request: () => undefined, response: () => undefined, parseError: () => undefined },
+    });
+    await t3.start();
+    expect(t3.endpoints()[0]!.port).toBe(udpPort);
+    await t3.close();
+  });
+});
+
 describe('TCP connection limits', () => {
   it('per source IP: excess connections are destroyed and counted; the rest keep working', async () => {
     const { t, got, ep } = await layer({ limits: { ...LIMITS, tcpMaxPerIp: 3 } });
