@@ -184,6 +184,35 @@ describe('TCP framing', () => {
     expect(new Set(got.requests.map((r) => r.src.connectionId)).size).toBe(1);
   });
 
+  it('a stream of messages and keep-alives cut at pseudo-random points arrives whole and in order', async () => {
+    const { t, got, ep } = await layer();
+    const c = await connect(ep.port);
+    let stream = '';
+    for (let i = 0; i < 20; i++) {
+      const body = 'v=0\r\n'.repeat(i % 4);
+      stream += options(`rnd-${i}`).replace('Content-Length: 0', `Content-Length: ${body.length}`) + body;
+      if (i % 5 === 0) stream += '\r\n\r\n';
+    }
+    const data = Buffer.from(stream, 'latin1');
+    let seed = 12345;
+    const rnd = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return 1 + (seed % n);
+    };
+    const before = t.stats().bytesIn;
+    for (let off = 0; off < data.length; ) {
+      const n = Math.min(rnd(200), data.length - off);
+      await write(c, data.subarray(off, off + n));
+      off += n;
+      await until(() => t.stats().bytesIn === before + off);
+    }
+    await until(() => got.requests.length === 20);
+    expect(got.requests.map((r) => r.req.callId())).toEqual(Array.from({ length: 20 }, (_, i) => `rnd-${i}`));
+    expect(got.requests.map((r) => r.req.body.length)).toEqual(Array.from({ length: 20 }, (_, i) => 5 * (i % 4)));
+    await until(() => c.received().length === 8);
+    expect(c.received().toString('latin1')).toBe('\r\n'.repeat(4));
+  });
+
   it('a CRLFCRLF keep-alive gets a CRLF pong', async () => {
     const { got, ep } = await layer();
     const c = await connect(ep.port);
