@@ -48,7 +48,7 @@ export type DbUrl =
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
-export const DB_MODES = ['memory', 'write-through', 'db-only'] as const;
+export const DB_MODES = ['memory', 'write-back', 'write-through', 'db-only'] as const;
 export type DbMode = (typeof DB_MODES)[number];
 export const DIGEST_ALGORITHMS = ['MD5', 'SHA-256'] as const;
 export type DigestAlgorithm = (typeof DIGEST_ALGORITHMS)[number];
@@ -192,6 +192,7 @@ const RegistrarSchema = z
 const LocationSchema = z.strictObject({
   db_mode: z.enum(DB_MODES),
   expire_interval_s: int(1),
+  flush_interval_ms: int(10),
 });
 
 const FloodSchema = z.strictObject({

@@ -47,6 +47,7 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
     stores = await openStores(config, {
       now,
       onQuery: (store, op, ms) => metrics.storeDuration.observe({ store, op }, ms / 1000),
+      onWriteError: (err) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'location write-back failed; will retry'),
     });
   } catch (e) {
     throw new StartupError(`cannot open database: ${(e as Error).message}`);
@@ -196,6 +197,7 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
     events: {
       handled: (req, src, result, why, ms) => {
         metrics.requestDuration.observe({ method: req.method }, ms / 1000);
+        if (!log.isLevelEnabled('info')) return;
         let from: string | undefined;
         let to: string | undefined;
         try {
@@ -211,6 +213,7 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
       drop: (reason) => metrics.drops.inc({ reason }),
       response: (status) => metrics.responses.inc({ code: status }),
       debug: (obj, msg) => log.debug(obj, msg),
+      error: (obj, msg) => log.error(obj, msg),
     },
   });
 

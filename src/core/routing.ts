@@ -39,6 +39,7 @@ export interface RoutingEvents {
   drop(reason: string): void;
   response(status: number): void;
   debug(obj: Record<string, unknown>, msg: string): void;
+  error(obj: Record<string, unknown>, msg: string): void;
 }
 
 export interface RoutingDeps {
@@ -87,7 +88,7 @@ export class Router {
     const ctx: Ctx = { req, src, t0: performance.now() };
     this.handle(ctx)
       .catch((err: unknown) => {
-        this.d.events.debug({ err: String(err) }, 'internal error');
+        this.d.events.error({ err: err instanceof Error ? (err.stack ?? err.message) : String(err), method: req.method, callId: req.callId() }, 'internal error');
         this.reply(ctx, 500, 'Server Internal Error');
       })
       .finally(() => {

@@ -10,6 +10,7 @@
 import type { DbMode, DbUrl } from '../config.js';
 import { CachedLocationStore, CachedSubscriberStore, instrumentLocationStore, instrumentSubscriberStore } from './cache.js';
 import { MemoryLocationStore } from './memory.js';
+import { WriteBackLocationStore } from './write-back.js';
 import { MysqlLocationStore, MysqlSubscriberStore, applyMysqlSchema, mysqlError, openMysqlPool } from './mysql.js';
 import type { MysqlUrl } from './mysql.js';
 import { applySqliteSchema } from './schema.js';
@@ -21,11 +22,12 @@ export * from './types.js';
 export { computeHa1, computeHa1b, splitAor } from './util.js';
 export { MemoryLocationStore, MemorySubscriberStore } from './memory.js';
 export { CachedLocationStore, CachedSubscriberStore } from './cache.js';
+export { WriteBackLocationStore } from './write-back.js';
 
 /** The part of Config the stores need (a full Config fits). */
 export interface StoresConfig {
   db: DbUrl;
-  location: { db_mode: DbMode };
+  location: { db_mode: DbMode; flush_interval_ms?: number };
   auth?: { credential_cache_ttl_ms: number };
 }
 
@@ -36,6 +38,8 @@ export interface OpenStoresOptions {
   onQuery?: QueryHook;
   /** SQLite only: create missing tables (default true). MySQL tables are never created implicitly. */
   autoInit?: boolean;
+  /** write-back mode: a background database write failed (it is retried). */
+  onWriteError?: (err: unknown) => void;
 }
 
 export interface Stores {
@@ -112,6 +116,13 @@ export async function openStores(config: StoresConfig, opts: OpenStoresOptions =
         break;
       case 'write-through':
         locations = await CachedLocationStore.open(instrumentLocationStore(baseLoc, hook), now);
+        break;
+      case 'write-back':
+        locations = await WriteBackLocationStore.open(instrumentLocationStore(baseLoc, hook), now, {
+          flushIntervalMs: config.location.flush_interval_ms ?? 1000,
+          flushThreshold: 500,
+          onError: opts.onWriteError,
+        });
         break;
       case 'db-only':
         locations = instrumentLocationStore(baseLoc, hook);

@@ -168,6 +168,10 @@ export async function createHarness(opts: HarnessOptions = {}) {
     drop: () => undefined,
     response: () => undefined,
     debug: () => undefined,
+    // an internal error in the pipeline is a bug: surface it as an unhandled rejection, which fails the run
+    error: (obj, msg) => {
+      throw new Error(`${msg}: ${JSON.stringify(obj)}`);
+    },
   };
   const router = new Router({
     tx,

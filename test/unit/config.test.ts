@@ -67,8 +67,8 @@ describe('loadConfig defaults', () => {
       nc_window: 10000,
     });
     expect(c.registrar).toEqual({ min_expires: 60, default_expires: 3600, max_expires: 3600, max_contacts: 10, nat_received: true });
-    expect(c.location).toEqual({ db_mode: 'write-through', expire_interval_s: 10 });
-    expect(c.flood).toEqual({ enabled: true, window_ms: 2000, max_requests: 1000 });
+    expect(c.location).toEqual({ db_mode: 'write-back', expire_interval_s: 10, flush_interval_ms: 1000 });
+    expect(c.flood).toEqual({ enabled: true, window_ms: 1000, max_requests: 30000 });
   });
 
   it('does not depend on the working directory', () => {
@@ -156,7 +156,7 @@ describe('loadConfig errors: one line naming the key', () => {
 
   it('bad enum value', () => {
     const e = errorOf(() => loadConfig({ file: file('bad4.yaml', 'location:\n  db_mode: sometimes\n'), env: {} }));
-    expect(e.message).toMatch(/^config: location\.db_mode: expected one of memory, write-through, db-only, got "sometimes"/);
+    expect(e.message).toMatch(/^config: location\.db_mode: expected one of memory, write-back, write-through, db-only, got "sometimes"/);
   });
 
   it('out of range and cross-field checks', () => {
