@@ -27,6 +27,15 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly tcpConnections = new Gauge({ name: 'sipd_tcp_connections', help: 'Open TCP connections', labelNames: ['direction'] as const, registers: [this.registry] });
+  readonly transportDrops = new Gauge({
+    name: 'sipd_transport_dropped_total',
+    help: 'Messages and connections dropped by the transport layer since start, by reason (oversize, limits, parse errors ...)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly transportSendErrors = new Gauge({ name: 'sipd_transport_send_errors_total', help: 'Failed sends since start, by kind', labelNames: ['kind'] as const, registers: [this.registry] });
+
   constructor(defaults = true) {
     if (defaults) collectDefaultMetrics({ register: this.registry });
   }

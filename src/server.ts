@@ -13,11 +13,11 @@ import { Registrar } from './core/registrar.js';
 import { Router, type Authenticator } from './core/routing.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
-import { buildResponse, isSipParseError, parseMessage, SipRequest, type SipResponse } from './sip/index.js';
+import { buildResponse, parseVia, splitList, type SipParseError, type SipRequest, type SipResponse } from './sip/index.js';
 import { openStores, type Stores } from './store/index.js';
 import { createTransactionLayer, realClock } from './transaction/index.js';
 import { createTransportLayer, responseTarget } from './transport/index.js';
-import type { Source } from './transport/types.js';
+import type { Source, Target } from './transport/types.js';
 
 export interface RunningServer {
   readonly config: Config;
@@ -83,19 +83,10 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
       parseError: (err, src) => {
         metrics.parseErrors.inc({ code: err.code });
         // answer 400 when we could read enough of a request to address a response
-        const p = err.partial;
-        if (p.isRequest === true && p.method !== 'ACK' && p.via !== undefined && p.callId !== undefined && p.cseq !== undefined && p.from !== undefined && p.to !== undefined) {
-          const raw = [`${p.method ?? 'OPTIONS'} sip:invalid SIP/2.0`, ...p.via.map((v) => `Via: ${v}`), `From: ${p.from}`, `To: ${p.to}`, `Call-ID: ${p.callId}`, `CSeq: ${p.cseq}`, '', ''].join('\r\n');
-          try {
-            const req = parseMessage(Buffer.from(raw, 'latin1'));
-            if (req instanceof SipRequest) {
-              tx.respondStateless(buildResponse(req, 400, { reason: err.reason, toTag: tagFor(req) }), src);
-              metrics.responses.inc({ code: 400 });
-            }
-          } catch (e2) {
-            if (!isSipParseError(e2)) log.warn({ err: String(e2) }, 'cannot answer malformed request');
-            metrics.drops.inc({ reason: 'unparseable' });
-          }
+        const reply = malformedRequestReply(err);
+        if (reply !== undefined) {
+          transport.send(reply.data, malformedReplyTarget(reply.topVia, src)).catch((e: unknown) => log.debug({ err: String(e) }, 'cannot answer malformed request'));
+          metrics.responses.inc({ code: 400 });
         } else metrics.drops.inc({ reason: 'unparseable' });
         log.debug({ code: err.code, reason: err.reason, src: `${src.transport}:${src.address}:${src.port}` }, 'parse error');
       },
@@ -235,6 +226,11 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
     const s = tx.stats();
     metrics.transactions.set({ kind: 'server' }, s.server);
     metrics.transactions.set({ kind: 'client' }, s.client);
+    const t = transport.stats();
+    metrics.tcpConnections.set({ direction: 'inbound' }, t.connections.inbound);
+    metrics.tcpConnections.set({ direction: 'outbound' }, t.connections.outbound);
+    for (const [reason, n] of Object.entries(t.drops)) metrics.transportDrops.set({ reason }, n);
+    for (const [kind, n] of Object.entries(t.sendErrors)) metrics.transportSendErrors.set({ kind }, n);
   };
 
   // ---- metrics / health
@@ -309,3 +305,49 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
 }
 
 export { buildResponse };
+
+/**
+ * The 400 for a request the parser rejected, built from what it could still read (`err.partial`):
+ * the Via values copied verbatim (§8.2.6.2), From, To (with a tag added), Call-ID and CSeq. Built as
+ * text, not re-parsed, so that a malformed Via (RFC 4475 badinv01) still gets its 400. Undefined when
+ * there is not enough to address a response, or the message is a response or an ACK.
+ */
+export function malformedRequestReply(err: SipParseError): { data: Buffer; topVia: string } | undefined {
+  const p = err.partial;
+  if (p.isRequest !== true || p.method === 'ACK') return undefined;
+  if (p.via === undefined || p.via.length === 0 || p.callId === undefined || p.cseq === undefined || p.from === undefined || p.to === undefined) return undefined;
+  const clean = (v: string): string => v.replace(/\r?\n[ \t]*/g, ' ').replace(/[\r\n\0]/g, ' ').trim();
+  const vias = p.via.map(clean);
+  const to = clean(p.to);
+  const tag = createHash('md5').update(`${p.callId}|${vias[0]}|${p.from}`).digest('hex').slice(0, 16);
+  const lines = [
+    `SIP/2.0 400 ${err.reason.replace(/[^\x20-\x7e]/g, '?') || 'Bad Request'}`,
+    ...vias.map((v) => `Via: ${v}`),
+    `From: ${clean(p.from)}`,
+    `To: ${/;\s*tag\s*=/i.test(to) ? to : `${to};tag=${tag}`}`,
+    `Call-ID: ${clean(p.callId)}`,
+    `CSeq: ${clean(p.cseq)}`,
+    'Content-Length: 0',
+    '',
+    '',
+  ];
+  return { data: Buffer.from(lines.join('\r\n'), 'latin1'), topVia: vias[0]! };
+}
+
+/**
+ * Where that 400 goes: back over the transport and connection it came in on, to the source address
+ * (the `received` of §18.2.1) — never to a sent-by host taken from a message we could not parse. Over
+ * UDP the port is the top Via's sent-by port (§18.2.2) when that Via parses and has no rport; else the
+ * source port.
+ */
+export function malformedReplyTarget(topVia: string, src: Source): Target {
+  const back: Target = { transport: src.transport, address: src.address, port: src.port, connectionId: src.connectionId, local: src.local };
+  if (src.transport !== 'udp') return back;
+  try {
+    const v = parseVia(splitList(topVia)[0] ?? '');
+    if (v.rport !== undefined) return back;
+    return { ...back, port: v.port ?? 5060 };
+  } catch {
+    return back;
+  }
+}
