@@ -27,13 +27,13 @@ export function commonName(s: string, from: number, to: number): string | undefi
 
 /**
  * Parse generic header parameters (`;name[=value]` repeated), as in Via, From/To, Contact.
- * `s` starts right after the element's main part; it must be empty or start with `;`.
+ * `s` (from `start`) is what follows the element's main part; it must be empty or start with `;`.
  * Values may be tokens, quoted strings (kept with their quotes) or IPv6 references.
  * LWS around `;` and `=` is allowed. Empty parameters are an error.
  */
-export function parseHeaderParams(s: string, code: SipParseErrorCode, what: string): Params {
+export function parseHeaderParams(s: string, code: SipParseErrorCode, what: string, start = 0): Params {
   const params: Params = new Map();
-  let i = 0;
+  let i = start;
   const n = s.length;
   while (i < n && isWs(s.charCodeAt(i))) i++;
   while (i < n) {

@@ -51,9 +51,20 @@ function slashAt(s: string, i: number): number {
   return skipWs(s, i + 1);
 }
 
-function hasWs(s: string): boolean {
-  for (let i = 0; i < s.length; i++) if (isWs(s.charCodeAt(i))) return true;
+function hasWsIn(s: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (isWs(s.charCodeAt(i))) return true;
   return false;
+}
+
+/** UDP, TCP or TLS (any case) at s[i, i+3) as the upper-case constant, or ''. */
+function knownTransport(s: string, i: number): string {
+  const a = s.charCodeAt(i) & 0xdf;
+  const b = s.charCodeAt(i + 1) & 0xdf;
+  const c = s.charCodeAt(i + 2) & 0xdf;
+  if (a === 0x55 && b === 0x44 && c === 0x50) return 'UDP';
+  if (a === 0x54 && b === 0x43 && c === 0x50) return 'TCP';
+  if (a === 0x54 && b === 0x4c && c === 0x53) return 'TLS';
+  return '';
 }
 
 /** Parse one via-parm (one element of the comma list). */
@@ -61,15 +72,29 @@ export function parseVia(raw: string): Via {
   const s = raw;
   const n = s.length;
   let i = skipWs(s, 0);
-  let e = tokenEnd(s, i);
-  const name = s.slice(i, e);
-  i = slashAt(s, e);
-  e = tokenEnd(s, i);
-  const version = s.slice(i, e);
-  i = slashAt(s, e);
-  e = tokenEnd(s, i);
-  const transport = s.slice(i, e);
-  if (!isToken(name) || !isToken(version) || !isToken(transport)) throw bad('bad sent-protocol');
+  let protocol: string;
+  let transport: string;
+  if (s.startsWith('SIP/2.0/', i)) {
+    // the usual spelling, without slicing name and version
+    protocol = 'SIP/2.0';
+    i = skipWs(s, i + 8);
+  } else {
+    let e = tokenEnd(s, i);
+    const name = s.slice(i, e);
+    i = slashAt(s, e);
+    e = tokenEnd(s, i);
+    const version = s.slice(i, e);
+    i = slashAt(s, e);
+    if (!isToken(name) || !isToken(version)) throw bad('bad sent-protocol');
+    protocol = name.length === 3 && version === '2.0' && (name === 'SIP' || name === 'sip') ? 'SIP/2.0' : `${name.toUpperCase()}/${version}`;
+  }
+  const e = tokenEnd(s, i);
+  transport = e - i === 3 ? knownTransport(s, i) : '';
+  if (transport === '') {
+    const t = s.slice(i, e);
+    if (!isToken(t)) throw bad('bad sent-protocol');
+    transport = t.toUpperCase();
+  }
   i = skipWs(s, e);
   if (i >= n) throw bad('missing sent-by');
   // sent-by = host [ SWS ":" SWS port ]; it ends at the first ';' (sent-by holds none)
@@ -77,13 +102,12 @@ export function parseVia(raw: string): Via {
   if (end === -1) end = n;
   let hp;
   try {
-    const seg = s.slice(i, end);
-    hp = parseHostPort(hasWs(seg) ? compactSentBy(seg) : seg, 0, ';');
+    hp = hasWsIn(s, i, end) ? parseHostPort(compactSentBy(s.slice(i, end)), 0, ';') : parseHostPort(s, i, ';', end);
   } catch (err) {
     if (err instanceof SipParseError) throw bad('bad sent-by');
     throw err;
   }
-  const params = end === n ? new Map<string, string | null>() : parseHeaderParams(s.slice(end), 'BAD_VIA', 'Via');
+  const params = end === n ? new Map<string, string | null>() : parseHeaderParams(s, 'BAD_VIA', 'Via', end);
   const branch = params.get('branch');
   const received = params.get('received');
   const rport = params.get('rport');
@@ -103,8 +127,8 @@ export function parseVia(raw: string): Via {
   if (branch === null) throw bad('empty branch');
   if (received === null) throw bad('empty received');
   return {
-    protocol: name.length === 3 && version === '2.0' && (name === 'SIP' || name === 'sip') ? 'SIP/2.0' : `${name.toUpperCase()}/${version}`,
-    transport: transport === 'UDP' || transport === 'TCP' || transport === 'TLS' ? transport : transport.toUpperCase(),
+    protocol,
+    transport,
     host: hp.host,
     port: hp.port,
     params,
