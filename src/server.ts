@@ -13,7 +13,7 @@ import { Registrar } from './core/registrar.js';
 import { Router, type Authenticator } from './core/routing.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
-import { buildResponse, parseVia, splitList, type SipParseError, type SipRequest, type SipResponse } from './sip/index.js';
+import { buildResponse, isSipParseError, parseMessage, parseVia, SipRequest, splitList, type PartialMessage, type SipParseError, type SipResponse } from './sip/index.js';
 import { openStores, type Stores } from './store/index.js';
 import { createTransactionLayer, realClock } from './transaction/index.js';
 import { createTransportLayer, responseTarget } from './transport/index.js';
@@ -80,10 +80,10 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
         onRequest(req, src);
       },
       response: (res, src) => onResponse(res, src),
-      parseError: (err, src) => {
+      parseError: (err, src, raw) => {
         metrics.parseErrors.inc({ code: err.code });
         // answer 400 when we could read enough of a request to address a response
-        const reply = malformedRequestReply(err);
+        const reply = malformedRequestReply(err, raw);
         if (reply !== undefined) {
           transport.send(reply.data, malformedReplyTarget(reply.topVia, src)).catch((e: unknown) => log.debug({ err: String(e) }, 'cannot answer malformed request'));
           metrics.responses.inc({ code: 400 });
@@ -312,8 +312,8 @@ export { buildResponse };
  * text, not re-parsed, so that a malformed Via (RFC 4475 badinv01) still gets its 400. Undefined when
  * there is not enough to address a response, or the message is a response or an ACK.
  */
-export function malformedRequestReply(err: SipParseError): { data: Buffer; topVia: string } | undefined {
-  const p = err.partial;
+export function malformedRequestReply(err: SipParseError, raw?: Buffer): { data: Buffer; topVia: string } | undefined {
+  const p = err.partial.isRequest === undefined && raw !== undefined ? partialFromRaw(raw) : err.partial;
   if (p.isRequest !== true || p.method === 'ACK') return undefined;
   if (p.via === undefined || p.via.length === 0 || p.callId === undefined || p.cseq === undefined || p.from === undefined || p.to === undefined) return undefined;
   const clean = (v: string): string => v.replace(/\r?\n[ \t]*/g, ' ').replace(/[\r\n\0]/g, ' ').trim();
@@ -332,6 +332,21 @@ export function malformedRequestReply(err: SipParseError): { data: Buffer; topVi
     '',
   ];
   return { data: Buffer.from(lines.join('\r\n'), 'latin1'), topVia: vias[0]! };
+}
+
+/**
+ * The fields of a message that parsed but failed a later check (the transport parses the top Via
+ * lazily, after parseMessage: its SipParseError then carries no partial message, as for RFC 4475
+ * badinv01).
+ */
+function partialFromRaw(raw: Buffer): PartialMessage {
+  try {
+    const m = parseMessage(raw);
+    if (!(m instanceof SipRequest)) return { isRequest: false };
+    return { isRequest: true, method: m.method, via: m.headerValues('via'), callId: m.header('call-id'), cseq: m.header('cseq'), from: m.header('from'), to: m.header('to') };
+  } catch (e) {
+    return isSipParseError(e) ? e.partial : {};
+  }
 }
 
 /**
