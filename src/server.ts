@@ -288,12 +288,10 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
       if (stopping) return;
       stopping = true;
       log.info('stopping: waiting for transactions to finish');
+      // wait for requests still being decided or forwarded, not for completed transactions that only
+      // linger to absorb retransmissions (Timer J/K): those end with the process
       const deadline = Date.now() + config.shutdown_grace_ms;
-      while (Date.now() < deadline) {
-        const s = tx.stats();
-        if (s.server + s.client === 0) break;
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      while (Date.now() < deadline && (router.busy > 0 || proxy.pending > 0)) await new Promise((r) => setTimeout(r, 20));
       clearInterval(houseKeeping);
       tx.close();
       await transport.close();

@@ -49,6 +49,9 @@ export class Proxy {
     return this.contexts.size;
   }
 
+  /** forwarded requests still waiting for a final response (graceful shutdown waits for these). */
+  pending = 0;
+
   // ------------------------------------------------------------------ "is it us?"
 
   /** A URI that names this proxy (one of our sockets): Route processing, strict-route fix-up, loops. */
@@ -130,6 +133,7 @@ export class Proxy {
   forward(st: ServerTransaction, req: SipRequest, targets: readonly ForwardTarget[], recordRoute: boolean): void {
     const groups = groupByQ(targets);
     const ctx = new ResponseContext(this, st, req, groups, recordRoute);
+    this.pending++;
     if (req.method === 'INVITE') {
       this.contexts.set(st.id, ctx);
       st.onTerminated(() => this.contexts.delete(st.id));
@@ -325,6 +329,7 @@ class ResponseContext {
       // every 2xx goes upstream at once (§16.7 step 5), and the other branches are cancelled
       const up = res.clone();
       up.removeFirstValue('via');
+      if (!this.finalSent) this.p.pending--;
       this.finalSent = true;
       this.p.sendUpstream(this.st, up);
       b.done = true;
@@ -369,6 +374,7 @@ class ResponseContext {
   private finish(): void {
     if (this.finalSent) return;
     this.finalSent = true;
+    this.p.pending--;
     let res: SipResponse;
     if (this.best === undefined) res = this.localResponse(this.cancelled ? 487 : 480);
     else {

@@ -75,6 +75,11 @@ export class Router {
 
   constructor(private readonly d: RoutingDeps) {}
 
+  /** requests the pipeline is still working on (auth, database lookups). */
+  get busy(): number {
+    return this.inFlight.size;
+  }
+
   /** Entry point from the transaction layer (a request that matched no transaction). Never throws. */
   onRequest(req: SipRequest, src: Source): void {
     const key = txKey(req);

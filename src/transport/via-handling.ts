@@ -56,9 +56,15 @@ export function responseTarget(res: SipResponse, src?: Source): Target {
   if (via === undefined) throw new TransportError('unreachable', 'response has no Via');
   const vt = viaTransport(via.transport);
   if (vt === undefined) throw new TransportError('unreachable', `unsupported Via transport ${via.transport}`);
-  const local = src !== undefined && src.local.transport === vt.transport ? src.local : undefined;
+  // a request that arrived over UDP is answered over UDP, whatever its Via claims (as Kamailio does):
+  // opening a TCP connection towards a datagram peer would usually fail and is never what it expects
+  const transport = src !== undefined && src.transport === 'udp' ? 'udp' : vt.transport;
+  const local = src !== undefined && src.local.transport === transport ? src.local : undefined;
   const rport = typeof via.rport === 'number' ? via.rport : undefined;
   const withLocal = (t: Target): Target => (local !== undefined ? { ...t, local } : t);
+  if (transport === 'udp' && vt.transport !== 'udp') {
+    return withLocal({ transport: 'udp', address: hostAddress(via.received ?? via.host), port: rport ?? via.port ?? 5060 });
+  }
   if (vt.transport === 'tcp') {
     const t: Target = { transport: 'tcp', address: hostAddress(via.received ?? via.host), port: via.port ?? vt.defaultPort };
     if (src !== undefined && src.transport === 'tcp' && src.connectionId !== undefined) return withLocal({ ...t, connectionId: src.connectionId });

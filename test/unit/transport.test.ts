@@ -87,6 +87,20 @@ describe('responseTarget (RFC 3261 §18.2.2, RFC 3581)', () => {
       local: UDP_EP,
     });
   });
+  it('a request received over UDP is answered over UDP even when its Via names TCP or TLS (RFC 4475 intmeth, longreq)', () => {
+    expect(responseTarget(response('SIP/2.0/TCP h.example:5070;received=198.51.100.2;branch=z9hG4bK1'), udpSrc)).toEqual({
+      transport: 'udp',
+      address: '198.51.100.2',
+      port: 5070,
+      local: UDP_EP,
+    });
+    expect(responseTarget(response('SIP/2.0/TLS h.example;received=198.51.100.2;rport=6000;branch=z9hG4bK1'), udpSrc)).toEqual({
+      transport: 'udp',
+      address: '198.51.100.2',
+      port: 6000,
+      local: UDP_EP,
+    });
+  });
   it('UDP: received without rport uses the sent-by port, default 5060', () => {
     expect(responseTarget(response('SIP/2.0/UDP h.example:5070;received=198.51.100.2;branch=z9hG4bK1'))).toEqual({ transport: 'udp', address: '198.51.100.2', port: 5070 });
     expect(responseTarget(response('SIP/2.0/UDP h.example;received=198.51.100.2;branch=z9hG4bK1'))).toEqual({ transport: 'udp', address: '198.51.100.2', port: 5060 });
