@@ -13,12 +13,15 @@ const COMMON: string[][] = (() => {
   return t;
 })();
 
-/** s[from, to) as one of the COMMON names (lower case), or undefined. */
+/** s[from, to) as one of the COMMON names (lower case), or undefined. First characters are compared before the rest. */
 export function commonName(s: string, from: number, to: number): string | undefined {
   const cands = COMMON[to - from];
   if (cands === undefined) return undefined;
-  for (const c of cands) {
-    let k = 0;
+  const c0 = s.charCodeAt(from);
+  for (let j = 0; j < cands.length; j++) {
+    const c = cands[j]!;
+    if (c.charCodeAt(0) !== c0) continue;
+    let k = 1;
     while (k < c.length && s.charCodeAt(from + k) === c.charCodeAt(k)) k++;
     if (k === c.length) return c;
   }
