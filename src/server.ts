@@ -249,6 +249,20 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
           }
           res.writeHead(200, { 'content-type': metrics.registry.contentType });
           res.end(await metrics.registry.metrics());
+        } else if (req.method === 'DELETE' && req.url !== undefined && req.url.startsWith('/location/')) {
+          // admin: drop an AOR's registrations in the running server (sipctl ul rm; kamctl ul rm uses RPC the same way)
+          let aor: string;
+          try {
+            aor = decodeURIComponent(req.url.slice('/location/'.length)).toLowerCase();
+          } catch {
+            res.writeHead(400);
+            res.end();
+            return;
+          }
+          const removed = await stores.locations.removeAll(aor);
+          log.info({ aor, removed }, 'registrations removed by admin');
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ aor, removed }));
         } else if (req.url === '/healthz' || req.url === '/health') {
           const ok = !stopping && (await stores.ping());
           res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' });

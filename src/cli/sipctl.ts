@@ -211,7 +211,10 @@ export function buildProgram(): Command {
       const cfg = config(program);
       requireLocationDb(cfg);
       const { aor } = parseAor(aorArg);
-      const n = await withStores(cfg, (s) => s.locations.removeAll(aor));
+      const inDb = await withStores(cfg, (s) => s.locations.removeAll(aor));
+      // a running sipd keeps registrations in memory: ask it too (through its HTTP endpoint), like kamctl uses RPC
+      const inServer = await removeInRunningServer(cfg, aor);
+      const n = Math.max(inDb, inServer);
       if (n === 0) throw new CliError(EXIT_FAILED, `no registrations for ${aor}`);
       out(`removed ${n} contact${n === 1 ? '' : 's'} of ${aor}`);
     });
@@ -226,6 +229,23 @@ export function buildProgram(): Command {
     });
 
   return program;
+}
+
+/** Remove an AOR's bindings in a running sipd (metrics/admin endpoint); 0 when no server answers. */
+async function removeInRunningServer(cfg: Config, aor: string): Promise<number> {
+  if (cfg.metrics === null) return 0;
+  const host = cfg.metrics.host.includes(':') ? `[${cfg.metrics.host}]` : cfg.metrics.host;
+  try {
+    const r = await fetch(`http://${host}:${cfg.metrics.port}/location/${encodeURIComponent(aor)}`, {
+      method: 'DELETE',
+      signal: AbortSignal.timeout(2000),
+    });
+    if (!r.ok) return 0;
+    const body = (await r.json()) as { removed?: unknown };
+    return typeof body.removed === 'number' ? body.removed : 0;
+  } catch {
+    return 0; // no server running (or not reachable): the database change is all there is to do
+  }
 }
 
 function oneLine(s: string): string {

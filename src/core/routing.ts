@@ -33,7 +33,7 @@ export interface RegistrarLike {
 
 export interface RoutingEvents {
   /** one line per handled request: status sent by us (0 = relayed, -1 = dropped). */
-  handled(req: SipRequest, src: Source, result: number | 'relayed' | 'dropped', why: string, ms: number): void;
+  handled(req: SipRequest, src: Source, result: number | 'relayed' | 'dropped' | 'absorbed', why: string, ms: number): void;
   challenge(kind: 'www' | 'proxy'): void;
   authFailure(reason: string): void;
   drop(reason: string): void;
@@ -200,7 +200,7 @@ export class Router {
     }
     if (req.method === 'ACK') {
       // an ACK that matched no transaction (e.g. the ACK of a stateless 407): absorb it
-      this.done(ctx, 'dropped', 'ACK without transaction');
+      this.done(ctx, 'absorbed', 'ACK of a stateless reply');
       return true;
     }
     this.reply(ctx, 404, 'Not here');
@@ -365,7 +365,7 @@ export class Router {
     this.done(ctx, res.status, why);
   }
 
-  private done(ctx: Ctx, result: number | 'relayed' | 'dropped', why: string): void {
+  private done(ctx: Ctx, result: number | 'relayed' | 'dropped' | 'absorbed', why: string): void {
     if (ctx.logged === true) return;
     ctx.logged = true;
     this.d.events.handled(ctx.req, ctx.src, result, why, performance.now() - ctx.t0);

@@ -67,7 +67,7 @@ export interface HarnessOptions {
 
 export interface Handled {
   method: string;
-  result: number | 'relayed' | 'dropped';
+  result: number | 'relayed' | 'dropped' | 'absorbed';
   why: string;
 }
 

@@ -443,4 +443,19 @@ describe('sipd running', () => {
     expect(ul2.code, ul2.stderr).toBe(0);
     expect(ul2.stdout).toContain(`sip:${user}@${HOST}:${client.port}`);
   }, 60_000);
+
+  it('sipctl ul rm removes the registrations in the running server too (like kamctl ul rm over RPC)', async () => {
+    sipd = await SipdProcess.start({ env, args: ['--config', config] });
+    expect(sample((await httpGet(mport, '/metrics')).body, 'sipd_registered_contacts')).toBe(1);
+    const rm = await sipctl({ ...dbEnv, SIPD_METRICS: `${HOST}:${mport}` }, ['ul', 'rm', `${user}@${HOST}`]);
+    expect(rm.code, rm.stderr).toBe(0);
+    expect(rm.stdout).toContain('removed 1 contact');
+    // the running server no longer has the binding: it is neither counted nor written back at shutdown
+    expect(sample((await httpGet(mport, '/metrics')).body, 'sipd_registered_contacts')).toBe(0);
+    const exit = await sipd.kill('SIGTERM');
+    expect(exit).toEqual({ code: 0, signal: null });
+    const ul = await sipctl(dbEnv, ['ul', 'show', `${user}@${HOST}`]);
+    expect(ul.code).not.toBe(0);
+    expect(ul.stderr).toContain('no registrations');
+  }, 60_000);
 });

@@ -57,7 +57,7 @@ describe('loadConfig defaults', () => {
     expect(c.timers).toEqual({ t1_ms: 500, t2_ms: 4000, t4_ms: 5000, timer_c_ms: 180000, trying_ms: 200 });
     expect(c.auth).toEqual({
       enabled: true,
-      algorithms: ['MD5', 'SHA-256'],
+      algorithms: ['MD5'],
       qop: 'auth',
       nonce_lifetime_s: 300,
       secret: null,
@@ -94,7 +94,7 @@ describe('loadConfig layering', () => {
     expect(c.listen).toEqual([{ transport: 'udp', host: '::1', port: 5070 }]);
     expect(c.location.db_mode).toBe('db-only');
     expect(c.auth.trusted_ips).toEqual(['10.0.0.0/8', '2001:db8::/32', '192.0.2.1']);
-    expect(c.auth.algorithms).toEqual(['MD5', 'SHA-256']);
+    expect(c.auth.algorithms).toEqual(['MD5']);
     expect(c.metrics).toBeNull();
   });
 

@@ -296,7 +296,7 @@ describe('INVITE: authentication and target set', () => {
     // authedRequest sends the ACK of the 407 and throws if anything was sent for it
     const { out } = await authedRequest(h, { src: ALICE });
     expect(requests(out, 'INVITE')).toHaveLength(1);
-    expect(h.handled.some((x) => x.method === 'ACK' && x.result === 'dropped')).toBe(true);
+    expect(h.handled.some((x) => x.method === 'ACK' && x.result === 'absorbed')).toBe(true);
   });
 
   it('with credentials: 100 Trying first, then forwarded to the contact; our credentials removed', async () => {
