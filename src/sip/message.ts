@@ -3,7 +3,7 @@ import { SipParseError } from './errors.js';
 import { canonicalName, headerKey, splitList } from './headers.js';
 import { nameAddrParams, parseContact, parseNameAddr, type ContactStar, type NameAddr } from './name-addr.js';
 import { parseUri, type Uri } from './uri.js';
-import { parseVia, type Via } from './via.js';
+import { parseVia, parseViaAt, type Via } from './via.js';
 
 /**
  * One header line as received (or as added by us). `raw` keeps the exact received text
@@ -88,7 +88,7 @@ export function parseBoundedInt(v: string, max: number, what: string): number {
 }
 
 /** True when a string starts or ends with whitespace (so it needs trimming). */
-function edgeWs(v: string): boolean {
+export function edgeWs(v: string): boolean {
   if (v.length === 0) return false;
   const a = v.charCodeAt(0);
   const b = v.charCodeAt(v.length - 1);
@@ -126,6 +126,10 @@ export abstract class SipMessage {
   private cRecordRoutes: NameAddr[] | undefined = undefined;
   private cPaths: NameAddr[] | undefined = undefined;
   private cAuth: Map<string, AuthHeader[]> | undefined = undefined;
+  // where single-value Via lines sit in the received header text (see viaSource)
+  private vSrc: string | undefined = undefined;
+  private vFields: HeaderField[] | undefined = undefined;
+  private vOff: number[] | undefined = undefined;
 
   constructor(headers: HeaderField[], body: Buffer, version: string, startLineRaw: string | null) {
     this.headers = headers;
@@ -226,16 +230,54 @@ export abstract class SipMessage {
 
   // ---------------------------------------------------------------- structured access (lazy, cached)
 
+  /**
+   * @internal (parseMessage) Via lines holding one value as received: vFields[k].value = src.slice(off[2k], off[2k+1]).
+   * Such a value is parsed in place in src (a flat string) rather than in its slice. The field objects are
+   * compared by identity, so lines replaced or edited since are parsed from their value as usual.
+   */
+  viaSource(src: string, fields: HeaderField[], off: number[]): void {
+    this.vSrc = src;
+    this.vFields = fields;
+    this.vOff = off;
+  }
+
+  /** parseVia(v) for the value v of line h (v = h.value, one element). */
+  private viaOf(h: HeaderField, v: string): Via {
+    const f = this.vFields;
+    if (f !== undefined) {
+      for (let k = 0; k < f.length; k++) if (f[k] === h) return parseViaAt(this.vSrc!, this.vOff![2 * k]!, this.vOff![2 * k + 1]!, v);
+    }
+    return parseVia(v);
+  }
+
   /** All Via values top to bottom. Throws SipParseError(BAD_VIA) if any is malformed. */
   vias(): Via[] {
     if (this.cVias !== undefined) return this.cVias;
-    const vs = this.listOf('via');
+    // every element first (as listValues('via')), then parsed in order
+    const vs: string[] = [];
+    const of: Array<HeaderField | undefined> = [];
+    const hs = this.headers;
+    for (let i = 0; i < hs.length; i++) {
+      const h = hs[i]!;
+      if (h.key !== 'via') continue;
+      const v = h.value;
+      if (v.indexOf(',') === -1 && !edgeWs(v)) {
+        vs.push(v);
+        of.push(h);
+      } else {
+        for (const e of splitList(v)) {
+          vs.push(e);
+          of.push(undefined);
+        }
+      }
+    }
     const out: Via[] = [];
     for (let i = 0; i < vs.length; i++) {
       const v = vs[i]!;
       if (v.length === 0) throw new SipParseError('BAD_VIA', 'empty Via value');
       // the top Via may already be parsed
-      out.push(i === 0 && this.cTopVia ? this.cTopVia : parseVia(v));
+      const h = of[i];
+      out.push(i === 0 && this.cTopVia ? this.cTopVia : h !== undefined ? this.viaOf(h, v) : parseVia(v));
     }
     this.cVias = out;
     return out;
@@ -247,14 +289,23 @@ export abstract class SipMessage {
       this.cTopVia = this.cVias[0] ?? null;
       return this.cTopVia ?? undefined;
     }
-    const first = this.first('via');
-    if (first === undefined) {
+    const hs = this.headers;
+    let h: HeaderField | undefined;
+    for (let i = 0; i < hs.length; i++) {
+      if (hs[i]!.key === 'via') {
+        h = hs[i]!;
+        break;
+      }
+    }
+    if (h === undefined) {
       this.cTopVia = null;
       return undefined;
     }
-    const v = first.indexOf(',') === -1 && !edgeWs(first) ? first : (splitList(first)[0] ?? '');
+    const first = h.value;
+    const simple = first.indexOf(',') === -1 && !edgeWs(first);
+    const v = simple ? first : (splitList(first)[0] ?? '');
     if (v.length === 0) throw new SipParseError('BAD_VIA', 'empty Via value');
-    const via = parseVia(v);
+    const via = simple ? this.viaOf(h, v) : parseVia(v);
     this.cTopVia = via;
     return via;
   }

@@ -32,12 +32,12 @@ export function commonName(s: string, from: number, to: number): string | undefi
  * Parse generic header parameters (`;name[=value]` repeated), as in Via, From/To, Contact.
  * `s` (from `start`) is what follows the element's main part; it must be empty or start with `;`.
  * Values may be tokens, quoted strings (kept with their quotes) or IPv6 references.
- * LWS around `;` and `=` is allowed. Empty parameters are an error.
+ * LWS around `;` and `=` is allowed. Empty parameters are an error. Only s[start, end) is read.
  */
-export function parseHeaderParams(s: string, code: SipParseErrorCode, what: string, start = 0): Params {
+export function parseHeaderParams(s: string, code: SipParseErrorCode, what: string, start = 0, end = s.length): Params {
   const params: Params = new Map();
   let i = start;
-  const n = s.length;
+  const n = end;
   while (i < n && isWs(s.charCodeAt(i))) i++;
   while (i < n) {
     if (s.charCodeAt(i) !== 0x3b) throw new SipParseError(code, `bad ${what} parameters`);

@@ -1,6 +1,6 @@
 import { SipParseError, type PartialMessage } from './errors.js';
 import { headerKey, isToken, splitList } from './headers.js';
-import { SipRequest, SipResponse, type HeaderField } from './message.js';
+import { SipRequest, SipResponse, edgeWs, type HeaderField } from './message.js';
 import { parseUri } from './uri.js';
 
 export interface ParseLimits {
@@ -72,6 +72,8 @@ export function parseMessage(data: Buffer, opts: ParseOptions = {}): SipRequest 
   const headers: HeaderField[] = [];
   let viaCount = 0;
   let clValues: string[] | undefined;
+  let viaFields: HeaderField[] | undefined;
+  let viaOff: number[] | undefined;
   const maxLine = limits.maxHeaderLine;
 
   while (pos < he) {
@@ -105,19 +107,32 @@ export function parseMessage(data: Buffer, opts: ParseOptions = {}): SipRequest 
     }
     const raw = head.slice(lineStart, end);
     let value: string;
+    // value = head[vs, vs + value.length) when plain (no folding, no trimming beyond SP/HTAB)
+    let vs = -1;
     if (folded) value = head.slice(colon + 1, end).replace(/\r\n[ \t]+/g, ' ').trim();
     else {
-      let vs = colon + 1;
+      vs = colon + 1;
       let ve = end;
       while (vs < ve && (head.charCodeAt(vs) === 0x20 || head.charCodeAt(vs) === 0x09)) vs++;
       while (ve > vs && (head.charCodeAt(ve - 1) === 0x20 || head.charCodeAt(ve - 1) === 0x09)) ve--;
       value = head.slice(vs, ve);
       // anything else String.prototype.trim would remove (CR, LF, VT, FF, NBSP) at either end
-      if (ve > vs && (trimmable(head.charCodeAt(vs)) || trimmable(head.charCodeAt(ve - 1)))) value = value.trim();
+      if (ve > vs && (trimmable(head.charCodeAt(vs)) || trimmable(head.charCodeAt(ve - 1)))) {
+        value = value.trim();
+        vs = -1;
+      }
     }
-    headers.push({ name, key, value, raw });
+    const field: HeaderField = { name, key, value, raw };
+    headers.push(field);
     if (key === 'via') {
-      viaCount += value.indexOf(',') === -1 ? 1 : splitList(value).length;
+      if (value.indexOf(',') === -1) {
+        viaCount++;
+        // one Via value, read as is: remember where it is in the received text (parsed there, see SipMessage.vias)
+        if (vs !== -1 && value.length > 0 && !edgeWs(value)) {
+          (viaFields ??= []).push(field);
+          (viaOff ??= []).push(vs, vs + value.length);
+        }
+      } else viaCount += splitList(value).length;
       if (viaCount > limits.maxVias) throw new SipParseError('TOO_MANY_VIAS', 'Too many Via headers', partialOf(startLine, headers));
     } else if (key === 'content-length') (clValues ??= []).push(value);
   }
@@ -135,9 +150,11 @@ export function parseMessage(data: Buffer, opts: ParseOptions = {}): SipRequest 
   }
   const body = bodyStart >= bodyEnd ? EMPTY : data.subarray(bodyStart, bodyEnd);
 
-  if (startLine.startsWith('SIP/')) return parseStatusLine(startLine, headers, body);
-  return parseRequestLine(startLine, headers, body);
+  const m = startLine.startsWith('SIP/') ? parseStatusLine(startLine, headers, body) : parseRequestLine(startLine, headers, body);
+  if (viaFields !== undefined) m.viaSource(head, viaFields, viaOff!);
+  return m;
 }
+
 
 const EMPTY = Buffer.alloc(0);
 
