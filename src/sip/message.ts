@@ -1,7 +1,7 @@
 import { parseAuthHeader, type AuthHeader } from './digest-header.js';
 import { SipParseError } from './errors.js';
 import { canonicalName, headerKey, splitList } from './headers.js';
-import { nameAddrParams, parseContact, parseNameAddr, type ContactStar, type NameAddr } from './name-addr.js';
+import { nameAddrParams, nameAddrParamsAt, parseContact, parseNameAddr, parseNameAddrAt, type ContactStar, type NameAddr } from './name-addr.js';
 import { parseUri, type Uri } from './uri.js';
 import { parseVia, parseViaAt, type Via } from './via.js';
 
@@ -126,10 +126,10 @@ export abstract class SipMessage {
   private cRecordRoutes: NameAddr[] | undefined = undefined;
   private cPaths: NameAddr[] | undefined = undefined;
   private cAuth: Map<string, AuthHeader[]> | undefined = undefined;
-  // where single-value Via lines sit in the received header text (see viaSource)
-  private vSrc: string | undefined = undefined;
-  private vFields: HeaderField[] | undefined = undefined;
-  private vOff: number[] | undefined = undefined;
+  // where some values sit in the received header text (see source)
+  private sSrc: string | undefined = undefined;
+  private sFields: HeaderField[] | undefined = undefined;
+  private sOff: number[] | undefined = undefined;
 
   constructor(headers: HeaderField[], body: Buffer, version: string, startLineRaw: string | null) {
     this.headers = headers;
@@ -231,35 +231,48 @@ export abstract class SipMessage {
   // ---------------------------------------------------------------- structured access (lazy, cached)
 
   /**
-   * @internal (parseMessage) Via lines holding one value as received: vFields[k].value = src.slice(off[2k], off[2k+1]).
-   * Such a value is parsed in place in src (a flat string) rather than in its slice. The field objects are
-   * compared by identity, so lines replaced or edited since are parsed from their value as usual.
+   * @internal (parseMessage) Lines whose value is one element as received: fields[k].value starts at off[k] in src.
+   * Such a value is parsed in place in src (a flat string) rather than in its slice, which V8 reads more slowly.
+   * Fields are compared by identity, so lines replaced or edited since are parsed from their value as usual.
    */
-  viaSource(src: string, fields: HeaderField[], off: number[]): void {
-    this.vSrc = src;
-    this.vFields = fields;
-    this.vOff = off;
+  source(src: string, fields: HeaderField[], off: number[]): void {
+    this.sSrc = src;
+    this.sFields = fields;
+    this.sOff = off;
+  }
+
+  /** Offset of line h's value in sSrc, or -1. */
+  private srcAt(h: HeaderField): number {
+    const f = this.sFields;
+    if (f !== undefined) for (let k = 0; k < f.length; k++) if (f[k] === h) return this.sOff![k]!;
+    return -1;
   }
 
   /** parseVia(v) for the value v of line h (v = h.value, one element). */
   private viaOf(h: HeaderField, v: string): Via {
-    const f = this.vFields;
-    if (f !== undefined) {
-      for (let k = 0; k < f.length; k++) if (f[k] === h) return parseViaAt(this.vSrc!, this.vOff![2 * k]!, this.vOff![2 * k + 1]!, v);
-    }
-    return parseVia(v);
+    const at = this.srcAt(h);
+    return at === -1 ? parseVia(v) : parseViaAt(this.sSrc!, at, at + v.length, v);
   }
 
-  /** All Via values top to bottom. Throws SipParseError(BAD_VIA) if any is malformed. */
-  vias(): Via[] {
-    if (this.cVias !== undefined) return this.cVias;
-    // every element first (as listValues('via')), then parsed in order
-    const vs: string[] = [];
-    const of: Array<HeaderField | undefined> = [];
+  /** parseNameAddr(v) for the value v of line h (v = h.value). */
+  private nameAddrOf(h: HeaderField, v: string): NameAddr {
+    const at = this.srcAt(h);
+    return at === -1 ? parseNameAddr(v) : parseNameAddrAt(this.sSrc!, at, at + v.length, v);
+  }
+
+  /** First line of a header. */
+  private firstField(key: string): HeaderField | undefined {
+    const hs = this.headers;
+    for (let i = 0; i < hs.length; i++) if (hs[i]!.key === key) return hs[i]!;
+    return undefined;
+  }
+
+  /** List elements of a header with, for each, its line when the element is the whole line's value. */
+  private elementsOf(key: string, vs: string[], of: Array<HeaderField | undefined>): void {
     const hs = this.headers;
     for (let i = 0; i < hs.length; i++) {
       const h = hs[i]!;
-      if (h.key !== 'via') continue;
+      if (h.key !== key) continue;
       const v = h.value;
       if (v.indexOf(',') === -1 && !edgeWs(v)) {
         vs.push(v);
@@ -271,6 +284,15 @@ export abstract class SipMessage {
         }
       }
     }
+  }
+
+  /** All Via values top to bottom. Throws SipParseError(BAD_VIA) if any is malformed. */
+  vias(): Via[] {
+    if (this.cVias !== undefined) return this.cVias;
+    // every element first (as listValues('via')), then parsed in order
+    const vs: string[] = [];
+    const of: Array<HeaderField | undefined> = [];
+    this.elementsOf('via', vs, of);
     const out: Via[] = [];
     for (let i = 0; i < vs.length; i++) {
       const v = vs[i]!;
@@ -289,14 +311,7 @@ export abstract class SipMessage {
       this.cTopVia = this.cVias[0] ?? null;
       return this.cTopVia ?? undefined;
     }
-    const hs = this.headers;
-    let h: HeaderField | undefined;
-    for (let i = 0; i < hs.length; i++) {
-      if (hs[i]!.key === 'via') {
-        h = hs[i]!;
-        break;
-      }
-    }
+    const h = this.firstField('via');
     if (h === undefined) {
       this.cTopVia = null;
       return undefined;
@@ -312,16 +327,16 @@ export abstract class SipMessage {
 
   from(): NameAddr | undefined {
     if (this.cFrom === undefined) {
-      const v = this.first('from');
-      this.cFrom = v === undefined ? null : parseNameAddr(v);
+      const h = this.firstField('from');
+      this.cFrom = h === undefined ? null : this.nameAddrOf(h, h.value);
     }
     return this.cFrom ?? undefined;
   }
 
   to(): NameAddr | undefined {
     if (this.cTo === undefined) {
-      const v = this.first('to');
-      this.cTo = v === undefined ? null : parseNameAddr(v);
+      const h = this.firstField('to');
+      this.cTo = h === undefined ? null : this.nameAddrOf(h, h.value);
     }
     return this.cTo ?? undefined;
   }
@@ -342,9 +357,11 @@ export abstract class SipMessage {
   private tagOf(key: 'from' | 'to'): string | undefined {
     const parsed = key === 'from' ? this.cFrom : this.cTo;
     if (parsed !== undefined) return parsed?.params.get('tag') ?? undefined;
-    const v = this.first(key);
-    if (v === undefined) return undefined;
-    const params = nameAddrParams(v);
+    const h = this.firstField(key);
+    if (h === undefined) return undefined;
+    const v = h.value;
+    const at = this.srcAt(h);
+    const params = at === -1 ? nameAddrParams(v) : nameAddrParamsAt(this.sSrc!, at, at + v.length);
     if (params !== undefined) return params.get('tag') ?? undefined;
     const full = key === 'from' ? this.from() : this.to();
     return full?.params.get('tag') ?? undefined;
@@ -396,9 +413,15 @@ export abstract class SipMessage {
   contacts(): Array<NameAddr | ContactStar> {
     if (this.cContacts !== undefined) return this.cContacts;
     const out: Array<NameAddr | ContactStar> = [];
-    for (const v of this.listOf('contact')) {
+    const vs: string[] = [];
+    const of: Array<HeaderField | undefined> = [];
+    this.elementsOf('contact', vs, of);
+    for (let i = 0; i < vs.length; i++) {
+      const v = vs[i]!;
       if (v.length === 0) throw new SipParseError('BAD_NAME_ADDR', 'empty Contact value');
-      out.push(parseContact(v));
+      const h = of[i];
+      // parseContact: '*' (after trimming) or a name-addr; an element of its own line has no edge whitespace
+      out.push(h !== undefined && v.charCodeAt(0) !== 0x2a ? this.nameAddrOf(h, v) : parseContact(v));
     }
     this.cContacts = out;
     return out;
@@ -406,9 +429,14 @@ export abstract class SipMessage {
 
   private nameAddrList(key: string): NameAddr[] {
     const out: NameAddr[] = [];
-    for (const v of this.listOf(key)) {
+    const vs: string[] = [];
+    const of: Array<HeaderField | undefined> = [];
+    this.elementsOf(key, vs, of);
+    for (let i = 0; i < vs.length; i++) {
+      const v = vs[i]!;
       if (v.length === 0) throw new SipParseError('BAD_NAME_ADDR', `empty ${key} value`);
-      out.push(parseNameAddr(v));
+      const h = of[i];
+      out.push(h !== undefined ? this.nameAddrOf(h, v) : parseNameAddr(v));
     }
     return out;
   }

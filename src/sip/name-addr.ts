@@ -30,9 +30,14 @@ function bad(reason: string): SipParseError {
 
 /** Parse one name-addr or addr-spec followed by optional header params. */
 export function parseNameAddr(raw: string): NameAddr {
-  const s = raw;
-  const n = s.length;
-  let i = 0;
+  return parseNameAddrAt(raw, 0, raw.length, raw);
+}
+
+/** parseNameAddr(raw) where raw = src.slice(start, end), scanning src in place (see parseViaAt). */
+export function parseNameAddrAt(src: string, start: number, end: number, raw: string): NameAddr {
+  const s = src;
+  const n = end;
+  let i = start;
   while (i < n && isWs(s.charCodeAt(i))) i++;
   if (i >= n) throw bad('empty address');
   let displayName: string | undefined;
@@ -62,9 +67,9 @@ export function parseNameAddr(raw: string): NameAddr {
     }
     displayName = dn;
     while (i < n && isWs(s.charCodeAt(i))) i++;
-    if (s.charCodeAt(i) !== 0x3c) throw bad('expected < after display name');
+    if (i >= n || s.charCodeAt(i) !== 0x3c) throw bad('expected < after display name');
   }
-  const lt = displayName === undefined ? findLt(s, i) : i;
+  const lt = displayName === undefined ? findLt(s, i, n) : i;
   if (lt !== -1) {
     if (displayName === undefined && lt > i) {
       const dn = s.slice(i, lt).trim();
@@ -77,7 +82,7 @@ export function parseNameAddr(raw: string): NameAddr {
       displayName = inner ? dn.replace(/[ \t]+/g, ' ') : dn;
     }
     const gt = s.indexOf('>', lt + 1);
-    if (gt === -1) throw bad('missing >');
+    if (gt === -1 || gt >= n) throw bad('missing >');
     if (gt === lt + 1 || isWs(s.charCodeAt(lt + 1)) || isWs(s.charCodeAt(gt - 1))) throw bad('spaces inside < >');
     uriText = s.slice(lt + 1, gt);
     bracketed = true;
@@ -94,7 +99,7 @@ export function parseNameAddr(raw: string): NameAddr {
     if (uriText.indexOf('?') !== -1 || uriText.indexOf(',') !== -1) throw bad('URI with ? or , must be in < >');
   }
   const uri = parseUri(uriText);
-  const params = i === n ? new Map<string, string | null>() : parseHeaderParams(s.slice(i), 'BAD_NAME_ADDR', 'address');
+  const params = i === n ? new Map<string, string | null>() : parseHeaderParams(s, 'BAD_NAME_ADDR', 'address', i, n);
   return { displayName, uri, bracketed, params, raw };
 }
 
@@ -104,9 +109,14 @@ export function parseNameAddr(raw: string): NameAddr {
  * Used for From/To tags, which routing needs before (or without) the full address.
  */
 export function nameAddrParams(raw: string): Params | undefined {
-  const s = raw;
-  const n = s.length;
-  let i = 0;
+  return nameAddrParamsAt(raw, 0, raw.length);
+}
+
+/** nameAddrParams(src.slice(start, end)), scanning src in place. */
+export function nameAddrParamsAt(src: string, start: number, end: number): Params | undefined {
+  const s = src;
+  const n = end;
+  let i = start;
   while (i < n && isWs(s.charCodeAt(i))) i++;
   if (i >= n) return undefined;
   let quoted = false;
@@ -122,12 +132,12 @@ export function nameAddrParams(raw: string): Params | undefined {
     }
     i++;
     while (i < n && isWs(s.charCodeAt(i))) i++;
-    if (s.charCodeAt(i) !== 0x3c) return undefined;
+    if (i >= n || s.charCodeAt(i) !== 0x3c) return undefined;
   }
-  const lt = quoted ? i : findLt(s, i);
+  const lt = quoted ? i : findLt(s, i, n);
   if (lt !== -1) {
     const gt = s.indexOf('>', lt + 1);
-    if (gt === -1) return undefined;
+    if (gt === -1 || gt >= n) return undefined;
     i = gt + 1;
   } else {
     while (i < n) {
@@ -137,15 +147,15 @@ export function nameAddrParams(raw: string): Params | undefined {
     }
   }
   try {
-    return i === n ? new Map() : parseHeaderParams(s.slice(i), 'BAD_NAME_ADDR', 'address');
+    return i === n ? new Map() : parseHeaderParams(s, 'BAD_NAME_ADDR', 'address', i, n);
   } catch {
     return undefined;
   }
 }
 
 /** Position of a '<' that starts a name-addr URI (outside quotes), or -1. */
-function findLt(s: string, from: number): number {
-  for (let i = from; i < s.length; i++) {
+function findLt(s: string, from: number, end: number): number {
+  for (let i = from; i < end; i++) {
     const c = s.charCodeAt(i);
     if (c === 0x3c) return i;
     if (c === 0x3b) return -1; // a ';' before any '<' means addr-spec with params

@@ -72,8 +72,8 @@ export function parseMessage(data: Buffer, opts: ParseOptions = {}): SipRequest 
   const headers: HeaderField[] = [];
   let viaCount = 0;
   let clValues: string[] | undefined;
-  let viaFields: HeaderField[] | undefined;
-  let viaOff: number[] | undefined;
+  let srcFields: HeaderField[] | undefined;
+  let srcOff: number[] | undefined;
   const maxLine = limits.maxHeaderLine;
 
   while (pos < he) {
@@ -124,15 +124,13 @@ export function parseMessage(data: Buffer, opts: ParseOptions = {}): SipRequest 
     }
     const field: HeaderField = { name, key, value, raw };
     headers.push(field);
+    if (known !== undefined && known.inPlace !== 0 && vs !== -1 && value.length > 0 && (known.inPlace === 2 || (value.indexOf(',') === -1 && !edgeWs(value)))) {
+      // a value read as is (one list element, or From/To): remember where it is in the received text (see SipMessage.source)
+      (srcFields ??= []).push(field);
+      (srcOff ??= []).push(vs);
+    }
     if (key === 'via') {
-      if (value.indexOf(',') === -1) {
-        viaCount++;
-        // one Via value, read as is: remember where it is in the received text (parsed there, see SipMessage.vias)
-        if (vs !== -1 && value.length > 0 && !edgeWs(value)) {
-          (viaFields ??= []).push(field);
-          (viaOff ??= []).push(vs, vs + value.length);
-        }
-      } else viaCount += splitList(value).length;
+      viaCount += value.indexOf(',') === -1 ? 1 : splitList(value).length;
       if (viaCount > limits.maxVias) throw new SipParseError('TOO_MANY_VIAS', 'Too many Via headers', partialOf(startLine, headers));
     } else if (key === 'content-length') (clValues ??= []).push(value);
   }
@@ -151,7 +149,7 @@ export function parseMessage(data: Buffer, opts: ParseOptions = {}): SipRequest 
   const body = bodyStart >= bodyEnd ? EMPTY : data.subarray(bodyStart, bodyEnd);
 
   const m = startLine.startsWith('SIP/') ? parseStatusLine(startLine, headers, body) : parseRequestLine(startLine, headers, body);
-  if (viaFields !== undefined) m.viaSource(head, viaFields, viaOff!);
+  if (srcFields !== undefined) m.source(head, srcFields, srcOff!);
   return m;
 }
 
@@ -195,7 +193,11 @@ interface KnownName {
   /** first and last char codes, checked before comparing the whole name */
   readonly c0: number;
   readonly cl: number;
+  /** values parsed in place in the received text: 1 list headers (one element per line), 2 From/To, 0 none. */
+  readonly inPlace: 0 | 1 | 2;
 }
+
+const IN_PLACE: Record<string, 1 | 2> = { via: 1, contact: 1, route: 1, 'record-route': 1, path: 1, from: 2, to: 2 };
 
 /** Frequent header spellings by length, recognised in place without slicing or hashing the name. */
 const KNOWN_BY_LENGTH: KnownName[][] = (() => {
@@ -210,7 +212,10 @@ const KNOWN_BY_LENGTH: KnownName[][] = (() => {
   ];
   const all = [...names, ...names.map((n) => n.toLowerCase())];
   const table: KnownName[][] = [];
-  for (const n of new Set(all)) (table[n.length] ??= []).push({ name: n, key: headerKey(n), c0: n.charCodeAt(0), cl: n.charCodeAt(n.length - 1) });
+  for (const n of new Set(all)) {
+    const key = headerKey(n);
+    (table[n.length] ??= []).push({ name: n, key, c0: n.charCodeAt(0), cl: n.charCodeAt(n.length - 1), inPlace: IN_PLACE[key] ?? 0 });
+  }
   return table;
 })();
 
