@@ -98,13 +98,18 @@ export function edgeWs(v: string): boolean {
 /** CSeq value: 1*DIGIT LWS Method, number <= 2^31-1. */
 function parseCSeq(v: string): CSeq {
   let i = 0;
-  while (i < v.length && v.charCodeAt(i) >= 0x30 && v.charCodeAt(i) <= 0x39) i++;
+  let seq = 0;
+  for (; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) break;
+    seq = seq * 10 + (c - 0x30);
+  }
   if (i === 0 || i > 12) throw new SipParseError('BAD_CSEQ', 'bad CSeq');
   const digitsEnd = i;
   while (i < v.length && (v.charCodeAt(i) === 0x20 || v.charCodeAt(i) === 0x09)) i++;
   if (i === digitsEnd || i === v.length) throw new SipParseError('BAD_CSEQ', 'bad CSeq');
   for (let j = i; j < v.length; j++) if (v.charCodeAt(j) === 0x20 || v.charCodeAt(j) === 0x09) throw new SipParseError('BAD_CSEQ', 'bad CSeq');
-  const seq = Number(v.slice(0, digitsEnd));
+  // seq: the digits' value, exact (at most 12 digits)
   if (seq > 0x7fffffff) throw new SipParseError('BAD_CSEQ', 'CSeq out of range');
   return { seq, method: i === 0 ? v : v.slice(i) };
 }
