@@ -21,9 +21,14 @@ function bad(reason: string): SipParseError {
  * Parameter counts are bounded by the header length limit of the parser.
  */
 export function parseAuthHeader(raw: string): AuthHeader {
-  const s = raw;
-  const n = s.length;
-  let i = 0;
+  return parseAuthHeaderAt(raw, 0, raw.length, raw);
+}
+
+/** parseAuthHeader(raw) where raw = src.slice(start, end), scanning src in place. */
+export function parseAuthHeaderAt(src: string, start: number, end: number, raw: string): AuthHeader {
+  const s = src;
+  const n = end;
+  let i = start;
   while (i < n && isWs(s.charCodeAt(i))) i++;
   const ss = i;
   while (i < n && !isWs(s.charCodeAt(i))) i++;
@@ -42,11 +47,11 @@ export function parseAuthHeader(raw: string): AuthHeader {
     const name = s.slice(ns, i);
     if (!isToken(name)) throw bad('bad auth parameter');
     while (i < n && isWs(s.charCodeAt(i))) i++;
-    if (s.charCodeAt(i) !== 0x3d) throw bad('auth parameter without value');
+    if (i >= n || s.charCodeAt(i) !== 0x3d) throw bad('auth parameter without value');
     i++;
     while (i < n && isWs(s.charCodeAt(i))) i++;
     let value = '';
-    if (s.charCodeAt(i) === 0x22) {
+    if (i < n && s.charCodeAt(i) === 0x22) {
       i++;
       let closed = false;
       let start = i;

@@ -117,10 +117,23 @@ export function splitList(value: string): string[] {
     else if (c === 0x3c) angle++;
     else if (c === 0x3e) angle = angle > 0 ? angle - 1 : 0;
     else if (c === 0x2c && angle === 0) {
-      out.push(value.slice(start, i).trim());
+      out.push(trimmedSlice(value, start, i));
       start = i + 1;
     }
   }
-  out.push(value.slice(start).trim());
+  out.push(trimmedSlice(value, start, value.length));
   return out;
+}
+
+/** value.slice(a, b).trim() without the intermediate string. */
+function trimmedSlice(value: string, a: number, b: number): string {
+  while (a < b && isJsSpace(value.charCodeAt(a))) a++;
+  while (b > a && isJsSpace(value.charCodeAt(b - 1))) b--;
+  return value.slice(a, b);
+}
+
+/** What String.prototype.trim removes: ECMAScript WhiteSpace and LineTerminator. */
+function isJsSpace(c: number): boolean {
+  if (c <= 0xff) return c === 0x20 || (c >= 0x09 && c <= 0x0d) || c === 0xa0;
+  return c === 0x1680 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff;
 }

@@ -1,4 +1,4 @@
-import { parseAuthHeader, type AuthHeader } from './digest-header.js';
+import { parseAuthHeader, parseAuthHeaderAt, type AuthHeader } from './digest-header.js';
 import { SipParseError } from './errors.js';
 import { canonicalName, headerKey, splitList } from './headers.js';
 import { nameAddrParams, nameAddrParamsAt, parseContact, parseNameAddr, parseNameAddrAt, type ContactStar, type NameAddr } from './name-addr.js';
@@ -467,7 +467,14 @@ export abstract class SipMessage {
   auth(name: 'authorization' | 'proxy-authorization' | 'www-authenticate' | 'proxy-authenticate'): AuthHeader[] {
     const hit = this.cAuth?.get(name);
     if (hit !== undefined) return hit;
-    const v = this.valuesOf(name).map(parseAuthHeader);
+    const v: AuthHeader[] = [];
+    const hs = this.headers;
+    for (let i = 0; i < hs.length; i++) {
+      const h = hs[i]!;
+      if (h.key !== name) continue;
+      const at = this.srcAt(h);
+      v.push(at === -1 ? parseAuthHeader(h.value) : parseAuthHeaderAt(this.sSrc!, at, at + h.value.length, h.value));
+    }
     (this.cAuth ??= new Map()).set(name, v);
     return v;
   }

@@ -193,11 +193,14 @@ interface KnownName {
   /** first and last char codes, checked before comparing the whole name */
   readonly c0: number;
   readonly cl: number;
-  /** values parsed in place in the received text: 1 list headers (one element per line), 2 From/To, 0 none. */
+  /** values parsed in place in the received text: 1 list headers (one element per line), 2 whole values (From/To, auth), 0 none. */
   readonly inPlace: 0 | 1 | 2;
 }
 
-const IN_PLACE: Record<string, 1 | 2> = { via: 1, contact: 1, route: 1, 'record-route': 1, path: 1, from: 2, to: 2 };
+const IN_PLACE: Record<string, 1 | 2> = {
+  via: 1, contact: 1, route: 1, 'record-route': 1, path: 1, from: 2, to: 2,
+  authorization: 2, 'proxy-authorization': 2, 'www-authenticate': 2, 'proxy-authenticate': 2,
+};
 
 /** Frequent header spellings by length, recognised in place without slicing or hashing the name. */
 const KNOWN_BY_LENGTH: KnownName[][] = (() => {
