@@ -47,7 +47,7 @@ export function parseMessage(data: Buffer, opts: ParseOptions = {}): SipRequest 
   let he: number;
   let bodyStart: number;
   if (data.length <= 8192) {
-    head = data.toString('latin1');
+    head = latin1(data, 0, data.length);
     hs = start;
     he = head.indexOf('\r\n\r\n', start);
     if (he === -1) {
@@ -60,7 +60,7 @@ export function parseMessage(data: Buffer, opts: ParseOptions = {}): SipRequest 
       headEnd = trimLineEnds(data, start);
       bodyStart = data.length;
     } else bodyStart = headEnd + 4;
-    head = data.toString('latin1', start, headEnd);
+    head = latin1(data, start, headEnd);
     hs = 0;
     he = head.length;
   }
@@ -124,13 +124,20 @@ export function parseMessage(data: Buffer, opts: ParseOptions = {}): SipRequest 
     }
     const field: HeaderField = { name, key, value, raw };
     headers.push(field);
-    if (known !== undefined && known.inPlace !== 0 && vs !== -1 && value.length > 0 && (known.inPlace === 2 || (value.indexOf(',') === -1 && !edgeWs(value)))) {
-      // a value read as is (one list element, or From/To): remember where it is in the received text (see SipMessage.source)
-      (srcFields ??= []).push(field);
-      (srcOff ??= []).push(vs);
+    // comma in the value: -2 not looked for yet
+    let comma = -2;
+    if (known !== undefined && known.inPlace !== 0 && vs !== -1 && value.length > 0) {
+      // a value read as is (one list element, or a whole From/To/auth value): remember where it is in the received
+      // text (see SipMessage.source)
+      if (known.inPlace === 1) comma = value.indexOf(',');
+      if (known.inPlace === 2 || (comma === -1 && !edgeWs(value))) {
+        (srcFields ??= []).push(field);
+        (srcOff ??= []).push(vs);
+      }
     }
     if (key === 'via') {
-      viaCount += value.indexOf(',') === -1 ? 1 : splitList(value).length;
+      if (comma === -2) comma = value.indexOf(',');
+      viaCount += comma === -1 ? 1 : splitList(value).length;
       if (viaCount > limits.maxVias) throw new SipParseError('TOO_MANY_VIAS', 'Too many Via headers', partialOf(startLine, headers));
     } else if (key === 'content-length') (clValues ??= []).push(value);
   }
@@ -155,6 +162,16 @@ export function parseMessage(data: Buffer, opts: ParseOptions = {}): SipRequest 
 
 
 const EMPTY = Buffer.alloc(0);
+
+/** Buffer's own latin1 decoder (what toString('latin1', s, e) ends in), without the argument handling. */
+interface Latin1Sliceable {
+  latin1Slice?: (start: number, end: number) => string;
+}
+
+function latin1(data: Buffer, start: number, end: number): string {
+  const d = data as unknown as Latin1Sliceable;
+  return d.latin1Slice !== undefined ? d.latin1Slice(start, end) : data.toString('latin1', start, end);
+}
 
 /** /^\d{1,10}$/ without the regex. */
 function isCl(v: string): boolean {
