@@ -1,7 +1,7 @@
 import { parseAuthHeader, parseAuthHeaderAt, type AuthHeader } from './digest-header.js';
 import { SipParseError } from './errors.js';
 import { canonicalName, headerKey, splitList } from './headers.js';
-import { nameAddrParams, nameAddrParamsAt, parseContact, parseNameAddr, parseNameAddrAt, type ContactStar, type NameAddr } from './name-addr.js';
+import { nameAddrParamAt, parseContact, parseNameAddr, parseNameAddrAt, type ContactStar, type NameAddr } from './name-addr.js';
 import { parseUri, type Uri } from './uri.js';
 import { parseVia, parseViaAt, type Via } from './via.js';
 
@@ -366,8 +366,8 @@ export abstract class SipMessage {
     if (h === undefined) return undefined;
     const v = h.value;
     const at = this.srcAt(h);
-    const params = at === -1 ? nameAddrParams(v) : nameAddrParamsAt(this.sSrc!, at, at + v.length);
-    if (params !== undefined) return params.get('tag') ?? undefined;
+    const tag = at === -1 ? nameAddrParamAt(v, 0, v.length, 'tag') : nameAddrParamAt(this.sSrc!, at, at + v.length, 'tag');
+    if (tag !== false) return tag ?? undefined;
     const full = key === 'from' ? this.from() : this.to();
     return full?.params.get('tag') ?? undefined;
   }

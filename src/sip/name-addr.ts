@@ -1,6 +1,6 @@
 import { SipParseError } from './errors.js';
 import { isTokenChar } from './headers.js';
-import { parseHeaderParams, type Params } from './params.js';
+import { headerParam, parseHeaderParams, type Params } from './params.js';
 import { parseUri, type Uri } from './uri.js';
 
 /** name-addr / addr-spec with header parameters: From, To, Contact, Route, Record-Route, Path. */
@@ -114,17 +114,43 @@ export function nameAddrParams(raw: string): Params | undefined {
 
 /** nameAddrParams(src.slice(start, end)), scanning src in place. */
 export function nameAddrParamsAt(src: string, start: number, end: number): Params | undefined {
+  const i = paramsStart(src, start, end);
+  if (i === -1) return undefined;
+  try {
+    return i === end ? new Map() : parseHeaderParams(src, 'BAD_NAME_ADDR', 'address', i, end);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * nameAddrParamsAt(src, start, end)?.get(want) without building the Map; false where nameAddrParamsAt gives
+ * undefined (shape not recognised, or bad parameters).
+ */
+export function nameAddrParamAt(src: string, start: number, end: number, want: string): string | null | undefined | false {
+  const i = paramsStart(src, start, end);
+  if (i === -1) return false;
+  if (i === end) return undefined;
+  try {
+    return headerParam(src, 'BAD_NAME_ADDR', 'address', i, end, want);
+  } catch {
+    return false;
+  }
+}
+
+/** Where the header parameters of the name-addr / addr-spec src[start, end) start (end if none), or -1. */
+function paramsStart(src: string, start: number, end: number): number {
   const s = src;
   const n = end;
   let i = start;
   while (i < n && isWs(s.charCodeAt(i))) i++;
-  if (i >= n) return undefined;
+  if (i >= n) return -1;
   let quoted = false;
   if (s.charCodeAt(i) === 0x22) {
     quoted = true;
     i++;
     for (;;) {
-      if (i >= n) return undefined;
+      if (i >= n) return -1;
       const c = s.charCodeAt(i);
       if (c === 0x5c) i += 2;
       else if (c === 0x22) break;
@@ -132,12 +158,12 @@ export function nameAddrParamsAt(src: string, start: number, end: number): Param
     }
     i++;
     while (i < n && isWs(s.charCodeAt(i))) i++;
-    if (i >= n || s.charCodeAt(i) !== 0x3c) return undefined;
+    if (i >= n || s.charCodeAt(i) !== 0x3c) return -1;
   }
   const lt = quoted ? i : findLt(s, i, n);
   if (lt !== -1) {
     const gt = s.indexOf('>', lt + 1);
-    if (gt === -1 || gt >= n) return undefined;
+    if (gt === -1 || gt >= n) return -1;
     i = gt + 1;
   } else {
     while (i < n) {
@@ -146,11 +172,7 @@ export function nameAddrParamsAt(src: string, start: number, end: number): Param
       i++;
     }
   }
-  try {
-    return i === n ? new Map() : parseHeaderParams(s, 'BAD_NAME_ADDR', 'address', i, n);
-  } catch {
-    return undefined;
-  }
+  return i;
 }
 
 /** Position of a '<' that starts a name-addr URI (outside quotes), or -1. */

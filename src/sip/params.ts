@@ -36,6 +36,21 @@ export function commonName(s: string, from: number, to: number): string | undefi
  */
 export function parseHeaderParams(s: string, code: SipParseErrorCode, what: string, start = 0, end = s.length): Params {
   const params: Params = new Map();
+  scanHeaderParams(s, code, what, start, end, params, undefined);
+  return params;
+}
+
+/**
+ * parseHeaderParams(s, code, what, start, end).get(want) without building the Map: the value of the last
+ * parameter named `want` (lower case), null when it has no value, undefined when absent. Throws as parseHeaderParams.
+ */
+export function headerParam(s: string, code: SipParseErrorCode, what: string, start: number, end: number, want: string): string | null | undefined {
+  return scanHeaderParams(s, code, what, start, end, undefined, want);
+}
+
+/** The parser of parseHeaderParams / headerParam: fills `params` if given, returns the value of `want` if given. */
+function scanHeaderParams(s: string, code: SipParseErrorCode, what: string, start: number, end: number, params: Params | undefined, want: string | undefined): string | null | undefined {
+  let found: string | null | undefined;
   let i = start;
   const n = end;
   while (i < n && isWs(s.charCodeAt(i))) i++;
@@ -80,9 +95,10 @@ export function parseHeaderParams(s: string, code: SipParseErrorCode, what: stri
       if (value.length === 0) throw new SipParseError(code, `empty ${what} parameter value`);
       while (i < n && isWs(s.charCodeAt(i))) i++;
     }
-    params.set(name, value);
+    if (params !== undefined) params.set(name, value);
+    else if (name === want) found = value;
   }
-  return params;
+  return found;
 }
 
 /** Remove surrounding quotes and quoted-pair escapes from a quoted-string value; other values unchanged. */
