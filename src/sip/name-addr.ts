@@ -1,7 +1,7 @@
 import { SipParseError } from './errors.js';
 import { isTokenChar } from './headers.js';
 import { headerParam, parseHeaderParams, type Params } from './params.js';
-import { parseUri, type Uri } from './uri.js';
+import { parseUriAt, type Uri } from './uri.js';
 
 /** name-addr / addr-spec with header parameters: From, To, Contact, Route, Record-Route, Path. */
 export interface NameAddr {
@@ -43,6 +43,7 @@ export function parseNameAddrAt(src: string, start: number, end: number, raw: st
   let displayName: string | undefined;
   let bracketed = false;
   let uriText: string;
+  let uriStart: number;
   if (s.charCodeAt(i) === 0x22) {
     // quoted display name: quoted-pairs decoded
     i++;
@@ -85,6 +86,7 @@ export function parseNameAddrAt(src: string, start: number, end: number, raw: st
     if (gt === -1 || gt >= n) throw bad('missing >');
     if (gt === lt + 1 || isWs(s.charCodeAt(lt + 1)) || isWs(s.charCodeAt(gt - 1))) throw bad('spaces inside < >');
     uriText = s.slice(lt + 1, gt);
+    uriStart = lt + 1;
     bracketed = true;
     i = gt + 1;
   } else {
@@ -96,9 +98,10 @@ export function parseNameAddrAt(src: string, start: number, end: number, raw: st
       i++;
     }
     uriText = s.slice(us, i);
+    uriStart = us;
     if (uriText.indexOf('?') !== -1 || uriText.indexOf(',') !== -1) throw bad('URI with ? or , must be in < >');
   }
-  const uri = parseUri(uriText);
+  const uri = parseUriAt(s, uriStart, uriStart + uriText.length, uriText);
   const params = i === n ? new Map<string, string | null>() : parseHeaderParams(s, 'BAD_NAME_ADDR', 'address', i, n);
   return { displayName, uri, bracketed, params, raw };
 }

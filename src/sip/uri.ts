@@ -162,26 +162,31 @@ function hasSpaceOrCtl(s: string): boolean {
 /** Parse any URI. SIP/SIPS are parsed fully, tel partly, others kept opaque. Throws SipParseError(BAD_URI). */
 export function parseUri(raw: string): Uri {
   // the usual shape (lower-case sip:/sips:, no escapes, headers, IPv6 or errors) in one pass; anything else below
-  if (raw.charCodeAt(0) === 0x73 && raw.charCodeAt(1) === 0x69 && raw.charCodeAt(2) === 0x70) {
-    const c3 = raw.charCodeAt(3);
-    const fast = c3 === 0x3a ? plainSipUri('sip', raw, 4) : c3 === 0x73 && raw.charCodeAt(4) === 0x3a ? plainSipUri('sips', raw, 5) : undefined;
+  return parseUriAt(raw, 0, raw.length, raw);
+}
+
+/** parseUri(raw) where raw = src.slice(start, end); the usual shape is scanned in src in place (see parseViaAt). */
+export function parseUriAt(src: string, start: number, end: number, raw: string): Uri {
+  if (end - start >= 4 && src.charCodeAt(start) === 0x73 && src.charCodeAt(start + 1) === 0x69 && src.charCodeAt(start + 2) === 0x70) {
+    const c3 = src.charCodeAt(start + 3);
+    const fast =
+      c3 === 0x3a ? plainSipUri('sip', src, start + 4, end, raw) : c3 === 0x73 && end - start >= 5 && src.charCodeAt(start + 4) === 0x3a ? plainSipUri('sips', src, start + 5, end, raw) : undefined;
     if (fast !== undefined) return fast;
   }
   return parseUriGeneral(raw);
 }
 
 /**
- * A SIP/SIPS URI after "scheme:" (offset p) in one scan, for URIs made only of printable ASCII without `%`, `?`,
+ * A SIP/SIPS URI after "scheme:" (src from offset p to n; raw = the whole URI text) in one scan, for URIs made only of printable ASCII without `%`, `?`,
  * `[`, `]` (and none of the characters that make it invalid: controls, space, `<`, `>`, `"`). Returns exactly what
  * parseSipUriRest returns for such a URI, or undefined (not that shape, or an error to report): the caller then
  * runs the general parser.
  */
-function plainSipUri(scheme: 'sip' | 'sips', raw: string, p: number): SipUri | undefined {
-  const n = raw.length;
+function plainSipUri(scheme: 'sip' | 'sips', src: string, p: number, n: number, raw: string): SipUri | undefined {
   let at = -1;
   let colon = -1;
   for (let i = p; i < n; i++) {
-    const c = raw.charCodeAt(i);
+    const c = src.charCodeAt(i);
     if (c <= 0x20 || c >= 0x7f || c === 0x25 || c === 0x3f || c === 0x5b || c === 0x5d || c === 0x3c || c === 0x3e || c === 0x22) return undefined;
     if (c === 0x40) at = i;
     else if (c === 0x3a && colon === -1) colon = i;
@@ -192,15 +197,15 @@ function plainSipUri(scheme: 'sip' | 'sips', raw: string, p: number): SipUri | u
   if (at !== -1) {
     const ue = colon === -1 || colon > at ? at : colon;
     if (ue === p) return undefined;
-    user = raw.slice(p, ue);
-    if (ue !== at) password = raw.slice(ue + 1, at);
+    user = src.slice(p, ue);
+    if (ue !== at) password = src.slice(ue + 1, at);
     i = at + 1;
   }
   // host [":" port], then ';' or the end
   const hs = i;
   let upper = false;
   while (i < n) {
-    const c = raw.charCodeAt(i);
+    const c = src.charCodeAt(i);
     if ((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x2d || c === 0x5f) i++;
     else if (c >= 0x41 && c <= 0x5a) {
       upper = true;
@@ -208,16 +213,16 @@ function plainSipUri(scheme: 'sip' | 'sips', raw: string, p: number): SipUri | u
     } else break;
   }
   if (i === hs) return undefined;
-  const h0 = raw.charCodeAt(hs);
+  const h0 = src.charCodeAt(hs);
   if (h0 === 0x2d || h0 === 0x2e) return undefined;
-  const host = upper ? raw.slice(hs, i).toLowerCase() : raw.slice(hs, i);
+  const host = upper ? src.slice(hs, i).toLowerCase() : src.slice(hs, i);
   let port: number | undefined;
-  if (i < n && raw.charCodeAt(i) === 0x3a) {
+  if (i < n && src.charCodeAt(i) === 0x3a) {
     i++;
     const ps = i;
     let v = 0;
     while (i < n) {
-      const c = raw.charCodeAt(i);
+      const c = src.charCodeAt(i);
       if (c < 0x30 || c > 0x39) break;
       v = v * 10 + (c - 0x30);
       i++;
@@ -227,7 +232,7 @@ function plainSipUri(scheme: 'sip' | 'sips', raw: string, p: number): SipUri | u
   }
   const params: Params = new Map();
   if (i < n) {
-    if (raw.charCodeAt(i) !== 0x3b) return undefined;
+    if (src.charCodeAt(i) !== 0x3b) return undefined;
     i++;
     // uri-parameters: ';'-separated, `name[=value]`; an empty parameter (or name) is an error
     while (i < n) {
@@ -235,7 +240,7 @@ function plainSipUri(scheme: 'sip' | 'sips', raw: string, p: number): SipUri | u
       let eq = -1;
       let up = false;
       while (i < n) {
-        const c = raw.charCodeAt(i);
+        const c = src.charCodeAt(i);
         if (c === 0x3b) break;
         if (c === 0x3d) {
           if (eq === -1) eq = i;
@@ -244,8 +249,8 @@ function plainSipUri(scheme: 'sip' | 'sips', raw: string, p: number): SipUri | u
       }
       if (i === ns || eq === ns) return undefined;
       const ne = eq === -1 ? i : eq;
-      const name = up ? raw.slice(ns, ne).toLowerCase() : (commonName(raw, ns, ne) ?? raw.slice(ns, ne));
-      params.set(name, eq === -1 ? null : raw.slice(eq + 1, i));
+      const name = up ? src.slice(ns, ne).toLowerCase() : (commonName(src, ns, ne) ?? src.slice(ns, ne));
+      params.set(name, eq === -1 ? null : src.slice(eq + 1, i));
       if (i >= n) break;
       i++;
       if (i >= n) return undefined;
