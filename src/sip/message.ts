@@ -87,6 +87,8 @@ export function parseBoundedInt(v: string, max: number, what: string): number {
   return n;
 }
 
+const nonEmpty = (t: string): boolean => t.length > 0;
+
 /** True when a string starts or ends with whitespace (so it needs trimming). */
 export function edgeWs(v: string): boolean {
   if (v.length === 0) return false;
@@ -460,7 +462,9 @@ export abstract class SipMessage {
 
   /** Option tags / tokens of a list header (Require, Proxy-Require, Supported, Unsupported, Allow, Accept ...). */
   tokens(name: string): string[] {
-    return this.listOf(headerKey(name)).filter((t) => t.length > 0);
+    const all = this.listOf(headerKey(name));
+    for (let i = 0; i < all.length; i++) if (all[i]!.length === 0) return all.filter(nonEmpty);
+    return all;
   }
 
   /** Authorization-style headers (Authorization, Proxy-Authorization, WWW-Authenticate, Proxy-Authenticate). */
@@ -668,7 +672,16 @@ export class SipResponse extends SipMessage {
 
   /** Reason phrase decoded as UTF-8. */
   get reason(): string {
-    return Buffer.from(this.reasonRaw, 'latin1').toString('utf8');
+    const r = this.reasonRaw;
+    // ASCII decodes to itself
+    let ascii = true;
+    for (let i = 0; i < r.length; i++) {
+      if (r.charCodeAt(i) >= 0x80) {
+        ascii = false;
+        break;
+      }
+    }
+    return ascii ? r : Buffer.from(r, 'latin1').toString('utf8');
   }
 
   setStatus(status: number, reason: string): void {
