@@ -1,5 +1,5 @@
 import { SipParseError } from './errors.js';
-import { isToken } from './headers.js';
+import { isToken, isTokenChar } from './headers.js';
 
 /** Authorization / Proxy-Authorization credentials or WWW-/Proxy-Authenticate challenge. */
 export interface AuthHeader {
@@ -39,13 +39,18 @@ export function parseAuthHeaderAt(src: string, start: number, end: number, raw: 
     while (i < n && (isWs(s.charCodeAt(i)) || s.charCodeAt(i) === 0x2c)) i++;
     if (i >= n) break;
     const ns = i;
+    // token check and case while scanning (as isToken(name), then name.toLowerCase() only when needed)
+    let upper = false;
+    let token = true;
     while (i < n) {
       const c = s.charCodeAt(i);
       if (c === 0x3d || c === 0x2c || isWs(c)) break;
+      if (c >= 0x41 && c <= 0x5a) upper = true;
+      else if (!isTokenChar(c)) token = false;
       i++;
     }
+    if (i === ns || !token) throw bad('bad auth parameter');
     const name = s.slice(ns, i);
-    if (!isToken(name)) throw bad('bad auth parameter');
     while (i < n && isWs(s.charCodeAt(i))) i++;
     if (i >= n || s.charCodeAt(i) !== 0x3d) throw bad('auth parameter without value');
     i++;
@@ -78,7 +83,7 @@ export function parseAuthHeaderAt(src: string, start: number, end: number, raw: 
       while (i < n && s.charCodeAt(i) !== 0x2c && !isWs(s.charCodeAt(i))) i++;
       value = s.slice(vs, i);
     }
-    const key = name.toLowerCase();
+    const key = upper ? name.toLowerCase() : name;
     if (params.has(key)) throw bad('duplicate auth parameter');
     params.set(key, value);
     while (i < n && isWs(s.charCodeAt(i))) i++;
