@@ -9,10 +9,11 @@
  * For edit + serialize, both sides end with a Buffer ready for socket.send: ours from toBuffer(),
  * theirs Buffer.from(sip.stringify(m), 'latin1').
  *
- * Three measurements per message:
+ * Measurements per message (both sides produce the same information; see routableTheirs / fullTheirs):
  *  (a) parse to routable: ours = parseMessage + topVia + routes + maxForwards + callId + cseq + fromTag + toTag;
- *      theirs = sip.parse (which parses every header it knows, eagerly).
- *  (b) full parse: ours reads every header it knows; theirs sip.parse.
+ *      theirs = sip.parse (which parses every header it knows, eagerly) + the Request-URI, which it leaves a string.
+ *  (b) full parse: ours reads every header it knows; theirs sip.parse + the URIs and lists it leaves unparsed.
+ *  (a', b') routable-bare / full-bare: theirs = bare sip.parse (the definitions of runs before 2026-11-26 09:30).
  *  (c) proxy edit + serialize: requests: add received/rport to the top Via, push a Via, pop the first Route,
  *      decrement Max-Forwards, push a Record-Route (INVITE); responses: pop the top Via. Then serialise.
  * Then a size-scaling table: full parse of pathological but well-formed headers of 1..64 KiB.
