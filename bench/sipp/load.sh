@@ -1,0 +1,369 @@
+#!/usr/bin/env bash
+# Side-by-side SIPp load benchmark: sipd or stock Kamailio 5.6 (MySQL auth + usrloc).
+#
+#   TARGET=sipd     bench/sipp/load.sh
+#   TARGET=kamailio bench/sipp/load.sh
+#
+# Phase (a): REGISTER -> 401 -> REGISTER+Authorization -> 200 (reg.xml) at
+# REG_RATES per second, STEP_S seconds each, USERS users (load1..loadN).
+# Phase (b): authenticated calls uac-call.xml (INVITE/407/ACK/INVITE+auth/100/
+# 180/200/ACK/BYE/200, -d 20 ms) to a registered callee run by uas.xml, at
+# CALL_RATES calls/s. Callers load1..load(N/2) call load(N/2+1)..loadN, all
+# callees registered from the UAS port. The UAS runs with
+# -default_behaviors all,-abortunexp (as uas-lossy.xml does): a proxy may
+# forward the stateless 2xx ACK after the BYE, which is not a failure.
+# The UAC (uac-call.xml) is strict: 100 and 180 are mandatory.
+#
+# The server (all sipd / kamailio processes) and every mariadbd thread are
+# pinned to core 0, SIPp to core 1; mariadbd is given back cores 0-1 at the
+# end. Per step: target and achieved rate, successful, failed,
+# retransmissions (-trace_stat), CPU seconds of the server and of mariadbd
+# (utime+stime from /proc/PID/stat before/after), CPU us per operation,
+# SIPp's own CPU, busy ticks of core 0 not explained by server+mariadbd
+# (other people's load), MariaDB Questions, server RSS. A step with more than
+# OTHER_MAX % foreign load on core 0 is re-run once.
+#
+# Environment (defaults): REG_RATES="1000 2000 4000 6000 8000 10000"
+# CALL_RATES="250 500 1000 2000 2500" STEP_S=12 USERS=2000 CALL_D_MS=20 (uac -d) OUT=/tmp/sipd-load-TARGET-TIME
+# sipd: SIPD_PORT=5080 SIPD_MPORT=9180 SIPD_DBNAME=sipd_load SIPD_DOMAIN=127.0.0.1
+# kamailio: KAM_PORT=5070 KAM_DOMAIN=kamailio.test KAM_DIR=/tmp/kamailio-load
+# SIPp ports: REG_PORT=26110 UAC_PORT=26111 UAS_PORT=26112. Never 5060.
+#
+# Output: $OUT/steps.tsv (one line per step), $OUT/summary.md (markdown
+# tables), SIPp stat/screen/err files, server logs. Every loop is bounded;
+# every SIPp run has -timeout and an outer `timeout -k`.
+set -euo pipefail
+
+TARGET=${TARGET:-}
+case "$TARGET" in sipd|kamailio) ;; *) echo "usage: TARGET=sipd|kamailio $0" >&2; exit 2 ;; esac
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+REG_RATES=${REG_RATES-"1000 2000 4000 6000 8000 10000"}
+CALL_RATES=${CALL_RATES-"250 500 1000 2000 2500"}
+STEP_S=${STEP_S:-12}
+CALL_D_MS=${CALL_D_MS:-20}
+USERS=${USERS:-2000}
+OTHER_MAX=${OTHER_MAX:-15}
+OUT=${OUT:-/tmp/sipd-load-$TARGET-$(date +%Y%m%d-%H%M%S)}
+REG_PORT=${REG_PORT:-26110}
+UAC_PORT=${UAC_PORT:-26111}
+UAS_PORT=${UAS_PORT:-26112}
+SIPD_PORT=${SIPD_PORT:-5080}
+SIPD_MPORT=${SIPD_MPORT:-9180}
+SIPD_DBNAME=${SIPD_DBNAME:-sipd_load}
+export KAM_PORT=${KAM_PORT:-5070}
+export KAM_DOMAIN=${KAM_DOMAIN:-kamailio.test}
+export KAM_DIR=${KAM_DIR:-/tmp/kamailio-load}
+MYSQL="mysql -h127.0.0.1 -uroot"
+HZ=$(getconf CLK_TCK)
+SIPP_SERVER_CORE=0
+SIPP_CORE=1
+
+for p in "$SIPD_PORT" "$KAM_PORT" "$REG_PORT" "$UAC_PORT" "$UAS_PORT"; do
+  [ "$p" != 5060 ] || { echo "port 5060 is not allowed" >&2; exit 2; }
+done
+if [ "$TARGET" = sipd ]; then PORT=$SIPD_PORT; DOMAIN=${SIPD_DOMAIN:-127.0.0.1}; else PORT=$KAM_PORT; DOMAIN=$KAM_DOMAIN; fi
+for p in "$PORT" "$REG_PORT" "$UAC_PORT" "$UAS_PORT"; do
+  if ss -Hlun "sport = :$p" | grep -q . || ss -Hltn "sport = :$p" | grep -q .; then echo "port $p is in use" >&2; exit 1; fi
+done
+command -v sipp >/dev/null || { echo "sipp missing (apt-get install -y sip-tester)" >&2; exit 1; }
+
+mkdir -p "$OUT"
+echo "results in $OUT"
+MYSQLD_PID=$(pgrep -xo mariadbd || pgrep -xo mysqld || true)
+[ -n "$MYSQLD_PID" ] || { echo "mariadbd is not running" >&2; exit 1; }
+SERVER_PID=""
+SIPP_PIDS=()
+
+# ---------------------------------------------------------------- cleanup
+cleanup() {
+  set +e
+  local p
+  for p in "${SIPP_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  if [ "$TARGET" = kamailio ]; then
+    "$HERE/kamailio/kamailio-e2e.sh" stop
+    if [ -n "$SERVER_PID" ]; then
+      for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.2; done
+      kill -9 "$SERVER_PID" 2>/dev/null
+    fi
+  elif [ -n "$SERVER_PID" ]; then
+    kill "$SERVER_PID" 2>/dev/null
+    for _ in $(seq 1 75); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$SERVER_PID" 2>/dev/null
+  fi
+  taskset -a -pc 0-1 "$MYSQLD_PID" >/dev/null && echo "mariadbd $MYSQLD_PID affinity restored: $(taskset -pc "$MYSQLD_PID" | sed 's/.*: //')"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- helpers
+# utime+stime (ticks) of the given pids
+ticks() {
+  local t=0 p s
+  for p in "$@"; do
+    s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+    s=${s##*) }
+    # shellcheck disable=SC2086
+    set -- $s
+    t=$((t + ${12} + ${13}))
+  done
+  echo $t
+}
+# busy ticks of one cpu (all but idle and iowait)
+cpu_busy() {
+  awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
+}
+# user+sys seconds of this shell's waited-for children (the SIPp runs), from
+# the `times` builtin run in this shell (a $(...) subshell would see 0)
+child_cpu_s() { # VAR
+  times >"$OUT/.times"
+  printf -v "$1" '%s' "$(awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.2f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$OUT/.times")"
+}
+# UDP datagrams dropped by the kernel because a socket receive buffer was full (all sockets)
+udp_rcvbuf_errors() { awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == "RcvbufErrors") c = i; h = 1; next } print $c }' /proc/net/snmp; }
+heap_mb() { # sipd only: V8 heap in use (MB) from /metrics
+  [ "$TARGET" = sipd ] || { echo NA; return; }
+  curl -fsS --max-time 5 "http://127.0.0.1:$SIPD_MPORT/metrics" 2>/dev/null | awk '/^nodejs_heap_size_used_bytes/ { printf "%.0f", $2 / 1048576 }'
+}
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+questions() { $MYSQL -N -e "SHOW GLOBAL STATUS LIKE 'Questions'" | awk '{ print $2 }'; }
+server_pids() {
+  if [ "$TARGET" = sipd ]; then echo "$SERVER_PID"; return; fi
+  # kamailio main process and its children (two levels)
+  local kids
+  kids=$(pgrep -P "$SERVER_PID" | tr '\n' ' ')
+  echo "$SERVER_PID" $kids
+  local k
+  for k in $kids; do pgrep -P "$k" | tr '\n' ' '; done
+}
+# value of a column (by header name) in the last line of a SIPp -trace_stat CSV
+stat_col() {
+  awk -F';' -v col="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next } { last = $0 }
+    END { if (!c || last == "") { print "NA"; exit } split(last, f, ";"); print f[c] }' "$1"
+}
+# seconds from StartTime to CurrentTime of the last line (ElapsedTime(C) has
+# whole seconds only; the time columns are "date<TAB>time<TAB>epoch")
+stat_elapsed() {
+  local a b
+  a=$(stat_col "$1" 'StartTime' | awk -F'\t' '{ print $3 }')
+  b=$(stat_col "$1" 'CurrentTime' | awk -F'\t' '{ print $3 }')
+  awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", (a == "" || b == "") ? 0 : b - a }'
+}
+
+SIPP_COMMON=(-i 127.0.0.1 -t u1 -nostdin -buff_size 4194304 -max_recv_loops 5000 -max_sched_loops 5000)
+# run_sipp NAME TIMEOUT_S ARGS... : SIPp pinned to SIPP_CORE, in the foreground, bounded
+run_sipp() {
+  local name=$1 tmo=$2; shift 2
+  rm -f "$OUT/$name".*
+  local rc=0
+  timeout -k 5 $((tmo + 15)) taskset -c $SIPP_CORE sipp "127.0.0.1:$PORT" "${SIPP_COMMON[@]}" "$@" \
+    -timeout "${tmo}s" -timeout_error \
+    -trace_stat -stf "$OUT/$name.stat.csv" -fd 1 -trace_screen -screen_file "$OUT/$name.screen" \
+    -trace_err -error_file "$OUT/$name.err" </dev/null >"$OUT/$name.out" 2>&1 || rc=$?
+  echo "$rc"
+}
+
+# ---------------------------------------------------------------- data
+gen_users() { # FIRST LAST -> SIPp users injection file
+  echo SEQUENTIAL
+  seq "$1" "$2" | awk -v d="$DOMAIN" '{ printf "load%d;%s;[authentication username=load%d password=pw%d]\n", $1, d, $1, $1 }'
+}
+gen_calls() { # COUNT : loadN calls load(N+COUNT)
+  echo SEQUENTIAL
+  seq 1 "$1" | awk -v d="$DOMAIN" -v n="$1" '{ printf "load%d;%s;[authentication username=load%d password=pw%d];load%d\n", $1, d, $1, $1, $1 + n }'
+}
+insert_users_sql() { # DB
+  echo "DELETE FROM $1.subscriber WHERE username LIKE 'load%' AND domain='$DOMAIN';"
+  echo "DELETE FROM $1.location WHERE username LIKE 'load%';"
+  seq 1 "$USERS" | awk -v db="$1" -v d="$DOMAIN" '
+    NR % 500 == 1 { if (NR > 1) print ";"; printf "INSERT INTO %s.subscriber (username, domain, password, ha1, ha1b) VALUES\n", db; sep = "" }
+    { u = "load" $1; p = "pw" $1
+      printf "%s(\x27%s\x27,\x27%s\x27,\x27%s\x27,MD5(\x27%s:%s:%s\x27),MD5(\x27%s@%s:%s:%s\x27))", sep, u, d, p, u, d, p, u, d, d, p; sep = ",\n" }
+    END { print ";" }'
+}
+HALF=$((USERS / 2))
+gen_users 1 "$USERS" >"$OUT/users.csv"
+gen_users $((HALF + 1)) "$USERS" >"$OUT/callees.csv"
+gen_calls "$HALF" >"$OUT/calls.csv"
+
+# ---------------------------------------------------------------- start the server
+{
+  echo "date: $(date)"
+  echo "uptime: $(uptime)"
+  echo "nproc: $(nproc); cpu: $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
+  echo "node: $(node --version); sipp: $(sipp -v 2>&1 | grep -o 'v[0-9.]*[^ ]*' | head -1); kamailio: $(kamailio -v 2>/dev/null | head -1); mariadb: $($MYSQL -N -e 'select version()')"
+  echo "git: $(git -C "$REPO" rev-parse --short HEAD)"
+} | tee "$OUT/env.txt"
+
+taskset -a -pc $SIPP_SERVER_CORE "$MYSQLD_PID" >/dev/null
+if [ "$TARGET" = sipd ]; then
+  $MYSQL -e "DROP DATABASE IF EXISTS $SIPD_DBNAME; CREATE DATABASE $SIPD_DBNAME"
+  export SIPD_DB="mysql://root:@127.0.0.1:3306/$SIPD_DBNAME"
+  export SIPD_LISTEN="udp:127.0.0.1:$PORT,tcp:127.0.0.1:$PORT" SIPD_DOMAINS="$DOMAIN"
+  export SIPD_METRICS="127.0.0.1:$SIPD_MPORT" SIPD_LOG_LEVEL=${SIPD_LOG_LEVEL:-warn}
+  (cd "$REPO" && node --import tsx src/cli/sipctl.ts db init)
+  insert_users_sql "$SIPD_DBNAME" | $MYSQL
+  cd "$REPO"
+  taskset -c $SIPP_SERVER_CORE node --import tsx src/cli/sipd.ts >"$OUT/server.out" 2>"$OUT/server.err" &
+  SERVER_PID=$!
+  ok=0
+  for _ in $(seq 1 100); do
+    if curl -fsS "http://127.0.0.1:$SIPD_MPORT/healthz" >/dev/null 2>&1; then ok=1; break; fi
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.3
+  done
+  [ $ok = 1 ] || { echo "sipd did not become healthy" >&2; tail -20 "$OUT/server.err" >&2; exit 1; }
+  echo "sipd pid $SERVER_PID on udp+tcp 127.0.0.1:$PORT, domain $DOMAIN, db $SIPD_DBNAME"
+else
+  if pgrep -x kamailio >/dev/null; then echo "a kamailio is already running: not starting another" >&2; exit 1; fi
+  if ! $MYSQL -N -e "SELECT 1 FROM kamailio_e2e.subscriber LIMIT 1" >/dev/null 2>&1; then
+    "$HERE/kamailio/kamailio-e2e.sh" db
+  fi
+  insert_users_sql kamailio_e2e | $MYSQL
+  "$HERE/kamailio/kamailio-e2e.sh" cfg >"$OUT/kamailio-cfg.txt" 2>&1
+  taskset -c $SIPP_SERVER_CORE "$HERE/kamailio/kamailio-e2e.sh" start
+  SERVER_PID=$(cat "$KAM_DIR/kamailio.pid")
+  sleep 1
+  cp "$KAM_DIR/kamailio.cfg" "$OUT/kamailio.cfg"
+fi
+for p in $(server_pids); do
+  grep -q "^Cpus_allowed_list:[[:space:]]*$SIPP_SERVER_CORE$" "/proc/$p/status" || { echo "server pid $p not pinned to core $SIPP_SERVER_CORE" >&2; exit 1; }
+done
+echo "server processes: $(server_pids | wc -w); mariadbd $MYSQLD_PID threads on core $SIPP_SERVER_CORE"
+
+# ---------------------------------------------------------------- steps
+printf 'phase\ttarget_rate\tachieved\tsuccessful\tfailed\tretrans\tretrans_pct\tserver_cpu_s\tdb_cpu_s\tus_per_op_server\tus_per_op_db\tus_per_op_total\tsipp_cpu_pct_of_core\tother_core0_pct\tload1\tdb_questions_per_op\trss_before_kb\trss_after_kb\twall_s\tattempt\texit\tudp_rcvbuf_errors\theap_used_mb_after\n' >"$OUT/steps.tsv"
+
+# measure CMD...: runs CMD (which must set STEP_* variables) and records the
+# step line. Globals in: PHASE RATE ATTEMPT.
+record_step() {
+  local s_t0=$1 d_t0=$2 c0_0=$3 q0=$4 rss0=$5 w0=$6 load1=$7 sipp_s=$8
+  local s_t1 d_t1 c0_1 q1 rss1 w1
+  s_t1=$(ticks $(server_pids)); d_t1=$(ticks "$MYSQLD_PID"); c0_1=$(cpu_busy $SIPP_SERVER_CORE)
+  q1=$(questions); rss1=$(rss_kb "$SERVER_PID"); w1=$(date +%s.%N)
+  awk -v OFS='\t' -v ph="$PHASE" -v rate="$RATE" -v ok="$STEP_OK" -v fail="$STEP_FAIL" -v retr="$STEP_RETR" -v el="$STEP_ELAPSED" \
+      -v s="$((s_t1 - s_t0))" -v d="$((d_t1 - d_t0))" -v c0="$((c0_1 - c0_0))" -v hz="$HZ" -v q="$((q1 - q0))" \
+      -v r0="$rss0" -v r1="$rss1" -v w="$(awk -v a="$w0" -v b="$w1" 'BEGIN { print b - a }')" -v l="$load1" \
+      -v sp="$sipp_s" -v att="$ATTEMPT" -v ex="$STEP_EXIT" -v ue="$(( $(udp_rcvbuf_errors) - UDPERR0 ))" -v hp="$(heap_mb)" '
+    BEGIN {
+      ach = (el > 0) ? ok / el : 0
+      n = (ok > 0) ? ok : 1
+      other = (c0 - s - d) / hz / w * 100; if (other < 0) other = 0
+      printf "%s\t%d\t%.0f\t%d\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.1f\t%.1f\t%.1f\t%.0f\t%.1f\t%s\t%.2f\t%d\t%d\t%.1f\t%d\t%s\t%d\t%s\n",
+        ph, rate, ach, ok, fail, retr, retr / ((ok + fail) ? ok + fail : 1) * 100, s / hz, d / hz,
+        s / hz * 1e6 / n, d / hz * 1e6 / n, (s + d) / hz * 1e6 / n, sp / w * 100, other, l, q / n, r0, r1, w, att, ex, ue, hp
+    }' | tee -a "$OUT/steps.tsv" >"$OUT/last-step.tsv"
+  cat "$OUT/last-step.tsv"
+}
+
+# one REGISTER step
+reg_step() {
+  local n=$((RATE * STEP_S)) name="reg-$RATE-a$ATTEMPT"
+  local s_t0 d_t0 c0_0 q0 rss0 w0 load1 sp0 sp1
+  load1=$(cut -d' ' -f1 /proc/loadavg)
+  s_t0=$(ticks $(server_pids)); d_t0=$(ticks "$MYSQLD_PID"); c0_0=$(cpu_busy $SIPP_SERVER_CORE)
+  q0=$(questions); rss0=$(rss_kb "$SERVER_PID"); w0=$(date +%s.%N)
+  child_cpu_s sp0; UDPERR0=$(udp_rcvbuf_errors)
+  STEP_EXIT=$(run_sipp "$name" $((STEP_S * 3 + 30)) -sf "$HERE/reg.xml" -inf "$OUT/users.csv" -p "$REG_PORT" \
+    -r "$RATE" -rp 1000 -m "$n" -l $((RATE * 3)) -key expires 300)
+  child_cpu_s sp1
+  STEP_OK=$(stat_col "$OUT/$name.stat.csv" 'SuccessfulCall(C)')
+  STEP_FAIL=$(stat_col "$OUT/$name.stat.csv" 'FailedCall(C)')
+  STEP_RETR=$(stat_col "$OUT/$name.stat.csv" 'Retransmissions(C)')
+  STEP_ELAPSED=$(stat_elapsed "$OUT/$name.stat.csv")
+  record_step "$s_t0" "$d_t0" "$c0_0" "$q0" "$rss0" "$w0" "$load1" "$(awk -v a="$sp0" -v b="$sp1" 'BEGIN { print b - a }')"
+}
+
+# one call step: UAS (already registered on UAS_PORT) + UAC
+call_step() {
+  local n=$((RATE * STEP_S)) name="call-$RATE-a$ATTEMPT"
+  local s_t0 d_t0 c0_0 q0 rss0 w0 load1 sp0 sp1 uas_pid uas_rc=0 i
+  load1=$(cut -d' ' -f1 /proc/loadavg)
+  s_t0=$(ticks $(server_pids)); d_t0=$(ticks "$MYSQLD_PID"); c0_0=$(cpu_busy $SIPP_SERVER_CORE)
+  q0=$(questions); rss0=$(rss_kb "$SERVER_PID"); w0=$(date +%s.%N)
+  child_cpu_s sp0; UDPERR0=$(udp_rcvbuf_errors)
+  rm -f "$OUT/$name-uas".*
+  timeout -k 5 $((STEP_S * 3 + 60)) taskset -c $SIPP_CORE sipp "127.0.0.1:$PORT" "${SIPP_COMMON[@]}" -sf "$HERE/uas.xml" -p "$UAS_PORT" \
+    -m "$n" -l $((RATE * 10)) -default_behaviors all,-abortunexp -timeout $((STEP_S * 3 + 45))s \
+    -trace_stat -stf "$OUT/$name-uas.stat.csv" -fd 1 -trace_screen -screen_file "$OUT/$name-uas.screen" \
+    -trace_err -error_file "$OUT/$name-uas.err" </dev/null >"$OUT/$name-uas.out" 2>&1 &
+  uas_pid=$!
+  SIPP_PIDS+=("$uas_pid")
+  sleep 0.5
+  STEP_EXIT=$(run_sipp "$name" $((STEP_S * 3 + 30)) -sf "$HERE/uac-call.xml" -inf "$OUT/calls.csv" -p "$UAC_PORT" \
+    -r "$RATE" -rp 1000 -m "$n" -l $((RATE * 4)) -d "$CALL_D_MS")
+  # the UAS ends after n calls (+2 s time-wait) or at its timeout; wait at most 20 s more, then stop it
+  for i in $(seq 1 100); do kill -0 "$uas_pid" 2>/dev/null || break; sleep 0.2; done
+  kill "$uas_pid" 2>/dev/null || true
+  wait "$uas_pid" || uas_rc=$?
+  child_cpu_s sp1
+  local uok ufail uretr
+  uok=$(stat_col "$OUT/$name-uas.stat.csv" 'SuccessfulCall(C)')
+  ufail=$(stat_col "$OUT/$name-uas.stat.csv" 'FailedCall(C)')
+  uretr=$(stat_col "$OUT/$name-uas.stat.csv" 'Retransmissions(C)')
+  STEP_OK=$(stat_col "$OUT/$name.stat.csv" 'SuccessfulCall(C)')
+  STEP_FAIL=$(( $(stat_col "$OUT/$name.stat.csv" 'FailedCall(C)') + ufail ))
+  STEP_RETR=$(( $(stat_col "$OUT/$name.stat.csv" 'Retransmissions(C)') + uretr ))
+  STEP_ELAPSED=$(stat_elapsed "$OUT/$name.stat.csv")
+  STEP_EXIT="$STEP_EXIT/uas:$uas_rc:ok=$uok"
+  record_step "$s_t0" "$d_t0" "$c0_0" "$q0" "$rss0" "$w0" "$load1" "$(awk -v a="$sp0" -v b="$sp1" 'BEGIN { print b - a }')"
+}
+
+run_phase() { # PHASE FUNC RATES...
+  PHASE=$1; local fn=$2; shift 2
+  for RATE in "$@"; do
+    for ATTEMPT in 1 2; do
+      sleep 2
+      "$fn"
+      other=$(cut -f14 "$OUT/last-step.tsv")
+      if awk -v o="$other" -v m="$OTHER_MAX" 'BEGIN { exit !(o > m) }' && [ "$ATTEMPT" = 1 ]; then
+        echo "  foreign load on core 0 was ${other}% (> ${OTHER_MAX}%): re-running this step"
+        continue
+      fi
+      break
+    done
+  done
+}
+
+echo "== REGISTER+auth, $USERS users, ${STEP_S}s per step"
+# shellcheck disable=SC2086
+run_phase reg reg_step $REG_RATES
+
+echo "== registering $HALF callees from 127.0.0.1:$UAS_PORT"
+PORT_SAVE=$PORT
+rc=$(run_sipp callee-reg 120 -sf "$HERE/reg.xml" -inf "$OUT/callees.csv" -p "$UAS_PORT" -r 500 -rp 1000 -m "$HALF" -l "$HALF" -key expires 3600)
+[ "$rc" = 0 ] || { echo "callee registration failed (exit $rc): see $OUT/callee-reg.*" >&2; exit 1; }
+[ "$PORT" = "$PORT_SAVE" ]
+
+echo "== authenticated calls, ${STEP_S}s per step"
+# shellcheck disable=SC2086
+run_phase call call_step $CALL_RATES
+
+# ---------------------------------------------------------------- after
+sleep 3
+echo "server RSS after: $(rss_kb "$SERVER_PID") kB" | tee -a "$OUT/env.txt"
+if [ "$TARGET" = sipd ]; then
+  curl -fsS "http://127.0.0.1:$SIPD_MPORT/metrics" >"$OUT/metrics.txt" 2>/dev/null || true
+  grep -E '^sipd_(dropped_total|transactions_active|parse_errors_total|auth_failures_total|responses_sent_total\{code="5)' "$OUT/metrics.txt" >"$OUT/metrics-summary.txt" || true
+  echo "sipd stderr lines: $(wc -l <"$OUT/server.err"); stdout (warn+) lines: $(wc -l <"$OUT/server.out")" | tee -a "$OUT/env.txt"
+else
+  echo "kamailio log lines: $(wc -l <"$KAM_DIR/kamailio.log"); ERROR lines: $(grep -c ERROR "$KAM_DIR/kamailio.log" || true)" | tee -a "$OUT/env.txt"
+  cp "$KAM_DIR/kamailio.log" "$OUT/kamailio.log"
+fi
+
+# summary (last attempt of each step)
+awk -F'\t' -v tgt="$TARGET" '
+  NR == 1 { next }
+  { key = $1 "-" $2; row[key] = $0; if (!(key in seen)) { order[++n] = key; seen[key] = 1 } }
+  END {
+    print "| " tgt " phase | target/s | achieved/s | ok | failed | retrans (%) | server CPU s | DB CPU s | us/op server | us/op DB | us/op total | SIPp CPU % (of 1 core) | other load on core 0 % | load1 |"
+    print "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    for (i = 1; i <= n; i++) { split(row[order[i]], f, "\t")
+      printf "| %s | %s | %s | %s | %s | %s (%s) | %s | %s | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12], f[13], f[14], f[15]
+      pass = (f[5] == 0 && f[7] < 1)
+      if (pass && f[2] > best[f[1]]) { best[f[1]] = f[2]; cost[f[1]] = f[10] " / " f[11] " / " f[12]; ach[f[1]] = f[3] }
+    }
+    print ""
+    for (p in best) printf "highest %s rate with 0 failed and < 1%% retransmissions: %s/s (achieved %s/s over the whole run incl. its tail; us/op server/DB/total there: %s)\n", p, best[p], ach[p], cost[p]
+  }' "$OUT/steps.tsv" | tee "$OUT/summary.md"
