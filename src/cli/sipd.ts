@@ -12,6 +12,9 @@ const program = new Command()
 program.parse();
 const opts = program.opts<{ config?: string }>();
 
+// a closed log pipe (e.g. `sipd | head`) must not wedge or kill the server
+process.stdout.on('error', () => undefined);
+
 function fail(msg: string): never {
   process.stderr.write(`sipd: ${msg.split('\n')[0]}\n`);
   process.exit(1);

@@ -64,7 +64,7 @@ describe('loadConfig defaults', () => {
       check_uri: false,
       credential_cache_ttl_ms: 2000,
       trusted_ips: [],
-      nc_window: 10000,
+      nc_window: 100000,
     });
     expect(c.registrar).toEqual({ min_expires: 60, default_expires: 3600, max_expires: 3600, max_contacts: 10, nat_received: true });
     expect(c.location).toEqual({ db_mode: 'write-back', expire_interval_s: 10, flush_interval_ms: 1000 });
