@@ -1,7 +1,7 @@
 import type { SipRequest, SipResponse } from '../sip/index.js';
 import type { Target, TransportError } from '../transport/types.js';
 import { NamedTimers, safe, type TxContext } from './common.js';
-import { timerValues, type TimerValues } from './timers.js';
+import type { TimerValues } from './timers.js';
 import type { ClientCallbacks, ClientTransaction, ClientTxState } from './types.js';
 
 /** What both client machines share: the request bytes, (re)transmission, callbacks, termination. */
@@ -24,7 +24,7 @@ export abstract class ClientTxBase implements ClientTransaction {
   ) {
     this.state = initial;
     this.reliable = target.transport === 'tcp';
-    this.tv = timerValues(ctx.settings, this.reliable);
+    this.tv = ctx.timerValues(this.reliable);
     this.timers = new NamedTimers(ctx.timers);
     this.data = request.toBuffer();
   }

@@ -1,12 +1,14 @@
 import { SipRequest, type SipResponse } from '../sip/index.js';
 import { TransportError, type Source, type Target } from '../transport/types.js';
-import type { TimerSet, TimerValues, TxTimer } from './timers.js';
+import type { NamedTimer, TimerSet, TimerValues } from './timers.js';
 import type { TimerSettings, TxLogger } from './types.js';
 
 /** What a transaction needs from the layer (internal). */
 export interface TxContext {
   readonly timers: TimerSet;
   readonly settings: TimerSettings;
+  /** the timer values for a transaction (shared between transactions). */
+  timerValues(reliable: boolean): TimerValues;
   readonly log: TxLogger;
   /** hand bytes to the transport; the promise never rejects with anything but a TransportError. */
   send(data: Buffer, target: Target): Promise<void>;
@@ -19,6 +21,18 @@ export interface TxContext {
   startCancel(cancel: SipRequest, target: Target, branch: string): void;
 }
 
+/** V8 copies substrings and concatenations shorter than this; longer ones may point into their parent. */
+export const DETACH_MIN = 13;
+
+/**
+ * A flat copy of `s` that shares no storage with the string it was cut from. Strings of a parsed
+ * message are slices of the whole received text; a long-lived transaction that kept one (a branch,
+ * a key built from it, a tag) would keep that whole text alive.
+ */
+export function detach(s: string): string {
+  return s.length < DETACH_MIN ? s : (JSON.parse(JSON.stringify(s)) as string);
+}
+
 export const noopLogger: TxLogger = { debug: () => undefined, warn: () => undefined };
 
 export function asTransportError(e: unknown): TransportError {
@@ -26,31 +40,39 @@ export function asTransportError(e: unknown): TransportError {
   return new TransportError('unreachable', e instanceof Error ? e.message : String(e));
 }
 
-/** Per-transaction named timers: starting a name again replaces the previous timer of that name. */
+/**
+ * Per-transaction named timers: starting a name again replaces the previous timer of that name.
+ * A linked list through the timers themselves (a transaction has one to four names): no Map or
+ * arrays per transaction.
+ */
 export class NamedTimers {
-  private readonly map = new Map<string, TxTimer>();
+  private head: NamedTimer | undefined = undefined;
   constructor(private readonly set: TimerSet) {}
 
   start(name: string, ms: number, fn: () => void): void {
-    this.map.get(name)?.cancel();
-    this.map.set(name, this.set.start(ms, fn));
+    this.cancel(name);
+    this.head = this.set.startNamed(name, ms, fn, this.head);
   }
 
   cancel(name: string): void {
-    const t = this.map.get(name);
-    if (t !== undefined) {
+    let prev: NamedTimer | undefined;
+    for (let t = this.head; t !== undefined; prev = t, t = t.next) {
+      if (t.name !== name) continue;
       t.cancel();
-      this.map.delete(name);
+      if (prev === undefined) this.head = t.next;
+      else prev.next = t.next;
+      return;
     }
   }
 
   isLive(name: string): boolean {
-    return this.map.get(name)?.live === true;
+    for (let t = this.head; t !== undefined; t = t.next) if (t.name === name) return t.live;
+    return false;
   }
 
   clear(): void {
-    for (const t of this.map.values()) t.cancel();
-    this.map.clear();
+    for (let t = this.head; t !== undefined; t = t.next) t.cancel();
+    this.head = undefined;
   }
 }
 

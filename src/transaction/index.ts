@@ -26,12 +26,12 @@ import { buildResponse, formatVia, MAGIC_COOKIE, type SipRequest, type SipRespon
 import type { Source, Target, TransportLayer } from '../transport/types.js';
 import { ClientInviteTx } from './client-invite.js';
 import { ClientNonInviteTx } from './client-non-invite.js';
-import { asTransportError, noopLogger, type TxContext } from './common.js';
+import { asTransportError, detach, noopLogger, type TxContext } from './common.js';
 import { ServerTxBase, safeTag } from './server-base.js';
 import { ServerInviteTx } from './server-invite.js';
 import { ServerNonInviteTx } from './server-non-invite.js';
 import { clientKey, responseClientKey, serverKey, TxTable } from './table.js';
-import { TimerSet } from './timers.js';
+import { TimerSet, TimerValuesCache } from './timers.js';
 import type {
   ClientCallbacks,
   ClientOptions,
@@ -84,6 +84,7 @@ export function createTransactionLayer(opts: TransactionLayerOptions): Transacti
   const { transport, user, responseTarget } = opts;
   const log = opts.log ?? noopLogger;
   const timers = new TimerSet(opts.clock);
+  const timerValues = new TimerValuesCache();
   const servers = new TxTable<ServerTxBase>();
   const clients = new TxTable<ClientTxBase>();
   const maxTx = opts.maxTransactions ?? 100_000;
@@ -129,6 +130,7 @@ export function createTransactionLayer(opts: TransactionLayerOptions): Transacti
   const ctx: TxContext = {
     timers,
     settings: opts.timers,
+    timerValues: (reliable) => timerValues.get(opts.timers, reliable),
     log,
     send,
     responseTarget,
@@ -167,8 +169,11 @@ export function createTransactionLayer(opts: TransactionLayerOptions): Transacti
       if (k === undefined) throw new Error('request without Via cannot create a server transaction');
       const existing = servers.get(k.key);
       if (existing !== undefined && !existing.terminated) return existing;
-      const tx = req.method === 'INVITE' ? new ServerInviteTx(k.key, req, src, ctx) : new ServerNonInviteTx(k.key, req, src, ctx);
-      servers.set(k.key, tx);
+      // the key is built from slices of the received text: keep a copy of its own (see `detach`)
+      const key = detach(k.key);
+      const tx =
+        req.method === 'INVITE' ? new ServerInviteTx(key, req, src, ctx, k.legacy) : new ServerNonInviteTx(key, req, src, ctx, k.legacy);
+      servers.set(key, tx);
       if (closed) tx.terminate();
       return tx;
     },

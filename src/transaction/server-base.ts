@@ -1,35 +1,65 @@
-import type { SipRequest, SipResponse } from '../sip/index.js';
+import { SipRequest, type SipResponse } from '../sip/index.js';
 import type { Source, Target, TransportError } from '../transport/types.js';
-import { NamedTimers, safe, type TxContext } from './common.js';
-import { timerValues, type TimerValues } from './timers.js';
+import { detach, DETACH_MIN, NamedTimers, safe, type TxContext } from './common.js';
+import type { TimerValues } from './timers.js';
 import type { ServerTransaction, ServerTxState } from './types.js';
 
-/** What both server machines share: sending and resending responses, termination, removal. */
+const NO_BODY = Buffer.alloc(0);
+
+/**
+ * What both server machines share: sending and resending responses, termination, removal.
+ *
+ * Memory: a transaction that has sent its final response lives on for Timer J / H / I / L (32 s on
+ * UDP) only to absorb retransmissions. From then on it holds its key, its state, its timers, the
+ * bytes of the last response and where they went; the parsed request is released (`release()`),
+ * responses are never kept parsed, and the strings it keeps are copied out of the received
+ * message text (a slice of it would keep the whole text alive).
+ */
 export abstract class ServerTxBase implements ServerTransaction {
   state: ServerTxState;
   protected readonly timers: NamedTimers;
   protected readonly tv: TimerValues;
-  protected readonly reliable: boolean;
-  /** the last response sent, kept as bytes for retransmission */
-  protected last: { status: number; data: Buffer; target: Target } | undefined;
-  private readonly terminatedFns: Array<() => void> = [];
-  /** To tag of the last response sent (RFC 2543 ACK matching). */
+  /** the parsed request while the TU may still need it (until the final response). */
+  private req: SipRequest | undefined;
+  /** method of the request, kept for the stub `request` returns after `release()`. */
+  private readonly method: string;
+  /** the last response sent, as bytes, and where it went (for retransmission) */
+  private lastData: Buffer | undefined;
+  private lastTarget: Target | undefined;
+  private terminatedFns: Array<() => void> | undefined;
+  /** To tag of the last response sent (RFC 2543 ACK matching; only kept for RFC 2543 keys). */
   responseToTag: string | undefined;
-  /** To tag of the request that created the transaction (RFC 2543 matching). */
+  /** To tag of the request that created the transaction (RFC 2543 matching; only kept for RFC 2543 keys). */
   readonly requestToTag: string | undefined;
 
   constructor(
     readonly id: string,
-    readonly request: SipRequest,
+    request: SipRequest,
     readonly source: Source,
     protected readonly ctx: TxContext,
     initial: ServerTxState,
+    /** true for an RFC 2543 key: To tags are compared on matching. */
+    private readonly legacy: boolean,
   ) {
     this.state = initial;
-    this.reliable = source.transport === 'tcp';
-    this.tv = timerValues(ctx.settings, this.reliable);
+    this.req = request;
+    this.method = internMethod(request.method);
+    this.tv = ctx.timerValues(source.transport === 'tcp');
     this.timers = new NamedTimers(ctx.timers);
-    this.requestToTag = safeTag(() => request.toTag());
+    this.requestToTag = legacy ? detachTag(request) : undefined;
+  }
+
+  /**
+   * The request that created the transaction. After the final response (once the parsed request
+   * has been released) a fresh stub carrying only the method: no caller reads it by then.
+   */
+  get request(): SipRequest {
+    return this.req ?? new SipRequest(this.method, '', [], NO_BODY);
+  }
+
+  /** drop the parsed request: from now on only retransmissions are absorbed. */
+  protected release(): void {
+    this.req = undefined;
   }
 
   abstract respond(res: SipResponse): void;
@@ -42,7 +72,7 @@ export abstract class ServerTxBase implements ServerTransaction {
 
   onTerminated(fn: () => void): void {
     if (this.state === 'terminated') safe(this.ctx.log, 'onTerminated', fn);
-    else this.terminatedFns.push(fn);
+    else (this.terminatedFns ??= []).push(fn);
   }
 
   get terminated(): boolean {
@@ -59,13 +89,14 @@ export abstract class ServerTxBase implements ServerTransaction {
       return;
     }
     const data = res.toBuffer();
-    this.last = { status: res.status, data, target };
-    this.responseToTag = safeTag(() => res.toTag());
+    this.lastData = data;
+    this.lastTarget = compactTarget(target);
+    if (this.legacy) this.responseToTag = detachTag(res);
     this.transmit(data, target);
   }
 
   protected resend(): void {
-    if (this.last !== undefined) this.transmit(this.last.data, this.last.target);
+    if (this.lastData !== undefined && this.lastTarget !== undefined) this.transmit(this.lastData, this.lastTarget);
   }
 
   private transmit(data: Buffer, target: Target): void {
@@ -83,8 +114,13 @@ export abstract class ServerTxBase implements ServerTransaction {
     if (this.state === 'terminated') return;
     this.state = 'terminated';
     this.timers.clear();
+    this.release();
+    this.lastData = undefined;
+    this.lastTarget = undefined;
     this.ctx.removeServer(this.id);
-    for (const fn of this.terminatedFns.splice(0)) safe(this.ctx.log, 'onTerminated', fn);
+    const fns = this.terminatedFns;
+    this.terminatedFns = undefined;
+    if (fns !== undefined) for (const fn of fns) safe(this.ctx.log, 'onTerminated', fn);
   }
 }
 
@@ -94,4 +130,37 @@ export function safeTag(fn: () => string | undefined): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+function detachTag(m: SipRequest | SipResponse): string | undefined {
+  const t = safeTag(() => m.toTag());
+  return t === undefined ? undefined : detach(t);
+}
+
+/**
+ * A copy of the target kept for 32 s: its address copied out of the message text (see `detach`),
+ * and built as an object literal so that all copies share one hidden class (a target made with
+ * object spread, as `responseTarget` does, gets a hidden class of its own: ~300 bytes more each).
+ */
+function compactTarget(t: Target): Target {
+  const transport = t.transport;
+  const address = t.address.length < DETACH_MIN ? t.address : detach(t.address);
+  const port = t.port;
+  const local = t.local;
+  const connectionId = t.connectionId;
+  if (connectionId !== undefined) {
+    return local !== undefined ? { transport, address, port, connectionId, local } : { transport, address, port, connectionId };
+  }
+  return local !== undefined ? { transport, address, port, local } : { transport, address, port };
+}
+
+const METHODS = new Map(
+  ['INVITE', 'ACK', 'BYE', 'CANCEL', 'REGISTER', 'OPTIONS', 'SUBSCRIBE', 'NOTIFY', 'MESSAGE', 'INFO', 'PRACK', 'UPDATE', 'REFER', 'PUBLISH'].map(
+    (m) => [m, m],
+  ),
+);
+
+/** the method as a shared string for the usual ones (one string less per transaction). */
+function internMethod(m: string): string {
+  return METHODS.get(m) ?? detach(m);
 }

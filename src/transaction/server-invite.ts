@@ -19,11 +19,12 @@ import { ServerTxBase } from './server-base.js';
  *   response from the TU (re-armed on each provisional), so a core that forgets a request cannot leak it.
  */
 export class ServerInviteTx extends ServerTxBase {
-  private lastProvisional: SipResponse | undefined;
+  /** a provisional (the TU's or our 100 Trying) was sent: retransmissions get it again. */
+  private provisionalSent = false;
   private gInterval = 0;
 
-  constructor(id: string, request: SipRequest, source: Source, ctx: TxContext) {
-    super(id, request, source, ctx, 'proceeding');
+  constructor(id: string, request: SipRequest, source: Source, ctx: TxContext, legacy = false) {
+    super(id, request, source, ctx, 'proceeding', legacy);
     this.timers.start('trying', this.tv.trying, () => this.sendTrying());
     this.armGuard();
   }
@@ -36,10 +37,11 @@ export class ServerInviteTx extends ServerTxBase {
   }
 
   private sendTrying(): void {
-    if (this.state !== 'proceeding' || this.lastProvisional !== undefined) return;
-    const ts = this.request.header('timestamp');
-    const trying = buildResponse(this.request, 100, ts === undefined ? {} : { headers: [['Timestamp', ts]] });
-    this.lastProvisional = trying;
+    if (this.state !== 'proceeding' || this.provisionalSent) return;
+    const req = this.request;
+    const ts = req.header('timestamp');
+    const trying = buildResponse(req, 100, ts === undefined ? {} : { headers: [['Timestamp', ts]] });
+    this.provisionalSent = true;
     this.send(trying);
   }
 
@@ -61,12 +63,13 @@ export class ServerInviteTx extends ServerTxBase {
     }
     this.timers.cancel('trying');
     if (status < 200) {
-      this.lastProvisional = res;
+      this.provisionalSent = true;
       this.armGuard();
       this.send(res);
       return;
     }
     this.timers.cancel('guard');
+    this.release();
     if (status < 300) {
       this.state = 'accepted';
       this.timers.start('L', this.tv.sixtyFour, () => this.terminate());
@@ -108,7 +111,7 @@ export class ServerInviteTx extends ServerTxBase {
     }
     switch (this.state) {
       case 'proceeding':
-        if (this.lastProvisional === undefined) {
+        if (!this.provisionalSent) {
           this.timers.cancel('trying');
           this.sendTrying();
         } else this.resend();

@@ -13,12 +13,14 @@ import { ServerTxBase } from './server-base.js';
  * so a core that forgets a request cannot leak it.
  */
 export class ServerNonInviteTx extends ServerTxBase {
-  constructor(id: string, request: SipRequest, source: Source, ctx: TxContext) {
-    super(id, request, source, ctx, 'trying');
-    this.timers.start('guard', 2 * this.tv.sixtyFour, () => {
-      this.ctx.log.warn({ tx: this.id, method: request.method }, 'TU never answered; server transaction dropped');
-      this.terminate();
-    });
+  constructor(id: string, request: SipRequest, source: Source, ctx: TxContext, legacy = false) {
+    super(id, request, source, ctx, 'trying', legacy);
+    this.timers.start('guard', 2 * this.tv.sixtyFour, () => this.guardFired());
+  }
+
+  private guardFired(): void {
+    this.ctx.log.warn({ tx: this.id, method: this.request.method }, 'TU never answered; server transaction dropped');
+    this.terminate();
   }
 
   respond(res: SipResponse): void {
@@ -33,6 +35,7 @@ export class ServerNonInviteTx extends ServerTxBase {
     }
     this.state = 'completed';
     this.timers.cancel('guard');
+    this.release();
     this.send(res);
     if (this.state !== 'completed') return; // a synchronous failure terminated us
     if (this.tv.j === 0) this.terminate();

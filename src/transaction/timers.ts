@@ -93,14 +93,20 @@ export interface TxTimer {
   readonly live: boolean;
 }
 
+/** A timer in the list of a `NamedTimers`. */
+export interface NamedTimer extends TxTimer {
+  name: string;
+  next: NamedTimer | undefined;
+}
+
 /**
  * Wraps the injected Clock and counts live timers, so `stats().timers` shows every timer the
  * layer holds (the leak test asserts it returns to zero).
  */
 export class TimerSet {
-  private live = new Set<TimerHandle>();
+  readonly live = new Set<TimerHandle>();
 
-  constructor(private readonly clock: Clock) {}
+  constructor(readonly clock: Clock) {}
 
   get size(): number {
     return this.live.size;
@@ -111,32 +117,66 @@ export class TimerSet {
   }
 
   start(ms: number, fn: () => void): TxTimer {
-    let handle: TimerHandle | undefined;
-    const set = this.live;
-    const timer: TxTimer = {
-      get live() {
-        return handle !== undefined;
-      },
-      cancel: () => {
-        if (handle === undefined) return;
-        this.clock.clearTimer(handle);
-        set.delete(handle);
-        handle = undefined;
-      },
-    };
-    handle = this.clock.setTimer(ms, () => {
-      if (handle === undefined) return;
-      set.delete(handle);
-      handle = undefined;
-      fn();
-    });
-    set.add(handle);
-    return timer;
+    return new SetTimer(this, ms, fn);
+  }
+
+  /** (internal) a timer with a name and a link, for `NamedTimers`. */
+  startNamed(name: string, ms: number, fn: () => void, next: NamedTimer | undefined): NamedTimer {
+    const t = new SetTimer(this, ms, fn) as NamedTimer;
+    t.name = name;
+    t.next = next;
+    return t;
   }
 
   clearAll(): void {
     for (const h of this.live) this.clock.clearTimer(h);
     this.live.clear();
+  }
+}
+
+/**
+ * One timer of a TimerSet. A class rather than an object literal with closures: a completed
+ * transaction holds one for 32 s, and per-instance closures (which tsx/esbuild's keepNames also
+ * gives a `name` property each) cost several hundred bytes.
+ */
+class SetTimer implements TxTimer {
+  private handle: TimerHandle | undefined;
+  private fn: (() => void) | undefined;
+  /** used by NamedTimers only (declared here so every timer has one hidden class) */
+  name = '';
+  next: NamedTimer | undefined = undefined;
+
+  constructor(
+    private readonly set: TimerSet,
+    ms: number,
+    fn: () => void,
+  ) {
+    this.fn = fn;
+    this.handle = set.clock.setTimer(ms, () => this.fire());
+    set.live.add(this.handle);
+  }
+
+  get live(): boolean {
+    return this.handle !== undefined;
+  }
+
+  private fire(): void {
+    const h = this.handle;
+    const fn = this.fn;
+    if (h === undefined || fn === undefined) return;
+    this.set.live.delete(h);
+    this.handle = undefined;
+    this.fn = undefined;
+    fn();
+  }
+
+  cancel(): void {
+    const h = this.handle;
+    if (h === undefined) return;
+    this.set.clock.clearTimer(h);
+    this.set.live.delete(h);
+    this.handle = undefined;
+    this.fn = undefined;
   }
 }
 
@@ -160,4 +200,32 @@ export function timerValues(s: TimerSettings, reliable: boolean) {
     trying: s.trying,
   };
 }
-export type TimerValues = ReturnType<typeof timerValues>;
+export type TimerValues = Readonly<ReturnType<typeof timerValues>>;
+
+/**
+ * `timerValues`, shared: the transactions of a layer all get the same (frozen) object as long as
+ * the settings' values are unchanged, instead of one object each.
+ */
+export class TimerValuesCache {
+  private of: TimerSettings | undefined;
+  private udp: TimerValues | undefined;
+  private tcp: TimerValues | undefined;
+
+  get(s: TimerSettings, reliable: boolean): TimerValues {
+    const o = this.of;
+    if (
+      o === undefined ||
+      o.t1 !== s.t1 ||
+      o.t2 !== s.t2 ||
+      o.t4 !== s.t4 ||
+      o.timerC !== s.timerC ||
+      o.trying !== s.trying ||
+      o.timerD !== s.timerD
+    ) {
+      this.of = { ...s };
+      this.udp = Object.freeze(timerValues(s, false));
+      this.tcp = Object.freeze(timerValues(s, true));
+    }
+    return reliable ? this.tcp! : this.udp!;
+  }
+}
