@@ -11,6 +11,7 @@ import { FloodGuard } from './core/flood.js';
 import { Proxy } from './core/proxy.js';
 import { Registrar } from './core/registrar.js';
 import { Router, type Authenticator } from './core/routing.js';
+import { deterministicToTag } from './core/tags.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { buildResponse, isSipParseError, parseMessage, parseVia, SipRequest, splitList, type PartialMessage, type SipParseError, type SipResponse } from './sip/index.js';
@@ -107,7 +108,7 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
     user: {
       request: (req, src) => {
         if (stopping) {
-          if (req.method !== 'ACK') tx.respondStateless(buildResponse(req, 503, { reason: 'Shutting Down', toTag: tagFor(req) }), src);
+          if (req.method !== 'ACK') tx.respondStateless(buildResponse(req, 503, { reason: 'Shutting Down', toTag: deterministicToTag(req) }), src);
           return;
         }
         router.onRequest(req, src);
@@ -166,8 +167,6 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
     now,
     newRuid: () => randomBytes(12).toString('hex'),
   });
-  const tagFor = (req: SipRequest): string =>
-    createHash('md5').update(`${req.callId() ?? ''}|${req.topVia()?.branch ?? ''}|${req.fromTag() ?? ''}`).digest('hex').slice(0, 16);
 
   const router = new Router({
     tx,
@@ -178,13 +177,7 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
     flood: config.flood.enabled ? new FloodGuard(config.flood.window_ms, config.flood.max_requests, now) : undefined,
     trusted: new Acl(config.auth.trusted_ips),
     isOurDomain,
-    toTag: (req) => {
-      try {
-        return tagFor(req);
-      } catch {
-        return random();
-      }
-    },
+    toTag: (req) => deterministicToTag(req),
     events: {
       handled: (req, src, result, why, ms) => {
         metrics.requestDuration.observe({ method: req.method }, ms / 1000);

@@ -65,6 +65,7 @@ import {
   type SipResponse,
 } from '../sip/index.js';
 import type { Subscriber, SubscriberStore } from '../store/types.js';
+import { deterministicToTag } from './tags.js';
 
 export type DigestAlgorithmName = 'MD5' | 'SHA-256';
 export type AuthKind = 'www' | 'proxy';
@@ -165,16 +166,7 @@ export function digestResponse(p: DigestResponseInput): string {
  * retransmissions) always gets the same tag.
  */
 export function statelessToTag(req: SipRequest): string {
-  let branch = '';
-  try {
-    branch = req.topVia()?.branch ?? '';
-  } catch {
-    branch = req.header('via') ?? '';
-  }
-  return createHash('sha256')
-    .update(`${req.callId() ?? ''}\u0000${branch}\u0000${req.header('cseq') ?? ''}`, 'latin1')
-    .digest('hex')
-    .slice(0, 20);
+  return deterministicToTag(req);
 }
 
 function credentialHeaderName(kind: AuthKind): 'authorization' | 'proxy-authorization' {

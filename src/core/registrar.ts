@@ -22,7 +22,6 @@
  *
  * Errors are values: parse errors become 400, store failures 500; nothing is thrown.
  */
-import { createHash } from 'node:crypto';
 import {
   buildResponse,
   formatHost,
@@ -38,6 +37,7 @@ import {
   type Uri,
 } from '../sip/index.js';
 import type { Binding, LocationStore } from '../store/types.js';
+import { deterministicToTag } from './tags.js';
 
 /** Where the REGISTER came from (a transport `Source` fits). */
 export interface RegisterSource {
@@ -339,15 +339,6 @@ function formatBinding(b: Binding, now: number): string {
 
 /** Deterministic To-tag for the registrar's responses (same request → same tag). */
 export function registrarToTag(req: SipRequest): string {
-  let branch = '';
-  try {
-    branch = req.topVia()?.branch ?? '';
-  } catch {
-    branch = req.header('via') ?? '';
-  }
-  return createHash('sha256')
-    .update(`reg\u0000${req.callId() ?? ''}\u0000${branch}\u0000${req.header('cseq') ?? ''}`, 'latin1')
-    .digest('hex')
-    .slice(0, 20);
+  return deterministicToTag(req, 'reg\u0000');
 }
 

@@ -147,6 +147,26 @@ export async function applyMysqlSchema(url: MysqlUrl): Promise<void> {
   }
 }
 
+/** A prepared-statement query returning rows; errors become one-line StoreErrors. */
+async function execRows(pool: Pool, url: MysqlUrl, what: string, sql: string, values: Value[]): Promise<RowDataPacket[]> {
+  try {
+    const [rows] = await pool.execute<RowDataPacket[]>(sql, values);
+    return rows;
+  } catch (e) {
+    throw mysqlError(e, url, what);
+  }
+}
+
+/** A prepared-statement write; errors become one-line StoreErrors. */
+async function execRun(pool: Pool, url: MysqlUrl, what: string, sql: string, values: Value[]): Promise<ResultSetHeader> {
+  try {
+    const [res] = await pool.execute<ResultSetHeader>(sql, values);
+    return res;
+  } catch (e) {
+    throw mysqlError(e, url, what);
+  }
+}
+
 export class MysqlSubscriberStore implements SubscriberStore {
   constructor(
     private readonly pool: Pool,
@@ -154,22 +174,12 @@ export class MysqlSubscriberStore implements SubscriberStore {
     private readonly ownsPool = false,
   ) {}
 
-  private async rows(what: string, sql: string, values: Value[]): Promise<RowDataPacket[]> {
-    try {
-      const [rows] = await this.pool.execute<RowDataPacket[]>(sql, values);
-      return rows;
-    } catch (e) {
-      throw mysqlError(e, this.url, what);
-    }
+  private rows(what: string, sql: string, values: Value[]): Promise<RowDataPacket[]> {
+    return execRows(this.pool, this.url, what, sql, values);
   }
 
-  private async run(what: string, sql: string, values: Value[]): Promise<ResultSetHeader> {
-    try {
-      const [res] = await this.pool.execute<ResultSetHeader>(sql, values);
-      return res;
-    } catch (e) {
-      throw mysqlError(e, this.url, what);
-    }
+  private run(what: string, sql: string, values: Value[]): Promise<ResultSetHeader> {
+    return execRun(this.pool, this.url, what, sql, values);
   }
 
   private static toSubscriber(r: RowDataPacket): Subscriber {
@@ -285,22 +295,12 @@ export class MysqlLocationStore implements LocationStore {
     private readonly ownsPool = false,
   ) {}
 
-  private async rows(what: string, sql: string, values: Value[]): Promise<RowDataPacket[]> {
-    try {
-      const [rows] = await this.pool.execute<RowDataPacket[]>(sql, values);
-      return rows;
-    } catch (e) {
-      throw mysqlError(e, this.url, what);
-    }
+  private rows(what: string, sql: string, values: Value[]): Promise<RowDataPacket[]> {
+    return execRows(this.pool, this.url, what, sql, values);
   }
 
-  private async run(what: string, sql: string, values: Value[]): Promise<ResultSetHeader> {
-    try {
-      const [res] = await this.pool.execute<ResultSetHeader>(sql, values);
-      return res;
-    } catch (e) {
-      throw mysqlError(e, this.url, what);
-    }
+  private run(what: string, sql: string, values: Value[]): Promise<ResultSetHeader> {
+    return execRun(this.pool, this.url, what, sql, values);
   }
 
   private nowSql(): string {
