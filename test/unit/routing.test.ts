@@ -185,7 +185,8 @@ describe('REGISTER', () => {
     const ch = parseAuthHeader(res.header('www-authenticate')!);
     expect(ch.scheme).toBe('Digest');
     expect(ch.params.get('realm')).toBe(DOMAIN);
-    expect(ch.params.get('nonce')).toBeTruthy();
+    // a stateless nonce: base64url of timestamp, sequence, random and HMAC (never empty or reused)
+    expect(ch.params.get('nonce')).toMatch(/^[A-Za-z0-9_-]{32,}$/);
     expect(res.toTag()).toBeDefined();
     expect(out[0]!.target).toMatchObject({ address: ALICE.address, port: ALICE.port });
     expect(h.tx.stats().server).toBe(0);
