@@ -101,6 +101,23 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
     throw new StartupError((e as Error).message);
   }
 
+  /**
+   * A stray 2xx the proxy passes on statelessly (§16.7 step 10 for 2xx without a transaction). Its
+   * next Via comes from the peer unchecked: a malformed or unsupported one is a counted drop at
+   * debug, not an exception (that would be a warn line with a stack trace per datagram).
+   */
+  const sendStray = (r: SipResponse): void => {
+    let target: Target;
+    try {
+      target = responseTarget(r);
+    } catch (e) {
+      metrics.drops.inc({ reason: 'stray-unroutable' });
+      log.debug({ err: e instanceof Error ? e.message : String(e) }, 'stray response dropped: no route');
+      return;
+    }
+    transport.send(r.toBuffer(), target).catch((e: unknown) => log.debug({ err: String(e) }, 'stray response not sent'));
+  };
+
   // ---- transactions
   const random = (): string => randomBytes(8).toString('hex');
   const tx = createTransactionLayer({
@@ -113,7 +130,7 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
         }
         router.onRequest(req, src);
       },
-      strayResponse: (res) => proxy.strayResponse(res, (r) => void transport.send(r.toBuffer(), responseTarget(r)).catch(() => undefined)),
+      strayResponse: (res) => proxy.strayResponse(res, sendStray),
     },
     timers: {
       t1: config.timers.t1_ms,

@@ -1,8 +1,9 @@
 /**
  * Edges of a running sipd (real subprocess, 127.0.0.1, random ports): method label cardinality
- * of the request metrics.
+ * of the request metrics, stray 2xx responses with a malformed second Via.
  */
 import { randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -101,4 +102,43 @@ describe('metrics: the method label is bounded', () => {
     expect([...handled].filter((m) => !allowed.has(m)).length).toBe(0);
     expect(sample(text, 'sipd_requests_received_total', { method: 'other' })).toBe(before + 2000);
   }, 60_000);
+});
+
+describe('stray 2xx responses', () => {
+  it('a stray 2xx whose second Via is malformed is dropped and counted, with no warn line or stack trace', async () => {
+    const before = await metrics();
+    const logLinesBefore = sipd!.logs().length;
+    const client = dgram.createSocket('udp4');
+    await new Promise<void>((r) => client.bind(0, HOST, () => r()));
+    const callId = `stray-${randomBytes(4).toString('hex')}`;
+    // top Via names sipd (so the proxy would pass the 2xx on statelessly), the next one is garbage
+    const res = [
+      'SIP/2.0 200 OK',
+      `Via: SIP/2.0/UDP ${HOST}:${port};branch=z9hG4bK${randomBytes(6).toString('hex')}`,
+      'Via: SIP/2.0/UDP ;;;=@@',
+      `From: <sip:a@${HOST}>;tag=1`,
+      `To: <sip:b@${HOST}>;tag=2`,
+      `Call-ID: ${callId}`,
+      'CSeq: 1 INVITE',
+      'Content-Length: 0',
+      '',
+      '',
+    ].join('\r\n');
+    const n = 5;
+    for (let i = 0; i < n; i++) await new Promise<void>((resolve, reject) => client.send(res, port, HOST, (e) => (e ? reject(e) : resolve())));
+    client.close();
+    const reason = { reason: 'stray-unroutable' };
+    const after = await waitForMetrics((t) => sample(t, 'sipd_dropped_total', reason) >= sample(before, 'sipd_dropped_total', reason) + n, 10_000, 'the stray drops counted');
+    expect(sample(after, 'sipd_dropped_total', reason) - sample(before, 'sipd_dropped_total', reason)).toBe(n);
+    const dropLines = (): number => sipd!.logs().slice(logLinesBefore).filter((l) => l.msg === 'stray response dropped: no route').length;
+    await sipd!.waitFor(() => dropLines() >= n, 10_000, 'the debug lines of the drops');
+    const lines = sipd!.logs().slice(logLinesBefore);
+    // pino levels: 40 warn, 50 error
+    expect(lines.filter((l) => (l.level ?? 0) >= 40)).toEqual([]);
+    expect(lines.map((l) => JSON.stringify(l)).join('\n')).not.toMatch(/"stack"|\\n\s+at /);
+    expect(sipd!.stderr).toBe('');
+    const dropped = lines.filter((l) => l.msg === 'stray response dropped: no route');
+    expect(dropped).toHaveLength(n);
+    expect(dropped[0]!.level).toBe(20);
+  });
 });
