@@ -149,6 +149,7 @@ const LimitsSchema = z.strictObject({
   tcp_max_connections: int(1),
   tcp_max_per_ip: int(1),
   tcp_idle_timeout_ms: int(1),
+  tcp_msg_timeout_ms: int(1),
   tcp_max_buffer: int(1024),
   max_transactions: int(1),
 });

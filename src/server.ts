@@ -73,6 +73,7 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
       tcpMaxConnections: config.limits.tcp_max_connections,
       tcpMaxPerIp: config.limits.tcp_max_per_ip,
       tcpIdleTimeoutMs: config.limits.tcp_idle_timeout_ms,
+      tcpMsgTimeoutMs: config.limits.tcp_msg_timeout_ms,
       tcpMaxBuffer: config.limits.tcp_max_buffer,
     },
     events: {
