@@ -15,10 +15,20 @@ RUN npm run build && npm prune --omit=dev
 
 # ---- runtime stage -----------------------------------------------------------
 FROM node:20-bookworm-slim AS runtime
+# The HTTP endpoint listens on 0.0.0.0:9090 so that Prometheus and the healthcheck reach it. On a
+# non-loopback address sipd turns the admin verbs (DELETE /location, used by `sipctl ul rm`) OFF
+# unless a token is set explicitly (SIPD_ADMIN_TOKEN or admin.token): as shipped, port 9090 serves
+# only /metrics and /healthz. To use `sipctl ul rm` against the running server, start the
+# container with SIPD_ADMIN_TOKEN (a secret, 16+ characters; `docker exec` inherits it):
+#   docker exec CONTAINER node dist/cli/sipctl.js ul rm alice@example.com
+# Without it, `sipctl ul rm` still removes from the database and says the server was not told.
+# SIPD_STATE_DIR: generated state (auth.secret, the nonce key, mode 0600) on the data volume, so
+# that nonces stay valid across container restarts.
 ENV NODE_ENV=production \
     SIPD_LISTEN=udp:0.0.0.0:5060,tcp:0.0.0.0:5060 \
     SIPD_METRICS=0.0.0.0:9090 \
     SIPD_DB=sqlite:/var/lib/sipd/sipd.sqlite \
+    SIPD_STATE_DIR=/var/lib/sipd \
     SIPD_LOG_LEVEL=info
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
@@ -31,6 +41,7 @@ RUN groupadd --system sipd && useradd --system --gid sipd --home /var/lib/sipd s
     && mkdir -p /var/lib/sipd && chown sipd:sipd /var/lib/sipd
 USER sipd
 VOLUME ["/var/lib/sipd"]
+# 9090: /metrics and /healthz (admin verbs off without SIPD_ADMIN_TOKEN, see above)
 EXPOSE 5060/udp 5060/tcp 9090/tcp
 # /healthz: 200 when the transports are bound and the store answers, 503 otherwise
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \

@@ -4,15 +4,24 @@
  *
  * Precedence (later wins): config/default.yaml (next to the package, not the
  * working directory) < `--config FILE` < environment variables
- * (SIPD_LISTEN, SIPD_DB, SIPD_DOMAINS, SIPD_METRICS, SIPD_LOG_LEVEL).
+ * (SIPD_LISTEN, SIPD_DB, SIPD_DOMAINS, SIPD_METRICS, SIPD_LOG_LEVEL,
+ * SIPD_STATE_DIR, SIPD_ADMIN_TOKEN).
+ *
+ * Secrets not given in the configuration (auth.secret, admin.token) live in
+ * files under `state_dir`, created on first start: `resolveSecrets` (sipd)
+ * loads or creates them, `adminTokenForClient` (sipctl) only reads. Both
+ * are here because this is the only module that touches the file system
+ * for settings; the server gets the resolved values passed in.
  *
  * The resulting object keeps the YAML key names (snake_case), so one setting
  * has one name in the file, in error messages and in code. A few string
  * values are parsed into structures: `listen` (ListenAddr[]), `db` (DbUrl),
  * `metrics` (HostPort | null).
  */
-import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -141,6 +150,19 @@ function parsed<T>(fn: (s: string) => T) {
 
 const int = (min: number) => z.number().int().min(min);
 
+/** A secret sent in an HTTP header or used as a key: printable ASCII without spaces, at least 16 characters. */
+const SECRET_RE = /^[\x21-\x7e]{16,}$/;
+
+const AdminSchema = z.strictObject({
+  /** Bearer token for the admin verbs; null: generated into <state_dir>/admin.token. */
+  token: z
+    .string()
+    .nullable()
+    .refine((t) => t === null || SECRET_RE.test(t), { message: 'must be at least 16 printable characters without spaces' }),
+  /** Host header values (HOST:PORT) accepted for admin verbs besides the listen address and loopback. */
+  allowed_hosts: z.array(z.string().min(1).transform((h) => h.toLowerCase())),
+});
+
 const LimitsSchema = z.strictObject({
   max_message_size: int(512),
   max_headers: int(1),
@@ -149,6 +171,7 @@ const LimitsSchema = z.strictObject({
   tcp_max_connections: int(1),
   tcp_max_per_ip: int(1),
   tcp_idle_timeout_ms: int(1),
+  tcp_msg_timeout_ms: int(1),
   tcp_max_buffer: int(1024),
   max_transactions: int(1),
 });
@@ -168,7 +191,7 @@ const AuthSchema = z.strictObject({
   algorithms: z.array(z.enum(DIGEST_ALGORITHMS)).min(1),
   qop: z.enum(['auth', 'none']),
   nonce_lifetime_s: int(1),
-  /** null: the auth layer generates a random secret per start. */
+  /** null: loaded from (or generated into) <state_dir>/auth.secret by resolveSecrets. */
   secret: z.string().min(16).nullable(),
   check_uri: z.boolean(),
   credential_cache_ttl_ms: int(0),
@@ -219,6 +242,8 @@ export const ConfigSchema = z.strictObject({
       }
     }),
   log_level: z.enum(LOG_LEVELS),
+  state_dir: z.string().min(1),
+  admin: AdminSchema,
   limits: LimitsSchema,
   timers: TimersSchema,
   auth: AuthSchema,
@@ -306,6 +331,13 @@ function envLayer(env: NodeJS.ProcessEnv): { layer: Raw; sources: EnvSources } {
     set('metrics', 'SIPD_METRICS', m === '' || m.toLowerCase() === 'off' ? null : m);
   }
   if (env.SIPD_LOG_LEVEL !== undefined) set('log_level', 'SIPD_LOG_LEVEL', env.SIPD_LOG_LEVEL.trim().toLowerCase());
+  if (env.SIPD_STATE_DIR !== undefined) set('state_dir', 'SIPD_STATE_DIR', env.SIPD_STATE_DIR.trim());
+  // nested key: merged into the admin group (an empty value counts as unset)
+  const token = env.SIPD_ADMIN_TOKEN?.trim();
+  if (token !== undefined && token !== '') {
+    layer.admin = { token };
+    sources.set('admin.token', 'SIPD_ADMIN_TOKEN');
+  }
   return { layer, sources };
 }
 
@@ -378,9 +410,158 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
     reason = issueReason(issue, getPath(raw, path));
   }
   const top = path.length > 0 ? String(path[0]) : '';
-  if (sources.has(top)) reason += ` (from ${sources.get(top)!})`;
+  const key = formatPath(path);
+  if (sources.has(key)) reason += ` (from ${sources.get(key)!})`;
+  else if (sources.has(top)) reason += ` (from ${sources.get(top)!})`;
   else if (opts.file && getPath(fileRaw, path) !== undefined) reason += ` (in ${opts.file})`;
   const more = result.error.issues.length - 1;
   if (more > 0) reason += ` (+${more} more problem${more > 1 ? 's' : ''})`;
   throw new ConfigError(formatPath(path), reason);
+}
+
+// ------------------------------------------------------------------------------------ secret files
+
+/** Largest secret file read (a token or key, one line). */
+const MAX_SECRET_FILE = 4096;
+
+/**
+ * Read a secret file (one line; surrounding whitespace dropped). Undefined when it does not exist.
+ * Throws ConfigError (one line, naming the file, never its content) when it is readable or
+ * writable by group or others (the secret may have leaked: sipd refuses rather than fixing the
+ * mode silently), unreadable, or not a valid secret.
+ */
+export function readSecretFile(path: string): string | undefined {
+  let st;
+  try {
+    st = statSync(path);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ENOENT') return undefined;
+    throw new ConfigError('state_dir', `cannot read ${path}: ${err.code ?? err.message}`);
+  }
+  if (!st.isFile()) throw new ConfigError('state_dir', `${path} is not a regular file`);
+  if ((st.mode & 0o077) !== 0) {
+    throw new ConfigError('state_dir', `${path} is accessible by group or others (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}); run chmod 600 ${path}`);
+  }
+  if (st.size > MAX_SECRET_FILE) throw new ConfigError('state_dir', `${path} is too large for a secret (${st.size} bytes)`);
+  let text: string;
+  try {
+    text = readFileSync(path, 'latin1');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new ConfigError('state_dir', `cannot read ${path}: ${err.code ?? err.message}`);
+  }
+  const value = text.trim();
+  if (!SECRET_RE.test(value)) {
+    throw new ConfigError('state_dir', `${path} does not hold a valid secret (at least 16 printable characters); delete it to have a new one generated`);
+  }
+  return value;
+}
+
+/**
+ * Load the secret in `path`, or create the file (mode 0600, its directory 0700 when missing) with
+ * `generate()` when it does not exist. Creation is atomic: the value is written to a temporary file
+ * opened with O_CREAT|O_EXCL, then hard-linked to `path` (link fails when `path` exists, like
+ * O_EXCL, and the file is complete when it appears), so processes starting at once all end up
+ * with the value of the first one. Throws ConfigError (one line) on any problem.
+ */
+export function loadOrCreateSecretFile(path: string, generate: () => string): { value: string; created: boolean } {
+  const existing = readSecretFile(path);
+  if (existing !== undefined) return { value: existing, created: false };
+  const value = generate();
+  if (!SECRET_RE.test(value)) throw new ConfigError('state_dir', `generated secret for ${path} is not valid`);
+  const fail = (what: string, e: unknown): never => {
+    const err = e as NodeJS.ErrnoException;
+    throw new ConfigError('state_dir', `cannot ${what}: ${err.code ?? err.message}`);
+  };
+  const dir = dirname(path);
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    fail(`create ${dir}`, e);
+  }
+  const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  let created = false;
+  try {
+    let fd: number | undefined;
+    try {
+      fd = openSync(tmp, 'wx', 0o600);
+      writeSync(fd, `${value}\n`);
+      fsyncSync(fd);
+    } catch (e) {
+      fail(`write ${tmp}`, e);
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
+    try {
+      linkSync(tmp, path);
+      created = true;
+    } catch (e) {
+      // another process created it first: use theirs
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') fail(`create ${path}`, e);
+    }
+  } finally {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* never created */
+    }
+  }
+  const stored = readSecretFile(path);
+  if (stored === undefined) throw new ConfigError('state_dir', `${path} vanished while being created`);
+  return { value: stored, created };
+}
+
+/** The admin token and where it came from: `explicit` (admin.token or SIPD_ADMIN_TOKEN) or the generated file. */
+export interface AdminToken {
+  readonly value: string;
+  readonly explicit: boolean;
+}
+
+/** Secrets the server needs, resolved from the configuration and the state directory. */
+export interface Secrets {
+  /** HMAC key for digest nonces (and anything else signed by this server), as a string. */
+  readonly authSecret: string;
+  /** Bearer token for the admin verbs; null when there is no metrics endpoint to carry them. */
+  readonly admin: AdminToken | null;
+}
+
+export const AUTH_SECRET_FILE = 'auth.secret';
+export const ADMIN_TOKEN_FILE = 'admin.token';
+
+/** Path of a secret file in the state directory. */
+export function statePath(config: Pick<Config, 'state_dir'>, file: string): string {
+  return join(config.state_dir, file);
+}
+
+/**
+ * The server's secrets (called by the sipd CLI before startServer): `auth.secret`, else the
+ * content of <state_dir>/auth.secret (32 random bytes, hex; created on first start so nonces stay
+ * valid across restarts); `admin.token` (or SIPD_ADMIN_TOKEN), else <state_dir>/admin.token
+ * (created likewise; only when the metrics endpoint is on). Throws ConfigError.
+ */
+export function resolveSecrets(config: Config, random: (n: number) => Buffer = randomBytes): Secrets {
+  const gen = (): string => random(32).toString('hex');
+  const authSecret = config.auth.secret ?? loadOrCreateSecretFile(statePath(config, AUTH_SECRET_FILE), gen).value;
+  let admin: AdminToken | null = null;
+  if (config.admin.token !== null) admin = { value: config.admin.token, explicit: true };
+  else if (config.metrics !== null) admin = { value: loadOrCreateSecretFile(statePath(config, ADMIN_TOKEN_FILE), gen).value, explicit: false };
+  return { authSecret, admin };
+}
+
+/**
+ * The admin token a client (sipctl) sends: `admin.token` / SIPD_ADMIN_TOKEN, else the server's
+ * generated <state_dir>/admin.token (read only, never created). `{ problem }` when there is none
+ * or the file cannot be used (a one-line reason).
+ */
+export function adminTokenForClient(config: Config): { token: string } | { problem: string } {
+  if (config.admin.token !== null) return { token: config.admin.token };
+  const path = statePath(config, ADMIN_TOKEN_FILE);
+  try {
+    const t = readSecretFile(path);
+    if (t === undefined) return { problem: `no admin token (admin.token and SIPD_ADMIN_TOKEN unset, ${path} missing)` };
+    return { token: t };
+  } catch (e) {
+    return { problem: e instanceof ConfigError ? e.message.replace(/^config: state_dir: /, '') : String(e) };
+  }
 }

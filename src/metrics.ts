@@ -1,9 +1,40 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/**
+ * The methods counted under their own name: those sipd's Allow header lists (RFC 3261 and the
+ * extensions it relays: PRACK, UPDATE, INFO, MESSAGE, REFER, NOTIFY, SUBSCRIBE) plus PUBLISH.
+ */
+export const KNOWN_METHODS: ReadonlySet<string> = new Set([
+  'INVITE',
+  'ACK',
+  'CANCEL',
+  'BYE',
+  'OPTIONS',
+  'REGISTER',
+  'PRACK',
+  'UPDATE',
+  'INFO',
+  'MESSAGE',
+  'REFER',
+  'NOTIFY',
+  'SUBSCRIBE',
+  'PUBLISH',
+]);
+
+/**
+ * The `method` label value for a request method: the method itself when known, else `other`.
+ * A peer chooses the method token freely (any token is a valid extension method), so using it as a
+ * label unchecked lets anyone grow every method-labelled series without bound. Method names are
+ * case-sensitive (RFC 3261 §7.1): `invite` is `other`.
+ */
+export function methodLabel(method: string): string {
+  return KNOWN_METHODS.has(method) ? method : 'other';
+}
+
 /** Every metric sipd exports; one instance per server (own registry, so tests can run several). */
 export class Metrics {
   readonly registry = new Registry();
-  readonly requests = new Counter({ name: 'sipd_requests_received_total', help: 'SIP requests received, by method', labelNames: ['method'] as const, registers: [this.registry] });
+  readonly requests = new Counter({ name: 'sipd_requests_received_total', help: 'SIP requests received, by method (methods sipd does not know are counted as other)', labelNames: ['method'] as const, registers: [this.registry] });
   readonly responses = new Counter({ name: 'sipd_responses_sent_total', help: 'SIP responses sent (generated or relayed), by status code', labelNames: ['code'] as const, registers: [this.registry] });
   readonly transactions = new Gauge({ name: 'sipd_transactions_active', help: 'Live transactions', labelNames: ['kind'] as const, registers: [this.registry] });
   readonly aors = new Gauge({ name: 'sipd_registered_aors', help: 'AORs with at least one binding', registers: [this.registry] });
@@ -35,6 +66,16 @@ export class Metrics {
     registers: [this.registry],
   });
   readonly transportSendErrors = new Gauge({ name: 'sipd_transport_send_errors_total', help: 'Failed sends since start, by kind', labelNames: ['kind'] as const, registers: [this.registry] });
+
+  /** count a received request (method label through `methodLabel`). */
+  requestReceived(method: string): void {
+    this.requests.inc({ method: methodLabel(method) });
+  }
+
+  /** record the processing time of a handled request (method label through `methodLabel`). */
+  requestHandled(method: string, seconds: number): void {
+    this.requestDuration.observe({ method: methodLabel(method) }, seconds);
+  }
 
   constructor(defaults = true) {
     if (defaults) collectDefaultMetrics({ register: this.registry });

@@ -4,7 +4,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import type { Config } from './config.js';
+import type { Config, Secrets } from './config.js';
 import { Acl } from './core/acl.js';
 import { DigestAuthenticator, stripCredentials } from './core/auth.js';
 import { FloodGuard } from './core/flood.js';
@@ -12,6 +12,7 @@ import { Proxy } from './core/proxy.js';
 import { Registrar } from './core/registrar.js';
 import { Router, type Authenticator } from './core/routing.js';
 import { deterministicToTag } from './core/tags.js';
+import { adminPolicy, createHttpHandler } from './http.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { buildResponse, isSipParseError, parseMessage, parseVia, SipRequest, splitList, type PartialMessage, type SipParseError, type SipResponse } from './sip/index.js';
@@ -36,7 +37,25 @@ export class StartupError extends Error {
   override readonly name = 'StartupError';
 }
 
-export async function startServer(config: Config, opts: { log?: Logger } = {}): Promise<RunningServer> {
+export interface StartOptions {
+  log?: Logger;
+  /**
+   * Secrets resolved by the caller (the sipd CLI: `resolveSecrets(config)` of src/config.ts, which
+   * loads or creates the files in state_dir). Without it (tests), `auth.secret` is used or a random
+   * secret generated per start, and admin verbs exist only when `admin.token` is set.
+   */
+  secrets?: Secrets;
+}
+
+/** The secrets when no caller resolved them: no files, nothing persistent. */
+function ephemeralSecrets(config: Config): Secrets {
+  return {
+    authSecret: config.auth.secret ?? randomBytes(32).toString('hex'),
+    admin: config.admin.token !== null ? { value: config.admin.token, explicit: true } : null,
+  };
+}
+
+export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
   const log = opts.log ?? createLogger(config.log_level);
   const metrics = new Metrics();
   const now = (): number => Date.now();
@@ -56,7 +75,8 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
 
   const domains = new Set(config.domains.map((d) => d.toLowerCase()));
   const isOurDomain = (host: string): boolean => domains.has(host.toLowerCase());
-  const secret = config.auth.secret !== null ? Buffer.from(config.auth.secret) : randomBytes(32);
+  const secrets = opts.secrets ?? ephemeralSecrets(config);
+  const secret = Buffer.from(secrets.authSecret);
 
   let stopping = false;
   // ---- transports (events are bound once the transaction layer exists)
@@ -73,11 +93,12 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
       tcpMaxConnections: config.limits.tcp_max_connections,
       tcpMaxPerIp: config.limits.tcp_max_per_ip,
       tcpIdleTimeoutMs: config.limits.tcp_idle_timeout_ms,
+      tcpMsgTimeoutMs: config.limits.tcp_msg_timeout_ms,
       tcpMaxBuffer: config.limits.tcp_max_buffer,
     },
     events: {
       request: (req, src) => {
-        metrics.requests.inc({ method: req.method });
+        metrics.requestReceived(req.method);
         onRequest(req, src);
       },
       response: (res, src) => onResponse(res, src),
@@ -101,6 +122,23 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
     throw new StartupError((e as Error).message);
   }
 
+  /**
+   * A stray 2xx the proxy passes on statelessly (§16.7 step 10 for 2xx without a transaction). Its
+   * next Via comes from the peer unchecked: a malformed or unsupported one is a counted drop at
+   * debug, not an exception (that would be a warn line with a stack trace per datagram).
+   */
+  const sendStray = (r: SipResponse): void => {
+    let target: Target;
+    try {
+      target = responseTarget(r);
+    } catch (e) {
+      metrics.drops.inc({ reason: 'stray-unroutable' });
+      log.debug({ err: e instanceof Error ? e.message : String(e) }, 'stray response dropped: no route');
+      return;
+    }
+    transport.send(r.toBuffer(), target).catch((e: unknown) => log.debug({ err: String(e) }, 'stray response not sent'));
+  };
+
   // ---- transactions
   const random = (): string => randomBytes(8).toString('hex');
   const tx = createTransactionLayer({
@@ -113,7 +151,7 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
         }
         router.onRequest(req, src);
       },
-      strayResponse: (res) => proxy.strayResponse(res, (r) => void transport.send(r.toBuffer(), responseTarget(r)).catch(() => undefined)),
+      strayResponse: (res) => proxy.strayResponse(res, sendStray),
     },
     timers: {
       t1: config.timers.t1_ms,
@@ -180,7 +218,7 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
     toTag: (req) => deterministicToTag(req),
     events: {
       handled: (req, src, result, why, ms) => {
-        metrics.requestDuration.observe({ method: req.method }, ms / 1000);
+        metrics.requestHandled(req.method, ms / 1000);
         if (!log.isLevelEnabled('info')) return;
         let from: string | undefined;
         let to: string | undefined;
@@ -226,12 +264,14 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
     for (const [kind, n] of Object.entries(t.sendErrors)) metrics.transportSendErrors.set({ kind }, n);
   };
 
-  // ---- metrics / health
+  // ---- metrics / health / admin verbs (src/http.ts)
   let http: HttpServer | undefined;
-  if (config.metrics !== null) {
-    http = createHttpServer((req, res) => {
-      void (async () => {
-        if (req.url === '/metrics') {
+  const admin = config.metrics !== null ? adminPolicy(config.metrics.host, secrets.admin, config.admin.allowed_hosts) : undefined;
+  if (config.metrics !== null && admin !== undefined) {
+    const m = config.metrics;
+    http = createHttpServer(
+      createHttpHandler({
+        metrics: async () => {
           refreshTxGauge();
           try {
             const c = await stores.locations.counts();
@@ -240,36 +280,21 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
           } catch {
             /* store down: gauges keep their last value */
           }
-          res.writeHead(200, { 'content-type': metrics.registry.contentType });
-          res.end(await metrics.registry.metrics());
-        } else if (req.method === 'DELETE' && req.url !== undefined && req.url.startsWith('/location/')) {
-          // admin: drop an AOR's registrations in the running server (sipctl ul rm; kamctl ul rm uses RPC the same way)
-          let aor: string;
-          try {
-            aor = decodeURIComponent(req.url.slice('/location/'.length)).toLowerCase();
-          } catch {
-            res.writeHead(400);
-            res.end();
-            return;
-          }
-          const removed = await stores.locations.removeAll(aor);
-          log.info({ aor, removed }, 'registrations removed by admin');
-          res.writeHead(200, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ aor, removed }));
-        } else if (req.url === '/healthz' || req.url === '/health') {
+          return { contentType: metrics.registry.contentType, body: await metrics.registry.metrics() };
+        },
+        health: async () => {
           const ok = !stopping && (await stores.ping());
-          res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ status: ok ? 'ok' : 'unavailable', store: ok, transports: transport.endpoints().length }));
-        } else {
-          res.writeHead(404);
-          res.end();
-        }
-      })().catch(() => {
-        res.writeHead(500);
-        res.end();
-      });
-    });
-    const m = config.metrics;
+          return { ok, body: { status: ok ? 'ok' : 'unavailable', store: ok, transports: transport.endpoints().length } };
+        },
+        removeLocation: (aor) => stores.locations.removeAll(aor),
+        admin,
+        listen: () => {
+          const a = http?.address();
+          return { host: m.host, port: a && typeof a === 'object' ? a.port : m.port };
+        },
+        log: { info: (obj, msg) => log.info(obj, msg), warn: (obj, msg) => log.warn(obj, msg) },
+      }),
+    );
     await new Promise<void>((resolve, reject) => {
       http!.once('error', (e) => reject(new StartupError(`metrics ${m.host}:${m.port}: ${(e as Error).message}`)));
       http!.listen(m.port, m.host, () => resolve());
@@ -280,7 +305,15 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
     });
   }
 
-  log.info({ listen: transport.endpoints().map((e) => `${e.transport}:${e.address}:${e.port}`), domains: [...domains], db: config.db.kind }, 'sipd started');
+  log.info(
+    {
+      listen: transport.endpoints().map((e) => `${e.transport}:${e.address}:${e.port}`),
+      domains: [...domains],
+      db: config.db.kind,
+      admin: admin === undefined ? 'off: no metrics endpoint' : admin.on ? 'on' : `off: ${admin.reason}`,
+    },
+    'sipd started',
+  );
 
   return {
     config,

@@ -11,7 +11,10 @@
  *   sipctl [--config FILE] db init
  *
  * Reads the same configuration as sipd (config/default.yaml < --config FILE <
- * SIPD_* environment), so SIPD_DB=mysql://... points it at MySQL.
+ * SIPD_* environment), so SIPD_DB=mysql://... points it at MySQL. `ul rm` also
+ * tells a running sipd, through its HTTP endpoint (`metrics`), with the admin
+ * token (admin.token / SIPD_ADMIN_TOKEN, else <state_dir>/admin.token); when it
+ * cannot, it still removes from the database and says so in one line.
  *
  * Exit status: 0 success; 1 the operation failed (user exists, unknown user,
  * no registrations); 2 bad usage or input (malformed AOR, empty password, bad
@@ -21,7 +24,7 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import { ConfigError, type Config, describeDb, loadConfig } from '../config.js';
+import { adminTokenForClient, ConfigError, type Config, describeDb, loadConfig } from '../config.js';
 import { type Binding, StoreError, type Stores, initSchema, openStores } from '../store/index.js';
 
 const EXIT_FAILED = 1;
@@ -213,10 +216,14 @@ export function buildProgram(): Command {
       const { aor } = parseAor(aorArg);
       const inDb = await withStores(cfg, (s) => s.locations.removeAll(aor));
       // a running sipd keeps registrations in memory: ask it too (through its HTTP endpoint), like kamctl uses RPC
-      const inServer = await removeInRunningServer(cfg, aor);
+      const server = await removeInRunningServer(cfg, aor);
+      const inServer = 'removed' in server ? server.removed : 0;
       const n = Math.max(inDb, inServer);
-      if (n === 0) throw new CliError(EXIT_FAILED, `no registrations for ${aor}`);
+      const note = 'problem' in server ? `running sipd not updated: ${server.problem}` : undefined;
+      // failure: one line, with the note folded in; success: the result, and the note as a warning
+      if (n === 0) throw new CliError(EXIT_FAILED, `no registrations for ${aor}${note !== undefined ? ` in the database (${note})` : ''}`);
       out(`removed ${n} contact${n === 1 ? '' : 's'} of ${aor}`);
+      if (note !== undefined) process.stderr.write(`sipctl: warning: ${note}\n`);
     });
 
   const db = program.command('db').description('database administration');
@@ -231,21 +238,41 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Remove an AOR's bindings in a running sipd (metrics/admin endpoint); 0 when no server answers. */
-async function removeInRunningServer(cfg: Config, aor: string): Promise<number> {
-  if (cfg.metrics === null) return 0;
-  const host = cfg.metrics.host.includes(':') ? `[${cfg.metrics.host}]` : cfg.metrics.host;
+/**
+ * Remove an AOR's bindings in a running sipd through the admin verb of its HTTP endpoint, with the
+ * admin token (admin.token / SIPD_ADMIN_TOKEN, or the server's generated <state_dir>/admin.token).
+ * `{ problem }` (one line) when the server could not be told: no endpoint, no token, no server
+ * answering, or a refusal.
+ */
+async function removeInRunningServer(cfg: Config, aor: string): Promise<{ removed: number } | { problem: string }> {
+  if (cfg.metrics === null) return { problem: 'its HTTP endpoint is off (metrics: off)' };
+  const tok = adminTokenForClient(cfg);
+  if ('problem' in tok) return { problem: tok.problem };
+  // a wildcard listen address is reached on loopback (whose names the server's Host check accepts)
+  const h = cfg.metrics.host === '0.0.0.0' ? '127.0.0.1' : cfg.metrics.host === '::' ? '::1' : cfg.metrics.host;
+  const where = `${h.includes(':') ? `[${h}]` : h}:${cfg.metrics.port}`;
+  let r: Response;
   try {
-    const r = await fetch(`http://${host}:${cfg.metrics.port}/location/${encodeURIComponent(aor)}`, {
+    r = await fetch(`http://${where}/location/${encodeURIComponent(aor)}`, {
       method: 'DELETE',
+      headers: { authorization: `Bearer ${tok.token}` },
       signal: AbortSignal.timeout(2000),
     });
-    if (!r.ok) return 0;
-    const body = (await r.json()) as { removed?: unknown };
-    return typeof body.removed === 'number' ? body.removed : 0;
-  } catch {
-    return 0; // no server running (or not reachable): the database change is all there is to do
+  } catch (e) {
+    const cause = (e as { cause?: { code?: unknown } }).cause;
+    const code = typeof cause?.code === 'string' ? cause.code : (e as Error).name === 'TimeoutError' ? 'timed out' : (e as Error).message;
+    return { problem: `no sipd answered at ${where} (${code})` };
   }
+  let body: { removed?: unknown; error?: unknown } = {};
+  try {
+    body = (await r.json()) as typeof body;
+  } catch {
+    /* not our server, or no JSON body */
+  }
+  if (r.status === 401) return { problem: 'it refused the admin token (401)' };
+  if (!r.ok) return { problem: `${where} answered ${r.status}${typeof body.error === 'string' ? `: ${oneLine(body.error)}` : ''}` };
+  if (typeof body.removed !== 'number') return { problem: `${where} gave an unexpected answer` };
+  return { removed: body.removed };
 }
 
 function oneLine(s: string): string {

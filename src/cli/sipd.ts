@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** sipd: the server. `sipd [--config FILE]`; environment SIPD_* overrides (see README). */
 import { Command } from 'commander';
-import { ConfigError, loadConfig } from '../config.js';
+import { ConfigError, loadConfig, resolveSecrets, type Secrets } from '../config.js';
 import { startServer } from '../server.js';
 
 const program = new Command()
@@ -21,14 +21,17 @@ function fail(msg: string): never {
 }
 
 let config;
+let secrets: Secrets;
 try {
   config = loadConfig({ file: opts.config });
+  // auth.secret / admin.token, or the files in state_dir (created on first start)
+  secrets = resolveSecrets(config);
 } catch (e) {
   fail(e instanceof ConfigError ? e.message : `config: ${(e as Error).message}`);
 }
 
 try {
-  const server = await startServer(config);
+  const server = await startServer(config, { secrets });
   let stopping = false;
   const stop = (sig: string): void => {
     if (stopping) return;

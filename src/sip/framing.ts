@@ -35,6 +35,19 @@ export class StreamFramer {
     return this.len;
   }
 
+  /**
+   * Whether the buffered bytes are part of a message (its first byte has arrived, its last not
+   * yet), as opposed to nothing or the start of a CRLF keep-alive. For a per-message deadline.
+   */
+  get messagePending(): boolean {
+    if (this.failed || this.len === 0) return false;
+    if (this.len <= 3) {
+      for (let i = 0; i < this.len; i++) if (this.buf[i] !== (i % 2 === 0 ? 0x0d : 0x0a)) return true;
+      return false;
+    }
+    return true;
+  }
+
   push(chunk: Buffer): FrameEvent[] {
     if (this.failed) return [];
     const events: FrameEvent[] = [];

@@ -49,6 +49,12 @@ export interface TransportLimits extends ParseLimits {
   tcpMaxPerIp: number;
   /** a TCP connection without traffic either way for this long is closed. */
   tcpIdleTimeoutMs: number;
+  /**
+   * a TCP message must be complete within this long of its first byte, and an inbound connection
+   * must deliver its first complete message within this long of being accepted; else the
+   * connection is closed (counted 'tcp-msg-timeout'). CRLF keep-alives start no message. Default 10000.
+   */
+  tcpMsgTimeoutMs?: number;
   /** bytes queued for writing on one TCP connection before it is considered stuck and closed. */
   tcpMaxBuffer: number;
   /** outbound TCP connect timeout, default 5000 ms. */

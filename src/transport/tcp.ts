@@ -9,6 +9,11 @@
  *   (`tcpMaxPerIp`); excess is reset immediately (RST, so no TIME_WAIT is kept) and counted.
  *   Outbound connections have their own cap of `tcpMaxConnections`.
  * - Idle timeout (`tcpIdleTimeoutMs`, reset by traffic either way) closes a connection.
+ * - Message deadline (`tcpMsgTimeoutMs`, like Kamailio's tcp_msg_read_timeout): a message must be
+ *   complete within it of its first byte, and an inbound connection must deliver its first complete
+ *   message within it of being accepted; else the connection is closed (counted 'tcp-msg-timeout').
+ *   The idle timer alone is reset by every byte, so a sender trickling bytes (slowloris) would hold
+ *   a connection slot for ever. CRLF keep-alives start no message (and do not stop the deadline).
  * - Input is bounded by the framer (`maxMessageSize`); output by `tcpMaxBuffer`: a message that would
  *   queue more than that for a slow peer is dropped and the connection closed (counted).
  * - CRLFCRLF ping → CRLF pong (RFC 5626 §3.5.1). A framing error closes the connection (counted).
@@ -25,6 +30,8 @@ export interface TcpLimits {
   tcpMaxConnections: number;
   tcpMaxPerIp: number;
   tcpIdleTimeoutMs: number;
+  /** deadline for one message (first byte to last; for an inbound connection also accept to first message), default 10000 ms. */
+  tcpMsgTimeoutMs?: number;
   tcpMaxBuffer: number;
   /** outbound connect timeout, default 5000 ms. */
   tcpConnectTimeoutMs?: number;
@@ -45,7 +52,7 @@ export interface TcpHandlers {
   message(data: Buffer, conn: TcpConnectionInfo): void;
   /** the stream could not be framed (the connection is being closed). */
   framingError(err: SipParseError, conn: TcpConnectionInfo): void;
-  /** a connection was removed; `reason`: 'closed' | 'reset' | 'idle' | 'framing' | 'output-overflow' | 'shutdown' | errno code. */
+  /** a connection was removed; `reason`: 'closed' | 'reset' | 'idle' | 'msg-timeout' | 'framing' | 'output-overflow' | 'shutdown' | errno code. */
   closed(conn: TcpConnectionInfo, reason: string): void;
 }
 
@@ -55,6 +62,8 @@ class Connection {
   closed = false;
   reason: string | undefined;
   framer: StreamFramer | undefined;
+  /** the message deadline, while one runs. */
+  msgTimer: NodeJS.Timeout | undefined;
   constructor(
     readonly info: TcpConnectionInfo,
     readonly socket: net.Socket,
@@ -198,13 +207,35 @@ export class TcpTransport {
       conn.reason ??= e.code === 'ECONNRESET' ? 'reset' : (e.code ?? 'error');
     });
     sock.on('close', () => this.remove(conn));
+    // a fresh inbound connection must bring its first message in time (outbound: we asked for it)
+    if (direction === 'in') this.armMsgTimer(conn);
     this.log('debug', { conn: info.id, dir: direction, peer: `${formatHost(address)}:${port}` }, 'tcp connection open');
     return conn;
+  }
+
+  /** (Re)start the message deadline of a connection. */
+  private armMsgTimer(conn: Connection): void {
+    if (conn.msgTimer !== undefined) clearTimeout(conn.msgTimer);
+    conn.msgTimer = setTimeout(() => {
+      conn.msgTimer = undefined;
+      if (conn.closed || conn.socket.destroyed) return;
+      this.counters.drop('tcp-msg-timeout');
+      this.log('debug', { conn: conn.info.id, buffered: conn.framer?.buffered ?? 0 }, 'tcp message deadline passed: closing');
+      conn.destroy('msg-timeout');
+    }, this.limits.tcpMsgTimeoutMs ?? 10_000);
+    conn.msgTimer.unref();
+  }
+
+  private clearMsgTimer(conn: Connection): void {
+    if (conn.msgTimer === undefined) return;
+    clearTimeout(conn.msgTimer);
+    conn.msgTimer = undefined;
   }
 
   private remove(conn: Connection): void {
     if (conn.closed) return;
     conn.closed = true;
+    this.clearMsgTimer(conn);
     this.conns.delete(conn.info.id);
     const set = this.byPeer.get(conn.key);
     if (set !== undefined) {
@@ -232,10 +263,12 @@ export class TcpTransport {
     if (conn.closed || conn.socket.destroyed) return;
     this.counters.bytesIn += chunk.length;
     const framer = (conn.framer ??= new StreamFramer({ maxMessageSize: this.limits.maxMessageSize }));
+    let completed = false;
     for (const ev of framer.push(chunk)) {
       if (conn.socket.destroyed) return;
       switch (ev.type) {
         case 'message':
+          completed = true;
           this.handlers.message(ev.data, conn.info);
           break;
         case 'ping':
@@ -254,6 +287,12 @@ export class TcpTransport {
         }
       }
     }
+    if (conn.closed || conn.socket.destroyed) return;
+    // message deadline: a message started in this chunk (after one completed, or the first bytes
+    // of one) starts it; a completed message with nothing after it stops it; keep-alives change nothing
+    if (framer.messagePending) {
+      if (completed || conn.msgTimer === undefined) this.armMsgTimer(conn);
+    } else if (completed) this.clearMsgTimer(conn);
   }
 
   /** Write on a connection, bounded by tcpMaxBuffer. */

@@ -44,9 +44,14 @@ export function viaTransport(token: string): { transport: TransportName; default
  * - reliable (TCP/TLS): the request's connection (`connectionId`, used by `send` while it is still
  *   open); else a new connection to `received` (or the sent-by host) at the sent-by port
  *   (default 5060, 5061 for TLS);
- * - UDP with `maddr`: the maddr address at the sent-by port (default 5060);
  * - UDP with `received`: that address, at `rport` when it has a value, else the sent-by port;
  * - otherwise the sent-by host (a name is resolved by `send`) and port (`rport` value when present).
+ *
+ * `maddr` in the top Via is ignored, unicast or multicast (a deliberate departure from §18.2.2,
+ * which sends to the maddr address): the parameter is written by the peer and nothing verifies it,
+ * so obeying it lets anyone reflect responses (and their amplification: a small request, a large
+ * 401 or a retransmitted 2xx) at a third party. RFC 3581 received/rport, which record where the
+ * request really came from, win; sipd sends no multicast responses.
  * `local` is the endpoint the request arrived on, so the response leaves from the listening socket.
  * Throws TransportError('unreachable') when the response has no Via or an unsupported Via transport,
  * and SipParseError when the top Via is malformed.
@@ -70,7 +75,6 @@ export function responseTarget(res: SipResponse, src?: Source): Target {
     if (src !== undefined && src.transport === 'tcp' && src.connectionId !== undefined) return withLocal({ ...t, connectionId: src.connectionId });
     return withLocal(t);
   }
-  if (via.maddr !== undefined) return withLocal({ transport: 'udp', address: hostAddress(via.maddr), port: via.port ?? vt.defaultPort });
   if (via.received !== undefined) return withLocal({ transport: 'udp', address: hostAddress(via.received), port: rport ?? via.port ?? vt.defaultPort });
   return withLocal({ transport: 'udp', address: hostAddress(via.host), port: rport ?? via.port ?? vt.defaultPort });
 }

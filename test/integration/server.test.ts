@@ -292,7 +292,7 @@ describe('sipd running', () => {
     dir = mkdtempSync(join(tmpdir(), 'sipd-run-'));
     port = await freePort();
     mport = await freePort();
-    dbEnv = { SIPD_DB: `sqlite:${join(dir, 'sipd.sqlite')}`, SIPD_DOMAINS: HOST };
+    dbEnv = { SIPD_DB: `sqlite:${join(dir, 'sipd.sqlite')}`, SIPD_DOMAINS: HOST, SIPD_STATE_DIR: join(dir, 'state') };
     env = { ...dbEnv, SIPD_LISTEN: `udp:${HOST}:${port},tcp:${HOST}:${port}`, SIPD_METRICS: `${HOST}:${mport}`, SIPD_LOG_LEVEL: 'info' };
     // write-back location store that flushes only at shutdown: the binding survives only if SIGTERM flushes
     config = join(dir, 'sipd.yaml');

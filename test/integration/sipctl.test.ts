@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStores } from '../../src/store/index.js';
 import type { DbUrl } from '../../src/config.js';
 import { createTestDatabase, describeMysql, type TestDatabase } from '../helpers/mysql.js';
+import { freePort } from '../helpers/sipd-process.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const SIPCTL = join(ROOT, 'src', 'cli', 'sipctl.ts');
@@ -227,12 +228,23 @@ for (const target of [sqliteTarget(), mysqlTarget()]) {
       expect(strip(one.stdout)).toBe(strip(all.stdout));
       expectOneLineError(await sipctl(target.url(), ['ul', 'show', 'bob@example.com']), /no registrations for bob@example\.com/, 1);
 
-      expect(await sipctl(target.url(), ['ul', 'rm', 'alice@example.com'])).toEqual({
+      // no sipd runs here: the database change is made, and one line says the server was not told
+      const stateDir = mkdtempSync(join(tmpdir(), 'sipd-sipctl-state-'));
+      const closedPort = await freePort();
+      const noServer = { SIPD_METRICS: `127.0.0.1:${closedPort}`, SIPD_STATE_DIR: stateDir };
+      expect(await sipctl(target.url(), ['ul', 'rm', 'alice@example.com'], noServer)).toEqual({
         code: 0,
         stdout: 'removed 1 contact of alice@example.com\n',
-        stderr: '',
+        stderr: `sipctl: warning: running sipd not updated: no admin token (admin.token and SIPD_ADMIN_TOKEN unset, ${join(stateDir, 'admin.token')} missing)\n`,
       });
-      expectOneLineError(await sipctl(target.url(), ['ul', 'rm', 'alice@example.com']), /no registrations/, 1);
+      expectOneLineError(await sipctl(target.url(), ['ul', 'rm', 'alice@example.com'], noServer), /no registrations for alice@example\.com in the database \(running sipd not updated: no admin token/, 1);
+      expectOneLineError(
+        await sipctl(target.url(), ['ul', 'rm', 'alice@example.com'], { ...noServer, SIPD_ADMIN_TOKEN: 'some-token-0123456789' }),
+        new RegExp(`no registrations for alice@example\\.com in the database \\(running sipd not updated: no sipd answered at 127\\.0\\.0\\.1:${closedPort} \\(ECONNREFUSED\\)\\)$`),
+        1,
+      );
+      expectOneLineError(await sipctl(target.url(), ['ul', 'rm', 'alice@example.com'], { SIPD_METRICS: 'off' }), /no registrations for alice@example\.com in the database \(running sipd not updated: its HTTP endpoint is off/, 1);
+      rmSync(stateDir, { recursive: true, force: true });
       expect(await sipctl(target.url(), ['ul', 'show'])).toEqual({ code: 0, stdout: 'no registrations\n', stderr: '' });
     });
 

@@ -521,3 +521,92 @@ describe('TCP connection limits', () => {
     expect(t.stats().connectionsClosed).toBe(t.stats().connectionsOpened);
   });
 });
+
+/** poll `pred` every 10 ms for at most `ms`; rejects naming `what` (bounded, unlike `until`). */
+async function waitUntil(pred: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('TCP message deadline (tcpMsgTimeoutMs, like Kamailio tcp_msg_read_timeout)', () => {
+  const deadline = { ...LIMITS, tcpIdleTimeoutMs: 60_000, tcpMsgTimeoutMs: 300 };
+
+  it('a slowloris sender trickling one byte at a time (each byte resets the idle timer) is closed and counted', async () => {
+    const { t, got, ep } = await layer({ limits: deadline });
+    const c = await connect(ep.port);
+    const msg = Buffer.from(options('slow', undefined, `X-Pad: ${'p'.repeat(2000)}\r\n`), 'latin1');
+    let sent = 0;
+    // one byte every 20 ms: the message would take > 40 s; the bound is 200 bytes (4 s)
+    while (!c.closed() && sent < 200) {
+      await write(c, msg.subarray(sent, sent + 1)).catch(() => undefined);
+      sent++;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await waitUntil(() => c.closed(), 10_000, 'the slow connection to be closed');
+    await waitUntil(() => got.closed.length === 1, 5_000, 'the close to be reported');
+    expect(got.closed.map((x) => x.reason)).toEqual(['msg-timeout']);
+    expect(t.stats().drops['tcp-msg-timeout']).toBe(1);
+    expect(got.requests).toHaveLength(0);
+    expect(sent).toBeLessThan(200);
+  });
+
+  it('after a complete message and keep-alives, the next message trickled byte by byte is closed at its deadline', async () => {
+    const { t, got, ep } = await layer({ limits: deadline });
+    const c = await connect(ep.port);
+    await write(c, options('whole'));
+    await waitUntil(() => got.requests.length === 1, 5_000, 'the whole request');
+    for (let i = 0; i < 5; i++) {
+      await write(c, '\r\n\r\n');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const msg = Buffer.from(options('slow2', undefined, `X-Pad: ${'p'.repeat(2000)}\r\n`), 'latin1');
+    let sent = 0;
+    while (!c.closed() && sent < 200) {
+      await write(c, msg.subarray(sent, sent + 1)).catch(() => undefined);
+      sent++;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await waitUntil(() => got.closed.length === 1, 10_000, 'the close to be reported');
+    expect(got.closed.map((x) => x.reason)).toEqual(['msg-timeout']);
+    expect(t.stats().drops['tcp-msg-timeout']).toBe(1);
+    expect(got.requests).toHaveLength(1);
+    expect(sent).toBeGreaterThan(1);
+    expect(sent).toBeLessThan(200);
+  });
+
+  it('a fresh connection that sends nothing is closed at the deadline, long before the idle timeout', async () => {
+    const { t, got, ep } = await layer({ limits: deadline });
+    const c = await connect(ep.port);
+    await waitUntil(() => c.closed(), 10_000, 'the silent connection to be closed');
+    await waitUntil(() => got.closed.length === 1, 5_000, 'the close to be reported');
+    expect(got.closed.map((x) => x.reason)).toEqual(['msg-timeout']);
+    expect(t.stats().drops['tcp-msg-timeout']).toBe(1);
+  });
+
+  it('a client sending whole messages and CRLF keep-alives stays connected well past the deadline', async () => {
+    const { t, got, ep } = await layer({ limits: deadline });
+    const c = await connect(ep.port);
+    await write(c, options('first'));
+    await waitUntil(() => got.requests.length === 1, 5_000, 'the first request');
+    // 15 keep-alives 100 ms apart: 1.5 s, five times the deadline; each one gets its pong
+    for (let i = 0; i < 15; i++) {
+      await write(c, '\r\n\r\n');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // a message split in two segments, completed within the deadline
+    const second = options('second');
+    await write(c, second.slice(0, 40));
+    await new Promise((r) => setTimeout(r, 50));
+    await write(c, second.slice(40));
+    await waitUntil(() => got.requests.length === 2, 5_000, 'the second request');
+    expect(c.closed()).toBe(false);
+    expect(t.isConnectionOpen(got.requests[1]!.src.connectionId!)).toBe(true);
+    expect(got.requests[1]!.src.connectionId).toBe(got.requests[0]!.src.connectionId);
+    expect(c.received().toString('latin1')).toBe('\r\n'.repeat(15));
+    expect(got.closed).toEqual([]);
+    expect(t.stats().drops['tcp-msg-timeout']).toBe(0);
+  });
+});

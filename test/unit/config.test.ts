@@ -51,6 +51,7 @@ describe('loadConfig defaults', () => {
       tcp_max_connections: 1000,
       tcp_max_per_ip: 100,
       tcp_idle_timeout_ms: 120000,
+      tcp_msg_timeout_ms: 10000,
       tcp_max_buffer: 131072,
       max_transactions: 100000,
     });

@@ -105,11 +105,36 @@ describe('responseTarget (RFC 3261 §18.2.2, RFC 3581)', () => {
     expect(responseTarget(response('SIP/2.0/UDP h.example:5070;received=198.51.100.2;branch=z9hG4bK1'))).toEqual({ transport: 'udp', address: '198.51.100.2', port: 5070 });
     expect(responseTarget(response('SIP/2.0/UDP h.example;received=198.51.100.2;branch=z9hG4bK1'))).toEqual({ transport: 'udp', address: '198.51.100.2', port: 5060 });
   });
-  it('UDP: maddr wins, with the sent-by port', () => {
+  it('UDP: maddr in the top Via is ignored, unicast or multicast: received/rport win (no reflection to a third party)', () => {
+    // unicast maddr naming a victim, with the real source in received/rport
+    expect(responseTarget(response('SIP/2.0/UDP h.example:5080;maddr=203.0.113.9;received=198.51.100.2;rport=40000;branch=z9hG4bK1'), udpSrc)).toEqual({
+      transport: 'udp',
+      address: '198.51.100.2',
+      port: 40000,
+      local: UDP_EP,
+    });
+    expect(responseTarget(response('SIP/2.0/UDP h.example:5080;maddr=203.0.113.9;received=198.51.100.2;branch=z9hG4bK1'))).toEqual({
+      transport: 'udp',
+      address: '198.51.100.2',
+      port: 5080,
+    });
+    // multicast maddr with ttl: ignored as well (sipd does not send multicast responses)
     expect(responseTarget(response('SIP/2.0/UDP h.example:5080;maddr=239.1.1.1;ttl=1;received=198.51.100.2;branch=z9hG4bK1'))).toEqual({
       transport: 'udp',
-      address: '239.1.1.1',
+      address: '198.51.100.2',
       port: 5080,
+    });
+    // no received (sent-by was the source address): the sent-by, not the maddr
+    expect(responseTarget(response('SIP/2.0/UDP 198.51.100.7:5090;maddr=203.0.113.9;branch=z9hG4bK1'))).toEqual({
+      transport: 'udp',
+      address: '198.51.100.7',
+      port: 5090,
+    });
+    // over TCP too: the request's connection / received, never the maddr
+    expect(responseTarget(response('SIP/2.0/TCP h.example:5070;maddr=203.0.113.9;received=198.51.100.2;branch=z9hG4bK1'), tcpSrc)).toMatchObject({
+      transport: 'tcp',
+      address: '198.51.100.2',
+      connectionId: 7,
     });
   });
   it('UDP: sent-by only (IPv6 without brackets, name kept for send() to resolve)', () => {
