@@ -16,6 +16,8 @@
  * no URI naming sipd itself (or with maddr, which is never obeyed) is sent anywhere.
  * In-dialog requests (To-tag) are loose-routed only on a Route we issued: its token (route-token.ts)
  * must verify for the dialog and the next hop must be the other party of the dialog; otherwise 403.
+ * A trusted source may also send in-dialog requests along a route set that does not name us (as it
+ * may preload Routes), but a Route naming us must carry a valid token whoever sends it.
  */
 import { buildResponse, isSipUri, type Rejection, type SipRequest, type SipResponse, type SipUri } from '../sip/index.js';
 import type { Binding, LocationStore } from '../store/types.js';
@@ -238,10 +240,11 @@ export class Router {
       this.reply(ctx, 404, 'Not here');
       return true;
     }
-    if (check.kind === 'foreign') return this.deny(ctx, 'dialog-foreign-route', 'Forbidden (Route not issued here)');
+    // a trusted peer may route through us along a route set of its own, as with preloaded Routes
+    if (check.kind === 'foreign' && !this.d.trusted.has(src.address)) return this.deny(ctx, 'dialog-foreign-route', 'Forbidden (Route not issued here)');
     if (check.kind === 'bad') return this.deny(ctx, check.reason === 'no-token' ? 'dialog-no-token' : 'dialog-bad-token', 'Forbidden (Route not issued here)');
     this.d.proxy.processRoutes(req);
-    if (!this.d.trusted.has(src.address)) {
+    if (check.kind === 'ours' && !this.d.trusted.has(src.address)) {
       const hop = await this.d.proxy.nextHop(req, undefined);
       if (hop !== undefined && !this.d.proxy.dialogAllows(check.route, src, hop.target.address, hop.target.port)) {
         return this.deny(ctx, 'dialog-hop', 'Forbidden (not a party of this dialog)');

@@ -305,6 +305,12 @@ describe('authenticated and trusted users keep their reach', () => {
       TRUNK,
     );
     expect(finalStatuses(fake)).toEqual([403]);
+    // its own route set that does not name us is followed, as its preloaded Routes are
+    const own = await h.request(
+      request({ method: 'BYE', ruri: `sip:900@${GW.address}`, from: '<sip:c@x>;tag=1', to: '<sip:d@y>;tag=2', callId: 'tr-3', cseq: 1, via: viaOf(TRUNK), extra: [`Route: <${GW_URI};lr>`] }),
+      TRUNK,
+    );
+    expect(requests(own, 'BYE').map((s) => s.target)).toMatchObject([GW]);
   });
 });
 
