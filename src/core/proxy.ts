@@ -7,7 +7,7 @@ import type { ClientTransaction, ServerTransaction, TransactionLayer } from '../
 import type { LocalEndpoint, Source, Target, TransportLayer, TransportName } from '../transport/types.js';
 import { isIP } from 'node:net';
 import { normaliseAddress } from '../transport/common.js';
-import { hopKey, RouteTokens, TOKEN_PARAM, type DialogParties, type VerifiedRoute } from './route-token.js';
+import { BRANCH_MAC_LEN, hopKey, RouteTokens, TOKEN_PARAM, type DialogParties, type VerifiedRoute } from './route-token.js';
 
 /** One destination of a forwarded request (a location binding, or the Request-URI itself). */
 export interface ForwardTarget {
@@ -198,10 +198,21 @@ export class Proxy {
     if (top === undefined) return;
     const port = top.port ?? 5060;
     const ours = this.d.transport.endpoints().some((ep) => ep.port === port && (top.host === ep.advertise.toLowerCase() || top.host === formatHost(ep.address)));
-    if (!ours) return;
+    if (!ours || !this.isOurBranch(top.branch)) {
+      this.debug({ status: res.status, branch: top.branch }, 'stray 2xx not of our making: dropped');
+      return;
+    }
     res.removeFirstValue('via');
     if (!res.has('via')) return;
     send(res);
+  }
+
+  /** A branch of a request we forwarded statefully: `z9hG4bKsd` + loop hash + `.` + random + MAC. */
+  isOurBranch(branch: string | undefined): boolean {
+    const prefix = MAGIC_COOKIE + 'sd';
+    if (branch === undefined || !branch.startsWith(prefix) || branch.length < prefix.length + 16 + 1 + BRANCH_MAC_LEN) return false;
+    const unique = branch.slice(prefix.length, branch.length - BRANCH_MAC_LEN);
+    return this.d.routeTokens.branchMac(unique) === branch.slice(branch.length - BRANCH_MAC_LEN);
   }
 
   /** Where the request goes next: first Route, else the NAT address of the binding, else the Request-URI. */
@@ -319,8 +330,10 @@ export class Proxy {
         out.addHeader('record-route', recordRouteFor(outEp, token), 'before');
       }
     }
-    // the Via itself is added by the client transaction, with this branch (§16.6 step 8: loop hash + unique part)
-    const branch = `${MAGIC_COOKIE}sd${this.loopHash(req)}.${this.d.random()}`;
+    // the Via itself is added by the client transaction, with this branch (§16.6 step 8: loop hash +
+    // unique part), signed so that a stray 2xx can be told from a forged one (strayResponse)
+    const unique = `${this.loopHash(req)}.${this.d.random()}`;
+    const branch = `${MAGIC_COOKIE}sd${unique}${this.d.routeTokens.branchMac(unique)}`;
     return { out, branch, hop };
   }
 

@@ -37,6 +37,8 @@ const HEAD_LEN = 4;
 /** most hops one side of a token names. */
 export const MAX_HOPS_PER_SIDE = 4;
 const FLAG_PRIVILEGED_CALLER = 1;
+/** hex digits of the branch MAC (see branchMac). */
+export const BRANCH_MAC_LEN = 8;
 
 /** Name of the Record-Route URI parameter carrying the token. */
 export const TOKEN_PARAM = 'sdt';
@@ -122,6 +124,15 @@ export class RouteTokens {
       return { ok: true, callId, privilegedCaller: (buf[1]! & FLAG_PRIVILEGED_CALLER) !== 0, a, b };
     }
     return { ok: false, reason: 'forged' };
+  }
+
+  /**
+   * A short MAC for the unique part of the Via branches we send (8 hex digits): a 2xx that matches no
+   * transaction is forwarded upstream only when its top Via branch carries one, so a forged
+   * "retransmission" cannot make sipd reflect a response to an address of someone's choosing.
+   */
+  branchMac(value: string): string {
+    return createHmac('sha256', this.secret).update('branch\u0000').update(value, 'latin1').digest('hex').slice(0, BRANCH_MAC_LEN);
   }
 
   /** The side(s) a source IP belongs to (an `IP|*` hop). */

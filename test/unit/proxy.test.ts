@@ -181,6 +181,24 @@ describe('forwarding (§16.6)', () => {
     expect(await c.h.response(answer(fwd, 486, { toTag: 'b1' }), B1)).toEqual([]);
   });
 
+  it('a forged stray 2xx (our Via host and port, a branch we did not make) is not reflected to its second Via', async () => {
+    const h = await createHarness();
+    const victim = '198.51.100.200';
+    const forged = [
+      'SIP/2.0 200 OK',
+      'Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsd0123456789abcdef.00000001deadbeef',
+      `Via: SIP/2.0/UDP ${victim}:5060;branch=z9hG4bKvictim`,
+      `From: <sip:a@${DOMAIN}>;tag=1`,
+      `To: <sip:b@${DOMAIN}>;tag=2`,
+      'Call-ID: forged-2xx',
+      'CSeq: 1 INVITE',
+      'Content-Length: 0',
+      '',
+      '',
+    ].join('\r\n');
+    expect(await h.response(forged, udpSrc('203.0.113.5', 5060))).toEqual([]);
+  });
+
   it('a non-INVITE (MESSAGE) is forwarded without Record-Route and its 200 goes upstream', async () => {
     const h = await createHarness();
     await h.register('bob', 'bobpw', `<${bob(B1)}>`, B1);
