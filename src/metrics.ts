@@ -42,6 +42,12 @@ export class Metrics {
   readonly authChallenges = new Counter({ name: 'sipd_auth_challenges_total', help: 'Digest challenges sent (401/407)', labelNames: ['kind'] as const, registers: [this.registry] });
   readonly authFailures = new Counter({ name: 'sipd_auth_failures_total', help: 'Failed authentications, by reason', labelNames: ['reason'] as const, registers: [this.registry] });
   readonly parseErrors = new Counter({ name: 'sipd_parse_errors_total', help: 'Messages that failed to parse, by code', labelNames: ['code'] as const, registers: [this.registry] });
+  readonly relayDenied = new Counter({
+    name: 'sipd_relay_denied_total',
+    help: 'Requests refused by the relay policy (403), by reason: foreign-target, preloaded-route, dialog-foreign-route, dialog-no-token, dialog-bad-token, dialog-hop',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly drops = new Counter({ name: 'sipd_dropped_total', help: 'Messages dropped, by reason', labelNames: ['reason'] as const, registers: [this.registry] });
   readonly requestDuration = new Histogram({
     name: 'sipd_request_processing_seconds',

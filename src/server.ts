@@ -4,11 +4,13 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { networkInterfaces } from 'node:os';
 import type { Config, Secrets } from './config.js';
 import { Acl } from './core/acl.js';
 import { DigestAuthenticator, stripCredentials } from './core/auth.js';
 import { FloodGuard } from './core/flood.js';
 import { Proxy } from './core/proxy.js';
+import { RouteTokens } from './core/route-token.js';
 import { Registrar } from './core/registrar.js';
 import { Router, type Authenticator } from './core/routing.js';
 import { deterministicToTag } from './core/tags.js';
@@ -18,7 +20,7 @@ import { Metrics } from './metrics.js';
 import { buildResponse, isSipParseError, parseMessage, parseVia, SipRequest, splitList, type PartialMessage, type SipParseError, type SipResponse } from './sip/index.js';
 import { openStores, type Stores } from './store/index.js';
 import { createTransactionLayer, realClock } from './transaction/index.js';
-import { createTransportLayer, responseTarget } from './transport/index.js';
+import { createTransportLayer, normaliseAddress, responseTarget } from './transport/index.js';
 import type { Source, Target } from './transport/types.js';
 
 export interface RunningServer {
@@ -169,10 +171,15 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   onResponse = (res, src) => tx.receiveResponse(res, src);
 
   // ---- core
+  // the host's own addresses, for "is this next hop sipd itself?" behind wildcard listeners
+  const localAddresses = new Set<string>();
+  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) localAddresses.add(normaliseAddress(a.address));
   const proxy = new Proxy({
     tx,
     transport,
     random,
+    routeTokens: new RouteTokens(secret),
+    localAddresses: () => localAddresses,
     debug: (obj, msg) => log.debug(obj, msg),
     onResponse: (status) => metrics.responses.inc({ code: status }),
   });
@@ -233,6 +240,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       challenge: (kind) => metrics.authChallenges.inc({ kind }),
       authFailure: (reason) => metrics.authFailures.inc({ reason }),
       drop: (reason) => metrics.drops.inc({ reason }),
+      denied: (reason) => metrics.relayDenied.inc({ reason }),
       response: (status) => metrics.responses.inc({ code: status }),
       debug: (obj, msg) => log.debug(obj, msg),
       error: (obj, msg) => log.error(obj, msg),

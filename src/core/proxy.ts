@@ -1,10 +1,13 @@
 import { createHash } from 'node:crypto';
 import {
-  buildResponse, formatHost, isSipUri, parseSipUri, splitList, MAGIC_COOKIE,
-  type SipRequest, type SipResponse, type SipUri,
+  buildResponse, formatHost, hostAddress, isSipUri, isStar, parseSipUri, splitList, MAGIC_COOKIE,
+  type NameAddr, type SipRequest, type SipResponse, type SipUri,
 } from '../sip/index.js';
 import type { ClientTransaction, ServerTransaction, TransactionLayer } from '../transaction/types.js';
-import type { LocalEndpoint, Target, TransportLayer, TransportName } from '../transport/types.js';
+import type { LocalEndpoint, Source, Target, TransportLayer, TransportName } from '../transport/types.js';
+import { isIP } from 'node:net';
+import { normaliseAddress } from '../transport/common.js';
+import { BRANCH_MAC_LEN, hopKey, RouteTokens, TOKEN_PARAM, type DialogParties, type VerifiedRoute } from './route-token.js';
 
 /** One destination of a forwarded request (a location binding, or the Request-URI itself). */
 export interface ForwardTarget {
@@ -27,6 +30,31 @@ export interface ProxyDeps {
   debug?: (obj: Record<string, unknown>, msg: string) => void;
   /** called with every response the proxy sends upstream. */
   onResponse?: (status: number) => void;
+  /** integrity tokens for our Record-Route URIs (keyed with the auth secret). */
+  routeTokens: RouteTokens;
+  /**
+   * the host's own IP addresses (normalised), for "is this next hop sipd itself?" when a listener is
+   * bound to a wildcard address; loopback addresses always count. Default: none besides loopback.
+   */
+  localAddresses?: () => ReadonlySet<string>;
+}
+
+/** What the top Route (or a strict router's Request-URI) of an in-dialog request says about us. */
+export type DialogRouteCheck =
+  /** no Route at all, and the Request-URI is not a Record-Route URI of ours */
+  | { readonly kind: 'none' }
+  /** the top Route names another host: we did not issue it */
+  | { readonly kind: 'foreign' }
+  /** the top Route names us but carries no valid token */
+  | { readonly kind: 'bad'; readonly reason: 'no-token' | 'malformed' | 'forged' }
+  | { readonly kind: 'ours'; readonly route: VerifiedRoute };
+
+/** Who asked for a request to be forwarded, as the routing policy decided it. */
+export interface ForwardOptions {
+  /** Record-Route (dialog-forming requests). */
+  readonly recordRoute: boolean;
+  /** the caller authenticated as one of our subscribers or is trusted (see route-token.ts). */
+  readonly privileged: boolean;
 }
 
 interface Branch {
@@ -130,9 +158,9 @@ export class Proxy {
    * Forward `req` statefully to the targets (§16.6), forking by q-value groups (§16.7).
    * Responses go back through `st`. `recordRoute` adds Record-Route (double when the transport or socket changes).
    */
-  forward(st: ServerTransaction, req: SipRequest, targets: readonly ForwardTarget[], recordRoute: boolean): void {
+  forward(st: ServerTransaction, req: SipRequest, targets: readonly ForwardTarget[], opts: ForwardOptions): void {
     const groups = groupByQ(targets);
-    const ctx = new ResponseContext(this, st, req, groups, recordRoute);
+    const ctx = new ResponseContext(this, st, req, groups, opts);
     this.pending++;
     if (req.method === 'INVITE') {
       this.contexts.set(st.id, ctx);
@@ -170,10 +198,21 @@ export class Proxy {
     if (top === undefined) return;
     const port = top.port ?? 5060;
     const ours = this.d.transport.endpoints().some((ep) => ep.port === port && (top.host === ep.advertise.toLowerCase() || top.host === formatHost(ep.address)));
-    if (!ours) return;
+    if (!ours || !this.isOurBranch(top.branch)) {
+      this.debug({ status: res.status, branch: top.branch }, 'stray 2xx not of our making: dropped');
+      return;
+    }
     res.removeFirstValue('via');
     if (!res.has('via')) return;
     send(res);
+  }
+
+  /** A branch of a request we forwarded statefully: `z9hG4bKsd` + loop hash + `.` + random + MAC. */
+  isOurBranch(branch: string | undefined): boolean {
+    const prefix = MAGIC_COOKIE + 'sd';
+    if (branch === undefined || !branch.startsWith(prefix) || branch.length < prefix.length + 16 + 1 + BRANCH_MAC_LEN) return false;
+    const unique = branch.slice(prefix.length, branch.length - BRANCH_MAC_LEN);
+    return this.d.routeTokens.branchMac(unique) === branch.slice(branch.length - BRANCH_MAC_LEN);
   }
 
   /** Where the request goes next: first Route, else the NAT address of the binding, else the Request-URI. */
@@ -184,8 +223,8 @@ export class Proxy {
     else if (target?.received !== undefined) uri = parseSipUri(target.received);
     else if (isSipUri(req.uri)) uri = req.uri;
     if (uri === undefined) return undefined;
-    const maddr = uri.params.get('maddr');
-    const host = maddr ?? uri.host;
+    // maddr is never obeyed: a URI of someone else's choosing must not redirect us (issue 8)
+    const host = uri.host;
     const tp = uri.params.get('transport')?.toLowerCase();
     const transport: TransportName | undefined = tp === 'tcp' || tp === 'tls' ? 'tcp' : tp === 'udp' ? 'udp' : undefined;
     const targets = await this.d.transport.resolve(host, uri.port, transport, uri.scheme === 'sips');
@@ -198,16 +237,82 @@ export class Proxy {
     }
     const local = this.d.transport.endpointFor(t.transport, t.address.includes(':') ? 6 : 4);
     if (local === undefined) return undefined;
+    // never to ourselves: a URI naming sipd's own address and port would only bounce back out
+    if (this.isOwnAddress(t.address, t.port)) {
+      this.debug({ address: t.address, port: t.port }, 'next hop is this server: not sent');
+      return undefined;
+    }
     return { target: { ...t, local }, local };
+  }
+
+  /** Is `address:port` one of our own listening sockets (wildcard listeners: any local address)? */
+  isOwnAddress(address: string, port: number): boolean {
+    const a = normaliseIp(address);
+    for (const ep of this.d.transport.endpoints()) {
+      if (ep.port !== port) continue;
+      const epa = normaliseIp(ep.address);
+      if (epa === a) return true;
+      if ((epa === '0.0.0.0' || epa === '::') && (isLoopback(a) || (this.d.localAddresses?.().has(a) ?? false))) return true;
+    }
+    return false;
+  }
+
+  /**
+   * The top Route of an in-dialog request (or the Request-URI a strict router put our Record-Route
+   * URI into): ours with a token that verifies for this dialog, ours without one, someone else's, or none.
+   */
+  checkDialogRoute(req: SipRequest): DialogRouteCheck {
+    const ruri = req.uri;
+    let uri: SipUri;
+    if (isSipUri(ruri) && this.isSelf(ruri) && ruri.user === undefined && req.has('route')) uri = ruri;
+    else {
+      const top = req.routes()[0];
+      if (top === undefined) return { kind: 'none' };
+      if (!isSipUri(top.uri) || !this.isSelf(top.uri)) return { kind: 'foreign' };
+      uri = top.uri;
+    }
+    const token = uri.params.get(TOKEN_PARAM);
+    if (token === undefined || token === null) return { kind: 'bad', reason: 'no-token' };
+    const v = this.d.routeTokens.verify(token, req.callId() ?? '', [req.fromTag(), req.toTag()]);
+    return v.ok ? { kind: 'ours', route: v } : { kind: 'bad', reason: v.reason };
+  }
+
+  /** May an in-dialog request of a verified dialog, received from `src`, be sent to `address:port`? */
+  dialogAllows(route: VerifiedRoute, src: Source, address: string, port: number): boolean {
+    const tokens = this.d.routeTokens;
+    const sides = tokens.sidesOf(route, normaliseAddress(src.address));
+    if (!sides.a && !sides.b) return false;
+    return tokens.allows(route, sides, normaliseAddress(address), port);
+  }
+
+  /** The parties of the dialog a branch forms, for its Record-Route token (see route-token.ts). */
+  private dialogParties(req: SipRequest, src: Source, target: ForwardTarget, sentTo: Target, privileged: boolean): DialogParties {
+    const a = [hopKey(normaliseAddress(src.address), '*')];
+    if (privileged) {
+      // an authenticated caller's own Contact and upstream proxy: in-dialog requests towards it go there
+      const rr = safe(() => req.recordRoutes()[0]?.uri);
+      const ct = safe(() => req.contacts().find((c): c is NameAddr => !isStar(c))?.uri);
+      for (const u of [rr, ct]) {
+        const k = u !== undefined && isSipUri(u) ? literalHop(u) : undefined;
+        if (k !== undefined) a.push(k);
+      }
+    }
+    const to = normaliseAddress(sentTo.address);
+    const b = [hopKey(to, '*'), hopKey(to, sentTo.port)];
+    const contact = target.uri !== undefined ? safe(() => parseSipUri(target.uri!)) : undefined;
+    const ck = contact !== undefined ? literalHop(contact) : undefined;
+    if (ck !== undefined) b.push(ck);
+    return { a, b, privilegedCaller: privileged };
   }
 
   /** Build the branch copy of the request for one target (§16.6 steps 1–8). Returns the hop to send to. */
   async prepareBranch(
     req: SipRequest,
     target: ForwardTarget,
-    recordRoute: boolean,
-    inbound: LocalEndpoint,
+    opts: ForwardOptions,
+    src: Source,
   ): Promise<{ out: SipRequest; branch: string; hop: { target: Target; local: LocalEndpoint } } | undefined> {
+    const inbound = src.local;
     const out = req.clone();
     if (target.uri !== undefined) out.setUri(target.uri);
     if (target.path !== undefined && target.path.length > 0) {
@@ -217,15 +322,18 @@ export class Proxy {
     decrementMaxForwards(out);
     const hop = await this.nextHop(out, target);
     if (hop === undefined) return undefined;
-    if (recordRoute) {
+    if (opts.recordRoute) {
       const outEp = hop.local;
-      out.addHeader('record-route', recordRouteFor(inbound), 'before');
+      const token = this.d.routeTokens.issue(req.callId() ?? '', req.fromTag() ?? '', this.dialogParties(req, src, target, hop.target, opts.privileged));
+      out.addHeader('record-route', recordRouteFor(inbound, token), 'before');
       if (outEp.transport !== inbound.transport || outEp.address !== inbound.address || outEp.port !== inbound.port) {
-        out.addHeader('record-route', recordRouteFor(outEp), 'before');
+        out.addHeader('record-route', recordRouteFor(outEp, token), 'before');
       }
     }
-    // the Via itself is added by the client transaction, with this branch (§16.6 step 8: loop hash + unique part)
-    const branch = `${MAGIC_COOKIE}sd${this.loopHash(req)}.${this.d.random()}`;
+    // the Via itself is added by the client transaction, with this branch (§16.6 step 8: loop hash +
+    // unique part), signed so that a stray 2xx can be told from a forged one (strayResponse)
+    const unique = `${this.loopHash(req)}.${this.d.random()}`;
+    const branch = `${MAGIC_COOKIE}sd${unique}${this.d.routeTokens.branchMac(unique)}`;
     return { out, branch, hop };
   }
 
@@ -262,7 +370,7 @@ class ResponseContext {
     private readonly st: ServerTransaction,
     private readonly req: SipRequest,
     private readonly groups: ForwardTarget[][],
-    private readonly recordRoute: boolean,
+    private readonly opts: ForwardOptions,
   ) {}
 
   start(): void {
@@ -290,7 +398,7 @@ class ResponseContext {
   private async startBranch(target: ForwardTarget, b: Branch): Promise<void> {
     let prepared;
     try {
-      prepared = await this.p.prepareBranch(this.req, target, this.recordRoute, this.st.source.local);
+      prepared = await this.p.prepareBranch(this.req, target, this.opts, this.st.source);
     } catch {
       prepared = undefined;
     }
@@ -440,8 +548,32 @@ export function decrementMaxForwards(req: SipRequest): void {
   req.setHeader('max-forwards', mf === undefined ? '70' : String(Math.max(0, mf - 1)));
 }
 
-export function recordRouteFor(ep: LocalEndpoint): string {
-  return `<sip:${ep.advertise}:${ep.port}${ep.transport === 'tcp' ? ';transport=tcp' : ''};lr>`;
+/** Our Record-Route value for a listener, with the dialog's integrity token (route-token.ts). */
+export function recordRouteFor(ep: LocalEndpoint, token?: string): string {
+  return `<sip:${ep.advertise}:${ep.port}${ep.transport === 'tcp' ? ';transport=tcp' : ''};lr${token !== undefined ? `;${TOKEN_PARAM}=${token}` : ''}>`;
+}
+
+function safe<T>(fn: () => T): T | undefined {
+  try {
+    return fn();
+  } catch {
+    return undefined;
+  }
+}
+
+function normaliseIp(a: string): string {
+  return normaliseAddress(a);
+}
+
+function isLoopback(a: string): boolean {
+  return a === '::1' || (isIP(a) === 4 && a.startsWith('127.'));
+}
+
+/** `IP|PORT` of a URI whose host is an IP literal (default port 5060, 5061 for sips:), else undefined. */
+function literalHop(u: SipUri): string | undefined {
+  const h = hostAddress(u.host);
+  if (isIP(h) === 0) return undefined;
+  return hopKey(normaliseAddress(h), u.port ?? (u.scheme === 'sips' ? 5061 : 5060));
 }
 
 export function viaFor(ep: LocalEndpoint, transport: TransportName, branch: string): string {

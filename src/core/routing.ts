@@ -3,8 +3,21 @@
  * TypeScript pipeline. Read `handle()` top to bottom: each step is a small method that either
  * finishes the request (answers, relays or drops it) and returns true, or lets it continue.
  *
- *   flood → sanity → Max-Forwards → keepalive OPTIONS → in-dialog → CANCEL → auth
- *         → relay policy → registrar → location → relay
+ *   flood → sanity → Max-Forwards → loop → keepalive OPTIONS → in-dialog → CANCEL → auth
+ *         → preloaded Route → relay policy → registrar → location → relay
+ *
+ * Relay policy (issue 8: not an open relay). A request is *privileged* when its source is trusted
+ * (`auth.trusted_ips`) or it authenticated as one of our subscribers. Only privileged initial
+ * requests may go to a foreign host (call out) or follow a preloaded Route; every other initial
+ * request reaches nothing but a binding of one of our domains (location lookup): a foreign
+ * Request-URI gets 403, a preloaded Route naming anything but us gets 403 (not silently dropped:
+ * the sender learns at once that its route is refused, and nothing it asked for is re-interpreted).
+ * The strict-route fix-up runs before these checks, so it never widens what may be reached, and
+ * no URI naming sipd itself (or with maddr, which is never obeyed) is sent anywhere.
+ * In-dialog requests (To-tag) are loose-routed only on a Route we issued: its token (route-token.ts)
+ * must verify for the dialog and the next hop must be the other party of the dialog; otherwise 403.
+ * A trusted source may also send in-dialog requests along a route set that does not name us (as it
+ * may preload Routes), but a Route naming us must carry a valid token whoever sends it.
  */
 import { buildResponse, isSipUri, type Rejection, type SipRequest, type SipResponse, type SipUri } from '../sip/index.js';
 import type { Binding, LocationStore } from '../store/types.js';
@@ -37,6 +50,8 @@ export interface RoutingEvents {
   challenge(kind: 'www' | 'proxy'): void;
   authFailure(reason: string): void;
   drop(reason: string): void;
+  /** a request refused by the relay policy (reason: a small fixed set, see `Denial`). */
+  denied(reason: Denial): void;
   response(status: number): void;
   debug(obj: Record<string, unknown>, msg: string): void;
   error(obj: Record<string, unknown>, msg: string): void;
@@ -56,6 +71,21 @@ export interface RoutingDeps {
   toTag(req: SipRequest): string;
   events: RoutingEvents;
 }
+
+/** Why the relay policy refused a request (a metrics label: keep the set small and fixed). */
+export type Denial =
+  /** initial request from an unprivileged source to a host that is not one of our domains */
+  | 'foreign-target'
+  /** initial request from an unprivileged source with a Route that does not name us */
+  | 'preloaded-route'
+  /** in-dialog request whose top Route names another host */
+  | 'dialog-foreign-route'
+  /** in-dialog request whose Route names us without a token */
+  | 'dialog-no-token'
+  /** in-dialog request whose token does not verify for its dialog */
+  | 'dialog-bad-token'
+  /** in-dialog request from outside the dialog, or towards a host that is not its other party */
+  | 'dialog-hop';
 
 const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, UPDATE, INFO, MESSAGE, REFER, NOTIFY, SUBSCRIBE';
 
@@ -112,12 +142,18 @@ export class Router {
     if (this.cancel(ctx)) return;
     if (this.strayAck(ctx)) return;
     if (await this.authenticate(ctx)) return;
+    if (this.preloadedRoute(ctx)) return;
     if (this.relayPolicy(ctx)) return;
-    if (await this.preloadedRoute(ctx)) return;
     if (await this.registrar(ctx)) return;
     if (this.addressIncomplete(ctx)) return;
+    if (this.toSelf(ctx)) return;
     if (await this.location(ctx)) return;
     this.relay(ctx, [{ q: null }]);
+  }
+
+  /** Trusted source, or authenticated as one of our subscribers: may call out and follow Routes. */
+  private privileged(ctx: Ctx): boolean {
+    return ctx.user !== undefined || this.d.trusted.has(ctx.src.address);
   }
 
   // ---------------------------------------------------------------- REQINIT
@@ -170,10 +206,12 @@ export class Router {
   /** OPTIONS to the server itself (no user, our host): 200 with Allow/Accept/Supported. */
   private keepalive(ctx: Ctx): boolean {
     const { req } = ctx;
-    if (req.method !== 'OPTIONS' || req.has('route')) return false;
+    if (req.method !== 'OPTIONS') return false;
     const uri = req.uri;
     if (!isSipUri(uri) || uri.user !== undefined) return false;
     if (!this.d.proxy.isSelf(uri) && !this.d.isOurDomain(uri.host)) return false;
+    // through us as outbound proxy: every Route must name us
+    if (!req.routes().every((r) => isSipUri(r.uri) && this.d.proxy.isSelf(r.uri))) return false;
     this.reply(ctx, 200, 'OK', [
       ['Allow', ALLOW],
       ['Accept', 'application/sdp'],
@@ -184,26 +222,50 @@ export class Router {
 
   // ---------------------------------------------------------------- WITHINDLG
 
-  /** Requests with a To-tag follow their Route set (loose_route); they are not challenged or looked up. */
+  /**
+   * Requests with a To-tag follow their Route set (loose_route) when its top entry is a Record-Route
+   * of ours whose token verifies for this dialog, and only towards the dialog's other party. They
+   * are not challenged or looked up. A Route we did not issue: 403; no Route at all: 404.
+   */
   private async withinDialog(ctx: Ctx): Promise<boolean> {
-    const { req } = ctx;
+    const { req, src } = ctx;
     if (req.toTag() === undefined) return false;
-    if (this.d.proxy.processRoutes(req) || req.has('route')) {
-      this.d.events.debug({ method: req.method, callId: req.callId() }, 'in-dialog: loose route');
+    const check = this.d.proxy.checkDialogRoute(req);
+    if (check.kind === 'none') {
       if (req.method === 'ACK') {
-        await this.d.proxy.relayStateless(req, undefined);
-        this.done(ctx, 'relayed', 'in-dialog ACK');
+        // an ACK that matched no transaction (e.g. the ACK of a stateless 407): absorb it
+        this.done(ctx, 'absorbed', 'ACK of a stateless reply');
         return true;
       }
-      this.relay(ctx, [{ q: null }], false);
+      this.reply(ctx, 404, 'Not here');
       return true;
     }
+    // a trusted peer may route through us along a route set of its own, as with preloaded Routes
+    if (check.kind === 'foreign' && !this.d.trusted.has(src.address)) return this.deny(ctx, 'dialog-foreign-route', 'Forbidden (Route not issued here)');
+    if (check.kind === 'bad') return this.deny(ctx, check.reason === 'no-token' ? 'dialog-no-token' : 'dialog-bad-token', 'Forbidden (Route not issued here)');
+    this.d.proxy.processRoutes(req);
+    if (check.kind === 'ours' && !this.d.trusted.has(src.address)) {
+      const hop = await this.d.proxy.nextHop(req, undefined);
+      if (hop !== undefined && !this.d.proxy.dialogAllows(check.route, src, hop.target.address, hop.target.port)) {
+        return this.deny(ctx, 'dialog-hop', 'Forbidden (not a party of this dialog)');
+      }
+    }
+    this.d.events.debug({ method: req.method, callId: req.callId() }, 'in-dialog: loose route');
     if (req.method === 'ACK') {
-      // an ACK that matched no transaction (e.g. the ACK of a stateless 407): absorb it
-      this.done(ctx, 'absorbed', 'ACK of a stateless reply');
+      await this.d.proxy.relayStateless(req, undefined);
+      this.done(ctx, 'relayed', 'in-dialog ACK');
       return true;
     }
-    this.reply(ctx, 404, 'Not here');
+    this.relay(ctx, [{ q: null }], false);
+    return true;
+  }
+
+  /** The relay policy refused the request: 403 (an ACK is dropped), counted by reason. */
+  private deny(ctx: Ctx, reason: Denial, phrase: string): true {
+    this.d.events.denied(reason);
+    this.d.events.debug({ method: ctx.req.method, callId: ctx.req.callId(), src: ctx.src.address, reason }, 'relay denied');
+    if (ctx.req.method === 'ACK') this.done(ctx, 'dropped', `relay denied: ${reason}`);
+    else this.reply(ctx, 403, phrase);
     return true;
   }
 
@@ -265,30 +327,37 @@ export class Router {
   }
 
   /**
-   * Not an open relay: from a foreign domain to a foreign domain → 403 (unless trusted). A REGISTER for
-   * a foreign domain is relayed only when it authenticated as one of our users.
+   * An initial request with a Route set: the strict-route fix-up and our own entries first; if other
+   * entries remain, a privileged request follows them, any other gets 403 (preloaded routes from
+   * unknown senders are how an outsider picks a gateway or scans the network behind us).
    */
-  private relayPolicy(ctx: Ctx): boolean {
-    const { req, src } = ctx;
-    if (this.d.trusted.has(src.address)) return false;
-    const from = req.from()?.uri;
-    // a REGISTER is authenticated against its To domain: its From domain alone proves nothing
-    const fromLocal =
-      from !== undefined && isSipUri(from) && this.d.isOurDomain(from.host) && (req.method !== 'REGISTER' || ctx.user !== undefined || this.d.auth === undefined);
-    const uri = req.uri;
-    const toLocal = isSipUri(uri) && (this.d.isOurDomain(uri.host) || this.d.proxy.isSelf(uri));
-    if (fromLocal || toLocal) return false;
-    this.reply(ctx, 403, 'Not relaying');
-    return true;
-  }
-
-  /** An initial request with a Route set: drop our own entries; if others remain, follow them. */
-  private async preloadedRoute(ctx: Ctx): Promise<boolean> {
+  private preloadedRoute(ctx: Ctx): boolean {
     const { req } = ctx;
     if (!req.has('route')) return false;
     this.d.proxy.processRoutes(req);
     if (!req.has('route')) return false;
+    if (!this.privileged(ctx)) return this.deny(ctx, 'preloaded-route', 'Forbidden (preloaded Route not accepted)');
     this.relay(ctx, [{ q: null }]);
+    return true;
+  }
+
+  /**
+   * Not an open relay: an unprivileged initial request may only go to one of our domains (then the
+   * registrar or the location lookup decide), or be a REGISTER sent to us; anything else gets 403.
+   */
+  private relayPolicy(ctx: Ctx): boolean {
+    if (this.privileged(ctx)) return false;
+    const { req } = ctx;
+    const uri = req.uri;
+    if (isSipUri(uri) && (this.d.isOurDomain(uri.host) || (req.method === 'REGISTER' && this.d.proxy.isSelf(uri)))) return false;
+    return this.deny(ctx, 'foreign-target', 'Forbidden (not relaying)');
+  }
+
+  /** A Request-URI naming this server that is not one of our domains: nothing is registered there. */
+  private toSelf(ctx: Ctx): boolean {
+    const uri = ctx.req.uri;
+    if (!isSipUri(uri) || this.d.isOurDomain(uri.host) || !this.d.proxy.isSelf(uri)) return false;
+    this.reply(ctx, 404, 'Not Found', undefined, true);
     return true;
   }
 
@@ -339,7 +408,7 @@ export class Router {
     const { req, src } = ctx;
     const recordRoute = initial && (req.method === 'INVITE' || req.method === 'SUBSCRIBE' || req.method === 'REFER');
     ctx.st ??= this.d.tx.createServer(req, src);
-    this.d.proxy.forward(ctx.st, req, targets, recordRoute);
+    this.d.proxy.forward(ctx.st, req, targets, { recordRoute, privileged: this.privileged(ctx) });
     this.done(ctx, 'relayed', `${targets.length} target(s)`);
   }
 

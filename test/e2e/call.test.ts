@@ -12,12 +12,15 @@ const alice = testUser('ca', 'pw-alice');
 const bobUdp = testUser('cbu', 'pw-bob-udp');
 const bobTcp = testUser('cbt', 'pw-bob-tcp');
 const bobMix = testUser('cbm', 'pw-bob-mix');
+const carolUdp = testUser('cdu', 'pw-carol-udp');
+const carolTcp = testUser('cdt', 'pw-carol-tcp');
+const carolMix = testUser('cdm', 'pw-carol-mix');
 
 describe.skipIf(SKIP_E2E)('e2e: authenticated calls (SIPp)', { timeout: 120_000 }, () => {
   let target: Target;
 
   beforeAll(async () => {
-    target = await startTarget({ users: [alice, bobUdp, bobTcp, bobMix] });
+    target = await startTarget({ users: [alice, bobUdp, bobTcp, bobMix, carolUdp, carolTcp, carolMix] });
   }, 120_000);
 
   afterAll(async () => {
@@ -53,4 +56,21 @@ describe.skipIf(SKIP_E2E)('e2e: authenticated calls (SIPp)', { timeout: 120_000 
     expectSipp('UDP caller', uac, { exitCode: 0, successful: CALLS, failed: 0 });
     expectSipp('TCP callee', uas[0]!, { exitCode: 0, successful: CALLS, failed: 0 });
   });
+
+  // the dialog in both directions: re-INVITE and UPDATE from the caller, BYE from the callee
+  for (const [label, callee, uacTransport, calleeTransport] of [
+    ['UDP', carolUdp, 'u1', 'u1'],
+    ['TCP', carolTcp, 't1', 't1'],
+    ['UDP in, TCP out', carolMix, 'u1', 't1'],
+  ] as const) {
+    it(`5 dialogs ${label}: ACK, re-INVITE, UPDATE from the caller, BYE from the callee, all along our Record-Route`, async () => {
+      const c = await registerCallee(target, callee, calleeTransport);
+      const { uac, uas } = await call(target, {
+        name: `dialog-${calleeTransport}-${uacTransport}`, caller: alice, callee: callee.user, uacScenario: 'uac-call-dialog.xml', uacTransport, calls: 5,
+        uas: [{ callee: c, scenario: 'uas-dialog.xml', calls: 5 }],
+      });
+      expectSipp(`${label} caller`, uac, { exitCode: 0, successful: 5, failed: 0 });
+      expectSipp(`${label} callee`, uas[0]!, { exitCode: 0, successful: 5, failed: 0 });
+    });
+  }
 });

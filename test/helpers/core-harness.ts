@@ -11,8 +11,9 @@ import { Acl } from '../../src/core/acl.js';
 import { DigestAuthenticator, digestHa1, digestResponse, stripCredentials } from '../../src/core/auth.js';
 import { FloodGuard } from '../../src/core/flood.js';
 import { Proxy } from '../../src/core/proxy.js';
+import { RouteTokens } from '../../src/core/route-token.js';
 import { Registrar } from '../../src/core/registrar.js';
-import { Router, type Authenticator, type RoutingEvents } from '../../src/core/routing.js';
+import { Router, type Authenticator, type Denial, type RoutingEvents } from '../../src/core/routing.js';
 import { buildResponse, parseMessage, SipRequest, SipResponse, parseAuthHeader } from '../../src/sip/index.js';
 import { MemoryLocationStore, MemorySubscriberStore } from '../../src/store/index.js';
 import { createTransactionLayer, manualClock, type ManualClock, type TimerSettings, type TransactionLayerImpl } from '../../src/transaction/index.js';
@@ -78,6 +79,7 @@ export async function createHarness(opts: HarnessOptions = {}) {
   const now = (): number => clock.now();
   const sent: Sent[] = [];
   const handled: Handled[] = [];
+  const denials: Denial[] = [];
   const hosts = opts.hosts ?? {};
   const endpoints = [UDP_EP, TCP_EP];
 
@@ -122,7 +124,7 @@ export async function createHarness(opts: HarnessOptions = {}) {
     responseTarget,
   });
 
-  const proxy = new Proxy({ tx, transport, random });
+  const proxy = new Proxy({ tx, transport, random, routeTokens: new RouteTokens(Buffer.from('0123456789abcdef0123456789abcdef')) });
   proxyRef = proxy;
   let authRnd = 0;
   const authenticator = new DigestAuthenticator({
@@ -166,6 +168,7 @@ export async function createHarness(opts: HarnessOptions = {}) {
     challenge: () => undefined,
     authFailure: () => undefined,
     drop: () => undefined,
+    denied: (reason) => void denials.push(reason),
     response: () => undefined,
     debug: () => undefined,
     // an internal error in the pipeline is a bug: surface it as an unhandled rejection, which fails the run
@@ -215,6 +218,8 @@ export async function createHarness(opts: HarnessOptions = {}) {
     authenticator,
     sent,
     handled,
+    /** relay-policy refusals, in order. */
+    denials,
 
     settle,
 
@@ -441,4 +446,14 @@ export async function authedRequest(h: Harness, c: CallSpec): Promise<AuthedRequ
   const req = parseRequest(text);
   const out = await h.request(text, c.src);
   return { req, challenge, out };
+}
+
+/** Record-Route / Route values with our integrity token (`;sdt=…`) taken out, for comparisons. */
+export function withoutTokens(values: readonly string[]): string[] {
+  return values.map((v) => v.replace(/;sdt=[A-Za-z0-9_-]*/g, ''));
+}
+
+/** the `sdt` token of a Record-Route value of ours, if any. */
+export function tokenOf(value: string): string | undefined {
+  return /;sdt=([A-Za-z0-9_-]+)/.exec(value)?.[1];
 }

@@ -22,6 +22,8 @@ import {
   type Harness,
   type HarnessOptions,
   type Sent,
+  tokenOf,
+  withoutTokens,
 } from '../helpers/core-harness.js';
 
 const ALICE = udpSrc('192.0.2.10', 5060);
@@ -51,6 +53,14 @@ async function call(contacts: Array<{ uri: string; src: typeof ALICE; params?: s
   for (const c of contacts) await h.register('bob', 'bobpw', `<${c.uri}>${c.params ?? ''}`, c.src, c.extra);
   const { req, out } = await authedRequest(h, { src: ALICE, extra });
   return { h, req, out, invites: requests(out, 'INVITE') };
+}
+
+/** our Record-Route values: the plain URIs plus one integrity token, the same on each. */
+function expectOurRR(values: string[], plain: string[]): void {
+  expect(withoutTokens(values)).toEqual(plain);
+  const tokens = values.map(tokenOf);
+  expect(tokens[0]).toMatch(/^[A-Za-z0-9_-]{20,}$/);
+  for (const t of tokens) expect(t).toBe(tokens[0]);
 }
 
 const bob = (src: typeof ALICE, transport = ''): string => `sip:bob@${src.address}:${src.port}${transport}`;
@@ -86,7 +96,7 @@ describe('forwarding (§16.6)', () => {
     expect(c.invites[0]!.target).toMatchObject({ transport: 'udp', address: B1.address, port: B1.port });
     expect(fwd.uriText).toBe(bob(B1));
     expect(fwd.maxForwards()).toBe(69);
-    expect(fwd.headerValues('record-route')).toEqual([OUR_RR]);
+    expectOurRR(fwd.headerValues('record-route'), [OUR_RR]);
     const vias = fwd.vias();
     expect(vias).toHaveLength(2);
     expect(vias[0]!.host).toBe('127.0.0.1');
@@ -115,19 +125,19 @@ describe('forwarding (§16.6)', () => {
     expect(lines(ringing)).toEqual(['SIP/2.0 180 Ringing']);
     const r180 = ringing[0]!.msg as SipResponse;
     expect(branchesOf(r180)).toEqual(aliceVias(c));
-    expect(r180.headerValues('record-route')).toEqual([OUR_RR]);
+    expectOurRR(r180.headerValues('record-route'), [OUR_RR]);
     const ok = await h.response(answer(fwd, 200, { toTag: 'b1', contact: `<${bob(B1)}>` }), B1);
     expect(lines(ok)).toEqual(['SIP/2.0 200 OK']);
     expect(upstream(ok)).toHaveLength(1);
     const r200 = ok[0]!.msg as SipResponse;
     expect(branchesOf(r200)).toEqual(aliceVias(c));
     expect(r200.toTag()).toBe('b1');
-    expect(r200.headerValues('record-route')).toEqual([OUR_RR]);
+    expectOurRR(r200.headerValues('record-route'), [OUR_RR]);
 
     // ACK for the 2xx: new transaction, Route = our RR
     const ack = request({
       method: 'ACK', ruri: bob(B1), from: c.req.header('from')!, to: r200.header('to')!, callId: c.req.callId()!, cseq: 2,
-      via: viaOf(ALICE), extra: [`Route: ${OUR_RR}`],
+      via: viaOf(ALICE), extra: r200.headerValues('record-route').map((v) => `Route: ${v}`),
     });
     const acked = await h.request(ack, ALICE);
     expect(lines(acked)).toEqual([`ACK ${bob(B1)} SIP/2.0`]);
@@ -142,7 +152,7 @@ describe('forwarding (§16.6)', () => {
     // BYE from bob (a local user, no credentials): not challenged, follows the Route set
     const bye = request({
       method: 'BYE', ruri: 'sip:alice@192.0.2.10:5060', from: r200.header('to')!, to: c.req.header('from')!, callId: c.req.callId()!, cseq: 1,
-      via: viaOf(B1), extra: [`Route: ${OUR_RR}`],
+      via: viaOf(B1), extra: r200.headerValues('record-route').map((v) => `Route: ${v}`),
     });
     const byeOut = await h.request(bye, B1);
     expect(lines(byeOut)).toEqual(['BYE sip:alice@192.0.2.10:5060 SIP/2.0']);
@@ -169,6 +179,24 @@ describe('forwarding (§16.6)', () => {
     expect(branchesOf(again[0]!.msg as SipResponse)).toEqual(aliceVias(c));
     // a stray non-2xx is not forwarded
     expect(await c.h.response(answer(fwd, 486, { toTag: 'b1' }), B1)).toEqual([]);
+  });
+
+  it('a forged stray 2xx (our Via host and port, a branch we did not make) is not reflected to its second Via', async () => {
+    const h = await createHarness();
+    const victim = '198.51.100.200';
+    const forged = [
+      'SIP/2.0 200 OK',
+      'Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsd0123456789abcdef.00000001deadbeef',
+      `Via: SIP/2.0/UDP ${victim}:5060;branch=z9hG4bKvictim`,
+      `From: <sip:a@${DOMAIN}>;tag=1`,
+      `To: <sip:b@${DOMAIN}>;tag=2`,
+      'Call-ID: forged-2xx',
+      'CSeq: 1 INVITE',
+      'Content-Length: 0',
+      '',
+      '',
+    ].join('\r\n');
+    expect(await h.response(forged, udpSrc('203.0.113.5', 5060))).toEqual([]);
   });
 
   it('a non-INVITE (MESSAGE) is forwarded without Record-Route and its 200 goes upstream', async () => {
@@ -281,7 +309,7 @@ describe('forking (§16.7)', () => {
     expect(lines(requests(busy))).toEqual([`ACK ${bob(B2)} SIP/2.0`, `INVITE ${bob(B1)} SIP/2.0`]);
     const next = requests(busy, 'INVITE')[0]!;
     expect(next.target).toMatchObject({ address: B1.address, port: B1.port });
-    expect(next.msg.headerValues('record-route')).toEqual([OUR_RR]);
+    expectOurRR(next.msg.headerValues('record-route'), [OUR_RR]);
     expect(next.msg.maxForwards()).toBe(69);
     const ok = await h.response(answer(next.msg, 200, { toTag: 'b1' }), B1);
     expect(upstream(ok).map((s) => s.msg.status)).toEqual([200]);
@@ -430,21 +458,40 @@ describe('CANCEL (§16.10)', () => {
 // ------------------------------------------------------------------------------------------ in-dialog
 
 describe('in-dialog requests (§16.4)', () => {
-  const dialog = (o: { method: string; ruri: string; routes: string[]; src: typeof ALICE; cseq?: number }): string =>
+  /**
+   * A call alice → bob (registered at B1), answered by bob: the dialog and its Record-Route set.
+   * With `via`, alice's INVITE reaches us through an upstream proxy at `via` that record-routes itself.
+   */
+  async function dialogOf(o: { via?: typeof ALICE } = {}): Promise<{ h: Harness; rr: string[]; callId: string; alice: string; bob: string }> {
+    const h = await createHarness();
+    await h.register('bob', 'bobpw', `<${bob(B1)}>`, B1);
+    const src = o.via ?? ALICE;
+    const extra = o.via !== undefined ? [`Record-Route: <sip:${o.via.address};lr>`] : [];
+    const { req, out } = await authedRequest(h, { src, extra });
+    const inv = requests(out, 'INVITE')[0]!.msg;
+    const ok = await h.response(answer(inv, 200, { toTag: 'b1', contact: `<${bob(B1)}>` }), B1);
+    const r200 = upstream(ok).length > 0 ? upstream(ok)[0]!.msg : (responses(ok)[0]!.msg as SipResponse);
+    return { h, rr: r200.headerValues('record-route'), callId: req.callId()!, alice: req.header('from')!, bob: r200.header('to')! };
+  }
+
+  const fromBob = (d: { callId: string; alice: string; bob: string }, o: { method: string; ruri: string; routes: string[]; cseq?: number }): string =>
     request({
-      method: o.method, ruri: o.ruri, from: `<sip:bob@${DOMAIN}>;tag=b1`, to: `<sip:alice@${DOMAIN}>;tag=a1`, callId: `dlg-${o.method}`, cseq: o.cseq ?? 5,
-      via: viaOf(o.src), extra: o.routes.map((r) => `Route: ${r}`),
+      method: o.method, ruri: o.ruri, from: d.bob, to: d.alice, callId: d.callId, cseq: o.cseq ?? 5,
+      via: viaOf(B1), extra: o.routes.map((r) => `Route: ${r}`),
     });
 
-  it('a BYE with our Route is forwarded to the Request-URI without a challenge, our Route removed, other Routes kept', async () => {
-    const h = await createHarness();
-    const out = await h.request(dialog({ method: 'BYE', ruri: 'sip:alice@192.0.2.10:5060', routes: [OUR_RR, '<sip:198.51.100.9;lr>'], src: B1 }), B1);
+  it('a BYE with our Route is forwarded without a challenge, our Route removed, other Routes kept (alice behind a proxy)', async () => {
+    const P = udpSrc('198.51.100.9', 5060);
+    const d = await dialogOf({ via: P });
+    expect(withoutTokens(d.rr)).toEqual([OUR_RR, '<sip:198.51.100.9;lr>']);
+    const { h } = d;
+    const out = await h.request(fromBob(d, { method: 'BYE', ruri: 'sip:alice@192.0.2.10:5060', routes: d.rr }), B1);
     expect(lines(out)).toEqual(['BYE sip:alice@192.0.2.10:5060 SIP/2.0']);
     expect(out[0]!.target).toMatchObject({ address: '198.51.100.9', port: 5060 });
     const fwd = out[0]!.msg as SipRequest;
     expect(fwd.headerValues('route')).toEqual(['<sip:198.51.100.9;lr>']);
     expect(fwd.maxForwards()).toBe(69);
-    const up = await h.response(answer(fwd, 200, { toTag: undefined }), udpSrc('198.51.100.9', 5060));
+    const up = await h.response(answer(fwd, 200, { toTag: undefined }), P);
     expect(lines(up)).toEqual(['SIP/2.0 200 OK']);
     expect(up[0]!.target).toMatchObject({ address: B1.address, port: B1.port });
     await expectNoLeaks(h);
@@ -452,8 +499,8 @@ describe('in-dialog requests (§16.4)', () => {
 
   for (const method of ['INVITE', 'UPDATE', 'INFO', 'MESSAGE', 'REFER', 'NOTIFY', 'PRACK']) {
     it(`an in-dialog ${method} is not challenged and not looked up; no Record-Route added`, async () => {
-      const h = await createHarness();
-      const out = await h.request(dialog({ method, ruri: 'sip:alice@192.0.2.10:5060', routes: [OUR_RR], src: B1 }), B1);
+      const d = await dialogOf();
+      const out = await d.h.request(fromBob(d, { method, ruri: 'sip:alice@192.0.2.10:5060', routes: d.rr }), B1);
       const fwd = requests(out, method);
       expect(fwd).toHaveLength(1);
       expect(fwd[0]!.target).toMatchObject({ address: ALICE.address, port: ALICE.port });
@@ -465,31 +512,35 @@ describe('in-dialog requests (§16.4)', () => {
 
   it('an ACK with a To-tag and no Route (the ACK of a 407) is absorbed: nothing sent', async () => {
     const h = await createHarness();
-    expect(await h.request(dialog({ method: 'ACK', ruri: `sip:bob@${DOMAIN}`, routes: [], src: ALICE }), ALICE)).toEqual([]);
+    const ack = request({ method: 'ACK', ruri: `sip:bob@${DOMAIN}`, from: `<sip:alice@${DOMAIN}>;tag=a1`, to: `<sip:bob@${DOMAIN}>;tag=b1`, callId: 'dlg-ack', cseq: 5, via: viaOf(ALICE) });
+    expect(await h.request(ack, ALICE)).toEqual([]);
     await expectNoLeaks(h);
   });
 
   it('an in-dialog request (not ACK) without Route: 404', async () => {
     const h = await createHarness();
-    const out = await h.request(dialog({ method: 'BYE', ruri: `sip:bob@${DOMAIN}`, routes: [], src: ALICE }), ALICE);
+    const bye = request({ method: 'BYE', ruri: `sip:bob@${DOMAIN}`, from: `<sip:alice@${DOMAIN}>;tag=a1`, to: `<sip:bob@${DOMAIN}>;tag=b1`, callId: 'dlg-bye', cseq: 5, via: viaOf(ALICE) });
+    const out = await h.request(bye, ALICE);
     expect(responses(out).map((s) => s.msg.status)).toEqual([404]);
     expect(requests(out)).toEqual([]);
     await expectNoLeaks(h);
   });
 
-  it('strict-route fix-up: R-URI is our Record-Route URI, the last Route is the real target', async () => {
-    const h = await createHarness();
-    const out = await h.request(dialog({ method: 'BYE', ruri: 'sip:127.0.0.1:5060;lr', routes: ['<sip:alice@192.0.2.10:5060>'], src: B1 }), B1);
+  it('strict-route fix-up: R-URI is our Record-Route URI (with its token), the last Route is the real target', async () => {
+    const d = await dialogOf();
+    const ours = d.rr[0]!.slice(1, -1);
+    const out = await d.h.request(fromBob(d, { method: 'BYE', ruri: ours, routes: ['<sip:alice@192.0.2.10:5060>'] }), B1);
     const fwd = requests(out, 'BYE');
     expect(lines(out)).toEqual(['BYE sip:alice@192.0.2.10:5060 SIP/2.0']);
     expect(fwd[0]!.target).toMatchObject({ address: ALICE.address, port: ALICE.port });
     expect(fwd[0]!.msg.has('route')).toBe(false);
-    await expectNoLeaks(h);
+    await expectNoLeaks(d.h);
   });
 
   it('strict-route fix-up with more Routes: the request goes on to the next Route, the last one becomes the R-URI', async () => {
-    const h = await createHarness();
-    const out = await h.request(dialog({ method: 'BYE', ruri: 'sip:127.0.0.1:5060;lr', routes: ['<sip:198.51.100.9;lr>', '<sip:alice@192.0.2.10:5060>'], src: B1 }), B1);
+    const d = await dialogOf({ via: udpSrc('198.51.100.9', 5060) });
+    const ours = d.rr[0]!.slice(1, -1);
+    const out = await d.h.request(fromBob(d, { method: 'BYE', ruri: ours, routes: ['<sip:198.51.100.9;lr>', '<sip:alice@192.0.2.10:5060>'] }), B1);
     const fwd = requests(out, 'BYE');
     expect(fwd).toHaveLength(1);
     expect(fwd[0]!.msg.uriText).toBe('sip:alice@192.0.2.10:5060');
@@ -508,18 +559,18 @@ describe('double Record-Route (UDP in, TCP out)', () => {
     expect(c.invites).toHaveLength(1);
     const fwd = c.invites[0]!;
     expect(fwd.target).toMatchObject({ transport: 'tcp', address: BT.address, port: BT.port });
-    expect(fwd.msg.headerValues('record-route')).toEqual([OUR_RR_TCP, OUR_RR]);
+    expectOurRR(fwd.msg.headerValues('record-route'), [OUR_RR_TCP, OUR_RR]);
     expect(fwd.msg.topVia()!.transport).toBe('TCP');
     const ok = await h.response(answer(fwd.msg, 200, { toTag: 'bt', contact: `<${bob(BT, ';transport=tcp')}>` }), BT);
     const up = upstream(ok);
     expect(up.map((s) => s.msg.status)).toEqual([200]);
     expect(up[0]!.target.transport).toBe('udp');
-    expect(up[0]!.msg.headerValues('record-route')).toEqual([OUR_RR_TCP, OUR_RR]);
+    expectOurRR(up[0]!.msg.headerValues('record-route'), [OUR_RR_TCP, OUR_RR]);
 
     // alice → bob: route set = RR reversed
     const ack = request({
       method: 'ACK', ruri: bob(BT, ';transport=tcp'), from: c.req.header('from')!, to: up[0]!.msg.header('to')!, callId: c.req.callId()!, cseq: 2,
-      via: viaOf(ALICE), extra: [`Route: ${OUR_RR}`, `Route: ${OUR_RR_TCP}`],
+      via: viaOf(ALICE), extra: [...up[0]!.msg.headerValues('record-route')].reverse().map((v) => `Route: ${v}`),
     });
     const a = await h.request(ack, ALICE);
     expect(lines(a)).toEqual([`ACK ${bob(BT, ';transport=tcp')} SIP/2.0`]);
@@ -529,7 +580,7 @@ describe('double Record-Route (UDP in, TCP out)', () => {
     // bob → alice over TCP: route set = RR in order
     const bye = request({
       method: 'BYE', ruri: 'sip:alice@192.0.2.10:5060', from: up[0]!.msg.header('to')!, to: c.req.header('from')!, callId: c.req.callId()!, cseq: 1,
-      via: viaOf(BT), extra: [`Route: ${OUR_RR_TCP}`, `Route: ${OUR_RR}`],
+      via: viaOf(BT), extra: fwd.msg.headerValues('record-route').map((v) => `Route: ${v}`),
     });
     const b = await h.request(bye, BT);
     expect(lines(b)).toEqual(['BYE sip:alice@192.0.2.10:5060 SIP/2.0']);
@@ -542,7 +593,7 @@ describe('double Record-Route (UDP in, TCP out)', () => {
 
   it('UDP in, UDP out: a single Record-Route', async () => {
     const c = await call([{ uri: bob(B1), src: B1 }]);
-    expect(c.invites[0]!.msg.headerValues('record-route')).toEqual([OUR_RR]);
+    expectOurRR(c.invites[0]!.msg.headerValues('record-route'), [OUR_RR]);
   });
 });
 
@@ -618,7 +669,7 @@ describe('initial requests with a preloaded Route; branches without a route', ()
     expect(inv[0]!.target).toMatchObject({ address: '198.51.100.9', port: 5060 });
     expect(inv[0]!.msg.headerValues('route')).toEqual(['<sip:198.51.100.9;lr>']);
     expect(inv[0]!.msg.uriText).toBe(`sip:bob@${DOMAIN}`);
-    expect(inv[0]!.msg.headerValues('record-route')).toEqual([OUR_RR]);
+    expectOurRR(inv[0]!.msg.headerValues('record-route'), [OUR_RR]);
   });
 
   it('a preloaded Route naming only us: removed, then the location lookup as usual', async () => {
