@@ -153,7 +153,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         }
         router.onRequest(req, src);
       },
-      strayResponse: (res) => proxy.strayResponse(res, sendStray),
+      strayResponse: (res) => proxy.strayResponse(res, sendStray, (reason) => metrics.drops.inc({ reason })),
     },
     timers: {
       t1: config.timers.t1_ms,

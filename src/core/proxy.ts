@@ -192,14 +192,16 @@ export class Proxy {
   }
 
   /** Forward a response that matched no transaction (a 2xx retransmission): strip our Via, send to the next one. */
-  strayResponse(res: SipResponse, send: (res: SipResponse) => void): void {
+  strayResponse(res: SipResponse, send: (res: SipResponse) => void, dropped?: (reason: 'stray-foreign') => void): void {
     if (res.status < 200 || res.status >= 300) return;
     const top = res.topVia();
     if (top === undefined) return;
     const port = top.port ?? 5060;
     const ours = this.d.transport.endpoints().some((ep) => ep.port === port && (top.host === ep.advertise.toLowerCase() || top.host === formatHost(ep.address)));
     if (!ours || !this.isOurBranch(top.branch)) {
+      // not a retransmission of a 2xx to a request we forwarded: forged, or sent to us by mistake
       this.debug({ status: res.status, branch: top.branch }, 'stray 2xx not of our making: dropped');
+      dropped?.('stray-foreign');
       return;
     }
     res.removeFirstValue('via');
