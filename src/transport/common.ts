@@ -32,7 +32,9 @@ export type DropReason =
   /** TCP message larger than maxMessageSize: connection closed */
   | 'tcp-too-large'
   /** more than tcpMaxBuffer bytes queued for a slow peer: message dropped, connection closed */
-  | 'tcp-output-overflow';
+  | 'tcp-output-overflow'
+  /** refused by the admission hook (`admit`): a datagram, a TCP message or ping (connection closed) or a new connection */
+  | 'banned';
 
 export const DROP_REASONS: readonly DropReason[] = [
   'hook',
@@ -45,6 +47,7 @@ export const DROP_REASONS: readonly DropReason[] = [
   'tcp-framing',
   'tcp-too-large',
   'tcp-output-overflow',
+  'banned',
 ];
 
 export interface TransportStats {

@@ -12,6 +12,9 @@
  * - Input is bounded by the framer (`maxMessageSize`); output by `tcpMaxBuffer`: a message that would
  *   queue more than that for a slow peer is dropped and the connection closed (counted).
  * - CRLFCRLF ping → CRLF pong (RFC 5626 §3.5.1). A framing error closes the connection (counted).
+ * - Admission (`handlers.admit`): asked for every accepted connection (before the limits) and every
+ *   framed message and ping on any connection; a refused connection is reset, a refused
+ *   message or ping is dropped and its connection closed (reason 'banned').
  * - Closed / reset connections are removed from every table and reported through `closed`.
  */
 import net from 'node:net';
@@ -41,11 +44,16 @@ export interface TcpConnectionInfo {
 }
 
 export interface TcpHandlers {
+  /**
+   * Admission (before the connection limits, before parsing): false refuses a new connection
+   * (reset), or drops a framed message / CRLFCRLF ping and closes its connection. The caller counts.
+   */
+  admit(address: string, port: number, local: LocalEndpoint, kind: 'connection' | 'message' | 'keepalive'): boolean;
   /** one complete framed message. */
   message(data: Buffer, conn: TcpConnectionInfo): void;
   /** the stream could not be framed (the connection is being closed). */
   framingError(err: SipParseError, conn: TcpConnectionInfo): void;
-  /** a connection was removed; `reason`: 'closed' | 'reset' | 'idle' | 'framing' | 'output-overflow' | 'shutdown' | errno code. */
+  /** a connection was removed; `reason`: 'closed' | 'reset' | 'idle' | 'framing' | 'output-overflow' | 'banned' | 'shutdown' | errno code. */
   closed(conn: TcpConnectionInfo, reason: string): void;
 }
 
@@ -161,6 +169,10 @@ export class TcpTransport {
       return;
     }
     const ip = normaliseAddress(ra);
+    if (!this.handlers.admit(ip, rp, ep, 'connection')) {
+      refuse(sock);
+      return;
+    }
     if (this.inbound >= this.limits.tcpMaxConnections) {
       this.counters.drop('tcp-limit');
       refuse(sock);
@@ -234,6 +246,7 @@ export class TcpTransport {
     const framer = (conn.framer ??= new StreamFramer({ maxMessageSize: this.limits.maxMessageSize }));
     for (const ev of framer.push(chunk)) {
       if (conn.socket.destroyed) return;
+      if ((ev.type === 'message' || ev.type === 'ping') && !this.admitted(conn, ev.type === 'ping' ? 'keepalive' : 'message')) return;
       switch (ev.type) {
         case 'message':
           this.handlers.message(ev.data, conn.info);
@@ -254,6 +267,16 @@ export class TcpTransport {
         }
       }
     }
+  }
+
+  /** Ask the admission hook about a received item; a refused one closes the connection. */
+  private admitted(conn: Connection, kind: 'message' | 'keepalive'): boolean {
+    const i = conn.info;
+    if (!this.handlers.admit(i.remoteAddress, i.remotePort, i.local, kind)) {
+      conn.destroy('banned');
+      return false;
+    }
+    return true;
   }
 
   /** Write on a connection, bounded by tcpMaxBuffer. */
