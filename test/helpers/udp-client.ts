@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { parseMessage, SipResponse } from '../../src/sip/index.js';
+import { buildResponse, parseMessage, SipRequest, SipResponse } from '../../src/sip/index.js';
 
 let seq = 0;
 export const uniq = (p: string): string => `${p}-${process.pid}-${++seq}-${randomBytes(3).toString('hex')}`;
@@ -18,14 +18,19 @@ export class UdpClient {
   private readonly byCallId = new Map<string, SipResponse[]>();
   private waiters: Array<() => void> = [];
   port = 0;
+  /** when set, every request received is answered with this status (a stand-in UAS). */
+  autoAnswer: number | undefined;
 
   constructor(readonly address = '127.0.0.1') {}
 
   async open(): Promise<this> {
-    this.sock.on('message', (m) => {
+    this.sock.on('message', (m, rinfo) => {
       this.inbox.push(m);
       try {
         const r = parseMessage(m);
+        if (r instanceof SipRequest && this.autoAnswer !== undefined && r.method !== 'ACK') {
+          void this.send(buildResponse(r, this.autoAnswer, { toTag: 'uas' }).toBuffer(), rinfo.port, rinfo.address).catch(() => undefined);
+        }
         const id = r.callId();
         if (r instanceof SipResponse && r.status >= 200 && id !== undefined) {
           const list = this.byCallId.get(id);
@@ -55,15 +60,16 @@ export class UdpClient {
     return this.byCallId.get(callId) ?? [];
   }
 
-  /** Send a request and wait for its final response (matched by Call-ID); retransmits every 500 ms like Timer E. */
+  /** Send a request and wait for its final response (matched by Call-ID and CSeq); retransmits every 500 ms like Timer E. */
   async request(text: string, port: number, timeoutMs = 10_000): Promise<SipResponse> {
     const callId = /^Call-ID: (.*)$/m.exec(text)![1]!.trim();
+    const cseq = /^CSeq: (.*)$/m.exec(text)![1]!.trim();
     await this.send(text, port);
     const deadline = Date.now() + timeoutMs;
     let nextSend = Date.now() + 500;
     for (;;) {
-      const got = this.finals(callId);
-      if (got.length > 0) return got[0]!;
+      const got = this.finals(callId).find((r) => r.header('cseq')?.trim() === cseq);
+      if (got !== undefined) return got;
       const left = deadline - Date.now();
       if (left <= 0) break;
       if (Date.now() >= nextSend) {
