@@ -149,6 +149,7 @@ function parsed<T>(fn: (s: string) => T) {
 }
 
 const int = (min: number) => z.number().int().min(min);
+const cidr = z.string().refine(isCidr, { message: 'expected an IP or CIDR (e.g. 10.0.0.0/8)' });
 
 /** A secret sent in an HTTP header or used as a key: printable ASCII without spaces, at least 16 characters. */
 const SECRET_RE = /^[\x21-\x7e]{16,}$/;
@@ -195,7 +196,7 @@ const AuthSchema = z.strictObject({
   secret: z.string().min(16).nullable(),
   check_uri: z.boolean(),
   credential_cache_ttl_ms: int(0),
-  trusted_ips: z.array(z.string().refine(isCidr, { message: 'expected an IP or CIDR (e.g. 10.0.0.0/8)' })),
+  trusted_ips: z.array(cidr),
   nc_window: int(1),
 });
 
@@ -222,6 +223,15 @@ const FloodSchema = z.strictObject({
   enabled: z.boolean(),
   window_ms: int(1),
   max_requests: int(0),
+  ban_s: int(1),
+  /** never limited, in addition to auth.trusted_ips. */
+  exempt: z.array(cidr),
+  max_sources: int(1),
+});
+
+const ScannersSchema = z.strictObject({
+  enabled: z.boolean(),
+  user_agents: z.array(z.string().min(1)),
 });
 
 export const ConfigSchema = z.strictObject({
@@ -250,6 +260,7 @@ export const ConfigSchema = z.strictObject({
   registrar: RegistrarSchema,
   location: LocationSchema,
   flood: FloodSchema,
+  scanners: ScannersSchema,
   shutdown_grace_ms: int(0),
 });
 

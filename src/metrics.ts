@@ -64,6 +64,16 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly floodBans = new Counter({ name: 'sipd_flood_bans_total', help: 'Sources banned by the flood limiter (one warn log line each)', registers: [this.registry] });
+  readonly floodBanned = new Gauge({ name: 'sipd_flood_banned_sources', help: 'Sources banned right now', registers: [this.registry] });
+  readonly floodTracked = new Gauge({ name: 'sipd_flood_tracked_sources', help: 'Sources the flood limiter keeps a rate for', registers: [this.registry] });
+  readonly floodDropped = new Counter({
+    name: 'sipd_flood_dropped_total',
+    help: 'Items dropped silently because their source is banned (the one that started the ban included), by kind: datagram, keepalive, message (TCP), connection',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
   readonly tcpConnections = new Gauge({ name: 'sipd_tcp_connections', help: 'Open TCP connections', labelNames: ['direction'] as const, registers: [this.registry] });
   readonly transportDrops = new Gauge({
     name: 'sipd_transport_dropped_total',

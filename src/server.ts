@@ -9,6 +9,7 @@ import type { Config, Secrets } from './config.js';
 import { Acl } from './core/acl.js';
 import { DigestAuthenticator, stripCredentials } from './core/auth.js';
 import { FloodGuard } from './core/flood.js';
+import { ScannerFilter } from './core/scanner.js';
 import { Proxy } from './core/proxy.js';
 import { RouteTokens } from './core/route-token.js';
 import { Registrar } from './core/registrar.js';
@@ -80,6 +81,26 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const secrets = opts.secrets ?? ephemeralSecrets(config);
   const secret = Buffer.from(secrets.authSecret);
 
+  const trusted = new Acl(config.auth.trusted_ips);
+  // ---- flood limiter: the transport asks it about every datagram, TCP message and connection
+  const fl = config.flood;
+  const flood =
+    fl.enabled && fl.max_requests > 0
+      ? new FloodGuard({
+          windowMs: fl.window_ms,
+          maxRequests: fl.max_requests,
+          banMs: fl.ban_s * 1000,
+          exempt: new Acl([...config.auth.trusted_ips, ...fl.exempt]),
+          maxSources: fl.max_sources,
+          now,
+          // the one line per ban fail2ban reads ("ban":"<HOST>")
+          onBan: (b) => {
+            metrics.floodBans.inc();
+            log.warn({ ban: b.ip, requests: b.requests, seconds: b.seconds }, 'flood: source banned');
+          },
+        })
+      : undefined;
+
   let stopping = false;
   // ---- transports (events are bound once the transaction layer exists)
   let onRequest: (req: SipRequest, src: Source) => void = () => undefined;
@@ -116,6 +137,14 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       },
     },
     log: (level, obj, msg) => log[level](obj, msg),
+    admit:
+      flood === undefined
+        ? undefined
+        : (peer, kind) => {
+            if (flood.admit(peer.address)) return true;
+            metrics.floodDropped.inc({ kind });
+            return false;
+          },
   });
   try {
     await transport.start();
@@ -219,8 +248,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     auth: config.auth.enabled ? auth : undefined,
     registrar,
     locations: stores.locations,
-    flood: config.flood.enabled ? new FloodGuard(config.flood.window_ms, config.flood.max_requests, now) : undefined,
-    trusted: new Acl(config.auth.trusted_ips),
+    scanners: config.scanners.enabled ? new ScannerFilter(config.scanners.user_agents) : undefined,
+    trusted,
     isOurDomain,
     toTag: (req) => deterministicToTag(req),
     events: {
@@ -270,6 +299,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     metrics.tcpConnections.set({ direction: 'outbound' }, t.connections.outbound);
     for (const [reason, n] of Object.entries(t.drops)) metrics.transportDrops.set({ reason }, n);
     for (const [kind, n] of Object.entries(t.sendErrors)) metrics.transportSendErrors.set({ kind }, n);
+    if (flood !== undefined) {
+      const f = flood.stats();
+      metrics.floodBanned.set(f.banned);
+      metrics.floodTracked.set(f.tracked);
+    }
   };
 
   // ---- metrics / health / admin verbs (src/http.ts)

@@ -3,7 +3,7 @@
  * TypeScript pipeline. Read `handle()` top to bottom: each step is a small method that either
  * finishes the request (answers, relays or drops it) and returns true, or lets it continue.
  *
- *   flood → sanity → Max-Forwards → loop → keepalive OPTIONS → in-dialog → CANCEL → auth
+ *   scanner → sanity → Max-Forwards → loop → keepalive OPTIONS → in-dialog → CANCEL → auth
  *         → preloaded Route → relay policy → registrar → location → relay
  *
  * Relay policy (issue 8: not an open relay). A request is *privileged* when its source is trusted
@@ -25,9 +25,9 @@ import type { ServerTransaction, TransactionLayer } from '../transaction/types.j
 import type { Source } from '../transport/types.js';
 import type { Acl } from './acl.js';
 import { aorOf } from './registrar.js';
-import type { FloodGuard } from './flood.js';
 import type { ForwardTarget, Proxy } from './proxy.js';
 import { sanityCheck } from './sanity.js';
+import type { ScannerFilter } from './scanner.js';
 
 export type AuthOutcome =
   | { readonly ok: true; readonly user: string }
@@ -63,7 +63,8 @@ export interface RoutingDeps {
   auth: Authenticator | undefined;
   registrar: RegistrarLike;
   locations: LocationStore;
-  flood: FloodGuard | undefined;
+  /** scanner User-Agent drop list (undefined: off). The per-source rate limit is in the transport's admission hook. */
+  scanners: ScannerFilter | undefined;
   trusted: Acl;
   /** is this host one of our domains (SIPD_DOMAINS)? */
   isOurDomain(host: string): boolean;
@@ -133,7 +134,7 @@ export class Router {
 
   /** request_route */
   private async handle(ctx: Ctx): Promise<void> {
-    if (this.flood(ctx)) return;
+    if (this.scanner(ctx)) return;
     if (this.sanity(ctx)) return;
     if (this.maxForwards(ctx)) return;
     if (this.loop(ctx)) return;
@@ -158,12 +159,10 @@ export class Router {
 
   // ---------------------------------------------------------------- REQINIT
 
-  /** pike: too many requests from one IP → drop silently. */
-  private flood(ctx: Ctx): boolean {
-    if (this.d.flood === undefined || this.d.trusted.has(ctx.src.address)) return false;
-    if (this.d.flood.allow(ctx.src.address)) return false;
-    this.done(ctx, 'dropped', 'flood');
-    this.d.events.drop('flood');
+  /** A scanner's User-Agent (friendly-scanner, sipvicious ...) → drop silently: no answer, no log line, counted. */
+  private scanner(ctx: Ctx): boolean {
+    if (this.d.scanners === undefined || !this.d.scanners.matches(ctx.req)) return false;
+    this.d.events.drop('scanner');
     return true;
   }
 

@@ -34,7 +34,9 @@ export type DropReason =
   /** more than tcpMaxBuffer bytes queued for a slow peer: message dropped, connection closed */
   | 'tcp-output-overflow'
   /** a TCP message not complete within tcpMsgTimeoutMs of its first byte (or of accept): connection closed */
-  | 'tcp-msg-timeout';
+  | 'tcp-msg-timeout'
+  /** refused by the admission hook (`admit`): a datagram, a TCP message or ping (connection closed) or a new connection */
+  | 'banned';
 
 export const DROP_REASONS: readonly DropReason[] = [
   'hook',
@@ -48,6 +50,7 @@ export const DROP_REASONS: readonly DropReason[] = [
   'tcp-too-large',
   'tcp-output-overflow',
   'tcp-msg-timeout',
+  'banned',
 ];
 
 export interface TransportStats {

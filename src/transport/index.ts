@@ -2,7 +2,12 @@
  * The transport layer: UDP and TCP listeners, outbound TCP connections, receive-side Via handling,
  * response routing and request-target resolution. Implements `TransportLayer` (./types.ts).
  *
- * Receive path: bytes → (UDP datagram | TCP frame) → drop hook → parseMessage(limits) →
+ * Admission: `admit(peer, kind)` (optional) is asked before anything else about every UDP datagram
+ * (keep-alives included), every framed TCP message and CRLFCRLF ping, and every accepted TCP
+ * connection. A refused item is dropped silently and counted 'banned' (a refused TCP message closes
+ * its connection; a refused connection is reset). The transport knows no policy: the hook decides.
+ *
+ * Receive path: bytes → (UDP datagram | TCP frame) → admit → drop hook → parseMessage(limits) →
  *   requests: no Via → dropped ('no-via'); top Via gets received/rport (§18.2.1, RFC 3581) → `events.request`
  *   responses: no Via → dropped; → `events.response`
  *   parse failure → `events.parseError(err, src, raw)` (the core may answer 400 from `err.partial`).
@@ -69,12 +74,19 @@ export interface ListenSpec {
   readonly port: number;
 }
 
-/** A peer as seen by the drop hook. */
+/** A peer as seen by the drop hook and the admission hook. */
 export interface HookPeer {
   readonly transport: TransportName;
+  /** normalised IP address (IPv4-mapped IPv6 reduced to IPv4, no brackets). */
   readonly address: string;
   readonly port: number;
 }
+
+/**
+ * What the admission hook is asked about: a UDP datagram, a UDP keep-alive (CRLF/NUL-only datagram)
+ * or TCP CRLFCRLF ping, a framed TCP message, an accepted TCP connection.
+ */
+export type AdmitKind = 'datagram' | 'keepalive' | 'message' | 'connection';
 
 export interface TransportLayerOptions {
   listen: readonly ListenSpec[];
@@ -90,6 +102,12 @@ export interface TransportLayerOptions {
   /** DNS cache TTL (default 30 s) and size (default 1000). */
   dnsCacheTtlMs?: number;
   dnsCacheSize?: number;
+  /**
+   * Inbound admission (e.g. a per-source rate limit): false drops the item silently before it is
+   * parsed (counted 'banned'). Called for every datagram, TCP message, ping and new connection.
+   * Must not throw (an exception counts as 'handler-error' and the item is dropped).
+   */
+  admit?: (peer: HookPeer, kind: AdmitKind) => boolean;
   /**
    * Test hook: return true to drop a message on purpose. 'in': a received datagram / TCP frame,
    * before parsing; 'out': a message about to be sent (send() then resolves as if sent).
@@ -131,6 +149,7 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
   const counters = new Counters();
   const resolver = new Resolver({ lookup: opts.resolver, srv: opts.srvResolver, ttlMs: opts.dnsCacheTtlMs, maxEntries: opts.dnsCacheSize });
   const dropHook = opts.dropHook;
+  const admitHook = opts.admit;
   const udp: UdpListener[] = [];
   let eps: LocalEndpoint[] = [];
   let state: 'new' | 'starting' | 'running' | 'closed' = 'new';
@@ -142,6 +161,21 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
       counters.drop('handler-error');
       log('error', { err: e instanceof Error ? (e.stack ?? e.message) : String(e) }, `${what} handler threw`);
     }
+  };
+
+  /** The admission hook's verdict, counted: a refusal as 'banned', a throwing hook (refuses too) as 'handler-error'. */
+  const admitted = (peer: HookPeer, kind: AdmitKind): boolean => {
+    if (admitHook === undefined) return true;
+    let ok: boolean;
+    try {
+      ok = admitHook(peer, kind);
+    } catch (e) {
+      counters.drop('handler-error');
+      log('error', { err: e instanceof Error ? (e.stack ?? e.message) : String(e) }, 'admit hook threw');
+      return false;
+    }
+    if (!ok) counters.drop('banned');
+    return ok;
   };
 
   /** One received datagram or TCP frame. */
@@ -189,16 +223,20 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
 
   const onUdp = (data: Buffer, address: string, port: number, local: LocalEndpoint): void => {
     counters.bytesIn += data.length;
-    if (isKeepAlive(data)) {
+    const ip = normaliseAddress(address);
+    const keepAlive = isKeepAlive(data);
+    if (!admitted({ transport: 'udp', address: ip, port }, keepAlive ? 'keepalive' : 'datagram')) return;
+    if (keepAlive) {
       counters.drop('keepalive');
       return;
     }
-    receive(data, { transport: 'udp', address: normaliseAddress(address), port, local });
+    receive(data, { transport: 'udp', address: ip, port, local });
   };
 
   const tcp = new TcpTransport(
     limits,
     {
+      admit: (address, port, _local, kind) => admitted({ transport: 'tcp', address, port }, kind),
       message: (data, c) => receive(data, { transport: 'tcp', address: c.remoteAddress, port: c.remotePort, connectionId: c.id, local: c.local }),
       framingError: (err, c) => {
         const src: Source = { transport: 'tcp', address: c.remoteAddress, port: c.remotePort, connectionId: c.id, local: c.local };

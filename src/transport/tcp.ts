@@ -17,6 +17,9 @@
  * - Input is bounded by the framer (`maxMessageSize`); output by `tcpMaxBuffer`: a message that would
  *   queue more than that for a slow peer is dropped and the connection closed (counted).
  * - CRLFCRLF ping → CRLF pong (RFC 5626 §3.5.1). A framing error closes the connection (counted).
+ * - Admission (`handlers.admit`): asked for every accepted connection (before the limits) and every
+ *   framed message and ping on any connection; a refused connection is reset, a refused
+ *   message or ping is dropped and its connection closed (reason 'banned').
  * - Closed / reset connections are removed from every table and reported through `closed`.
  */
 import net from 'node:net';
@@ -48,11 +51,16 @@ export interface TcpConnectionInfo {
 }
 
 export interface TcpHandlers {
+  /**
+   * Admission (before the connection limits, before parsing): false refuses a new connection
+   * (reset), or drops a framed message / CRLFCRLF ping and closes its connection. The caller counts.
+   */
+  admit(address: string, port: number, local: LocalEndpoint, kind: 'connection' | 'message' | 'keepalive'): boolean;
   /** one complete framed message. */
   message(data: Buffer, conn: TcpConnectionInfo): void;
   /** the stream could not be framed (the connection is being closed). */
   framingError(err: SipParseError, conn: TcpConnectionInfo): void;
-  /** a connection was removed; `reason`: 'closed' | 'reset' | 'idle' | 'msg-timeout' | 'framing' | 'output-overflow' | 'shutdown' | errno code. */
+  /** a connection was removed; `reason`: 'closed' | 'reset' | 'idle' | 'msg-timeout' | 'framing' | 'output-overflow' | 'banned' | 'shutdown' | errno code. */
   closed(conn: TcpConnectionInfo, reason: string): void;
 }
 
@@ -170,6 +178,10 @@ export class TcpTransport {
       return;
     }
     const ip = normaliseAddress(ra);
+    if (!this.handlers.admit(ip, rp, ep, 'connection')) {
+      refuse(sock);
+      return;
+    }
     if (this.inbound >= this.limits.tcpMaxConnections) {
       this.counters.drop('tcp-limit');
       refuse(sock);
@@ -266,6 +278,7 @@ export class TcpTransport {
     let completed = false;
     for (const ev of framer.push(chunk)) {
       if (conn.socket.destroyed) return;
+      if ((ev.type === 'message' || ev.type === 'ping') && !this.admitted(conn, ev.type === 'ping' ? 'keepalive' : 'message')) return;
       switch (ev.type) {
         case 'message':
           completed = true;
@@ -293,6 +306,16 @@ export class TcpTransport {
     if (framer.messagePending) {
       if (completed || conn.msgTimer === undefined) this.armMsgTimer(conn);
     } else if (completed) this.clearMsgTimer(conn);
+  }
+
+  /** Ask the admission hook about a received item; a refused one closes the connection. */
+  private admitted(conn: Connection, kind: 'message' | 'keepalive'): boolean {
+    const i = conn.info;
+    if (!this.handlers.admit(i.remoteAddress, i.remotePort, i.local, kind)) {
+      conn.destroy('banned');
+      return false;
+    }
+    return true;
   }
 
   /** Write on a connection, bounded by tcpMaxBuffer. */

@@ -58,7 +58,7 @@ export interface TransportEvents {
   parseError(err: SipParseError, src: Source, raw: Buffer): void;
   /**
    * (additive, optional) a TCP connection was closed or reset and removed from every table.
-   * `reason`: 'closed' | 'reset' | 'idle' | 'framing' | 'too-large' | 'output-overflow' | 'shutdown' | an errno code.
+   * `reason`: 'closed' | 'reset' | 'idle' | 'framing' | 'too-large' | 'output-overflow' | 'banned' | 'shutdown' | an errno code.
    */
   connectionClosed?(connectionId: number, peer: { readonly address: string; readonly port: number; readonly local: LocalEndpoint }, reason: string): void;
 }

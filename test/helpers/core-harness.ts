@@ -9,10 +9,10 @@ import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { Acl } from '../../src/core/acl.js';
 import { DigestAuthenticator, digestHa1, digestResponse, stripCredentials } from '../../src/core/auth.js';
-import { FloodGuard } from '../../src/core/flood.js';
 import { Proxy } from '../../src/core/proxy.js';
 import { RouteTokens } from '../../src/core/route-token.js';
 import { Registrar } from '../../src/core/registrar.js';
+import { ScannerFilter } from '../../src/core/scanner.js';
 import { Router, type Authenticator, type Denial, type RoutingEvents } from '../../src/core/routing.js';
 import { buildResponse, parseMessage, SipRequest, SipResponse, parseAuthHeader } from '../../src/sip/index.js';
 import { MemoryLocationStore, MemorySubscriberStore } from '../../src/store/index.js';
@@ -63,7 +63,8 @@ export interface HarnessOptions {
   natReceived?: boolean;
   /** name → numeric address for resolve() (no DNS); unknown names resolve to nothing. */
   hosts?: Record<string, string>;
-  flood?: { windowMs: number; max: number };
+  /** scanner User-Agent drop list (default: off). */
+  scanners?: string[];
 }
 
 export interface Handled {
@@ -80,6 +81,8 @@ export async function createHarness(opts: HarnessOptions = {}) {
   const sent: Sent[] = [];
   const handled: Handled[] = [];
   const denials: Denial[] = [];
+  /** reasons passed to RoutingEvents.drop, in order. */
+  const drops: string[] = [];
   const hosts = opts.hosts ?? {};
   const endpoints = [UDP_EP, TCP_EP];
 
@@ -167,7 +170,7 @@ export async function createHarness(opts: HarnessOptions = {}) {
     handled: (req, _src, result, why) => void handled.push({ method: req.method, result, why }),
     challenge: () => undefined,
     authFailure: () => undefined,
-    drop: () => undefined,
+    drop: (reason) => void drops.push(reason),
     denied: (reason) => void denials.push(reason),
     response: () => undefined,
     debug: () => undefined,
@@ -182,7 +185,7 @@ export async function createHarness(opts: HarnessOptions = {}) {
     auth,
     registrar,
     locations,
-    flood: opts.flood ? new FloodGuard(opts.flood.windowMs, opts.flood.max, now) : undefined,
+    scanners: opts.scanners ? new ScannerFilter(opts.scanners) : undefined,
     trusted: new Acl(opts.trusted ?? []),
     isOurDomain,
     toTag: tagFor,
@@ -220,6 +223,7 @@ export async function createHarness(opts: HarnessOptions = {}) {
     handled,
     /** relay-policy refusals, in order. */
     denials,
+    drops,
 
     settle,
 

@@ -29,6 +29,11 @@ const METRIC_FAMILIES = [
   'sipd_dropped_total',
   'sipd_request_processing_seconds',
   'sipd_store_query_seconds',
+  'sipd_flood_bans_total',
+  'sipd_flood_banned_sources',
+  'sipd_flood_tracked_sources',
+  'sipd_flood_dropped_total',
+  'sipd_transport_dropped_total',
   // default process metrics (prom-client collectDefaultMetrics)
   'process_cpu_user_seconds_total',
   'process_resident_memory_bytes',

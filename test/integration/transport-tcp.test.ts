@@ -442,6 +442,60 @@ describe('TCP listener', () => {
   });
 });
 
+describe('TCP admission hook', () => {
+  it('is asked for each accepted connection before the limits; a refused one is reset and counted banned', async () => {
+    const asked: string[] = [];
+    let refuse = true;
+    const { t, got, ep } = await layer({
+      limits: { ...LIMITS, tcpMaxPerIp: 1 },
+      admit: (p, kind) => {
+        asked.push(`${p.transport}:${p.address}:${kind}`);
+        return !refuse;
+      },
+    });
+    const refused = await tryConnect(ep.port);
+    await until(() => refused.closed());
+    expect(asked).toEqual(['tcp:127.0.0.1:connection']);
+    expect(t.stats().drops.banned).toBe(1);
+    // refused connections hold no slot: the per-IP limit of 1 still admits the next one
+    expect(t.stats().connections.inbound).toBe(0);
+    refuse = false;
+    const ok = await connect(ep.port);
+    await write(ok, options('adm-ok'));
+    await until(() => got.requests.length === 1);
+    expect(asked).toEqual(['tcp:127.0.0.1:connection', 'tcp:127.0.0.1:connection', 'tcp:127.0.0.1:message']);
+    expect(t.stats().drops['tcp-per-ip-limit']).toBe(0);
+  });
+
+  it('a refused message or ping is dropped before parsing and closes its connection (reason banned)', async () => {
+    const kinds: string[] = [];
+    let refuseFrom = Infinity;
+    const { t, got, ep } = await layer({
+      admit: (_p, kind) => kinds.push(kind) <= refuseFrom,
+    });
+    const c = await connect(ep.port);
+    await write(c, options('m1') + '\r\n\r\n' + 'garbage without a header\r\nContent-Length: 0\r\n\r\n');
+    await until(() => got.requests.length === 1 && got.errors.length === 1 && c.received().toString('latin1').includes('\r\n'));
+    expect(kinds).toEqual(['connection', 'message', 'keepalive', 'message']);
+    // from now on everything is refused: the next frame closes the connection unparsed
+    refuseFrom = kinds.length;
+    await write(c, options('m2') + options('m3'));
+    await until(() => c.closed());
+    expect(got.requests.map((r) => r.req.callId())).toEqual(['m1']);
+    expect(got.closed.map((x) => x.reason)).toEqual(['banned']);
+    expect(t.stats().drops.banned).toBe(1);
+    expect(t.stats().connections.inbound).toBe(0);
+    // a ping is an item too
+    refuseFrom = kinds.length + 1;
+    const c2 = await connect(ep.port);
+    await write(c2, '\r\n\r\n');
+    await until(() => c2.closed());
+    expect(c2.received().length).toBe(0);
+    expect(kinds.slice(-2)).toEqual(['connection', 'keepalive']);
+    expect(t.stats().drops.banned).toBe(2);
+  });
+});
+
 describe('TCP connection limits', () => {
   it('per source IP: excess connections are destroyed and counted; the rest keep working', async () => {
     const { t, got, ep } = await layer({ limits: { ...LIMITS, tcpMaxPerIp: 3 } });

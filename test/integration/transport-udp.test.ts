@@ -273,6 +273,61 @@ describe('UDP transport', () => {
     expect(seen.filter((d) => d === 'out')).toHaveLength(2);
   });
 
+  it('the admission hook sees every datagram before parsing (keep-alives and garbage included); refused ones vanish, counted banned', async () => {
+    const asked: Array<{ address: string; port: number; transport: string; kind: string }> = [];
+    let refuse = false;
+    const { t, got, ep } = await layer({
+      admit: (p, kind) => {
+        asked.push({ ...p, kind });
+        return !refuse;
+      },
+    });
+    const p = await peer();
+    p.send(options('SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKad1', 'admitted'), ep.port);
+    p.send('\r\n\r\n', ep.port);
+    p.send('not SIP at all', ep.port);
+    await until(() => got.requests.length === 1 && got.errors.length === 1);
+    expect(asked.map((a) => a.kind)).toEqual(['datagram', 'keepalive', 'datagram']);
+    expect(asked[0]).toEqual({ transport: 'udp', address: '127.0.0.1', port: p.port, kind: 'datagram' });
+    expect(t.stats().drops.keepalive).toBe(1);
+    expect(t.stats().drops.banned).toBe(0);
+
+    refuse = true;
+    p.send(options('SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKad2', 'refused'), ep.port);
+    p.send('garbage while refused', ep.port);
+    p.send('\r\n', ep.port);
+    await until(() => asked.length === 6);
+    refuse = false;
+    // a datagram sent after the refused ones arrives: they were dropped, not delayed
+    p.send(options('SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKad3', 'after'), ep.port);
+    await until(() => got.requests.length === 2);
+    expect(got.requests.map((r) => r.req.callId())).toEqual(['admitted', 'after']);
+    expect(got.errors).toHaveLength(1);
+    const s = t.stats();
+    expect(s.drops.banned).toBe(3);
+    expect(s.drops.parse).toBe(1);
+    expect(s.drops.keepalive).toBe(1);
+    expect(s.messagesIn).toBe(3);
+    expect(p.inbox).toHaveLength(0);
+  });
+
+  it('a throwing admission hook refuses the datagram and is counted as a handler error', async () => {
+    let n = 0;
+    const { t, got, ep } = await layer({
+      admit: () => {
+        if (n++ === 0) throw new Error('policy bug');
+        return true;
+      },
+    });
+    const p = await peer();
+    p.send(options('SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKat1', 'first'), ep.port);
+    p.send(options('SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKat2', 'second'), ep.port);
+    await until(() => got.requests.length === 1);
+    expect(got.requests[0]!.req.callId()).toBe('second');
+    expect(t.stats().drops['handler-error']).toBe(1);
+    expect(t.stats().drops.banned).toBe(0);
+  });
+
   it('send() without a listener of the family or after close rejects with TransportError', async () => {
     const { t } = await layer();
     await expect(t.send(Buffer.from('x'), { transport: 'udp', address: '::1', port: 5060 })).rejects.toMatchObject({ name: 'TransportError', kind: 'no-listener' });

@@ -42,7 +42,7 @@ describe('loadConfig defaults', () => {
     expect(c.shutdown_grace_ms).toBe(5000);
   });
 
-  it('has the documented limits, timers, auth, registrar, location and flood defaults', () => {
+  it('has the documented limits, timers, auth, registrar, location, flood and scanner defaults', () => {
     expect(c.limits).toEqual({
       max_message_size: 65536,
       max_headers: 256,
@@ -69,7 +69,11 @@ describe('loadConfig defaults', () => {
     });
     expect(c.registrar).toEqual({ min_expires: 60, default_expires: 3600, max_expires: 3600, max_contacts: 10, nat_received: true });
     expect(c.location).toEqual({ db_mode: 'write-back', expire_interval_s: 10, flush_interval_ms: 1000 });
-    expect(c.flood).toEqual({ enabled: true, window_ms: 1000, max_requests: 30000 });
+    expect(c.flood).toEqual({ enabled: true, window_ms: 2000, max_requests: 60, ban_s: 300, exempt: ['127.0.0.1', '::1'], max_sources: 100000 });
+    expect(c.scanners).toEqual({
+      enabled: true,
+      user_agents: ['friendly-scanner', 'sipvicious', 'sipcli', 'VaxSIPUserAgent', 'sundayddr', 'iWar', 'sip-scan'],
+    });
   });
 
   it('does not depend on the working directory', () => {
@@ -169,6 +173,13 @@ describe('loadConfig errors: one line naming the key', () => {
     ).toMatch(/^config: registrar\.min_expires: must be <= registrar\.max_expires/);
     expect(errorOf(() => loadConfig({ file: file('bad7.yaml', 'auth:\n  trusted_ips: [10.0.0.0/33]\n'), env: {} })).message).toMatch(
       /^config: auth\.trusted_ips\[0\]: expected an IP or CIDR/,
+    );
+    expect(errorOf(() => loadConfig({ file: file('bad8.yaml', 'flood:\n  exempt: [127.0.0.1, localhost]\n'), env: {} })).message).toMatch(
+      /^config: flood\.exempt\[1\]: expected an IP or CIDR/,
+    );
+    expect(errorOf(() => loadConfig({ file: file('bad9.yaml', 'flood:\n  ban_s: 0\n'), env: {} })).message).toMatch(/^config: flood\.ban_s: must be >= 1, got 0/);
+    expect(errorOf(() => loadConfig({ file: file('bad10.yaml', 'scanners:\n  user_agents: [""]\n'), env: {} })).message).toMatch(
+      /^config: scanners\.user_agents\[0\]: /,
     );
   });
 

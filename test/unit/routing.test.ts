@@ -429,18 +429,49 @@ describe('CANCEL routing', () => {
   });
 });
 
-// ------------------------------------------------------------------------------------------ flood
+// ------------------------------------------------------------------------------------------ scanners
 
-describe('flood guard', () => {
-  it('drops requests above the limit silently, per source IP', async () => {
-    const h = await createHarness({ flood: { windowMs: 1000, max: 2 } });
-    for (let i = 0; i < 2; i++) expect(reply(await h.request(options({ ruri: 'sip:127.0.0.1', callId: `f${i}` }), STRANGER), h).status).toBe(200);
-    expect(await h.request(options({ ruri: 'sip:127.0.0.1', callId: 'f3' }), STRANGER)).toEqual([]);
-    // another source is not affected
-    expect(reply(await h.request(options({ ruri: 'sip:127.0.0.1', callId: 'f4', src: ALICE }), ALICE), h).status).toBe(200);
-    // after the window the source may send again
-    await h.advance(1000);
-    expect(reply(await h.request(options({ ruri: 'sip:127.0.0.1', callId: 'f5' }), STRANGER), h).status).toBe(200);
+describe('scanner drop (User-Agent list)', () => {
+  const SCANNERS = ['friendly-scanner', 'sipvicious', 'sipcli'];
+
+  it('a request from a scanner User-Agent is dropped: no answer, no transaction, no request log, counted', async () => {
+    const h = await createHarness({ scanners: SCANNERS, users: [['alice', 'pw-alice']] });
+    const reg = request({
+      method: 'REGISTER',
+      ruri: `sip:${DOMAIN}`,
+      from: `<sip:alice@${DOMAIN}>;tag=s1`,
+      to: `<sip:alice@${DOMAIN}>`,
+      callId: 'scan-reg',
+      cseq: 1,
+      via: viaOf(STRANGER),
+      extra: ['User-Agent: friendly-scanner', `Contact: <sip:alice@${STRANGER.address}>`],
+    });
+    expect(await h.request(reg, STRANGER)).toEqual([]);
+    const inv = request({
+      method: 'INVITE',
+      ruri: `sip:100@${DOMAIN}`,
+      from: `<sip:100@${FOREIGN}>;tag=s2`,
+      to: `<sip:100@${DOMAIN}>`,
+      callId: 'scan-inv',
+      cseq: 1,
+      via: viaOf(STRANGER),
+      extra: ['User-Agent: SIPVicious 0.3'],
+    });
+    expect(await h.request(inv, STRANGER)).toEqual([]);
+    expect(await h.request(options({ callId: 'scan-opt', extra: ['User-Agent: sipcli/v1.8'] }), STRANGER)).toEqual([]);
+    expect(h.drops).toEqual(['scanner', 'scanner', 'scanner']);
+    expect(h.handled).toEqual([]);
+    expect(h.tx.stats()).toMatchObject({ server: 0, client: 0 });
+    await expectNoLeaks(h);
+  });
+
+  it('other User-Agents are served; without a list nothing is dropped', async () => {
+    const h = await createHarness({ scanners: SCANNERS });
+    expect(reply(await h.request(options({ ruri: 'sip:127.0.0.1', callId: 'ua1', extra: ['User-Agent: Linphone/5.2'] }), STRANGER), h).status).toBe(200);
+    expect(reply(await h.request(options({ ruri: 'sip:127.0.0.1', callId: 'ua2' }), STRANGER), h).status).toBe(200);
+    const off = await createHarness();
+    expect(reply(await off.request(options({ ruri: 'sip:127.0.0.1', callId: 'ua3', extra: ['User-Agent: friendly-scanner'] }), STRANGER), off).status).toBe(200);
+    expect([...h.drops, ...off.drops]).toEqual([]);
   });
 });
 
