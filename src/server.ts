@@ -15,7 +15,7 @@ import { deterministicToTag } from './core/tags.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { buildResponse, isSipParseError, parseMessage, parseVia, SipRequest, splitList, type PartialMessage, type SipParseError, type SipResponse } from './sip/index.js';
-import { openStores, type Stores } from './store/index.js';
+import { openStores, StoreError, type Stores, type WriteBackEvents } from './store/index.js';
 import { createTransactionLayer, realClock } from './transaction/index.js';
 import { createTransportLayer, responseTarget } from './transport/index.js';
 import type { Source, Target } from './transport/types.js';
@@ -48,11 +48,12 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
     stores = await openStores(config, {
       now,
       onQuery: (store, op, ms) => metrics.storeDuration.observe({ store, op }, ms / 1000),
-      onWriteError: (err) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'location write-back failed; will retry'),
+      writeBack: writeBackLog(log, metrics),
     });
   } catch (e) {
     throw new StartupError(`cannot open database: ${(e as Error).message}`);
   }
+  metrics.setLocationBacklogSource(() => stores.locationBacklog());
 
   const domains = new Set(config.domains.map((d) => d.toLowerCase()));
   const isOurDomain = (host: string): boolean => domains.has(host.toLowerCase());
@@ -252,7 +253,16 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
             res.end();
             return;
           }
-          const removed = await stores.locations.removeAll(aor);
+          let removed: number;
+          try {
+            removed = await stores.locations.removeAll(aor);
+          } catch (e) {
+            // an empty or malformed AOR is refused by the store before anything is queued
+            if (!(e instanceof StoreError && e.code === 'INVALID')) throw e;
+            res.writeHead(400, { 'content-type': 'application/json' });
+            res.end(JSON.stringify({ error: e.message }));
+            return;
+          }
           log.info({ aor, removed }, 'registrations removed by admin');
           res.writeHead(200, { 'content-type': 'application/json' });
           res.end(JSON.stringify({ aor, removed }));
@@ -310,6 +320,30 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
 }
 
 export { buildResponse };
+
+/** Most AORs named in the shutdown line about unwritten location changes. */
+const UNWRITTEN_AORS_LOGGED = 20;
+
+const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+/** Log lines and metrics for the write-back location queue. */
+function writeBackLog(log: Logger, metrics: Metrics): WriteBackEvents {
+  return {
+    unavailable: (err, backlog) => log.warn({ err: errText(err), backlog }, 'location database unavailable; changes are kept in memory and retried'),
+    recovered: (backlog) => log.info({ backlog }, 'location database available again'),
+    retrying: (change, err) => log.warn({ ...change, err: errText(err) }, 'location write failed; will retry'),
+    dropped: (change, err) => log.error({ ...change, err: errText(err) }, 'location change dropped: the database refused it'),
+    failure: (kind) => metrics.locationWriteFailures.inc({ kind }),
+    expireFailed: (err) => log.warn({ err: errText(err) }, 'deleting expired bindings from the database failed'),
+    unwritten: (changes) => {
+      const aors = [...new Set(changes.map((c) => c.aor))];
+      log.error(
+        { unwritten: changes.length, aors: aors.slice(0, UNWRITTEN_AORS_LOGGED), moreAors: Math.max(0, aors.length - UNWRITTEN_AORS_LOGGED) },
+        'location changes not written to the database before shutdown (lost)',
+      );
+    },
+  };
+}
 
 /**
  * The 400 for a request the parser rejected, built from what it could still read (`err.partial`):

@@ -66,6 +66,8 @@ class FakeDb extends MemoryLocationStore {
     this.ops.push(`removeAll ${aor}`);
     return super.removeAll(aor);
   }
+  /** a database outlives the store using it (MemoryLocationStore.close() would clear it). */
+  override async close(): Promise<void> {}
   async contacts(): Promise<string[]> {
     return (await this.list()).map((x) => `${x.aor} ${x.contact} ${x.cseq}`).sort();
   }
