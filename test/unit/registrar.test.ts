@@ -594,15 +594,11 @@ describe('Registrar: Contact URIs stored exactly (RFC 4475)', () => {
 });
 
 describe('Registrar: store failures', () => {
-  it('answers 500 with a short reason and never throws', async () => {
-    const clock = { t: T0 };
-    const mem = new MemoryLocationStore(() => clock.t);
-    const broken: LocationStore = {
-      lookup: async () => {
-        throw new StoreError('UNREACHABLE', 'MySQL 127.0.0.1:3306 unreachable');
-      },
-      save: (b) => mem.save(b),
-      remove: (a, c) => mem.remove(a, c),
+  function failingStore(mem: MemoryLocationStore, fail: Partial<Record<'lookup' | 'save' | 'remove', () => Error>>): LocationStore {
+    return {
+      lookup: async (a) => (fail.lookup ? Promise.reject(fail.lookup()) : mem.lookup(a)),
+      save: async (b) => (fail.save ? Promise.reject(fail.save()) : mem.save(b)),
+      remove: async (a, c) => (fail.remove ? Promise.reject(fail.remove()) : mem.remove(a, c)),
       removeAll: (a) => mem.removeAll(a),
       expire: (n) => mem.expire(n),
       list: () => mem.list(),
@@ -610,13 +606,33 @@ describe('Registrar: store failures', () => {
       counts: () => mem.counts(),
       close: () => mem.close(),
     };
-    const warnings: string[] = [];
-    const { reg } = fixture({ locations: broken, logger: { warn: (o) => warnings.push(JSON.stringify(o)) } });
-    const res = await reg.register(register(), UDP_SRC);
+  }
+
+  it('an unavailable store (unreachable, query timeout, pool queue full) answers 503 with Retry-After, never throws', async () => {
+    for (const code of ['UNREACHABLE', 'BUSY'] as const) {
+      for (const where of ['lookup', 'save', 'remove'] as const) {
+        const mem = new MemoryLocationStore(() => T0);
+        const warnings: string[] = [];
+        const { reg } = fixture({ locations: failingStore(mem, { [where]: () => new StoreError(code, 'MySQL 127.0.0.1:3306: query timed out') }), logger: { warn: (o) => warnings.push(JSON.stringify(o)) } });
+        // remove: a REGISTER that removes a contact
+        if (where === 'remove') await mem.save({ aor: `alice@${DOMAIN}`, username: 'alice', domain: DOMAIN, contact: 'sip:alice@192.0.2.10:5060', expires: T0 + 60_000, q: null, callId: 'old', cseq: 1, ruid: 'r', lastModified: T0, flags: 0, cflags: 0 });
+        const res = await reg.register(register(where === 'remove' ? { expires: 0 } : {}), UDP_SRC);
+        expect(res.status, `${code} ${where}`).toBe(503);
+        expect(res.header('retry-after'), `${code} ${where}`).toMatch(/^\d+$/);
+        expect(res.reason.length).toBeLessThan(60);
+        expect(warnings).toHaveLength(1);
+      }
+    }
+  });
+
+  it('any other store failure answers 500 with a short reason', async () => {
+    const mem = new MemoryLocationStore(() => T0);
+    const broken = failingStore(mem, { lookup: () => new StoreError('DB', 'MySQL: something odd') });
+    const res = await fixture({ locations: broken }).reg.register(register(), UDP_SRC);
     expect(res.status).toBe(500);
+    expect(res.header('retry-after')).toBeUndefined();
     expect(res.reason.length).toBeLessThan(60);
-    expect(warnings).toHaveLength(1);
-    const saveFails: LocationStore = { ...broken, lookup: (a) => mem.lookup(a), save: async () => Promise.reject(new Error('disk full')) };
+    const saveFails = failingStore(mem, { save: () => new Error('disk full') });
     expect((await fixture({ locations: saveFails }).reg.register(register(), UDP_SRC)).status).toBe(500);
   });
 });
