@@ -44,8 +44,9 @@ import {
   type Uri,
 } from '../sip/index.js';
 import { LOCATION_COLUMN_LENGTHS, LOCATION_INT_MAX, locationFieldProblem, type LocationColumn } from '../store/limits.js';
-import { isStoreUnavailable, type Binding, type LocationStore } from '../store/types.js';
+import type { Binding, LocationStore } from '../store/types.js';
 import { deterministicToTag } from './tags.js';
+import { isStoreUnavailable, retryAfterHeader } from './unavailable.js';
 
 /** Where the REGISTER came from (a transport `Source` fits). */
 export interface RegisterSource {
@@ -79,9 +80,6 @@ export interface RegistrarOptions {
 
 /** Longest Contact URI accepted (Kamailio's location.contact column is VARCHAR(512)). */
 export const MAX_CONTACT_LEN = LOCATION_COLUMN_LENGTHS.contact;
-
-/** Retry-After (seconds) of the 503 sent while the location store is unavailable. */
-export const STORE_RETRY_AFTER_S = 5;
 
 /** What a REGISTER calls the value stored in each location column (for the 400 reason phrase). */
 const FIELD_NAMES: Record<LocationColumn, string> = {
@@ -153,7 +151,7 @@ export class Registrar {
       if (isSipParseError(e)) return buildResponse(req, 400, { toTag: tag, reason: `Bad Request (${e.reason})` });
       this.o.logger?.warn({ err: e instanceof Error ? e.message : String(e), callId: req.callId() }, 'registrar failed');
       if (isStoreUnavailable(e)) {
-        return buildResponse(req, 503, { toTag: tag, reason: 'Service Unavailable (location store)', headers: [['Retry-After', String(STORE_RETRY_AFTER_S)]] });
+        return buildResponse(req, 503, { toTag: tag, reason: 'Service Unavailable (location store)', headers: [retryAfterHeader()] });
       }
       return buildResponse(req, 500, { toTag: tag, reason: 'Server Internal Error (location store)' });
     }
