@@ -11,8 +11,8 @@ import type { DbMode, DbUrl } from '../config.js';
 import { CachedLocationStore, CachedSubscriberStore, instrumentLocationStore, instrumentSubscriberStore } from './cache.js';
 import { MemoryLocationStore } from './memory.js';
 import { WriteBackLocationStore, type WriteBackEvents } from './write-back.js';
-import { MysqlLocationStore, MysqlSubscriberStore, applyMysqlSchema, mysqlError, openMysqlPool } from './mysql.js';
-import type { MysqlUrl } from './mysql.js';
+import { DEFAULT_POOL_LIMITS, MysqlLocationStore, MysqlSubscriberStore, applyMysqlSchema, openMysqlDb } from './mysql.js';
+import type { MysqlPoolLimits, MysqlUrl } from './mysql.js';
 import { applySqliteSchema } from './schema.js';
 import { SqliteLocationStore, SqliteSubscriberStore, openSqlite } from './sqlite.js';
 import type { Clock, LocationStore, QueryHook, SubscriberStore } from './types.js';
@@ -22,6 +22,7 @@ export * from './types.js';
 export { computeHa1, computeHa1b, splitAor } from './util.js';
 export { MemoryLocationStore, MemorySubscriberStore } from './memory.js';
 export { CachedLocationStore, CachedSubscriberStore } from './cache.js';
+export { DEFAULT_POOL_LIMITS, type MysqlPoolLimits } from './mysql.js';
 export { WriteBackLocationStore, type PendingChange, type WriteBackEvents, type WriteBackOptions } from './write-back.js';
 export { LOCATION_COLUMN_LENGTHS, LOCATION_INT_MAX, locationFieldProblem, type LocationColumn, type LocationFieldProblem } from './limits.js';
 
@@ -30,6 +31,8 @@ export interface StoresConfig {
   db: DbUrl;
   location: { db_mode: DbMode; flush_interval_ms?: number; retry_max_ms?: number; final_flush_ms?: number };
   auth?: { credential_cache_ttl_ms: number };
+  /** MySQL connection pool limits (defaults: DEFAULT_POOL_LIMITS). */
+  db_pool?: { connections: number; queue_limit: number; query_timeout_ms: number };
 }
 
 export interface OpenStoresOptions {
@@ -55,6 +58,9 @@ export interface Stores {
 }
 
 const noHook: QueryHook = () => undefined;
+
+/** close(): how long the MySQL pool may take to end gracefully before its connections are destroyed. */
+const POOL_END_GRACE_MS = 1000;
 
 /**
  * Open the stores described by `config`. Fails fast with a StoreError:
@@ -86,25 +92,15 @@ export async function openStores(config: StoresConfig, opts: OpenStoresOptions =
     };
   } else {
     const url: MysqlUrl = config.db;
-    const pool = await openMysqlPool(url);
-    baseSubs = new MysqlSubscriberStore(pool, url);
-    baseLoc = new MysqlLocationStore(pool, url, now);
-    ping = async () => {
-      try {
-        await pool.query('SELECT 1');
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    let ended = false;
-    closeDb = async () => {
-      if (ended) return;
-      ended = true;
-      await pool.end().catch((e: unknown) => {
-        throw mysqlError(e, url, 'close');
-      });
-    };
+    const limits: MysqlPoolLimits = config.db_pool
+      ? { connections: config.db_pool.connections, queueLimit: config.db_pool.queue_limit, queryTimeoutMs: config.db_pool.query_timeout_ms }
+      : DEFAULT_POOL_LIMITS;
+    const db = await openMysqlDb(url, { limits });
+    baseSubs = new MysqlSubscriberStore(db);
+    baseLoc = new MysqlLocationStore(db, now);
+    ping = () => db.ping();
+    // bounded: a connection stuck on a stalled server is destroyed after a short grace
+    closeDb = () => db.end(POOL_END_GRACE_MS);
   }
 
   const subsDb = instrumentSubscriberStore(baseSubs, hook);
