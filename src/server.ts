@@ -28,7 +28,11 @@ export interface RunningServer {
   endpoints(): ReadonlyArray<{ transport: string; address: string; port: number }>;
   /** the HTTP metrics address, when enabled. */
   metricsAddress(): { host: string; port: number } | undefined;
-  /** graceful stop: stop accepting, let transactions end (bounded), flush and close stores. */
+  /**
+   * graceful stop: stop accepting, let transactions end (at most shutdown_grace_ms), write the pending
+   * location changes (at most location.final_flush_ms), close the stores and endpoints. Bounded
+   * whatever the database does; never rejects.
+   */
   stop(): Promise<void>;
 }
 
@@ -311,15 +315,43 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
       while (Date.now() < deadline && (router.busy > 0 || proxy.pending > 0)) await new Promise((r) => setTimeout(r, 20));
       clearInterval(houseKeeping);
       tx.close();
-      await transport.close();
-      await stores.close();
-      if (http) await new Promise<void>((r) => http!.close(() => r()));
+      // every step is bounded, so that a stop finishes whatever the database (or a peer) does:
+      // the stores' own bounds (location.final_flush_ms for the write-back queue, then the pool's
+      // end) come first, these are the backstop
+      const bounded = async (what: string, p: Promise<unknown>, ms: number): Promise<void> => {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = new Promise<'late'>((r) => {
+          timer = setTimeout(() => r('late'), ms);
+        });
+        const done = p.then(
+          () => 'done' as const,
+          (e: unknown) => {
+            log.warn({ err: errText(e) }, `stop: ${what} failed`);
+            return 'done' as const;
+          },
+        );
+        const r = await Promise.race([done, late]);
+        clearTimeout(timer);
+        if (r === 'late') log.warn({ ms }, `stop: ${what} did not finish in time; going on`);
+      };
+      await bounded('closing the transports', transport.close(), STOP_STEP_MS);
+      await bounded('closing the stores', stores.close(), config.location.final_flush_ms + STOP_STEP_MS);
+      if (http) {
+        const h = http;
+        const closed = new Promise<void>((r) => h.close(() => r()));
+        h.closeIdleConnections();
+        await bounded('closing the HTTP endpoint', closed, STOP_STEP_MS);
+        h.closeAllConnections();
+      }
       log.info('stopped');
     },
   };
 }
 
 export { buildResponse };
+
+/** stop(): longest wait for closing the transports or the HTTP endpoint, and slack beyond the stores' own bounds (ms). */
+const STOP_STEP_MS = 2000;
 
 /** Most AORs named in the shutdown line about unwritten location changes. */
 const UNWRITTEN_AORS_LOGGED = 20;

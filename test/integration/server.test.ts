@@ -29,6 +29,8 @@ const METRIC_FAMILIES = [
   'sipd_dropped_total',
   'sipd_request_processing_seconds',
   'sipd_store_query_seconds',
+  'sipd_location_write_failures_total',
+  'sipd_location_write_backlog',
   // default process metrics (prom-client collectDefaultMetrics)
   'process_cpu_user_seconds_total',
   'process_resident_memory_bytes',
