@@ -17,9 +17,11 @@
  *   - the database unavailable (UNREACHABLE, BUSY, SCHEMA): the pass stops (the next changes would
  *     fail the same way), and background passes resume after a backoff that doubles from
  *     `flushIntervalMs` up to `retryMaxMs`; reported once per outage (`unavailable`, `recovered`);
- *   - any other error is taken as specific to that change: it alone backs off (same schedule), the
- *     pass goes on with the others. A pending removeAll that fails holds back the later changes of
- *     its AOR only (they must not be applied before it).
+ *   - any other error is taken as specific to that change: it backs off (same schedule) and holds
+ *     back the later changes of its AOR; the pass goes on with the other AORs.
+ * Within an AOR, changes are applied in the order of their latest version (a removeAll first): the
+ * table's constraints (one row per ruid, which moves between contacts under RFC 5626) hold only in
+ * that order. AORs are independent of each other.
  * Retried changes stay until written or superseded by a newer change of the same key.
  *
  * close() writes what is pending, retrying for at most `finalFlushMs`, then reports what it could
@@ -315,26 +317,22 @@ export class WriteBackLocationStore implements LocationStore {
         if (r === 'unavailable') return this.passUnavailable(aor, q);
         if (r === 'retry') continue; // later changes of this AOR must wait for it
       }
+      // in order: the queue order is the order of the latest change of each contact, and the
+      // table's constraints (one ruid per row) hold only if they are applied in that order
       for (const [contact, p] of [...q.contacts]) {
         if (q.removeAll !== undefined) break; // a removeAll arrived meanwhile: it goes first, next pass
         if (q.contacts.get(contact) !== p) continue; // superseded meanwhile
-        if (!force && p.notBefore > t) continue;
+        if (!force && p.notBefore > t) break;
         const r = await this.apply(p);
         if (r === 'written' || r === 'dropped') this.settle(aor, q, p);
-        if (r === 'unavailable') {
-          // retried after the others of its AOR
-          if (q.contacts.get(contact) === p) {
-            q.contacts.delete(contact);
-            q.contacts.set(contact, p);
-          }
-          return this.passUnavailable(aor, q);
-        }
+        if (r === 'unavailable') return this.passUnavailable(aor, q);
+        if (r === 'retry') break; // the later changes of this AOR wait for it
       }
     }
     return 'done';
   }
 
-  /** The pass stopped on an unavailable database: this AOR goes to the back, so the next pass starts with the others. */
+  /** The pass stopped on an unavailable database: this AOR goes to the back, so the next pass starts with the other AORs. */
   private passUnavailable(aor: string, q: AorQueue): PassEnd {
     if (this.queues.get(aor) === q) {
       this.queues.delete(aor);

@@ -53,6 +53,10 @@ class FakeDb extends MemoryLocationStore {
   }
   override async save(x: Binding): Promise<void> {
     await this.gate('save', x.aor, x.contact);
+    // the location table's UNIQUE ruid_idx
+    for (const o of await this.list()) {
+      if (o.ruid === x.ruid && !(o.aor === x.aor && o.contact === x.contact)) throw new StoreError('INVALID', `Duplicate entry '${x.ruid}' for key 'ruid_idx'`);
+    }
     this.ops.push(`save ${x.contact} ${x.cseq}`);
     return super.save(x);
   }
@@ -332,6 +336,40 @@ describe('write-back: failures', () => {
     await s.flush();
     expect(await db.contacts()).toEqual(['alice@example.com sip:a@h 1', 'bob@example.com sip:new@h 1']);
     expect(s.backlog).toBe(0);
+    await s.close();
+  });
+
+  it('the changes of one AOR keep their order through an outage: a flow moving to a new contact (same ruid) is not dropped as a duplicate', async () => {
+    const db = new FakeDb();
+    await db.save(b('sip:old@h', 'alice@example.com', 1, { ruid: 'R' }));
+    const { r, events } = reports();
+    const s = await open(db, { events });
+    db.down = true;
+    // RFC 5626: the same instance + reg-id registers from a new address: remove the old contact, save the new one with the same ruid
+    await s.remove('alice@example.com', 'sip:old@h');
+    await s.save(b('sip:new@h', 'alice@example.com', 2, { ruid: 'R' }));
+    await s.flush();
+    db.down = false;
+    await s.flush();
+    expect(r.dropped).toEqual([]);
+    expect(await db.contacts()).toEqual(['alice@example.com sip:new@h 2']);
+    await s.close();
+  });
+
+  it('a row-specific error holds back the later changes of its AOR only', async () => {
+    const db = new FakeDb();
+    await db.save(b('sip:old@h', 'alice@example.com', 1, { ruid: 'R' }));
+    const s = await open(db);
+    let failing = true;
+    db.fail = (op, _aor, contact) => (failing && op === 'remove' && contact === 'sip:old@h' ? new Error('Lock wait timeout exceeded') : undefined);
+    await s.remove('alice@example.com', 'sip:old@h');
+    await s.save(b('sip:new@h', 'alice@example.com', 2, { ruid: 'R' }));
+    await s.save(b('sip:x@h', 'bob@example.com'));
+    await s.flush();
+    expect(await db.contacts()).toEqual(['alice@example.com sip:old@h 1', 'bob@example.com sip:x@h 1']);
+    failing = false;
+    await s.flush();
+    expect(await db.contacts()).toEqual(['alice@example.com sip:new@h 2', 'bob@example.com sip:x@h 1']);
     await s.close();
   });
 
