@@ -217,6 +217,14 @@ const LocationSchema = z.strictObject({
   db_mode: z.enum(DB_MODES),
   expire_interval_s: int(1),
   flush_interval_ms: int(10),
+  retry_max_ms: int(10),
+  final_flush_ms: int(0),
+});
+
+const DbPoolSchema = z.strictObject({
+  connections: int(1),
+  queue_limit: int(1),
+  query_timeout_ms: int(1),
 });
 
 const FloodSchema = z.strictObject({
@@ -259,6 +267,7 @@ export const ConfigSchema = z.strictObject({
   auth: AuthSchema,
   registrar: RegistrarSchema,
   location: LocationSchema,
+  db_pool: DbPoolSchema,
   flood: FloodSchema,
   scanners: ScannersSchema,
   shutdown_grace_ms: int(0),

@@ -187,7 +187,17 @@ export function createHttpHandler(d: HttpEndpointDeps): (req: IncomingMessage, r
       json(res, 400, { error: parsed.error });
       return;
     }
-    const removed = await d.removeLocation(parsed.aor);
+    let removed: number;
+    try {
+      removed = await d.removeLocation(parsed.aor);
+    } catch (e) {
+      // the store refuses an AOR it cannot hold (400) or is unavailable (503); anything else is a 500
+      const code = typeof e === 'object' && e !== null && 'code' in e ? String((e as { code: unknown }).code) : '';
+      if (code === 'INVALID') json(res, 400, { error: e instanceof Error ? e.message : 'invalid AOR' });
+      else if (code === 'UNREACHABLE' || code === 'BUSY') json(res, 503, { error: 'location store unavailable' }, { 'retry-after': '5' });
+      else throw e;
+      return;
+    }
     d.log.info({ aor: parsed.aor, removed }, 'registrations removed by admin');
     json(res, 200, { aor: parsed.aor, removed });
   };

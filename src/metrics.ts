@@ -82,6 +82,14 @@ export class Metrics {
     registers: [this.registry],
   });
   readonly transportSendErrors = new Gauge({ name: 'sipd_transport_send_errors_total', help: 'Failed sends since start, by kind', labelNames: ['kind'] as const, registers: [this.registry] });
+  readonly locationWriteFailures = new Counter({
+    name: 'sipd_location_write_failures_total',
+    help: 'Failed location writes of the write-back queue: transient (retried) or permanent (the change was dropped)',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly locationWriteBacklog: Gauge;
+  private backlogSource: () => number = () => 0;
 
   /** count a received request (method label through `methodLabel`). */
   requestReceived(method: string): void {
@@ -94,6 +102,20 @@ export class Metrics {
   }
 
   constructor(defaults = true) {
+    const backlog = (): number => this.backlogSource();
+    this.locationWriteBacklog = new Gauge({
+      name: 'sipd_location_write_backlog',
+      help: 'Location changes not yet written to the database (write-back mode)',
+      registers: [this.registry],
+      collect() {
+        this.set(backlog());
+      },
+    });
     if (defaults) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Where sipd_location_write_backlog is read from at each scrape. */
+  setLocationBacklogSource(source: () => number): void {
+    this.backlogSource = source;
   }
 }

@@ -19,7 +19,7 @@ import { adminPolicy, createHttpHandler } from './http.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { buildResponse, isSipParseError, parseMessage, parseVia, SipRequest, splitList, type PartialMessage, type SipParseError, type SipResponse } from './sip/index.js';
-import { openStores, type Stores } from './store/index.js';
+import { openStores, type Stores, type WriteBackEvents } from './store/index.js';
 import { createTransactionLayer, realClock } from './transaction/index.js';
 import { createTransportLayer, normaliseAddress, responseTarget } from './transport/index.js';
 import type { Source, Target } from './transport/types.js';
@@ -32,7 +32,11 @@ export interface RunningServer {
   endpoints(): ReadonlyArray<{ transport: string; address: string; port: number }>;
   /** the HTTP metrics address, when enabled. */
   metricsAddress(): { host: string; port: number } | undefined;
-  /** graceful stop: stop accepting, let transactions end (bounded), flush and close stores. */
+  /**
+   * graceful stop: stop accepting, let transactions end (at most shutdown_grace_ms), write the pending
+   * location changes (at most location.final_flush_ms), close the stores and endpoints. Bounded
+   * whatever the database does; never rejects.
+   */
   stop(): Promise<void>;
 }
 
@@ -70,11 +74,12 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     stores = await openStores(config, {
       now,
       onQuery: (store, op, ms) => metrics.storeDuration.observe({ store, op }, ms / 1000),
-      onWriteError: (err) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'location write-back failed; will retry'),
+      writeBack: writeBackLog(log, metrics),
     });
   } catch (e) {
     throw new StartupError(`cannot open database: ${(e as Error).message}`);
   }
+  metrics.setLocationBacklogSource(() => stores.locationBacklog());
 
   const domains = new Set(config.domains.map((d) => d.toLowerCase()));
   const isOurDomain = (host: string): boolean => domains.has(host.toLowerCase());
@@ -376,15 +381,67 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       while (Date.now() < deadline && (router.busy > 0 || proxy.pending > 0)) await new Promise((r) => setTimeout(r, 20));
       clearInterval(houseKeeping);
       tx.close();
-      await transport.close();
-      await stores.close();
-      if (http) await new Promise<void>((r) => http!.close(() => r()));
+      // every step is bounded, so that a stop finishes whatever the database (or a peer) does:
+      // the stores' own bounds (location.final_flush_ms for the write-back queue, then the pool's
+      // end) come first, these are the backstop
+      const bounded = async (what: string, p: Promise<unknown>, ms: number): Promise<void> => {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = new Promise<'late'>((r) => {
+          timer = setTimeout(() => r('late'), ms);
+        });
+        const done = p.then(
+          () => 'done' as const,
+          (e: unknown) => {
+            log.warn({ err: errText(e) }, `stop: ${what} failed`);
+            return 'done' as const;
+          },
+        );
+        const r = await Promise.race([done, late]);
+        clearTimeout(timer);
+        if (r === 'late') log.warn({ ms }, `stop: ${what} did not finish in time; going on`);
+      };
+      await bounded('closing the transports', transport.close(), STOP_STEP_MS);
+      await bounded('closing the stores', stores.close(), config.location.final_flush_ms + STOP_STEP_MS);
+      if (http) {
+        const h = http;
+        const closed = new Promise<void>((r) => h.close(() => r()));
+        h.closeIdleConnections();
+        await bounded('closing the HTTP endpoint', closed, STOP_STEP_MS);
+        h.closeAllConnections();
+      }
       log.info('stopped');
     },
   };
 }
 
 export { buildResponse };
+
+/** stop(): longest wait for closing the transports or the HTTP endpoint, and slack beyond the stores' own bounds (ms). */
+const STOP_STEP_MS = 2000;
+
+/** Most AORs named in the shutdown line about unwritten location changes. */
+const UNWRITTEN_AORS_LOGGED = 20;
+
+const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+/** Log lines and metrics for the write-back location queue. */
+function writeBackLog(log: Logger, metrics: Metrics): WriteBackEvents {
+  return {
+    unavailable: (err, backlog) => log.warn({ err: errText(err), backlog }, 'location database unavailable; changes are kept in memory and retried'),
+    recovered: (backlog) => log.info({ backlog }, 'location database available again'),
+    retrying: (change, err) => log.warn({ ...change, err: errText(err) }, 'location write failed; will retry'),
+    dropped: (change, err) => log.error({ ...change, err: errText(err) }, 'location change dropped: the database refused it'),
+    failure: (kind) => metrics.locationWriteFailures.inc({ kind }),
+    expireFailed: (err) => log.warn({ err: errText(err) }, 'deleting expired bindings from the database failed'),
+    unwritten: (changes) => {
+      const aors = [...new Set(changes.map((c) => c.aor))];
+      log.error(
+        { unwritten: changes.length, aors: aors.slice(0, UNWRITTEN_AORS_LOGGED), moreAors: Math.max(0, aors.length - UNWRITTEN_AORS_LOGGED) },
+        'location changes not written to the database before shutdown (lost)',
+      );
+    },
+  };
+}
 
 /**
  * The 400 for a request the parser rejected, built from what it could still read (`err.partial`):

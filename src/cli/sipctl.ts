@@ -80,7 +80,7 @@ function config(program: Command): Config {
 
 /** Subscriber ops: no credential cache, no location preload. */
 async function withStores<T>(cfg: Config, fn: (s: Stores) => Promise<T>): Promise<T> {
-  const stores = await openStores({ db: cfg.db, location: { db_mode: 'db-only' } });
+  const stores = await openStores({ db: cfg.db, db_pool: cfg.db_pool, location: { db_mode: 'db-only' } });
   try {
     return await fn(stores);
   } finally {
@@ -300,7 +300,7 @@ export async function main(argv: string[]): Promise<number> {
       code = EXIT_USAGE;
       msg = e.message;
     } else if (e instanceof StoreError) {
-      code = e.code === 'UNREACHABLE' || e.code === 'SCHEMA' ? EXIT_DB : e.code === 'INVALID' ? EXIT_USAGE : EXIT_FAILED;
+      code = e.code === 'UNREACHABLE' || e.code === 'BUSY' || e.code === 'SCHEMA' ? EXIT_DB : e.code === 'INVALID' ? EXIT_USAGE : EXIT_FAILED;
       msg = e.message;
     } else {
       msg = e instanceof Error ? e.message : String(e);

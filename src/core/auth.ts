@@ -66,6 +66,7 @@ import {
 } from '../sip/index.js';
 import type { Subscriber, SubscriberStore } from '../store/types.js';
 import { deterministicToTag } from './tags.js';
+import { isStoreUnavailable, retryAfterHeader } from './unavailable.js';
 
 export type DigestAlgorithmName = 'MD5' | 'SHA-256';
 export type AuthKind = 'www' | 'proxy';
@@ -81,7 +82,9 @@ export type AuthFailureReason =
   | 'replay'
   /** valid credentials of another user than the From (or, for REGISTER, To) user: 403 */
   | 'user-mismatch'
-  /** the subscriber store failed: 500 */
+  /** the subscriber store is unavailable for now (unreachable, query timeout, pool queue full): 503 with Retry-After */
+  | 'unavailable'
+  /** the subscriber store failed otherwise: 500 */
   | 'error';
 
 export type AuthResult =
@@ -89,7 +92,7 @@ export type AuthResult =
   | {
       readonly ok: false;
       readonly reason: AuthFailureReason;
-      /** the response to send (statelessly): 401/407 challenge, 400, 403 or 500. */
+      /** the response to send (statelessly): 401/407 challenge, 400, 403, 500 or 503. */
       readonly response: SipResponse;
     };
 
@@ -441,6 +444,9 @@ export class DigestAuthenticator {
       sub = await this.o.subscribers.get(lookupUser, realm.toLowerCase());
     } catch (e) {
       this.o.logger?.warn({ realm, err: e instanceof Error ? e.message : String(e) }, 'subscriber lookup failed');
+      if (isStoreUnavailable(e)) {
+        return fail('unavailable', buildResponse(req, 503, { toTag: statelessToTag(req), reason: 'Service Unavailable (credentials store)', headers: [retryAfterHeader()] }));
+      }
       return fail('error', buildResponse(req, 500, { toTag: statelessToTag(req), reason: 'Server Internal Error (credentials unavailable)' }));
     }
     let ha1: string | undefined;

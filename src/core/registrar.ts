@@ -20,7 +20,14 @@
  * and the server calls `locations.expire(now)` periodically (config location.expire_interval) to
  * delete them from the store.
  *
- * Errors are values: parse errors become 400, store failures 500; nothing is thrown.
+ * Limits: a binding the location table cannot hold (a Call-ID, User-Agent, Path, +sip.instance, To
+ * user or host longer than its column, see store/limits.ts) is refused with 400 naming the field
+ * ("Bad Request (Call-ID too long)") before any change, rather than truncated or left for the database
+ * to refuse later.
+ *
+ * Errors are values: parse errors become 400; a location store that is unavailable (StoreError
+ * UNREACHABLE/BUSY: database down, query timeout, pool queue full) 503 with Retry-After; other store
+ * failures 500; nothing is thrown.
  */
 import {
   buildResponse,
@@ -36,8 +43,10 @@ import {
   type SipResponse,
   type Uri,
 } from '../sip/index.js';
+import { LOCATION_COLUMN_LENGTHS, LOCATION_INT_MAX, locationFieldProblem, type LocationColumn } from '../store/limits.js';
 import type { Binding, LocationStore } from '../store/types.js';
 import { deterministicToTag } from './tags.js';
+import { isStoreUnavailable, retryAfterHeader } from './unavailable.js';
 
 /** Where the REGISTER came from (a transport `Source` fits). */
 export interface RegisterSource {
@@ -70,7 +79,29 @@ export interface RegistrarOptions {
 }
 
 /** Longest Contact URI accepted (Kamailio's location.contact column is VARCHAR(512)). */
-export const MAX_CONTACT_LEN = 512;
+export const MAX_CONTACT_LEN = LOCATION_COLUMN_LENGTHS.contact;
+
+/** What a REGISTER calls the value stored in each location column (for the 400 reason phrase). */
+const FIELD_NAMES: Record<LocationColumn, string> = {
+  username: 'To user',
+  domain: 'To host',
+  contact: 'Contact URI',
+  callid: 'Call-ID',
+  user_agent: 'User-Agent',
+  path: 'Path',
+  received: 'source address',
+  instance: '+sip.instance',
+  socket: 'local socket',
+  ruid: 'ruid',
+  cseq: 'CSeq',
+  reg_id: 'reg-id',
+  flags: 'flags',
+  cflags: 'cflags',
+  methods: 'methods',
+  expires: 'Expires',
+  last_modified: 'time',
+  q: 'q-value',
+};
 
 /**
  * The AOR of a SIP/SIPS URI as the location table keys it: `user@host`, the user unescaped once
@@ -119,6 +150,9 @@ export class Registrar {
       if (e instanceof RegisterError) return buildResponse(req, e.status, { toTag: tag, reason: e.reasonPhrase, headers: e.headers });
       if (isSipParseError(e)) return buildResponse(req, 400, { toTag: tag, reason: `Bad Request (${e.reason})` });
       this.o.logger?.warn({ err: e instanceof Error ? e.message : String(e), callId: req.callId() }, 'registrar failed');
+      if (isStoreUnavailable(e)) {
+        return buildResponse(req, 503, { toTag: tag, reason: 'Service Unavailable (location store)', headers: [retryAfterHeader()] });
+      }
       return buildResponse(req, 500, { toTag: tag, reason: 'Server Internal Error (location store)' });
     }
   }
@@ -213,7 +247,8 @@ export class Registrar {
     let regId: number | undefined;
     const rid = c.params.get('reg-id');
     if (rid !== undefined) {
-      if (rid === null || !/^\d{1,10}$/.test(rid) || Number(rid) < 1 || Number(rid) > UINT32_MAX) {
+      // RFC 5626 §4.2: 1 to 2^31-1 (also what the INT reg_id column holds)
+      if (rid === null || !/^\d{1,10}$/.test(rid) || Number(rid) < 1 || Number(rid) > LOCATION_INT_MAX) {
         throw new RegisterError(400, 'Bad Request (invalid reg-id)');
       }
       regId = Number(rid);
@@ -241,7 +276,7 @@ export class Registrar {
     const current = new Map<string, Binding>();
     for (const b of existing) current.set(b.contact, b);
     const ops: Op[] = [];
-    const userAgent = ctx.req.userAgent()?.slice(0, 255);
+    const userAgent = ctx.req.userAgent();
     const socket = `${ctx.src.local.transport.toLowerCase()}:${formatHost(ctx.src.local.address)}:${ctx.src.local.port}`;
 
     for (const u of updates) {
@@ -276,6 +311,8 @@ export class Registrar {
       binding.socket = socket;
       if (u.instance !== undefined) binding.instance = u.instance;
       if (u.regId !== undefined) binding.regId = u.regId;
+      const problem = locationFieldProblem(binding);
+      if (problem !== undefined) throw new RegisterError(400, `Bad Request (${FIELD_NAMES[problem.column]} ${problem.problem})`);
       const op: Op = { kind: 'save', binding };
       if (match !== undefined && match.contact !== u.contact) {
         op.replaces = match.contact;

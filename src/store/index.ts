@@ -10,9 +10,9 @@
 import type { DbMode, DbUrl } from '../config.js';
 import { CachedLocationStore, CachedSubscriberStore, instrumentLocationStore, instrumentSubscriberStore } from './cache.js';
 import { MemoryLocationStore } from './memory.js';
-import { WriteBackLocationStore } from './write-back.js';
-import { MysqlLocationStore, MysqlSubscriberStore, applyMysqlSchema, mysqlError, openMysqlPool } from './mysql.js';
-import type { MysqlUrl } from './mysql.js';
+import { WriteBackLocationStore, type WriteBackEvents } from './write-back.js';
+import { DEFAULT_POOL_LIMITS, MysqlLocationStore, MysqlSubscriberStore, applyMysqlSchema, openMysqlDb } from './mysql.js';
+import type { MysqlPoolLimits, MysqlUrl } from './mysql.js';
 import { applySqliteSchema } from './schema.js';
 import { SqliteLocationStore, SqliteSubscriberStore, openSqlite } from './sqlite.js';
 import type { Clock, LocationStore, QueryHook, SubscriberStore } from './types.js';
@@ -22,13 +22,17 @@ export * from './types.js';
 export { computeHa1, computeHa1b, splitAor } from './util.js';
 export { MemoryLocationStore, MemorySubscriberStore } from './memory.js';
 export { CachedLocationStore, CachedSubscriberStore } from './cache.js';
-export { WriteBackLocationStore } from './write-back.js';
+export { DEFAULT_POOL_LIMITS, type MysqlPoolLimits } from './mysql.js';
+export { WriteBackLocationStore, type PendingChange, type WriteBackEvents, type WriteBackOptions } from './write-back.js';
+export { LOCATION_COLUMN_LENGTHS, LOCATION_INT_MAX, locationFieldProblem, type LocationColumn, type LocationFieldProblem } from './limits.js';
 
 /** The part of Config the stores need (a full Config fits). */
 export interface StoresConfig {
   db: DbUrl;
-  location: { db_mode: DbMode; flush_interval_ms?: number };
+  location: { db_mode: DbMode; flush_interval_ms?: number; retry_max_ms?: number; final_flush_ms?: number };
   auth?: { credential_cache_ttl_ms: number };
+  /** MySQL connection pool limits (defaults: DEFAULT_POOL_LIMITS). */
+  db_pool?: { connections: number; queue_limit: number; query_timeout_ms: number };
 }
 
 export interface OpenStoresOptions {
@@ -38,8 +42,8 @@ export interface OpenStoresOptions {
   onQuery?: QueryHook;
   /** SQLite only: create missing tables (default true). MySQL tables are never created implicitly. */
   autoInit?: boolean;
-  /** write-back mode: a background database write failed (it is retried). */
-  onWriteError?: (err: unknown) => void;
+  /** write-back mode: what happens to the background writes (failures, outages, unwritten changes at close). */
+  writeBack?: WriteBackEvents;
 }
 
 export interface Stores {
@@ -47,11 +51,16 @@ export interface Stores {
   locations: LocationStore;
   /** true if the database answers a trivial query. Never throws. */
   ping(): Promise<boolean>;
+  /** location changes not yet written to the database (write-back mode; 0 otherwise). */
+  locationBacklog(): number;
   /** Close both stores and the database connection(s). Idempotent. */
   close(): Promise<void>;
 }
 
 const noHook: QueryHook = () => undefined;
+
+/** close(): how long the MySQL pool may take to end gracefully before its connections are destroyed. */
+const POOL_END_GRACE_MS = 1000;
 
 /**
  * Open the stores described by `config`. Fails fast with a StoreError:
@@ -83,25 +92,15 @@ export async function openStores(config: StoresConfig, opts: OpenStoresOptions =
     };
   } else {
     const url: MysqlUrl = config.db;
-    const pool = await openMysqlPool(url);
-    baseSubs = new MysqlSubscriberStore(pool, url);
-    baseLoc = new MysqlLocationStore(pool, url, now);
-    ping = async () => {
-      try {
-        await pool.query('SELECT 1');
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    let ended = false;
-    closeDb = async () => {
-      if (ended) return;
-      ended = true;
-      await pool.end().catch((e: unknown) => {
-        throw mysqlError(e, url, 'close');
-      });
-    };
+    const limits: MysqlPoolLimits = config.db_pool
+      ? { connections: config.db_pool.connections, queueLimit: config.db_pool.queue_limit, queryTimeoutMs: config.db_pool.query_timeout_ms }
+      : DEFAULT_POOL_LIMITS;
+    const db = await openMysqlDb(url, { limits });
+    baseSubs = new MysqlSubscriberStore(db);
+    baseLoc = new MysqlLocationStore(db, now);
+    ping = () => db.ping();
+    // bounded: a connection stuck on a stalled server is destroyed after a short grace
+    closeDb = () => db.end(POOL_END_GRACE_MS);
   }
 
   const subsDb = instrumentSubscriberStore(baseSubs, hook);
@@ -109,6 +108,7 @@ export async function openStores(config: StoresConfig, opts: OpenStoresOptions =
   const subscribers = ttl > 0 ? new CachedSubscriberStore(subsDb, { ttlMs: ttl, now }) : subsDb;
 
   let locations: LocationStore;
+  let backlog = (): number => 0;
   try {
     switch (config.location.db_mode) {
       case 'memory':
@@ -117,13 +117,18 @@ export async function openStores(config: StoresConfig, opts: OpenStoresOptions =
       case 'write-through':
         locations = await CachedLocationStore.open(instrumentLocationStore(baseLoc, hook), now);
         break;
-      case 'write-back':
-        locations = await WriteBackLocationStore.open(instrumentLocationStore(baseLoc, hook), now, {
+      case 'write-back': {
+        const wb = await WriteBackLocationStore.open(instrumentLocationStore(baseLoc, hook), now, {
           flushIntervalMs: config.location.flush_interval_ms ?? 1000,
           flushThreshold: 500,
-          onError: opts.onWriteError,
+          retryMaxMs: config.location.retry_max_ms,
+          finalFlushMs: config.location.final_flush_ms,
+          events: opts.writeBack,
         });
+        backlog = () => wb.backlog;
+        locations = wb;
         break;
+      }
       case 'db-only':
         locations = instrumentLocationStore(baseLoc, hook);
         break;
@@ -138,6 +143,7 @@ export async function openStores(config: StoresConfig, opts: OpenStoresOptions =
     subscribers,
     locations,
     ping,
+    locationBacklog: () => backlog(),
     async close() {
       if (closed) return;
       closed = true;

@@ -66,6 +66,7 @@ export class MemoryLocationStore implements LocationStore {
   }
 
   async remove(aor: string, contact: string): Promise<boolean> {
+    splitAor(aor);
     const m = this.byAor.get(aor);
     if (!m) return false;
     const removed = m.delete(contact);
@@ -74,6 +75,7 @@ export class MemoryLocationStore implements LocationStore {
   }
 
   async removeAll(aor: string): Promise<number> {
+    splitAor(aor);
     const n = this.byAor.get(aor)?.size ?? 0;
     this.byAor.delete(aor);
     return n;

@@ -4,7 +4,7 @@
  * Date-times are written and read as local time, as Kamailio does.
  */
 import mysql from 'mysql2/promise';
-import type { Pool, PoolOptions, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
+import type { Pool, PoolConnection, PoolOptions, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import type { DbUrl } from '../config.js';
 import type { Binding, Clock, LocationCounts, LocationStore, Subscriber, SubscriberStore } from './types.js';
 import { StoreError } from './types.js';
@@ -35,14 +35,40 @@ const UNREACHABLE_CODES = new Set([
   'EHOSTUNREACH',
   'ENETUNREACH',
   'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
   'PROTOCOL_CONNECTION_LOST',
+  'PROTOCOL_ENQUEUE_AFTER_FATAL_ERROR',
+  'PROTOCOL_ENQUEUE_AFTER_QUIT',
   'ER_ACCESS_DENIED_ERROR',
   'ER_DBACCESS_DENIED_ERROR',
   'ER_BAD_DB_ERROR',
   'ER_CON_COUNT_ERROR',
+  'ER_TOO_MANY_USER_CONNECTIONS',
   'ER_HOST_NOT_PRIVILEGED',
   'ER_HOST_IS_BLOCKED',
+  'ER_SERVER_SHUTDOWN',
 ]);
+
+/** The server or the pool could not answer in time: a later attempt may succeed. */
+const BUSY_CODES = new Set(['PROTOCOL_SEQUENCE_TIMEOUT', 'ER_LOCK_WAIT_TIMEOUT', 'ER_LOCK_DEADLOCK', 'ER_STATEMENT_TIMEOUT', 'ER_QUERY_TIMEOUT']);
+
+/** The values themselves are refused (strict SQL mode): the same statement can never succeed. */
+const INVALID_CODES = new Set([
+  'ER_DATA_TOO_LONG',
+  'ER_TRUNCATED_WRONG_VALUE',
+  'ER_TRUNCATED_WRONG_VALUE_FOR_FIELD',
+  'ER_WARN_DATA_OUT_OF_RANGE',
+  'ER_BAD_NULL_ERROR',
+  'ER_NO_DEFAULT_FOR_FIELD',
+  'ER_DUP_ENTRY',
+  'ER_WRONG_VALUE_COUNT_ON_ROW',
+  'ER_INVALID_CHARACTER_STRING',
+]);
+
+/** mysql2 pool errors that carry no code, by message. */
+const POOL_BUSY_MESSAGES = new Set(['Queue limit reached.', 'No connections available.']);
+const POOL_CLOSED_MESSAGES = new Set(['Pool is closed.', "Can't add new command when connection is in closed state"]);
 
 function errCode(e: unknown): string | undefined {
   if (typeof e !== 'object' || e === null) return undefined;
@@ -57,6 +83,10 @@ function errText(e: unknown): string {
   return e instanceof Error ? e.message.split('\n')[0]! : String(e);
 }
 
+function isFatal(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && 'fatal' in e && e.fatal === true;
+}
+
 export function describeMysql(url: MysqlUrl): string {
   return `MySQL ${url.user}@${url.host}:${url.port}/${url.database}`;
 }
@@ -66,25 +96,43 @@ export function mysqlError(e: unknown, url: MysqlUrl, what: string): StoreError 
   if (e instanceof StoreError) return e;
   const code = errCode(e);
   const where = describeMysql(url);
+  const text = errText(e);
   if (code && (UNREACHABLE_CODES.has(code) || code.startsWith('ER_ACCESS_DENIED'))) {
-    const text = errText(e);
     const detail = text && !text.includes(code) ? `${code}: ${text}` : text || code;
     return new StoreError('UNREACHABLE', `cannot reach ${where}: ${detail}`, { cause: e });
   }
   if (code === 'ER_NO_SUCH_TABLE' || code === 'ER_BAD_FIELD_ERROR') {
-    return new StoreError('SCHEMA', `${where} ${what}: ${errText(e)} (run: sipctl db init)`, { cause: e });
+    return new StoreError('SCHEMA', `${where} ${what}: ${text} (run: sipctl db init)`, { cause: e });
   }
-  return new StoreError('DB', `${where} ${what}: ${errText(e)}`, { cause: e });
+  if ((code && BUSY_CODES.has(code)) || POOL_BUSY_MESSAGES.has(text)) {
+    return new StoreError('BUSY', `${where} ${what}: ${text}`, { cause: e });
+  }
+  if (code && INVALID_CODES.has(code)) return new StoreError('INVALID', `${where} ${what}: ${text}`, { cause: e });
+  if (POOL_CLOSED_MESSAGES.has(text) || isFatal(e)) return new StoreError('UNREACHABLE', `cannot reach ${where}: ${text}`, { cause: e });
+  return new StoreError('DB', `${where} ${what}: ${text}`, { cause: e });
 }
 
-export function mysqlPoolOptions(url: MysqlUrl, withDatabase = true): PoolOptions {
+/** Connection pool limits (config `db_pool`). */
+export interface MysqlPoolLimits {
+  /** most open connections. */
+  connections: number;
+  /** most queries waiting for a free connection; beyond it a query fails at once with BUSY. */
+  queueLimit: number;
+  /** longest wait for one query, connection included (ms); then it fails with BUSY. */
+  queryTimeoutMs: number;
+}
+
+export const DEFAULT_POOL_LIMITS: MysqlPoolLimits = { connections: 10, queueLimit: 1000, queryTimeoutMs: 2000 };
+
+export function mysqlPoolOptions(url: MysqlUrl, withDatabase = true, limits: MysqlPoolLimits = DEFAULT_POOL_LIMITS): PoolOptions {
   return {
     host: url.host,
     port: url.port,
     user: url.user,
     password: url.password,
     ...(withDatabase ? { database: url.database } : {}),
-    connectionLimit: 10,
+    connectionLimit: limits.connections,
+    queueLimit: limits.queueLimit,
     connectTimeout: 5000,
     dateStrings: true,
     charset: 'utf8mb4',
@@ -93,39 +141,155 @@ export function mysqlPoolOptions(url: MysqlUrl, withDatabase = true): PoolOption
   };
 }
 
-/** Create a pool and verify connectivity and schema (throws UNREACHABLE / SCHEMA). */
-export async function openMysqlPool(url: MysqlUrl, opts: { checkSchema?: boolean } = {}): Promise<Pool> {
-  const pool = mysql.createPool(mysqlPoolOptions(url));
-  // An idle pool connection that dies must not crash the process.
-  pool.on('connection', (conn) => {
-    conn.on('error', () => undefined);
-  });
-  try {
-    await pool.query('SELECT 1');
-    if (opts.checkSchema !== false) await checkMysqlSchema(pool, url);
-  } catch (e) {
-    await pool.end().catch(() => undefined);
-    throw mysqlError(e, url, 'open');
-  }
-  return pool;
+/** The parts of a pooled connection used to tear it down (mysql2's core connection). */
+interface CoreConnection {
+  on(event: 'error' | 'end', listener: () => void): unknown;
+  destroy(): void;
+  stream?: { destroy?: (err?: Error) => void };
 }
 
-export async function checkMysqlSchema(pool: Pool, url: MysqlUrl): Promise<void> {
+/**
+ * A mysql2 pool with the limits every query runs under: each query (waiting for a connection
+ * included) ends within `queryTimeoutMs`; a connection whose query timed out is destroyed (its
+ * protocol state is unknown, and a stalled one would otherwise hold a pool slot forever); at most
+ * `queueLimit` queries wait for a connection. end() is bounded too.
+ */
+export class MysqlDb {
+  /** open connections, to tear them down when a graceful end does not finish. */
+  private readonly live = new Set<CoreConnection>();
+  private ended: Promise<void> | undefined;
+
+  constructor(
+    readonly pool: Pool,
+    readonly url: MysqlUrl,
+    readonly limits: MysqlPoolLimits,
+  ) {
+    // An idle pool connection that dies must not crash the process.
+    pool.on('connection', (c) => {
+      const conn = c as unknown as CoreConnection;
+      this.live.add(conn);
+      conn.on('error', () => this.live.delete(conn));
+      conn.on('end', () => this.live.delete(conn));
+    });
+  }
+
+  /** Run one prepared statement under the limits; errors become one-line StoreErrors. */
+  async execute<T extends RowDataPacket[] | ResultSetHeader>(what: string, sql: string, values: Value[]): Promise<T> {
+    const timeoutMs = this.limits.queryTimeoutMs;
+    const t0 = Date.now();
+    let timedOut = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        timedOut = true;
+        reject(new StoreError('BUSY', `${describeMysql(this.url)} ${what}: no answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+    });
+    deadline.catch(() => undefined);
+    let conn: PoolConnection | undefined;
+    try {
+      const acquiring = this.pool.getConnection();
+      // a connection that arrives after the deadline goes back to the pool
+      acquiring.then(
+        (c) => {
+          if (timedOut) c.release();
+        },
+        () => undefined,
+      );
+      conn = await Promise.race([acquiring, deadline]);
+      const running = conn.execute<T>({ sql, timeout: Math.max(1, timeoutMs - (Date.now() - t0)) }, values);
+      running.catch(() => undefined);
+      const [res] = await Promise.race([running, deadline]);
+      return res;
+    } catch (e) {
+      const err = mysqlError(e, this.url, what);
+      if (conn !== undefined && (timedOut || err.code === 'BUSY' || err.code === 'UNREACHABLE')) {
+        MysqlDb.kill(conn.connection as unknown as CoreConnection, timedOut ? 'query timed out' : err.message);
+        conn = undefined;
+      }
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      conn?.release();
+    }
+  }
+
+  /**
+   * Tear a connection down now. The socket is destroyed with an error so that mysql2 fails every
+   * command still queued on it (a plain destroy() would leave them waiting forever) and drops the
+   * connection from the pool.
+   */
+  private static kill(conn: CoreConnection, why: string): void {
+    try {
+      const err = Object.assign(new Error(`connection closed by sipd: ${why}`), { code: 'PROTOCOL_CONNECTION_LOST' });
+      conn.stream?.destroy?.(err);
+      conn.destroy();
+    } catch {
+      /* already gone */
+    }
+  }
+
+  /** true if the database answers `SELECT 1` within the query timeout. Never throws. */
+  async ping(): Promise<boolean> {
+    try {
+      await this.execute<RowDataPacket[]>('ping', 'SELECT 1', []);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Close the pool: gracefully (COM_QUIT on each connection) for at most `graceMs`, then every
+   * connection is destroyed (a connection stuck on a stalled server never finishes its QUIT).
+   * Idempotent; never rejects.
+   */
+  end(graceMs = 1000): Promise<void> {
+    this.ended ??= (async () => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const graceful = this.pool.end().then(
+        () => true,
+        () => false,
+      );
+      const late = new Promise<false>((r) => {
+        timer = setTimeout(() => r(false), graceMs);
+      });
+      const ok = await Promise.race([graceful, late]);
+      clearTimeout(timer);
+      if (!ok) for (const c of [...this.live]) MysqlDb.kill(c, 'shutting down');
+      this.live.clear();
+    })();
+    return this.ended;
+  }
+}
+
+/** Create a pool and verify connectivity and schema (throws UNREACHABLE / SCHEMA). */
+export async function openMysqlDb(url: MysqlUrl, opts: { checkSchema?: boolean; limits?: MysqlPoolLimits } = {}): Promise<MysqlDb> {
+  const limits = opts.limits ?? DEFAULT_POOL_LIMITS;
+  const db = new MysqlDb(mysql.createPool(mysqlPoolOptions(url, true, limits)), url, limits);
+  try {
+    await db.execute('open', 'SELECT 1', []);
+    if (opts.checkSchema !== false) await checkMysqlSchema(db);
+  } catch (e) {
+    await db.end();
+    throw mysqlError(e, url, 'open');
+  }
+  return db;
+}
+
+export async function checkMysqlSchema(db: MysqlDb): Promise<void> {
   let rows: RowDataPacket[];
   try {
-    [rows] = await pool.execute<RowDataPacket[]>(
-      'SELECT table_name, table_version FROM version WHERE table_name IN (?, ?)',
-      ['subscriber', 'location'],
-    );
+    rows = await db.execute<RowDataPacket[]>('schema check', 'SELECT table_name, table_version FROM version WHERE table_name IN (?, ?)', ['subscriber', 'location']);
   } catch (e) {
-    if (errCode(e) === 'ER_NO_SUCH_TABLE') {
-      throw new StoreError('SCHEMA', `${describeMysql(url)} has no sipd/Kamailio tables (run: sipctl db init)`, { cause: e });
+    if (e instanceof StoreError && errCode(e.cause) === 'ER_NO_SUCH_TABLE') {
+      throw new StoreError('SCHEMA', `${describeMysql(db.url)} has no sipd/Kamailio tables (run: sipctl db init)`, { cause: e });
     }
-    throw mysqlError(e, url, 'schema check');
+    throw e;
   }
   checkVersions(
     rows.map((r) => ({ table_name: String(r.table_name), table_version: Number(r.table_version) })),
-    describeMysql(url),
+    describeMysql(db.url),
   );
 }
 
@@ -147,39 +311,18 @@ export async function applyMysqlSchema(url: MysqlUrl): Promise<void> {
   }
 }
 
-/** A prepared-statement query returning rows; errors become one-line StoreErrors. */
-async function execRows(pool: Pool, url: MysqlUrl, what: string, sql: string, values: Value[]): Promise<RowDataPacket[]> {
-  try {
-    const [rows] = await pool.execute<RowDataPacket[]>(sql, values);
-    return rows;
-  } catch (e) {
-    throw mysqlError(e, url, what);
-  }
-}
-
-/** A prepared-statement write; errors become one-line StoreErrors. */
-async function execRun(pool: Pool, url: MysqlUrl, what: string, sql: string, values: Value[]): Promise<ResultSetHeader> {
-  try {
-    const [res] = await pool.execute<ResultSetHeader>(sql, values);
-    return res;
-  } catch (e) {
-    throw mysqlError(e, url, what);
-  }
-}
-
 export class MysqlSubscriberStore implements SubscriberStore {
   constructor(
-    private readonly pool: Pool,
-    private readonly url: MysqlUrl,
+    private readonly db: MysqlDb,
     private readonly ownsPool = false,
   ) {}
 
   private rows(what: string, sql: string, values: Value[]): Promise<RowDataPacket[]> {
-    return execRows(this.pool, this.url, what, sql, values);
+    return this.db.execute<RowDataPacket[]>(what, sql, values);
   }
 
   private run(what: string, sql: string, values: Value[]): Promise<ResultSetHeader> {
-    return execRun(this.pool, this.url, what, sql, values);
+    return this.db.execute<ResultSetHeader>(what, sql, values);
   }
 
   private static toSubscriber(r: RowDataPacket): Subscriber {
@@ -204,7 +347,7 @@ export class MysqlSubscriberStore implements SubscriberStore {
   async add(username: string, domain: string, password: string): Promise<void> {
     const s = makeSubscriber(username, domain, password);
     try {
-      await this.pool.execute('INSERT INTO subscriber (username, domain, password, ha1, ha1b) VALUES (?, ?, ?, ?, ?)', [
+      await this.run('subscriber add', 'INSERT INTO subscriber (username, domain, password, ha1, ha1b) VALUES (?, ?, ?, ?, ?)', [
         s.username,
         s.domain,
         s.password,
@@ -212,8 +355,10 @@ export class MysqlSubscriberStore implements SubscriberStore {
         s.ha1b,
       ]);
     } catch (e) {
-      if (errCode(e) === 'ER_DUP_ENTRY') throw new StoreError('EXISTS', `subscriber ${username}@${domain} already exists`, { cause: e });
-      throw mysqlError(e, this.url, 'subscriber add');
+      if (e instanceof StoreError && errCode(e.cause) === 'ER_DUP_ENTRY') {
+        throw new StoreError('EXISTS', `subscriber ${username}@${domain} already exists`, { cause: e.cause });
+      }
+      throw e;
     }
   }
 
@@ -247,7 +392,7 @@ export class MysqlSubscriberStore implements SubscriberStore {
   }
 
   async close(): Promise<void> {
-    if (this.ownsPool) await this.pool.end();
+    if (this.ownsPool) await this.db.end();
   }
 }
 
@@ -289,18 +434,17 @@ const COLS = LOCATION_COLUMNS.map((c) => `\`${c}\``).join(', ');
 
 export class MysqlLocationStore implements LocationStore {
   constructor(
-    private readonly pool: Pool,
-    private readonly url: MysqlUrl,
+    private readonly db: MysqlDb,
     private readonly now: Clock,
     private readonly ownsPool = false,
   ) {}
 
   private rows(what: string, sql: string, values: Value[]): Promise<RowDataPacket[]> {
-    return execRows(this.pool, this.url, what, sql, values);
+    return this.db.execute<RowDataPacket[]>(what, sql, values);
   }
 
   private run(what: string, sql: string, values: Value[]): Promise<ResultSetHeader> {
-    return execRun(this.pool, this.url, what, sql, values);
+    return this.db.execute<ResultSetHeader>(what, sql, values);
   }
 
   private nowSql(): string {
@@ -373,6 +517,6 @@ export class MysqlLocationStore implements LocationStore {
   }
 
   async close(): Promise<void> {
-    if (this.ownsPool) await this.pool.end();
+    if (this.ownsPool) await this.db.end();
   }
 }

@@ -26,11 +26,28 @@ function sqliteCode(e: unknown): string | undefined {
   return typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
 }
 
+/** SQLite result codes (primary code, before the first extended "_" suffix) and the StoreError they mean. */
+const CODE_KINDS: Record<string, 'BUSY' | 'UNREACHABLE' | 'INVALID'> = {
+  SQLITE_BUSY: 'BUSY',
+  SQLITE_LOCKED: 'BUSY',
+  SQLITE_FULL: 'UNREACHABLE',
+  SQLITE_IOERR: 'UNREACHABLE',
+  SQLITE_READONLY: 'UNREACHABLE',
+  SQLITE_CANTOPEN: 'UNREACHABLE',
+  SQLITE_CONSTRAINT: 'INVALID',
+  SQLITE_TOOBIG: 'INVALID',
+  SQLITE_MISMATCH: 'INVALID',
+  SQLITE_RANGE: 'INVALID',
+};
+
 function wrap(e: unknown, what: string): StoreError {
   if (e instanceof StoreError) return e;
   const msg = e instanceof Error ? e.message : String(e);
   if (/no such table/i.test(msg)) return new StoreError('SCHEMA', `SQLite ${what}: ${msg} (run: sipctl db init)`, { cause: e });
-  if (sqliteCode(e) === 'SQLITE_BUSY') return new StoreError('UNREACHABLE', `SQLite ${what}: database is locked`, { cause: e });
+  const code = sqliteCode(e);
+  const kind = code === undefined ? undefined : CODE_KINDS[/^SQLITE_[A-Z]+/.exec(code)?.[0] ?? code];
+  if (kind === 'BUSY') return new StoreError('BUSY', `SQLite ${what}: database is locked`, { cause: e });
+  if (kind !== undefined) return new StoreError(kind, `SQLite ${what}: ${msg}`, { cause: e });
   return new StoreError('DB', `SQLite ${what}: ${msg}`, { cause: e });
 }
 

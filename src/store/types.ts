@@ -6,11 +6,19 @@
 export type StoreErrorCode =
   /** add(): the subscriber already exists. */
   | 'EXISTS'
-  /** The database cannot be reached (connection refused, access denied, unknown database, timeout). */
+  /** The database cannot be reached (connection refused, access denied, unknown database, connect timeout). */
   | 'UNREACHABLE'
+  /**
+   * The database did not answer a query within the query timeout, or too many queries already wait
+   * for a connection (pool queue full), or it is locked. Like UNREACHABLE, a later attempt may succeed.
+   */
+  | 'BUSY'
   /** Tables missing or of an unexpected version; run `sipctl db init`. */
   | 'SCHEMA'
-  /** Invalid argument (e.g. empty username or password). */
+  /**
+   * Invalid argument (e.g. empty username or password, a malformed AOR, a value longer than its
+   * column): the same operation can never succeed.
+   */
   | 'INVALID'
   /** Any other database error. */
   | 'DB';
@@ -23,6 +31,14 @@ export class StoreError extends Error {
     super(message, options);
     this.code = code;
   }
+}
+
+/**
+ * true when `e` says the database is unavailable for now (UNREACHABLE or BUSY): the same operation
+ * may succeed later. What to do about it (retry, answer 503) is the caller's decision.
+ */
+export function isStoreUnavailable(e: unknown): boolean {
+  return e instanceof StoreError && (e.code === 'UNREACHABLE' || e.code === 'BUSY');
 }
 
 export interface Subscriber {

@@ -1,5 +1,6 @@
 /** Helpers shared by the store implementations. */
 import { createHash } from 'node:crypto';
+import { locationFieldProblem } from './limits.js';
 import type { Binding, Subscriber } from './types.js';
 import { StoreError } from './types.js';
 
@@ -205,10 +206,13 @@ export function rowToBinding(r: LocationRow, zone: 'utc' | 'local'): Binding {
   return b;
 }
 
+/** Throws StoreError INVALID unless the location table can hold `b` (see limits.ts). */
 export function checkBinding(b: Binding): void {
   const { username, domain } = splitAor(b.aor);
   if (username !== b.username || domain !== b.domain) {
     throw new StoreError('INVALID', `binding aor "${b.aor}" does not match username/domain "${b.username}"/"${b.domain}"`);
   }
   if (!b.contact) throw new StoreError('INVALID', 'binding contact must not be empty');
+  const p = locationFieldProblem(b);
+  if (p !== undefined) throw new StoreError('INVALID', `binding of ${b.aor}: location.${p.column} ${p.problem}`);
 }

@@ -34,6 +34,8 @@ const METRIC_FAMILIES = [
   'sipd_flood_tracked_sources',
   'sipd_flood_dropped_total',
   'sipd_transport_dropped_total',
+  'sipd_location_write_failures_total',
+  'sipd_location_write_backlog',
   // default process metrics (prom-client collectDefaultMetrics)
   'process_cpu_user_seconds_total',
   'process_resident_memory_bytes',

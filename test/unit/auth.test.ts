@@ -371,13 +371,28 @@ describe('verify(): round trips', () => {
 
   it('answers 500 (reason error) when the subscriber store fails, without throwing', async () => {
     const failing = storeWith(async () => {
-      throw new StoreError('UNREACHABLE', 'db down');
+      throw new StoreError('DB', 'MySQL: something odd');
     });
     const { auth } = await fixture({ subscribers: failing });
     const chal = auth.challenge(request(), DOMAIN, 'www');
     const f = failed(await auth.verify(request({ extra: [answer(chal, 'REGISTER')] }), DOMAIN, 'www'));
     expect(f.reason).toBe('error');
     expect(f.response.status).toBe(500);
+    expect(f.response.header('retry-after')).toBeUndefined();
+  });
+
+  it('answers 503 with Retry-After (reason unavailable) when the subscriber store is unavailable: unreachable, query timeout, pool queue full', async () => {
+    for (const code of ['UNREACHABLE', 'BUSY'] as const) {
+      const failing = storeWith(async () => {
+        throw new StoreError(code, 'MySQL 127.0.0.1:3306: query timed out');
+      });
+      const { auth } = await fixture({ subscribers: failing });
+      const chal = auth.challenge(request(), DOMAIN, 'www');
+      const f = failed(await auth.verify(request({ extra: [answer(chal, 'REGISTER')] }), DOMAIN, 'www'));
+      expect(f.reason, code).toBe('unavailable');
+      expect(f.response.status, code).toBe(503);
+      expect(f.response.header('retry-after'), code).toMatch(/^\d+$/);
+    }
   });
 });
 

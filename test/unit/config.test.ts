@@ -68,7 +68,8 @@ describe('loadConfig defaults', () => {
       nc_window: 100000,
     });
     expect(c.registrar).toEqual({ min_expires: 60, default_expires: 3600, max_expires: 3600, max_contacts: 10, nat_received: true });
-    expect(c.location).toEqual({ db_mode: 'write-back', expire_interval_s: 10, flush_interval_ms: 1000 });
+    expect(c.location).toEqual({ db_mode: 'write-back', expire_interval_s: 10, flush_interval_ms: 1000, retry_max_ms: 10000, final_flush_ms: 3000 });
+    expect(c.db_pool).toEqual({ connections: 10, queue_limit: 1000, query_timeout_ms: 2000 });
     expect(c.flood).toEqual({ enabled: true, window_ms: 2000, max_requests: 60, ban_s: 300, exempt: ['127.0.0.1', '::1'], max_sources: 100000 });
     expect(c.scanners).toEqual({
       enabled: true,
@@ -181,6 +182,19 @@ describe('loadConfig errors: one line naming the key', () => {
     expect(errorOf(() => loadConfig({ file: file('bad10.yaml', 'scanners:\n  user_agents: [""]\n'), env: {} })).message).toMatch(
       /^config: scanners\.user_agents\[0\]: /,
     );
+  });
+
+  it('db_pool and the write-back bounds are checked like the rest', () => {
+    expect(errorOf(() => loadConfig({ file: file('bad8.yaml', 'db_pool:\n  query_timeout_ms: 0\n'), env: {} })).message).toMatch(
+      /^config: db_pool\.query_timeout_ms: must be >= 1, got 0/,
+    );
+    expect(errorOf(() => loadConfig({ file: file('bad9.yaml', 'db_pool:\n  queue: 5\n'), env: {} })).message).toMatch(/^config: db_pool\.queue: unknown key/);
+    expect(errorOf(() => loadConfig({ file: file('bad10.yaml', 'location:\n  final_flush_ms: -1\n'), env: {} })).message).toMatch(
+      /^config: location\.final_flush_ms: must be >= 0, got -1/,
+    );
+    const c = loadConfig({ file: file('pool.yaml', 'db_pool:\n  connections: 2\n  queue_limit: 3\n  query_timeout_ms: 400\nlocation:\n  final_flush_ms: 0\n'), env: {} });
+    expect(c.db_pool).toEqual({ connections: 2, queue_limit: 3, query_timeout_ms: 400 });
+    expect(c.location.final_flush_ms).toBe(0);
   });
 
   it('bad env values name the key and the variable', () => {

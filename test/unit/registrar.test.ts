@@ -40,6 +40,7 @@ interface RegOpts {
   expires?: number | string;
   callId?: string;
   cseq?: number;
+  userAgent?: string;
   extra?: string[];
 }
 
@@ -55,7 +56,7 @@ function register(o: RegOpts = {}): SipRequest {
     `CSeq: ${o.cseq ?? 1} REGISTER`,
     ...(o.contacts ?? ['<sip:alice@192.0.2.10:5060>']).map((c) => `Contact: ${c}`),
     ...(o.expires !== undefined ? [`Expires: ${o.expires}`] : []),
-    'User-Agent: test-phone/1.0',
+    `User-Agent: ${o.userAgent ?? 'test-phone/1.0'}`,
     ...(o.extra ?? []),
     'Content-Length: 0',
     '',
@@ -463,6 +464,105 @@ describe('Registrar: Path, received, socket, instance', () => {
   });
 });
 
+describe('Registrar: a field the location table cannot hold is refused with 400 naming it, and nothing is stored', () => {
+  /** A location store that records every change it is asked for. */
+  function recording(): { loc: MemoryLocationStore; changes: string[]; store: LocationStore } {
+    const loc = new MemoryLocationStore(() => T0);
+    const changes: string[] = [];
+    const store: LocationStore = {
+      lookup: (a) => loc.lookup(a),
+      save: (b) => (changes.push(`save ${b.contact}`), loc.save(b)),
+      remove: (a, c) => (changes.push(`remove ${c}`), loc.remove(a, c)),
+      removeAll: (a) => (changes.push(`removeAll ${a}`), loc.removeAll(a)),
+      expire: (n) => loc.expire(n),
+      list: () => loc.list(),
+      aors: () => loc.aors(),
+      counts: () => loc.counts(),
+      close: () => loc.close(),
+    };
+    return { loc, changes, store };
+  }
+
+  const inst = (n: number): string => `"<urn:uuid:${'0'.repeat(n - 11)}>"`; // unquoted: <urn:uuid:...> is n characters
+  const pathOf = (n: number): string => `Path: <sip:${'p'.repeat(n - 9)};lr>`; // the value is n characters
+  const cases: Array<[string, Partial<RegOpts>, string]> = [
+    ['Call-ID of 256 bytes', { callId: `${'c'.repeat(251)}@host` }, 'Bad Request (Call-ID too long)'],
+    ['Call-ID of 300 bytes', { callId: 'x'.repeat(300) }, 'Bad Request (Call-ID too long)'],
+    ['User-Agent of 256 bytes (was silently truncated to 255)', { userAgent: 'u'.repeat(256) }, 'Bad Request (User-Agent too long)'],
+    ['Path values of 513 bytes joined', { extra: [pathOf(256), pathOf(256)] }, 'Bad Request (Path too long)'],
+    ['+sip.instance of 256 characters', { contacts: [`<sip:alice@192.0.2.10:5060>;+sip.instance=${inst(256)};reg-id=1`] }, 'Bad Request (+sip.instance too long)'],
+    ['To user of 65 characters', { to: `<sip:${'a'.repeat(65)}@${DOMAIN}>` }, 'Bad Request (To user too long)'],
+    ['Contact URI of 513 characters', { contacts: [`<sip:${'a'.repeat(498)}@192.0.2.1:5060>`] }, 'Bad Request (Contact URI too long)'],
+    ['reg-id of 2^31', { contacts: [`<sip:alice@192.0.2.10:5060>;+sip.instance=${inst(40)};reg-id=2147483648`] }, 'Bad Request (invalid reg-id)'],
+  ];
+  for (const [name, opts, reason] of cases) {
+    it(name, async () => {
+      const { loc, changes, store } = recording();
+      const { reg } = fixture({ locations: store });
+      // an existing binding of the AOR must stay as it is
+      const aor = `${aorOf(parseUri(/<([^>]*)>/.exec(opts.to ?? `<sip:alice@${DOMAIN}>`)![1]!))}`;
+      const res = await reg.register(register({ ...opts, cseq: 5 }), UDP_SRC);
+      expect(res.status).toBe(400);
+      expect(res.reason).toBe(reason);
+      expect(changes).toEqual([]);
+      expect(await loc.lookup(aor)).toEqual([]);
+    });
+  }
+
+  it('a refused refresh leaves the existing binding untouched', async () => {
+    const { loc, changes, store } = recording();
+    const { reg } = fixture({ locations: store });
+    expect((await reg.register(register({ cseq: 1 }), UDP_SRC)).status).toBe(200);
+    const before = await only(loc);
+    changes.length = 0;
+    const res = await reg.register(register({ cseq: 2, userAgent: 'u'.repeat(300) }), UDP_SRC);
+    expect(res.status).toBe(400);
+    expect(changes).toEqual([]);
+    expect(await only(loc)).toEqual(before);
+  });
+
+  it('a To host of 65 characters (in a served domain) is refused too', async () => {
+    const host = `${'h'.repeat(61)}.net`;
+    const { reg, loc } = fixture({ domains: () => true });
+    const res = await reg.register(register({ to: `<sip:alice@${host}>` }), UDP_SRC);
+    expect(res.status).toBe(400);
+    expect(res.reason).toBe('Bad Request (To host too long)');
+    expect(await loc.list()).toEqual([]);
+  });
+
+  it('every field exactly at its column size is stored as sent', async () => {
+    const { reg, loc } = fixture();
+    const callId = `${'c'.repeat(250)}@host`.slice(0, 255);
+    const ua = 'u'.repeat(255);
+    const res = await reg.register(
+      register({
+        to: `<sip:${'a'.repeat(64)}@${DOMAIN}>`,
+        callId,
+        userAgent: ua,
+        contacts: [`<sip:${'a'.repeat(493)}@192.0.2.1:5060>;+sip.instance=${inst(255)};reg-id=2147483647`],
+        extra: [pathOf(256), pathOf(255)],
+      }),
+      UDP_SRC,
+    );
+    expect(res.status).toBe(200);
+    const b = await only(loc, `${'a'.repeat(64)}@${DOMAIN}`);
+    expect(b.callId).toBe(callId);
+    expect(b.userAgent).toBe(ua);
+    expect(b.contact).toHaveLength(512);
+    expect(b.instance).toHaveLength(255);
+    expect(b.regId).toBe(2147483647);
+    expect(b.path!.join(',')).toHaveLength(512);
+  });
+
+  it('removing a contact (expires=0) is not refused for a long Call-ID or User-Agent: nothing is stored', async () => {
+    const { reg, loc } = fixture();
+    await reg.register(register({ cseq: 1 }), UDP_SRC);
+    const res = await reg.register(register({ callId: 'x'.repeat(300), userAgent: 'u'.repeat(300), expires: 0, cseq: 2 }), UDP_SRC);
+    expect(res.status).toBe(200);
+    expect(await loc.lookup(`alice@${DOMAIN}`)).toEqual([]);
+  });
+});
+
 describe('Registrar: Contact URIs stored exactly (RFC 4475)', () => {
   it('cparam01: a parameter outside <> is a header parameter, not part of the URI', async () => {
     const { reg, loc } = fixture();
@@ -494,15 +594,11 @@ describe('Registrar: Contact URIs stored exactly (RFC 4475)', () => {
 });
 
 describe('Registrar: store failures', () => {
-  it('answers 500 with a short reason and never throws', async () => {
-    const clock = { t: T0 };
-    const mem = new MemoryLocationStore(() => clock.t);
-    const broken: LocationStore = {
-      lookup: async () => {
-        throw new StoreError('UNREACHABLE', 'MySQL 127.0.0.1:3306 unreachable');
-      },
-      save: (b) => mem.save(b),
-      remove: (a, c) => mem.remove(a, c),
+  function failingStore(mem: MemoryLocationStore, fail: Partial<Record<'lookup' | 'save' | 'remove', () => Error>>): LocationStore {
+    return {
+      lookup: async (a) => (fail.lookup ? Promise.reject(fail.lookup()) : mem.lookup(a)),
+      save: async (b) => (fail.save ? Promise.reject(fail.save()) : mem.save(b)),
+      remove: async (a, c) => (fail.remove ? Promise.reject(fail.remove()) : mem.remove(a, c)),
       removeAll: (a) => mem.removeAll(a),
       expire: (n) => mem.expire(n),
       list: () => mem.list(),
@@ -510,13 +606,33 @@ describe('Registrar: store failures', () => {
       counts: () => mem.counts(),
       close: () => mem.close(),
     };
-    const warnings: string[] = [];
-    const { reg } = fixture({ locations: broken, logger: { warn: (o) => warnings.push(JSON.stringify(o)) } });
-    const res = await reg.register(register(), UDP_SRC);
+  }
+
+  it('an unavailable store (unreachable, query timeout, pool queue full) answers 503 with Retry-After, never throws', async () => {
+    for (const code of ['UNREACHABLE', 'BUSY'] as const) {
+      for (const where of ['lookup', 'save', 'remove'] as const) {
+        const mem = new MemoryLocationStore(() => T0);
+        const warnings: string[] = [];
+        const { reg } = fixture({ locations: failingStore(mem, { [where]: () => new StoreError(code, 'MySQL 127.0.0.1:3306: query timed out') }), logger: { warn: (o) => warnings.push(JSON.stringify(o)) } });
+        // remove: a REGISTER that removes a contact
+        if (where === 'remove') await mem.save({ aor: `alice@${DOMAIN}`, username: 'alice', domain: DOMAIN, contact: 'sip:alice@192.0.2.10:5060', expires: T0 + 60_000, q: null, callId: 'old', cseq: 1, ruid: 'r', lastModified: T0, flags: 0, cflags: 0 });
+        const res = await reg.register(register(where === 'remove' ? { expires: 0 } : {}), UDP_SRC);
+        expect(res.status, `${code} ${where}`).toBe(503);
+        expect(res.header('retry-after'), `${code} ${where}`).toMatch(/^\d+$/);
+        expect(res.reason.length).toBeLessThan(60);
+        expect(warnings).toHaveLength(1);
+      }
+    }
+  });
+
+  it('any other store failure answers 500 with a short reason', async () => {
+    const mem = new MemoryLocationStore(() => T0);
+    const broken = failingStore(mem, { lookup: () => new StoreError('DB', 'MySQL: something odd') });
+    const res = await fixture({ locations: broken }).reg.register(register(), UDP_SRC);
     expect(res.status).toBe(500);
+    expect(res.header('retry-after')).toBeUndefined();
     expect(res.reason.length).toBeLessThan(60);
-    expect(warnings).toHaveLength(1);
-    const saveFails: LocationStore = { ...broken, lookup: (a) => mem.lookup(a), save: async () => Promise.reject(new Error('disk full')) };
+    const saveFails = failingStore(mem, { save: () => new Error('disk full') });
     expect((await fixture({ locations: saveFails }).reg.register(register(), UDP_SRC)).status).toBe(500);
   });
 });

@@ -294,6 +294,62 @@ for (const backend of [memoryBackend(), sqliteBackend(), mysqlBackend()]) {
         const b = { ...binding({ contact: 'sip:x@y' }), username: 'mallory' };
         await expect(s.locations.save(b)).rejects.toMatchObject({ code: 'INVALID' });
       });
+
+      it('every field at its column size round-trips; one character more is INVALID and nothing is written', async () => {
+        const user = 'u'.repeat(64);
+        const domain = 'd'.repeat(64);
+        const aor = `${user}@${domain}`;
+        const full = binding(
+          {
+            contact: `sip:${'c'.repeat(508)}`,
+            callId: 'i'.repeat(255),
+            userAgent: 'a'.repeat(255),
+            path: ['<sip:p.example.com;lr>', `<sip:${'p'.repeat(512 - 22 - 1 - 9)};lr>`],
+            received: `sip:${'r'.repeat(124)}`,
+            instance: 'n'.repeat(255),
+            socket: 's'.repeat(64),
+            ruid: 'x'.repeat(64),
+            cseq: 2 ** 31 - 1,
+            regId: 2 ** 31 - 1,
+          },
+          aor,
+        );
+        expect(full.path!.join(',').length).toBe(512);
+        await s.locations.save(full);
+        expect(await s.locations.lookup(aor)).toEqual([full]);
+
+        const over: Array<[string, Partial<Binding>]> = [
+          ['contact', { contact: `${full.contact}c` }],
+          ['callid', { callId: `${full.callId}i` }],
+          ['user_agent', { userAgent: `${full.userAgent!}a` }],
+          ['path', { path: [...full.path!.slice(0, 1), full.path![1]!.replace(';lr>', ';lr;>')] }],
+          ['received', { received: `${full.received!}r` }],
+          ['instance', { instance: `${full.instance!}n` }],
+          ['socket', { socket: `${full.socket!}s` }],
+          ['ruid', { ruid: `${full.ruid}x` }],
+          ['cseq', { cseq: 2 ** 31 }],
+          ['reg_id', { regId: 2 ** 31 }],
+        ];
+        for (const [column, change] of over) {
+          const b = { ...full, contact: 'contact' in change ? change.contact! : 'sip:other@h', ...change, ruid: change.ruid ?? `r-${column}` };
+          const err = await s.locations.save(b).catch((e: unknown) => e);
+          expect(err, column).toBeInstanceOf(StoreError);
+          expect(err, column).toMatchObject({ code: 'INVALID', message: expect.stringContaining(`location.${column} `) });
+        }
+        const longUser = binding({ contact: 'sip:x@h' }, `${user}u@example.com`);
+        await expect(s.locations.save(longUser)).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining('location.username') });
+        const longDomain = binding({ contact: 'sip:x@h' }, `alice@${domain}d`);
+        await expect(s.locations.save(longDomain)).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining('location.domain') });
+        expect((await s.locations.list()).map((b) => b.contact)).toEqual([full.contact]);
+      });
+
+      it('removeAll and remove of an empty or malformed AOR are INVALID', async () => {
+        await s.locations.save(binding({ contact: 'sip:a@1' }));
+        await expect(s.locations.removeAll('')).rejects.toMatchObject({ code: 'INVALID' });
+        await expect(s.locations.removeAll('alice@')).rejects.toMatchObject({ code: 'INVALID' });
+        await expect(s.locations.remove('', 'sip:a@1')).rejects.toMatchObject({ code: 'INVALID' });
+        expect(await s.locations.counts()).toEqual({ aors: 1, contacts: 1 });
+      });
     });
 
     if (backend.name !== 'memory') {
