@@ -24,6 +24,7 @@ import { SipPhone } from '../helpers/sip-phone.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 
 const HOST = '127.0.0.1';
+const ADMIN_TOKEN = 'persistence-test-admin-token';
 
 /** `user contact cseq` of every row of the location table, sorted. */
 async function table(tdb: TestDatabase): Promise<string[]> {
@@ -86,6 +87,8 @@ describeMysql('persistence through a database outage (sipd + MariaDB behind a br
       SIPD_DOMAINS: HOST,
       SIPD_METRICS: `${HOST}:${mport}`,
       SIPD_LOG_LEVEL: 'info',
+      SIPD_ADMIN_TOKEN: ADMIN_TOKEN,
+      SIPD_STATE_DIR: join(dir, 'state'),
     };
     config = join(dir, 'sipd.yaml');
     writeFileSync(
@@ -169,7 +172,7 @@ describeMysql('persistence through a database outage (sipd + MariaDB behind a br
     const poison = await B!.register({ callId: 'x'.repeat(300), cseq: 1 });
     expect(poison.status).toBe(400);
     expect(poison.reason).toBe('Bad Request (Call-ID too long)');
-    const del = await fetch(`http://${HOST}:${mport}/location/`, { method: 'DELETE', signal: AbortSignal.timeout(10_000) });
+    const del = await fetch(`http://${HOST}:${mport}/location/`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, signal: AbortSignal.timeout(10_000) });
     expect(del.status).toBe(400);
     await del.text();
     expect((await B!.register({ cseq: 5 })).status).toBe(200);
