@@ -27,6 +27,7 @@ import type { Acl } from './acl.js';
 import { aorOf } from './registrar.js';
 import type { ForwardTarget, Proxy } from './proxy.js';
 import { sanityCheck } from './sanity.js';
+import { isStoreUnavailable, retryAfterHeader } from './unavailable.js';
 import type { ScannerFilter } from './scanner.js';
 
 export type AuthOutcome =
@@ -390,7 +391,15 @@ export class Router {
       this.reply(ctx, 404, 'Not Found', undefined, true);
       return true;
     }
-    const bindings = await this.d.locations.lookup(aor);
+    let bindings: Binding[];
+    try {
+      bindings = await this.d.locations.lookup(aor);
+    } catch (e) {
+      if (!isStoreUnavailable(e)) throw e;
+      // db-only with the database down (or its pool full): come back later, not "server error"
+      this.reply(ctx, 503, 'Service Unavailable (location store)', [retryAfterHeader()], true);
+      return true;
+    }
     this.d.events.debug({ aor, contacts: bindings.length }, 'location lookup');
     if (bindings.length === 0) {
       this.reply(ctx, 404, 'Not Found', undefined, true);
