@@ -141,7 +141,15 @@ export function buildProgram(): Command {
     .action(async (aorArg: string, password: string) => {
       const { username, domain, aor } = parseAor(aorArg);
       checkPassword(password);
-      await withStores(config(program), (s) => s.subscribers.add(username, domain, password));
+      const cfg = config(program);
+      // '%' escapes in SIP URIs: the registrar and auth see the user part unescaped, so a stored
+      // "a%41" would never be the user "a%41" a phone registers as
+      if (username.includes('%')) throw new CliError(EXIT_USAGE, `user part must not contain "%" (it is an escape in SIP URIs): ${aorArg}`);
+      // the digest realm is the served domain: a subscriber of another domain could never authenticate
+      if (!cfg.domains.includes(domain)) {
+        throw new CliError(EXIT_USAGE, `${domain} is not a domain this sipd serves (${cfg.domains.join(', ')}); add it to SIPD_DOMAINS or domains in the configuration first`);
+      }
+      await withStores(cfg, (s) => s.subscribers.add(username, domain, password));
       out(`added ${aor}`);
     });
 

@@ -36,7 +36,7 @@ function sipctl(dbUrl: string, args: string[], extraEnv: NodeJS.ProcessEnv = {})
     execFile(
       process.execPath,
       ['--import', 'tsx', SIPCTL, ...args],
-      { cwd: ROOT, env: { ...baseEnv(), SIPD_DB: dbUrl, ...extraEnv }, timeout: 30_000 },
+      { cwd: ROOT, env: { ...baseEnv(), SIPD_DB: dbUrl, SIPD_DOMAINS: 'example.com,127.0.0.1', ...extraEnv }, timeout: 30_000 },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
         resolve({ code, stdout, stderr });
@@ -196,6 +196,10 @@ for (const target of [sqliteTarget(), mysqlTarget()]) {
       expectOneLineError(await sipctl(target.url(), ['passwd', 'carol@example.com', 'x']), /no such subscriber/, 1);
       expectOneLineError(await sipctl(target.url(), ['show', 'carol@example.com']), /no such subscriber/, 1);
       expectOneLineError(await sipctl(target.url(), ['add', 'carol@example.com']), /missing required argument/, 2);
+      // a domain sipd does not serve: the subscriber could never authenticate (realm = served domain)
+      expectOneLineError(await sipctl(target.url(), ['add', 'carol@other.example', 'pw']), /other\.example is not a domain this sipd serves \(example\.com, 127\.0\.0\.1\)/, 2);
+      // '%' is an escape in SIP URIs: the registrar unescapes the user part, so such a name could never match
+      expectOneLineError(await sipctl(target.url(), ['add', 'car%6Fl@example.com', 'pw']), /user part must not contain "%"/, 2);
       expect((await target.rows()).map((r) => r.username)).toEqual(['alice', 'bob']);
     });
 
@@ -275,7 +279,7 @@ describe('sipctl: configuration and unreachable database', { timeout: 60_000 }, 
   it('--config FILE is honoured (db from the file when SIPD_DB is unset)', async () => {
     const dbPath = join(dir, 'from-file.sqlite');
     const cfg = join(dir, 'sipd.yaml');
-    writeFileSync(cfg, `db: sqlite:${dbPath}\nlocation:\n  db_mode: memory\n`);
+    writeFileSync(cfg, `db: sqlite:${dbPath}\ndomains: [example.com]\nlocation:\n  db_mode: memory\n`);
     const run = (args: string[]): Promise<Run> =>
       new Promise((resolve) => {
         execFile(process.execPath, ['--import', 'tsx', SIPCTL, '--config', cfg, ...args], { cwd: ROOT, env: baseEnv() }, (err, stdout, stderr) =>
