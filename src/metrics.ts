@@ -1,9 +1,20 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { KNOWN_METHODS } from './sip/index.js';
+
+/**
+ * The `method` label of a request: its method when sipd knows it, else "other". Label values must not
+ * come from input unchecked: every distinct value is a series kept for the life of the process (and a
+ * histogram series is a dozen buckets), so invented method names would grow memory and /metrics
+ * without bound.
+ */
+export function methodLabel(method: string): string {
+  return KNOWN_METHODS.has(method) ? method : 'other';
+}
 
 /** Every metric sipd exports; one instance per server (own registry, so tests can run several). */
 export class Metrics {
   readonly registry = new Registry();
-  readonly requests = new Counter({ name: 'sipd_requests_received_total', help: 'SIP requests received, by method', labelNames: ['method'] as const, registers: [this.registry] });
+  readonly requests = new Counter({ name: 'sipd_requests_received_total', help: 'SIP requests received, by method (the methods sipd knows, else "other")', labelNames: ['method'] as const, registers: [this.registry] });
   readonly responses = new Counter({ name: 'sipd_responses_sent_total', help: 'SIP responses sent (generated or relayed), by status code', labelNames: ['code'] as const, registers: [this.registry] });
   readonly transactions = new Gauge({ name: 'sipd_transactions_active', help: 'Live transactions', labelNames: ['kind'] as const, registers: [this.registry] });
   readonly aors = new Gauge({ name: 'sipd_registered_aors', help: 'AORs with at least one binding', registers: [this.registry] });
@@ -35,6 +46,16 @@ export class Metrics {
     registers: [this.registry],
   });
   readonly transportSendErrors = new Gauge({ name: 'sipd_transport_send_errors_total', help: 'Failed sends since start, by kind', labelNames: ['kind'] as const, registers: [this.registry] });
+
+  /** a request was received (counted by `methodLabel`). */
+  requestReceived(method: string): void {
+    this.requests.inc({ method: methodLabel(method) });
+  }
+
+  /** the core finished with a request after `seconds` (observed by `methodLabel`). */
+  requestHandled(method: string, seconds: number): void {
+    this.requestDuration.observe({ method: methodLabel(method) }, seconds);
+  }
 
   constructor(defaults = true) {
     if (defaults) collectDefaultMetrics({ register: this.registry });

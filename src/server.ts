@@ -77,7 +77,7 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
     },
     events: {
       request: (req, src) => {
-        metrics.requests.inc({ method: req.method });
+        metrics.requestReceived(req.method);
         onRequest(req, src);
       },
       response: (res, src) => onResponse(res, src),
@@ -180,7 +180,7 @@ export async function startServer(config: Config, opts: { log?: Logger } = {}): 
     toTag: (req) => deterministicToTag(req),
     events: {
       handled: (req, src, result, why, ms) => {
-        metrics.requestDuration.observe({ method: req.method }, ms / 1000);
+        metrics.requestHandled(req.method, ms / 1000);
         if (!log.isLevelEnabled('info')) return;
         let from: string | undefined;
         let to: string | undefined;
