@@ -13,8 +13,11 @@ export class SipClient {
   private waiters: Array<() => void> = [];
   port = 0;
 
-  /** `host`: the local address to bind and to send to (the server is on the same address). */
-  constructor(readonly host = '127.0.0.1') {}
+  /** `host`: the local address to bind; `serverHost`: where the server is (by default the same address). */
+  constructor(
+    readonly host = '127.0.0.1',
+    readonly serverHost = host,
+  ) {}
 
   async open(): Promise<this> {
     this.sock.on('message', (m) => {
@@ -28,7 +31,7 @@ export class SipClient {
 
   send(data: Buffer | string, port: number): Promise<void> {
     const b = typeof data === 'string' ? Buffer.from(data, 'latin1') : data;
-    return new Promise((resolve, reject) => this.sock.send(b, port, this.host, (err) => (err ? reject(err) : resolve())));
+    return new Promise((resolve, reject) => this.sock.send(b, port, this.serverHost, (err) => (err ? reject(err) : resolve())));
   }
 
   /**
