@@ -48,13 +48,15 @@ export function viaTransport(token: string): { transport: TransportName; default
  * - UDP with `received`: that address, at `rport` when it has a value, else the sent-by port;
  * - otherwise the sent-by host (a name is resolved by `send`) and port (`rport` value when present).
  * `local` is the endpoint the request arrived on, so the response leaves from the listening socket.
- * Throws TransportError('unreachable') when the response has no Via or an unsupported Via transport,
- * and SipParseError when the top Via is malformed.
+ * A Via transport sipd does not support (SCTP ...) is answered over the transport of `src`.
+ * Throws TransportError('unreachable') when the response has no Via, or an unsupported Via transport
+ * and no `src`, and SipParseError when the top Via is malformed.
  */
 export function responseTarget(res: SipResponse, src?: Source): Target {
   const via = res.topVia();
   if (via === undefined) throw new TransportError('unreachable', 'response has no Via');
-  const vt = viaTransport(via.transport);
+  // a transport we do not know (SCTP, a mangled token): answered over the one the request came in on
+  const vt = viaTransport(via.transport) ?? (src !== undefined ? { transport: src.transport, defaultPort: 5060 } : undefined);
   if (vt === undefined) throw new TransportError('unreachable', `unsupported Via transport ${via.transport}`);
   // a request that arrived over UDP is answered over UDP, whatever its Via claims (as Kamailio does):
   // opening a TCP connection towards a datagram peer would usually fail and is never what it expects
