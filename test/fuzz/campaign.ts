@@ -57,6 +57,8 @@ const SLACK = 2000;
 const TCP_WAIT_MS = 3000;
 const RSS_SAMPLE_MS = 250;
 const HEAP_SAMPLE_MS = 5000;
+/** wait after the run before the live heap is measured: Timer D (32 s) plus a margin. */
+const LINGER_MS = 34_000;
 /** keep at most this many log lines of each kind, and this much stderr. */
 const KEEP_LINES = 20;
 const KEEP_STDERR = 64 * 1024;
@@ -140,13 +142,14 @@ export interface Report {
   sendErrors: number;
   /** UDP datagrams the kernel dropped for a full receive buffer in the namespace (both directions). */
   kernelUdpRcvbufErrors: number;
-  rss: { beforeKb: number; peakKb: number; afterKb: number; hwmKb: number; samples: RssSample[] };
+  /** kB; afterKb right after the final checks, idleKb LINGER_MS later (transactions of the run ended). */
+  rss: { beforeKb: number; peakKb: number; afterKb: number; idleKb: number; hwmKb: number; samples: RssSample[] };
   /**
-   * Live JS heap of sipd after the final checks (heap snapshot total, taken after a full GC), kB:
-   * state kept per message shows here without the GC's slack (compare runs of different lengths). It
-   * includes transactions still lingering (Timer D keeps a UDP INVITE client transaction 32 s) and
-   * caches filled up to their bounds. Taken last: generating a snapshot leaves native memory behind,
-   * which would distort every RSS figure after it.
+   * Live JS heap of sipd LINGER_MS after the final checks, when every transaction of the run has ended
+   * (heap snapshot total, taken after a full GC), kB: state kept per message shows here without the
+   * GC's slack, whatever the length of the run. It includes the caches, filled up to their bounds, and
+   * the registrations of the last minute. Taken last: generating a snapshot leaves native memory
+   * behind, which would distort every RSS figure after it.
    */
   liveHeap: { endKb: number | undefined };
   /** sipd's V8 heap (from its /metrics) every HEAP_SAMPLE_MS, MB. */
@@ -824,7 +827,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<Report> {
     tcp: { connections: 0, closedAfterFramingError: 0, unexpectedCloses: 0, connectFailures: 0 },
     sendErrors: 0,
     kernelUdpRcvbufErrors: 0,
-    rss: { beforeKb: 0, peakKb: 0, afterKb: 0, hwmKb: 0, samples: [] },
+    rss: { beforeKb: 0, peakKb: 0, afterKb: 0, idleKb: 0, hwmKb: 0, samples: [] },
     heap: [],
     liveHeap: { endKb: undefined },
     sipd: { pid: 0, crashed: false, exit: undefined, stderr: '', levels: {}, errorLines: [], warnLines: [], warnings: {}, otherLines: [], tail: [] },
@@ -930,6 +933,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<Report> {
     ]);
     report.fuzzMs = Date.now() - f0;
     clearInterval(heapSampler);
+    clearInterval(sampler);
     report.kernelUdpRcvbufErrors = udpRcvbufErrors() - rcvbuf0;
 
     if (s.exit === undefined) {
@@ -937,6 +941,11 @@ export async function runCampaign(opts: CampaignOptions): Promise<Report> {
       report.metrics = await scrapeMetrics();
       await sleep(1000);
       report.rss.afterKb = readRssKb(s.pid)?.rss ?? 0;
+      // what is left once the transactions of the run have ended: Timer D (32 s, not configurable) is
+      // the longest any of them lingers; registrations expire within a minute
+      await sleep(LINGER_MS);
+      report.rss.idleKb = readRssKb(s.pid)?.rss ?? 0;
+      report.metrics.idle_transactions = (await scrapeMetrics())['sipd_transactions_active{kind="client"}'] ?? -1;
       report.liveHeap.endKb = await s.liveHeapKb();
     }
   } finally {
