@@ -549,9 +549,10 @@ async function fuzzUdp(sh: Shared, quota: number, seed: number): Promise<void> {
 
 // ------------------------------------------------------------------------------------------ TCP
 
-function connect(local: string): Promise<net.Socket | undefined> {
+/** A connection to sipd from `local` (and `localPort`, for a replay), or undefined after TCP_WAIT_MS. */
+function connect(local: string, localPort?: number): Promise<net.Socket | undefined> {
   return new Promise((resolve) => {
-    const s = net.connect({ host: SIPD_HOST, port: SIPD_PORT, localAddress: local, noDelay: true });
+    const s = net.connect({ host: SIPD_HOST, port: SIPD_PORT, localAddress: local, localPort, noDelay: true });
     const t = setTimeout(() => {
       s.destroy();
       resolve(undefined);
@@ -1033,12 +1034,12 @@ export async function runReplay(file: string, out: (line: string) => void): Prom
     } else {
       const f = a.from[0]!;
       const [host, port] = [f.slice(0, f.lastIndexOf(':')), Number(f.slice(f.lastIndexOf(':') + 1))];
-      const sock = net.connect({ host: SIPD_HOST, port: SIPD_PORT, localAddress: host, localPort: port, noDelay: true });
+      const sock = await connect(host, port);
+      if (sock === undefined) throw new Error(`cannot connect to sipd from ${f}`);
       let closed = false;
       const closedP = new Promise<void>((resolve) => sock.once('close', () => ((closed = true), resolve())));
       sock.on('error', () => undefined);
       sock.on('data', receiver(onReply));
-      await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
       const predictor = new StreamFramer({ maxMessageSize: MAX_MESSAGE });
       for (let i = 0; i < msgs.length && !closed; i++) {
         await write(sock, msgs[i]!);
