@@ -9,7 +9,7 @@
  *
  * Receive path: bytes → (UDP datagram | TCP frame) → admit → drop hook → parseMessage(limits) →
  *   requests: no Via → dropped ('no-via'); top Via gets received/rport (§18.2.1, RFC 3581) → `events.request`
- *   responses: no Via → dropped; → `events.response`
+ *   responses: no Via → dropped; a malformed second Via (the one it is forwarded on) → parse error; → `events.response`
  *   parse failure → `events.parseError(err, src, raw)` (the core may answer 400 from `err.partial`).
  * Nothing from input or from an event handler escapes to the event loop: handler exceptions are
  * logged and counted ('handler-error').
@@ -21,7 +21,7 @@
  *
  * Limits (all passed in, nothing read from env or files): see `TransportLimits`.
  */
-import { isSipParseError, parseMessage, SipParseError, SipRequest, type ParseLimits } from '../sip/index.js';
+import { isSipParseError, parseMessage, parseVia, SipParseError, SipRequest, splitList, type ParseLimits, type SipResponse } from '../sip/index.js';
 import { Counters, ipFamily, noLog, normaliseAddress, peerName, toTransportError, type TransportLog, type TransportStats } from './common.js';
 import { Resolver, type LookupFn, type SrvLookupFn } from './resolve.js';
 import { TcpTransport, type TcpConnectionInfo } from './tcp.js';
@@ -136,6 +136,24 @@ export interface SipTransportLayer extends TransportLayer {
   closeConnection(id: number): boolean;
 }
 
+/**
+ * A response is forwarded on its second Via (RFC 3261 §16.7 step 9, §18.2.2): when that one is
+ * malformed the response cannot go anywhere, so it is a parse error here, like a malformed top Via
+ * (Kamailio drops such a reply too). Checked without keeping the parsed value: messages held by
+ * transactions stay as small as they were. Throws SipParseError.
+ */
+function checkSecondVia(res: SipResponse): void {
+  let seen = 0;
+  for (const line of res.headerValues('via')) {
+    for (const v of splitList(line)) {
+      if (++seen === 2) {
+        parseVia(v);
+        return;
+      }
+    }
+  }
+}
+
 export function createTransportLayer(opts: TransportLayerOptions): SipTransportLayer {
   const log = opts.log ?? noLog;
   const events = opts.events;
@@ -199,7 +217,7 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
       if (msg instanceof SipRequest) {
         const p = viaReceivedParams(top, src.address, src.port);
         if (p.received !== undefined || p.rport !== undefined) msg.setViaReceived(p.received, p.rport);
-      }
+      } else checkSecondVia(msg);
     } catch (e) {
       const err = isSipParseError(e) ? e : new SipParseError('BAD_START_LINE', e instanceof Error ? e.message : 'unparseable');
       counters.drop('parse');

@@ -53,13 +53,15 @@ export function viaTransport(token: string): { transport: TransportName; default
  * 401 or a retransmitted 2xx) at a third party. RFC 3581 received/rport, which record where the
  * request really came from, win; sipd sends no multicast responses.
  * `local` is the endpoint the request arrived on, so the response leaves from the listening socket.
- * Throws TransportError('unreachable') when the response has no Via or an unsupported Via transport,
- * and SipParseError when the top Via is malformed.
+ * A Via transport sipd does not support (SCTP ...) is answered over the transport of `src`.
+ * Throws TransportError('unreachable') when the response has no Via, or an unsupported Via transport
+ * and no `src`, and SipParseError when the top Via is malformed.
  */
 export function responseTarget(res: SipResponse, src?: Source): Target {
   const via = res.topVia();
   if (via === undefined) throw new TransportError('unreachable', 'response has no Via');
-  const vt = viaTransport(via.transport);
+  // a transport we do not know (SCTP, a mangled token): answered over the one the request came in on
+  const vt = viaTransport(via.transport) ?? (src !== undefined ? { transport: src.transport, defaultPort: 5060 } : undefined);
   if (vt === undefined) throw new TransportError('unreachable', `unsupported Via transport ${via.transport}`);
   // a request that arrived over UDP is answered over UDP, whatever its Via claims (as Kamailio does):
   // opening a TCP connection towards a datagram peer would usually fail and is never what it expects

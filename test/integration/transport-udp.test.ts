@@ -168,6 +168,25 @@ describe('UDP transport', () => {
     expect(got.responses[0]!.src.port).toBe(p.port);
   });
 
+  it('a response whose second Via (the one it is forwarded on) is malformed is a parse error, not a response event (found by the wire fuzzer)', async () => {
+    // Kamailio drops such a reply too ("no 2nd via found in reply"); parsed later, that Via threw from
+    // inside the proxy's response path ("TU strayResponse handler threw", "no route for response")
+    const { t, got, ep } = await layer();
+    const p = await peer();
+    const res = (second: string, callId: string): string =>
+      `SIP/2.0 486 Busy Here\r\nVia: SIP/2.0/UDP 127.0.0.1:${ep.port};branch=z9hG4bKsd1.2;rport\r\nVia: ${second}\r\n` +
+      `From: <sip:nobody@127.0.0.1>;tag=m1\r\nTo: <sip:dave@127.0.0.1>;tag=c2\r\nCall-ID: ${callId}\r\nCSeq: 97 INVITE\r\nContent-Length: 0\r\n\r\n`;
+    p.send(res('SIP/2.0/UDP user=phone:38727;branch=z9hG4bKx13;rport', 'bad-sent-by'), ep.port);
+    p.send(res('SIP/2.0/T"P 127.0.0.2:38727;branch=z9hG4bKx14', 'bad-protocol'), ep.port);
+    p.send(res('SIP/2.0/UDP 127.0.0.2:38727;;branch=z9hG4bKx15', 'bad-params'), ep.port);
+    // a malformed third Via is not ours to judge: the response is delivered
+    p.send(res('SIP/2.0/UDP 127.0.0.2:38727;branch=z9hG4bKx16, SIP/2.0/UDP ;;;', 'third-bad'), ep.port);
+    await until(() => got.errors.length + got.responses.length === 4);
+    expect(got.errors.map((e) => e.err.code)).toEqual(['BAD_VIA', 'BAD_VIA', 'BAD_VIA']);
+    expect(got.responses.map((r) => r.res.callId())).toEqual(['third-bad']);
+    expect(t.stats().drops.parse).toBe(3);
+  });
+
   it('a request we send leaves from the listening socket (advertised port = source port)', async () => {
     const { t, ep } = await layer();
     const p = await peer();

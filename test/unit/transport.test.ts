@@ -156,7 +156,24 @@ describe('responseTarget (RFC 3261 §18.2.2, RFC 3581)', () => {
   it('TLS: default port 5061; no source: no connection id', () => {
     expect(responseTarget(response('SIP/2.0/TLS h.example;received=198.51.100.2;branch=z9hG4bK1'))).toEqual({ transport: 'tcp', address: '198.51.100.2', port: 5061 });
   });
-  it('unsupported transport and missing Via are TransportErrors', () => {
+  it('a request with a transport sipd does not know in its Via is answered over the transport it came in on (found by the wire fuzzer)', () => {
+    // it got no answer at all, and a warning with a stack trace per request
+    expect(responseTarget(response('SIP/2.0/SCTP h.example:5070;received=198.51.100.2;branch=z9hG4bK1'), udpSrc)).toEqual({
+      transport: 'udp',
+      address: '198.51.100.2',
+      port: 5070,
+      local: UDP_EP,
+    });
+    expect(responseTarget(response('SIP/2.0/U%00DP 127.0.0.1:36926;branch=z9hG4bK2;rport=36926;received=127.0.0.1'), udpSrc)).toMatchObject({ transport: 'udp', address: '127.0.0.1', port: 36926 });
+    expect(responseTarget(response('SIP/2.0/TBP h.example:5070;received=198.51.100.2;branch=z9hG4bK3'), tcpSrc)).toEqual({
+      transport: 'tcp',
+      address: '198.51.100.2',
+      port: 5070,
+      connectionId: 7,
+      local: TCP_EP,
+    });
+  });
+  it('unsupported transport (without the source of the request) and missing Via are TransportErrors', () => {
     expect(() => responseTarget(response('SIP/2.0/SCTP h.example;branch=z9hG4bK1'))).toThrow(TransportError);
     const noVia = parseMessage(Buffer.from('SIP/2.0 200 OK\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n', 'latin1'));
     expect(() => responseTarget(noVia as SipResponse)).toThrow(TransportError);
