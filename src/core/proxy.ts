@@ -390,6 +390,9 @@ class ResponseContext {
       this.finish();
       return;
     }
+    // a later group (serial forking) may run past the guard the transaction keeps for a TU that
+    // never answers: tell it we are still at work
+    if (this.groupIndex > 0) this.st.keepAlive?.();
     const pending = group.map(() => ({ ct: undefined, done: false, final: undefined }) as Branch);
     this.branches = pending;
     group.forEach((t, i) => {
@@ -429,12 +432,25 @@ class ResponseContext {
 
   private onProvisional(res: SipResponse): void {
     if (res.status === 100 || this.finalSent) return;
+    if (!hasViaBelowOurs(res)) return this.invalid(res);
     const up = res.clone();
     up.removeFirstValue('via');
     this.p.sendUpstream(this.st, up);
   }
 
+  /** §16.7 step 3: a response with no Via left after ours has nowhere to go: it is dropped. */
+  private invalid(res: SipResponse): void {
+    this.p.debug({ status: res.status, callId: res.callId() }, 'response without a Via below ours: dropped');
+  }
+
   private onFinal(res: SipResponse, b: Branch): void {
+    if (!hasViaBelowOurs(res)) {
+      // the branch has its final (its client transaction is done) but it cannot be passed on: the
+      // branch counts as failed with a 502 of our own, so that the caller still gets a final
+      this.invalid(res);
+      this.branchDone(b, this.localResponse(502));
+      return;
+    }
     if (res.status >= 200 && res.status < 300) {
       // every 2xx goes upstream at once (§16.7 step 5), and the other branches are cancelled
       const up = res.clone();
@@ -553,6 +569,15 @@ export function decrementMaxForwards(req: SipRequest): void {
 /** Our Record-Route value for a listener, with the dialog's integrity token (route-token.ts). */
 export function recordRouteFor(ep: LocalEndpoint, token?: string): string {
   return `<sip:${ep.advertise}:${ep.port}${ep.transport === 'tcp' ? ';transport=tcp' : ''};lr${token !== undefined ? `;${TOKEN_PARAM}=${token}` : ''}>`;
+}
+
+/** Does the response carry a Via besides ours (the top one)? Only then can it be forwarded. */
+function hasViaBelowOurs(res: SipResponse): boolean {
+  try {
+    return res.listValues('via').length >= 2;
+  } catch {
+    return false;
+  }
 }
 
 function safe<T>(fn: () => T): T | undefined {

@@ -29,6 +29,11 @@ export class ServerInviteTx extends ServerTxBase {
     this.armGuard();
   }
 
+  /** the proxy is still at work (next serial group): the guard starts over. */
+  keepAlive(): void {
+    if (this.state === 'proceeding') this.armGuard();
+  }
+
   private armGuard(): void {
     this.timers.start('guard', this.tv.c + 2 * this.tv.sixtyFour, () => {
       this.ctx.log.warn({ tx: this.id }, 'TU never answered the INVITE; server transaction dropped');

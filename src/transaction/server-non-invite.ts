@@ -18,6 +18,11 @@ export class ServerNonInviteTx extends ServerTxBase {
     this.timers.start('guard', 2 * this.tv.sixtyFour, () => this.guardFired());
   }
 
+  /** the proxy is still at work (next serial group): the guard starts over. */
+  keepAlive(): void {
+    if (this.state === 'trying' || this.state === 'proceeding') this.timers.start('guard', 2 * this.tv.sixtyFour, () => this.guardFired());
+  }
+
   private guardFired(): void {
     this.ctx.log.warn({ tx: this.id, method: this.request.method }, 'TU never answered; server transaction dropped');
     this.terminate();

@@ -36,6 +36,11 @@ export interface ServerTransaction {
   respond(res: SipResponse): void;
   /** Called once when the transaction is removed from the table. */
   onTerminated(fn: () => void): void;
+  /**
+   * (optional) The TU is still working on the request (e.g. a proxy starting its next serial-fork
+   * group): re-arm the guard that drops a transaction the TU never answers.
+   */
+  keepAlive?(): void;
 }
 
 export interface ClientCallbacks {

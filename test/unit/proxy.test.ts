@@ -697,3 +697,56 @@ describe('initial requests with a preloaded Route; branches without a route', ()
     await expectNoLeaks(d.h);
   });
 });
+
+// ------------------------------------------------------------------------------------------ found by the wire fuzzer
+
+describe('found by the wire fuzzer', () => {
+  it('serial forking of a non-INVITE over two silent q-groups: the caller gets its 408, the server transaction is not dropped by its guard first', async () => {
+    const h = await createHarness();
+    await h.register('bob', 'bobpw', `<${bob(B1)}>;q=1.0`, B1);
+    await h.register('bob', 'bobpw', `<${bob(B2)}>;q=0.5`, B2);
+    const { out } = await authedRequest(h, { src: ALICE, method: 'MESSAGE' });
+    expect(requests(out, 'MESSAGE').map((s) => s.target.port)).toEqual([B1.port]);
+    // group 1 times out after 64*T1 (Timer F), group 2 as long again: the final is due at 2*64*T1
+    const later = [...(await h.advance(64 * 500)), ...(await h.advance(64 * 500)), ...(await h.advance(1000))];
+    expect(requests(later, 'MESSAGE').some((s) => s.target.port === B2.port)).toBe(true);
+    expect(upstream(later).map((s) => s.msg.status)).toEqual([408]);
+    await expectNoLeaks(h);
+  });
+
+  it('serial forking of an INVITE whose first group rings until Timer C: the second group still gets its chance and the caller its final', async () => {
+    const h = await createHarness();
+    await h.register('bob', 'bobpw', `<${bob(B1)}>;q=1.0`, B1);
+    await h.register('bob', 'bobpw', `<${bob(B2)}>;q=0.5`, B2);
+    const { out } = await authedRequest(h, { src: ALICE });
+    const first = requests(out, 'INVITE')[0]!.msg;
+    await h.response(answer(first, 180, { toTag: 'b1' }), B1);
+    // Timer C: CANCEL to group 1, which never answers it; 64*T1 later group 2 is tried and stays silent (Timer B)
+    const t1 = await h.advance(180_000);
+    expect(requests(t1, 'CANCEL')).toHaveLength(1);
+    const rest = [...(await h.advance(64 * 500 + 100)), ...(await h.advance(64 * 500 + 100)), ...(await h.advance(64 * 500 + 100))];
+    expect(requests(rest, 'INVITE').some((s) => s.target.port === B2.port)).toBe(true);
+    const finals = upstream(rest).filter((s) => s.msg.status >= 200);
+    expect(finals.length).toBeGreaterThanOrEqual(1);
+    expect(finals[0]!.msg.status).toBe(408);
+    await expectNoLeaks(h);
+  });
+
+  it('a downstream response that carries only our Via is not forwarded (nothing to forward it to), a provisional or a final', async () => {
+    const c = await call([{ uri: bob(B1), src: B1 }]);
+    const { h } = c;
+    const fwd = inviteTo(c, B1);
+    const onlyOurs = (status: number): SipResponse => {
+      const r = answer(fwd, status, { toTag: 'b1', contact: `<${bob(B1)}>` });
+      const ours = r.headerValues('via')[0]!;
+      r.removeHeader('via');
+      r.addHeader('Via', ours.split(',')[0]!);
+      return r;
+    };
+    expect(upstream(await h.response(onlyOurs(180), B1))).toEqual([]);
+    // the final cannot be passed on: the branch failed, the caller gets a 502 of ours (with its own Vias)
+    const up = upstream(await h.response(onlyOurs(200), B1));
+    expect(up.map((s) => s.msg.status)).toEqual([502]);
+    expect(branchesOf(up[0]!.msg)).toEqual(aliceVias(c));
+  });
+});
