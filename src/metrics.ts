@@ -31,6 +31,25 @@ export function methodLabel(method: string): string {
   return KNOWN_METHODS.has(method) ? method : 'other';
 }
 
+/**
+ * What the event-loop delay gauges read: the IntervalHistogram of `perf_hooks.monitorEventLoopDelay`
+ * (values in nanoseconds) satisfies it. The composition root creates, enables and disables it.
+ */
+export interface DelayHistogram {
+  readonly count: number;
+  readonly max: number;
+  readonly mean: number;
+  percentile(p: number): number;
+  reset(): void;
+}
+
+/** Event-loop delay over one scrape interval, in seconds (0 when nothing was sampled). */
+export interface DelaySnapshot {
+  readonly p99: number;
+  readonly max: number;
+  readonly mean: number;
+}
+
 /** Every metric sipd exports; one instance per server (own registry, so tests can run several). */
 export class Metrics {
   readonly registry = new Registry();
@@ -91,6 +110,20 @@ export class Metrics {
   readonly locationWriteBacklog: Gauge;
   private backlogSource: () => number = () => 0;
 
+  /**
+   * Event-loop delay since the previous scrape (sipd_event_loop_delay_{p99,max,mean}_seconds): each
+   * scrape reads the histogram and resets it, so a value covers one scrape interval (the first
+   * sample after a reset only starts the clock, so the first sampling interval after a scrape is
+   * not counted). A sample is the time between two ticks of a timer of the histogram's resolution:
+   * an idle loop reads about that resolution (0.010 s), a stall reads its length.
+   */
+  readonly eventLoopDelayP99: Gauge;
+  readonly eventLoopDelayMax: Gauge;
+  readonly eventLoopDelayMean: Gauge;
+  private delaySource: DelayHistogram | undefined;
+  /** the snapshot of the scrape in progress: the three gauges read one, the histogram is reset once. */
+  private delaySnap: DelaySnapshot | undefined;
+
   /** count a received request (method label through `methodLabel`). */
   requestReceived(method: string): void {
     this.requests.inc({ method: methodLabel(method) });
@@ -111,7 +144,54 @@ export class Metrics {
         this.set(backlog());
       },
     });
+    const delay = (pick: (s: DelaySnapshot) => number) =>
+      function (this: Gauge) {
+        this.set(pick(snapshot()));
+      };
+    const snapshot = (): DelaySnapshot => this.takeDelaySnapshot();
+    this.eventLoopDelayP99 = new Gauge({
+      name: 'sipd_event_loop_delay_p99_seconds',
+      help: 'Event-loop delay since the previous scrape, 99th percentile (perf_hooks.monitorEventLoopDelay, 10 ms resolution; reset at each scrape)',
+      registers: [this.registry],
+      collect: delay((s) => s.p99),
+    });
+    this.eventLoopDelayMax = new Gauge({
+      name: 'sipd_event_loop_delay_max_seconds',
+      help: 'Longest event-loop delay since the previous scrape (perf_hooks.monitorEventLoopDelay, 10 ms resolution; reset at each scrape)',
+      registers: [this.registry],
+      collect: delay((s) => s.max),
+    });
+    this.eventLoopDelayMean = new Gauge({
+      name: 'sipd_event_loop_delay_mean_seconds',
+      help: 'Mean event-loop delay since the previous scrape (perf_hooks.monitorEventLoopDelay, 10 ms resolution; reset at each scrape)',
+      registers: [this.registry],
+      collect: delay((s) => s.mean),
+    });
     if (defaults) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Where sipd_event_loop_delay_* are read from (and reset at) each scrape; undefined: they read 0. */
+  setEventLoopDelaySource(source: DelayHistogram | undefined): void {
+    this.delaySource = source;
+  }
+
+  /**
+   * The delay since the previous scrape; resets the histogram. One snapshot per scrape: the
+   * registry runs every collect() in one synchronous pass, the snapshot is dropped after it.
+   */
+  private takeDelaySnapshot(): DelaySnapshot {
+    if (this.delaySnap !== undefined) return this.delaySnap;
+    const h = this.delaySource;
+    let snap: DelaySnapshot = { p99: 0, max: 0, mean: 0 };
+    if (h !== undefined) {
+      if (h.count > 0) snap = { p99: h.percentile(99) / 1e9, max: h.max / 1e9, mean: h.mean / 1e9 };
+      h.reset();
+    }
+    this.delaySnap = snap;
+    queueMicrotask(() => {
+      this.delaySnap = undefined;
+    });
+    return snap;
   }
 
   /** Where sipd_location_write_backlog is read from at each scrape. */

@@ -5,6 +5,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { networkInterfaces } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Config, Secrets } from './config.js';
 import { Acl } from './core/acl.js';
 import { DigestAuthenticator, stripCredentials } from './core/auth.js';
@@ -352,6 +353,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     });
   }
 
+  // ---- event-loop delay, read and reset at each scrape (sipd_event_loop_delay_*); disabled in stop()
+  const loopDelay = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
+  loopDelay.enable();
+  metrics.setEventLoopDelaySource(loopDelay);
+
   log.info(
     {
       listen: transport.endpoints().map((e) => `${e.transport}:${e.address}:${e.port}`),
@@ -409,6 +415,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         await bounded('closing the HTTP endpoint', closed, STOP_STEP_MS);
         h.closeAllConnections();
       }
+      loopDelay.disable();
+      metrics.setEventLoopDelaySource(undefined);
       log.info('stopped');
     },
   };
@@ -418,6 +426,9 @@ export { buildResponse };
 
 /** stop(): longest wait for closing the transports or the HTTP endpoint, and slack beyond the stores' own bounds (ms). */
 const STOP_STEP_MS = 2000;
+
+/** Sampling interval of the event-loop delay histogram (ms): a stall shorter than this is not seen as one. */
+const EVENT_LOOP_RESOLUTION_MS = 10;
 
 /** Most AORs named in the shutdown line about unwritten location changes. */
 const UNWRITTEN_AORS_LOGGED = 20;

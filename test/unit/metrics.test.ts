@@ -1,7 +1,8 @@
 /** src/metrics.ts: label values a peer controls stay bounded. */
 import { randomBytes } from 'node:crypto';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { describe, expect, it } from 'vitest';
-import { KNOWN_METHODS, methodLabel, Metrics } from '../../src/metrics.js';
+import { KNOWN_METHODS, methodLabel, Metrics, type DelayHistogram } from '../../src/metrics.js';
 
 describe('methodLabel', () => {
   it('keeps the methods sipd allows (RFC 3261, 3262, 3311, 2976, 3428, 3515, 6665) and PUBLISH', () => {
@@ -36,5 +37,86 @@ describe('Metrics: request counters by method', () => {
     const methods = new Set(handled.values.map((v) => v.labels.method));
     expect([...methods].sort()).toEqual(['INVITE', 'other']);
     expect((await m.registry.metrics()).length).toBeLessThan(20_000);
+  });
+});
+
+/** Value of an unlabelled family in a Prometheus text exposition (undefined when absent). */
+function sample(text: string, name: string): number | undefined {
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return m === null ? undefined : Number(m[1]);
+}
+
+describe('Metrics: event-loop delay since the previous scrape', () => {
+  /** A histogram whose values the test sets (nanoseconds, like perf_hooks). */
+  class FakeHistogram implements DelayHistogram {
+    count = 0;
+    max = 0;
+    mean = 0;
+    p99 = 0;
+    resets = 0;
+    percentile(p: number): number {
+      expect(p).toBe(99);
+      return this.p99;
+    }
+    reset(): void {
+      this.resets++;
+      this.count = 0;
+      this.max = 0;
+      this.mean = Number.NaN;
+      this.p99 = 0;
+    }
+  }
+
+  it('exports p99, max and mean in seconds from one reading per scrape, then resets the histogram', async () => {
+    const m = new Metrics(false);
+    const h = new FakeHistogram();
+    m.setEventLoopDelaySource(h);
+    Object.assign(h, { count: 500, max: 250e6, mean: 12e6, p99: 40e6 });
+    const first = await m.registry.metrics();
+    expect(sample(first, 'sipd_event_loop_delay_p99_seconds')).toBeCloseTo(0.04, 9);
+    expect(sample(first, 'sipd_event_loop_delay_max_seconds')).toBeCloseTo(0.25, 9);
+    expect(sample(first, 'sipd_event_loop_delay_mean_seconds')).toBeCloseTo(0.012, 9);
+    expect(h.resets).toBe(1);
+    // nothing sampled since: 0, not NaN (an empty histogram's mean) or the previous interval's values
+    const second = await m.registry.metrics();
+    for (const n of ['p99', 'max', 'mean']) expect(sample(second, `sipd_event_loop_delay_${n}_seconds`), n).toBe(0);
+    expect(h.resets).toBe(2);
+    Object.assign(h, { count: 3, max: 11e6, mean: 10e6, p99: 11e6 });
+    const third = await m.registry.metrics();
+    expect(sample(third, 'sipd_event_loop_delay_max_seconds')).toBeCloseTo(0.011, 9);
+    expect(h.resets).toBe(3);
+  });
+
+  it('without a source the gauges read 0', async () => {
+    const text = await new Metrics(false).registry.metrics();
+    for (const n of ['p99', 'max', 'mean']) expect(sample(text, `sipd_event_loop_delay_${n}_seconds`), n).toBe(0);
+  });
+
+  it('a real monitorEventLoopDelay histogram: a 150 ms busy loop shows as max >= 0.15 s; the next scrape starts from 0', async () => {
+    const m = new Metrics(false);
+    const h = monitorEventLoopDelay({ resolution: 10 });
+    h.enable();
+    try {
+      m.setEventLoopDelaySource(h);
+      await new Promise((r) => setTimeout(r, 50));
+      const until = performance.now() + 150;
+      while (performance.now() < until) {
+        /* stall the event loop */
+      }
+      await new Promise((r) => setTimeout(r, 50));
+      const text = await m.registry.metrics();
+      const max = sample(text, 'sipd_event_loop_delay_max_seconds')!;
+      const p99 = sample(text, 'sipd_event_loop_delay_p99_seconds')!;
+      const mean = sample(text, 'sipd_event_loop_delay_mean_seconds')!;
+      expect(max).toBeGreaterThanOrEqual(0.15);
+      expect(mean).toBeGreaterThan(0);
+      expect(mean).toBeLessThanOrEqual(max);
+      expect(p99).toBeGreaterThan(0);
+      // scraped again before the histogram's timer ticked: nothing sampled since the reset
+      const again = await m.registry.metrics();
+      expect(sample(again, 'sipd_event_loop_delay_max_seconds')).toBe(0);
+    } finally {
+      h.disable();
+    }
   });
 });
