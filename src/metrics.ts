@@ -50,6 +50,38 @@ export interface DelaySnapshot {
   readonly mean: number;
 }
 
+/** The counters of the `Udp:` lines of /proc/net/snmp that sipd exports (kernel field names). */
+export const KERNEL_UDP_COUNTERS = ['InErrors', 'RcvbufErrors', 'SndbufErrors', 'NoPorts'] as const;
+export type KernelUdpCounter = (typeof KERNEL_UDP_COUNTERS)[number];
+export type KernelUdpStats = Readonly<Partial<Record<KernelUdpCounter, number>>>;
+
+/** Longest /proc/net/snmp text parsed (it is about 1.5 KB). */
+const MAX_SNMP_TEXT = 64 * 1024;
+
+/**
+ * The UDP counters of a /proc/net/snmp text: the `Udp:` header line names the fields, the next
+ * `Udp:` line holds the values (`UdpLite:` lines are not these). Undefined when there is no such
+ * pair; a counter missing from the header (older kernels) is left out.
+ */
+export function parseUdpSnmp(text: string): KernelUdpStats | undefined {
+  const lines = text.slice(0, MAX_SNMP_TEXT).split('\n');
+  for (let i = 0; i + 1 < lines.length; i++) {
+    const head = lines[i]!.trim().split(/\s+/);
+    const vals = lines[i + 1]!.trim().split(/\s+/);
+    if (head[0] !== 'Udp:' || vals[0] !== 'Udp:' || head.length !== vals.length) continue;
+    if (!/^[A-Za-z]/.test(head[1] ?? '')) continue;
+    const out: Partial<Record<KernelUdpCounter, number>> = {};
+    for (const name of KERNEL_UDP_COUNTERS) {
+      const at = head.indexOf(name);
+      if (at < 1) continue;
+      const v = Number(vals[at]);
+      if (/^\d+$/.test(vals[at] ?? '') && Number.isSafeInteger(v)) out[name] = v;
+    }
+    return out;
+  }
+  return undefined;
+}
+
 /** Every metric sipd exports; one instance per server (own registry, so tests can run several). */
 export class Metrics {
   readonly registry = new Registry();
@@ -121,6 +153,14 @@ export class Metrics {
   readonly eventLoopDelayMax: Gauge;
   readonly eventLoopDelayMean: Gauge;
   private delaySource: DelayHistogram | undefined;
+
+  /**
+   * The kernel's UDP counters (/proc/net/snmp, read at each scrape through the source the
+   * composition root sets): for the whole network namespace since boot, not only sipd's sockets.
+   * No sample when the source has nothing (no /proc, not Linux).
+   */
+  readonly kernelUdp: Gauge<'counter'>;
+  private kernelUdpSource: () => KernelUdpStats | undefined = () => undefined;
   /** the snapshot of the scrape in progress: the three gauges read one, the histogram is reset once. */
   private delaySnap: DelaySnapshot | undefined;
 
@@ -167,7 +207,34 @@ export class Metrics {
       registers: [this.registry],
       collect: delay((s) => s.mean),
     });
+    const kernelUdp = (): KernelUdpStats | undefined => {
+      try {
+        return this.kernelUdpSource();
+      } catch {
+        return undefined;
+      }
+    };
+    this.kernelUdp = new Gauge({
+      name: 'sipd_kernel_udp_total',
+      help: 'UDP counters of the kernel (/proc/net/snmp Udp:, the whole network namespace since boot, not only sipd), by counter: InErrors (datagrams dropped on receive, all causes), RcvbufErrors (dropped: socket receive buffer full), SndbufErrors (send buffer full), NoPorts (to a port nobody listens on)',
+      labelNames: ['counter'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const stats = kernelUdp();
+        if (stats === undefined) return;
+        for (const name of KERNEL_UDP_COUNTERS) {
+          const v = stats[name];
+          if (v !== undefined) this.set({ counter: name }, v);
+        }
+      },
+    });
     if (defaults) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Where sipd_kernel_udp_total is read from at each scrape (undefined from it: no sample). */
+  setKernelUdpSource(source: () => KernelUdpStats | undefined): void {
+    this.kernelUdpSource = source;
   }
 
   /** Where sipd_event_loop_delay_* are read from (and reset at) each scrape; undefined: they read 0. */

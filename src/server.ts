@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { networkInterfaces } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import type { Config, Secrets } from './config.js';
+import { readProcNetSnmp, type Config, type Secrets } from './config.js';
 import { Acl } from './core/acl.js';
 import { DigestAuthenticator, stripCredentials } from './core/auth.js';
 import { FloodGuard } from './core/flood.js';
@@ -18,7 +18,7 @@ import { Router, type Authenticator } from './core/routing.js';
 import { deterministicToTag } from './core/tags.js';
 import { adminPolicy, createHttpHandler } from './http.js';
 import { createLogger, type Logger } from './log.js';
-import { Metrics } from './metrics.js';
+import { Metrics, parseUdpSnmp } from './metrics.js';
 import { buildResponse, isSipParseError, parseMessage, parseVia, SipRequest, splitList, type PartialMessage, type SipParseError, type SipResponse } from './sip/index.js';
 import { openStores, type Stores, type WriteBackEvents } from './store/index.js';
 import { createTransactionLayer, realClock } from './transaction/index.js';
@@ -81,6 +81,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     throw new StartupError(`cannot open database: ${(e as Error).message}`);
   }
   metrics.setLocationBacklogSource(() => stores.locationBacklog());
+  metrics.setKernelUdpSource(() => {
+    const text = readProcNetSnmp();
+    return text === undefined ? undefined : parseUdpSnmp(text);
+  });
 
   const domains = new Set(config.domains.map((d) => d.toLowerCase()));
   const isOurDomain = (host: string): boolean => domains.has(host.toLowerCase());
@@ -125,6 +129,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       tcpMsgTimeoutMs: config.limits.tcp_msg_timeout_ms,
       tcpMaxBuffer: config.limits.tcp_max_buffer,
     },
+    udpBuffers: { recvBytes: config.udp.recv_buffer_bytes, sendBytes: config.udp.send_buffer_bytes },
     events: {
       request: (req, src) => {
         metrics.requestReceived(req.method);

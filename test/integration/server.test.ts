@@ -38,6 +38,7 @@ const METRIC_FAMILIES = [
   'sipd_event_loop_delay_p99_seconds',
   'sipd_event_loop_delay_max_seconds',
   'sipd_event_loop_delay_mean_seconds',
+  'sipd_kernel_udp_total',
   // default process metrics (prom-client collectDefaultMetrics)
   'process_cpu_user_seconds_total',
   'process_resident_memory_bytes',

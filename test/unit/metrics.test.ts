@@ -2,7 +2,8 @@
 import { randomBytes } from 'node:crypto';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { describe, expect, it } from 'vitest';
-import { KNOWN_METHODS, methodLabel, Metrics, type DelayHistogram } from '../../src/metrics.js';
+import { readProcNetSnmp } from '../../src/config.js';
+import { KNOWN_METHODS, methodLabel, Metrics, parseUdpSnmp, type DelayHistogram } from '../../src/metrics.js';
 
 describe('methodLabel', () => {
   it('keeps the methods sipd allows (RFC 3261, 3262, 3311, 2976, 3428, 3515, 6665) and PUBLISH', () => {
@@ -118,5 +119,68 @@ describe('Metrics: event-loop delay since the previous scrape', () => {
     } finally {
       h.disable();
     }
+  });
+});
+
+/** /proc/net/snmp of a Linux 6.x host (abridged to the Icmp, Udp and UdpLite groups). */
+const SNMP_SAMPLE = [
+  'Icmp: InMsgs InErrors InCsumErrors InDestUnreachs',
+  'Icmp: 45 0 0 45',
+  'Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors',
+  'Udp: 1803431 17 5120 1790044 5103 2 0 4 0',
+  'UdpLite: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors',
+  'UdpLite: 0 9 9 0 9 9 0 0 0',
+  '',
+].join('\n');
+
+describe('parseUdpSnmp (/proc/net/snmp)', () => {
+  it('reads InErrors, RcvbufErrors, SndbufErrors and NoPorts from the Udp: lines, not UdpLite:', () => {
+    expect(parseUdpSnmp(SNMP_SAMPLE)).toEqual({ InErrors: 5120, RcvbufErrors: 5103, SndbufErrors: 2, NoPorts: 17 });
+  });
+  it('finds the fields by name (an older kernel without SndbufErrors, another order)', () => {
+    expect(parseUdpSnmp('Udp: InDatagrams InErrors NoPorts OutDatagrams RcvbufErrors\nUdp: 10 3 1 9 2\n')).toEqual({ InErrors: 3, NoPorts: 1, RcvbufErrors: 2 });
+  });
+  it('undefined without a Udp: pair; a non-numeric value is left out', () => {
+    expect(parseUdpSnmp('')).toBeUndefined();
+    expect(parseUdpSnmp('Ip: Forwarding\nIp: 1\n')).toBeUndefined();
+    expect(parseUdpSnmp('Udp: InDatagrams NoPorts\n')).toBeUndefined();
+    expect(parseUdpSnmp('Udp: InErrors NoPorts\nUdp: x 4\n')).toEqual({ NoPorts: 4 });
+  });
+  it('reads this host when it has /proc/net/snmp (the composition root reads it the same way)', () => {
+    const text = readProcNetSnmp();
+    if (text === undefined) {
+      expect(readProcNetSnmp('/nonexistent/snmp')).toBeUndefined();
+      return;
+    }
+    const s = parseUdpSnmp(text)!;
+    for (const k of ['InErrors', 'RcvbufErrors', 'SndbufErrors', 'NoPorts'] as const) expect(Number.isSafeInteger(s[k]), k).toBe(true);
+  });
+});
+
+describe('Metrics: sipd_kernel_udp_total', () => {
+  it('read from the source at each scrape, one sample per counter', async () => {
+    const m = new Metrics(false);
+    let text = SNMP_SAMPLE;
+    m.setKernelUdpSource(() => parseUdpSnmp(text));
+    const first = await m.registry.metrics();
+    expect(first).toMatch(/^sipd_kernel_udp_total\{counter="RcvbufErrors"\} 5103$/m);
+    expect(first).toMatch(/^sipd_kernel_udp_total\{counter="InErrors"\} 5120$/m);
+    expect(first).toMatch(/^sipd_kernel_udp_total\{counter="SndbufErrors"\} 2$/m);
+    expect(first).toMatch(/^sipd_kernel_udp_total\{counter="NoPorts"\} 17$/m);
+    text = text.replace('1803431 17 5120 1790044 5103', '1803431 17 6000 1790044 5983');
+    expect(await m.registry.metrics()).toMatch(/^sipd_kernel_udp_total\{counter="RcvbufErrors"\} 5983$/m);
+  });
+  it('no sample when the source has nothing (file missing) or throws; the rest of the scrape is unaffected', async () => {
+    const m = new Metrics(false);
+    m.setKernelUdpSource(() => parseUdpSnmp(SNMP_SAMPLE));
+    await m.registry.metrics();
+    m.setKernelUdpSource(() => undefined);
+    const missing = await m.registry.metrics();
+    expect(missing).not.toMatch(/^sipd_kernel_udp_total\{/m);
+    expect(missing).toMatch(/^sipd_event_loop_delay_max_seconds /m);
+    m.setKernelUdpSource(() => {
+      throw new Error('EACCES');
+    });
+    expect(await m.registry.metrics()).not.toMatch(/^sipd_kernel_udp_total\{/m);
   });
 });
