@@ -82,6 +82,34 @@ export function parseUdpSnmp(text: string): KernelUdpStats | undefined {
   return undefined;
 }
 
+/** The bound child of a counter for one label value (`counter.labels(...)`). */
+interface CounterChild {
+  inc(value?: number): void;
+}
+
+/**
+ * Label children of a one-label counter, created once per label value and kept (at most `max`
+ * values; beyond that a child is made per call, so the cache stays bounded whatever the caller
+ * passes). Saves the label object and prom-client's label validation per increment on hot paths.
+ */
+class CounterChildren<V extends string | number> {
+  private readonly children = new Map<V, CounterChild>();
+  constructor(
+    private readonly counter: Counter<string>,
+    private readonly label: string,
+    private readonly max: number,
+  ) {}
+
+  get(value: V): CounterChild {
+    let c = this.children.get(value);
+    if (c === undefined) {
+      c = this.counter.labels({ [this.label]: value });
+      if (this.children.size < this.max) this.children.set(value, c);
+    }
+    return c;
+  }
+}
+
 /** Every metric sipd exports; one instance per server (own registry, so tests can run several). */
 export class Metrics {
   readonly registry = new Registry();
@@ -164,17 +192,45 @@ export class Metrics {
   /** the snapshot of the scrape in progress: the three gauges read one, the histogram is reset once. */
   private delaySnap: DelaySnapshot | undefined;
 
+  /**
+   * Label children bound once for the per-message metrics: received requests and processing time by
+   * method (every KNOWN_METHODS entry and `other`, made at construction), responses by status code
+   * (made on first use: 100-699 from the parser, so at most 600), flood drops by kind.
+   */
+  private readonly requestsBy = new Map<string, CounterChild>();
+  private readonly requestsOther: CounterChild;
+  private readonly durationBy = new Map<string, { observe(value: number): void }>();
+  private readonly durationOther: { observe(value: number): void };
+  private readonly responsesBy = new CounterChildren<number>(this.responses, 'code', 600);
+  private readonly floodDroppedBy = new CounterChildren<string>(this.floodDropped, 'kind', 16);
+
   /** count a received request (method label through `methodLabel`). */
   requestReceived(method: string): void {
-    this.requests.inc({ method: methodLabel(method) });
+    (this.requestsBy.get(method) ?? this.requestsOther).inc();
   }
 
   /** record the processing time of a handled request (method label through `methodLabel`). */
   requestHandled(method: string, seconds: number): void {
-    this.requestDuration.observe({ method: methodLabel(method) }, seconds);
+    (this.durationBy.get(method) ?? this.durationOther).observe(seconds);
+  }
+
+  /** count a response sent (generated or relayed), by status code. */
+  responseSent(code: number): void {
+    this.responsesBy.get(code).inc();
+  }
+
+  /** count an item dropped because its source is banned. */
+  floodDrop(kind: string): void {
+    this.floodDroppedBy.get(kind).inc();
   }
 
   constructor(defaults = true) {
+    for (const m of KNOWN_METHODS) {
+      this.requestsBy.set(m, this.requests.labels({ method: m }));
+      this.durationBy.set(m, this.requestDuration.labels({ method: m }));
+    }
+    this.requestsOther = this.requests.labels({ method: 'other' });
+    this.durationOther = this.requestDuration.labels({ method: 'other' });
     const backlog = (): number => this.backlogSource();
     this.locationWriteBacklog = new Gauge({
       name: 'sipd_location_write_backlog',

@@ -66,6 +66,9 @@ function ephemeralSecrets(config: Config): Secrets {
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
   const log = opts.log ?? createLogger(config.log_level);
   const metrics = new Metrics();
+  // the log level is fixed for the life of the server: per-message debug calls are skipped (their
+  // objects not built) when debug is off
+  const debugOn = log.isLevelEnabled('debug');
   const now = (): number => Date.now();
   const clock = realClock();
 
@@ -142,9 +145,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         const reply = malformedRequestReply(err, raw);
         if (reply !== undefined) {
           transport.send(reply.data, malformedReplyTarget(reply.topVia, src)).catch((e: unknown) => log.debug({ err: String(e) }, 'cannot answer malformed request'));
-          metrics.responses.inc({ code: 400 });
+          metrics.responseSent(400);
         } else metrics.drops.inc({ reason: 'unparseable' });
-        log.debug({ code: err.code, reason: err.reason, src: `${src.transport}:${src.address}:${src.port}` }, 'parse error');
+        if (debugOn) log.debug({ code: err.code, reason: err.reason, src: `${src.transport}:${src.address}:${src.port}` }, 'parse error');
       },
     },
     log: (level, obj, msg) => log[level](obj, msg),
@@ -153,7 +156,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         ? undefined
         : (peer, kind) => {
             if (flood.admit(peer.address)) return true;
-            metrics.floodDropped.inc({ kind });
+            metrics.floodDrop(kind);
             return false;
           },
   });
@@ -220,8 +223,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     random,
     routeTokens: new RouteTokens(secret),
     localAddresses: () => localAddresses,
-    debug: (obj, msg) => log.debug(obj, msg),
-    onResponse: (status) => metrics.responses.inc({ code: status }),
+    ...(debugOn ? { debug: (obj: Record<string, unknown>, msg: string) => log.debug(obj, msg) } : {}),
+    onResponse: (status) => metrics.responseSent(status),
   });
   const authenticator = new DigestAuthenticator({
     subscribers: stores.subscribers,
@@ -281,8 +284,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       authFailure: (reason) => metrics.authFailures.inc({ reason }),
       drop: (reason) => metrics.drops.inc({ reason }),
       denied: (reason) => metrics.relayDenied.inc({ reason }),
-      response: (status) => metrics.responses.inc({ code: status }),
-      debug: (obj, msg) => log.debug(obj, msg),
+      response: (status) => metrics.responseSent(status),
+      ...(debugOn ? { debug: (obj: Record<string, unknown>, msg: string) => log.debug(obj, msg) } : {}),
       error: (obj, msg) => log.error(obj, msg),
     },
   });

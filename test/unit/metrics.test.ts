@@ -184,3 +184,41 @@ describe('Metrics: sipd_kernel_udp_total', () => {
     expect(await m.registry.metrics()).not.toMatch(/^sipd_kernel_udp_total\{/m);
   });
 });
+
+describe('Metrics: bound label children on the per-message path', () => {
+  it('responseSent and floodDrop count by code and kind like counter.inc({ label }) did', async () => {
+    const m = new Metrics(false);
+    for (const code of [100, 200, 200, 401, 407, 200, 699]) m.responseSent(code);
+    m.floodDrop('datagram');
+    m.floodDrop('datagram');
+    m.floodDrop('connection');
+    const responses = (await m.responses.get()).values.map((v) => [String(v.labels.code), v.value]).sort();
+    expect(responses).toEqual([
+      ['100', 1],
+      ['200', 3],
+      ['401', 1],
+      ['407', 1],
+      ['699', 1],
+    ]);
+    const flood = (await m.floodDropped.get()).values.map((v) => [v.labels.kind, v.value]).sort();
+    expect(flood).toEqual([
+      ['connection', 1],
+      ['datagram', 2],
+    ]);
+  });
+
+  it('every known method and "other" keep their own series in both the counter and the histogram', async () => {
+    const m = new Metrics(false);
+    for (const method of [...KNOWN_METHODS, 'constructor', '__proto__', 'other', 'hasOwnProperty']) {
+      m.requestReceived(method);
+      m.requestHandled(method, 0.002);
+    }
+    const received = new Map((await m.requests.get()).values.map((v) => [v.labels.method, v.value]));
+    for (const k of KNOWN_METHODS) expect(received.get(k), k).toBe(1);
+    expect(received.get('other')).toBe(4);
+    expect(received.size).toBe(KNOWN_METHODS.size + 1);
+    const counts = (await m.requestDuration.get()).values.filter((v) => v.metricName === 'sipd_request_processing_seconds_count');
+    expect(new Map(counts.map((v) => [v.labels.method, v.value])).get('other')).toBe(4);
+    expect(counts).toHaveLength(KNOWN_METHODS.size + 1);
+  });
+});
