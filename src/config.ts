@@ -5,7 +5,8 @@
  * Precedence (later wins): config/default.yaml (next to the package, not the
  * working directory) < `--config FILE` < environment variables
  * (SIPD_LISTEN, SIPD_DB, SIPD_DOMAINS, SIPD_METRICS, SIPD_LOG_LEVEL,
- * SIPD_STATE_DIR, SIPD_ADMIN_TOKEN).
+ * SIPD_STATE_DIR, SIPD_ADMIN_TOKEN, SIPD_UDP_RECV_BUFFER_BYTES,
+ * SIPD_UDP_SEND_BUFFER_BYTES).
  *
  * Secrets not given in the configuration (auth.secret, admin.token) live in
  * files under `state_dir`, created on first start: `resolveSecrets` (sipd)
@@ -237,6 +238,16 @@ const FloodSchema = z.strictObject({
   max_sources: int(1),
 });
 
+/** Largest UDP socket buffer accepted (bytes); the kernel caps lower anyway (net.core.rmem_max / wmem_max). */
+export const MAX_UDP_BUFFER_BYTES = 1024 * 1024 * 1024;
+
+const UdpSchema = z.strictObject({
+  /** SO_RCVBUF requested for every UDP socket; 0 keeps the OS default (net.core.rmem_default). */
+  recv_buffer_bytes: int(0).max(MAX_UDP_BUFFER_BYTES),
+  /** SO_SNDBUF requested for every UDP socket; 0 keeps the OS default (net.core.wmem_default). */
+  send_buffer_bytes: int(0).max(MAX_UDP_BUFFER_BYTES),
+});
+
 const ScannersSchema = z.strictObject({
   enabled: z.boolean(),
   user_agents: z.array(z.string().min(1)),
@@ -270,6 +281,7 @@ export const ConfigSchema = z.strictObject({
   db_pool: DbPoolSchema,
   flood: FloodSchema,
   scanners: ScannersSchema,
+  udp: UdpSchema,
   shutdown_grace_ms: int(0),
 });
 
@@ -358,6 +370,19 @@ function envLayer(env: NodeJS.ProcessEnv): { layer: Raw; sources: EnvSources } {
     layer.admin = { token };
     sources.set('admin.token', 'SIPD_ADMIN_TOKEN');
   }
+  // nested numeric keys: a value that is not a plain integer is passed on as text, for the schema
+  // to reject with the variable named
+  const udp: Raw = {};
+  for (const [name, key] of [
+    ['SIPD_UDP_RECV_BUFFER_BYTES', 'recv_buffer_bytes'],
+    ['SIPD_UDP_SEND_BUFFER_BYTES', 'send_buffer_bytes'],
+  ] as const) {
+    const v = env[name]?.trim();
+    if (v === undefined || v === '') continue;
+    udp[key] = /^\d{1,12}$/.test(v) ? Number(v) : v;
+    sources.set(`udp.${key}`, name);
+  }
+  if (Object.keys(udp).length > 0) layer.udp = udp;
   return { layer, sources };
 }
 
@@ -437,6 +462,23 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
   const more = result.error.issues.length - 1;
   if (more > 0) reason += ` (+${more} more problem${more > 1 ? 's' : ''})`;
   throw new ConfigError(formatPath(path), reason);
+}
+
+// ------------------------------------------------------------------------------------ kernel counters
+
+/** Where the kernel's UDP counters are read (Linux procfs). */
+export const PROC_NET_SNMP = '/proc/net/snmp';
+
+/**
+ * The text of /proc/net/snmp (read at each metrics scrape, through the function the composition
+ * root hands to the metrics module); undefined when it cannot be read (not Linux, no /proc).
+ */
+export function readProcNetSnmp(path: string = PROC_NET_SNMP): string | undefined {
+  try {
+    return readFileSync(path, 'latin1');
+  } catch {
+    return undefined;
+  }
 }
 
 // ------------------------------------------------------------------------------------ secret files

@@ -31,6 +31,85 @@ export function methodLabel(method: string): string {
   return KNOWN_METHODS.has(method) ? method : 'other';
 }
 
+/**
+ * What the event-loop delay gauges read: the IntervalHistogram of `perf_hooks.monitorEventLoopDelay`
+ * (values in nanoseconds) satisfies it. The composition root creates, enables and disables it.
+ */
+export interface DelayHistogram {
+  readonly count: number;
+  readonly max: number;
+  readonly mean: number;
+  percentile(p: number): number;
+  reset(): void;
+}
+
+/** Event-loop delay over one scrape interval, in seconds (0 when nothing was sampled). */
+export interface DelaySnapshot {
+  readonly p99: number;
+  readonly max: number;
+  readonly mean: number;
+}
+
+/** The counters of the `Udp:` lines of /proc/net/snmp that sipd exports (kernel field names). */
+export const KERNEL_UDP_COUNTERS = ['InErrors', 'RcvbufErrors', 'SndbufErrors', 'NoPorts'] as const;
+export type KernelUdpCounter = (typeof KERNEL_UDP_COUNTERS)[number];
+export type KernelUdpStats = Readonly<Partial<Record<KernelUdpCounter, number>>>;
+
+/** Longest /proc/net/snmp text parsed (it is about 1.5 KB). */
+const MAX_SNMP_TEXT = 64 * 1024;
+
+/**
+ * The UDP counters of a /proc/net/snmp text: the `Udp:` header line names the fields, the next
+ * `Udp:` line holds the values (`UdpLite:` lines are not these). Undefined when there is no such
+ * pair; a counter missing from the header (older kernels) is left out.
+ */
+export function parseUdpSnmp(text: string): KernelUdpStats | undefined {
+  const lines = text.slice(0, MAX_SNMP_TEXT).split('\n');
+  for (let i = 0; i + 1 < lines.length; i++) {
+    const head = lines[i]!.trim().split(/\s+/);
+    const vals = lines[i + 1]!.trim().split(/\s+/);
+    if (head[0] !== 'Udp:' || vals[0] !== 'Udp:' || head.length !== vals.length) continue;
+    if (!/^[A-Za-z]/.test(head[1] ?? '')) continue;
+    const out: Partial<Record<KernelUdpCounter, number>> = {};
+    for (const name of KERNEL_UDP_COUNTERS) {
+      const at = head.indexOf(name);
+      if (at < 1) continue;
+      const v = Number(vals[at]);
+      if (/^\d+$/.test(vals[at] ?? '') && Number.isSafeInteger(v)) out[name] = v;
+    }
+    return out;
+  }
+  return undefined;
+}
+
+/** The bound child of a counter for one label value (`counter.labels(...)`). */
+interface CounterChild {
+  inc(value?: number): void;
+}
+
+/**
+ * Label children of a one-label counter, created once per label value and kept (at most `max`
+ * values; beyond that a child is made per call, so the cache stays bounded whatever the caller
+ * passes). Saves the label object and prom-client's label validation per increment on hot paths.
+ */
+class CounterChildren<V extends string | number> {
+  private readonly children = new Map<V, CounterChild>();
+  constructor(
+    private readonly counter: Counter<string>,
+    private readonly label: string,
+    private readonly max: number,
+  ) {}
+
+  get(value: V): CounterChild {
+    let c = this.children.get(value);
+    if (c === undefined) {
+      c = this.counter.labels({ [this.label]: value });
+      if (this.children.size < this.max) this.children.set(value, c);
+    }
+    return c;
+  }
+}
+
 /** Every metric sipd exports; one instance per server (own registry, so tests can run several). */
 export class Metrics {
   readonly registry = new Registry();
@@ -91,17 +170,67 @@ export class Metrics {
   readonly locationWriteBacklog: Gauge;
   private backlogSource: () => number = () => 0;
 
+  /**
+   * Event-loop delay since the previous scrape (sipd_event_loop_delay_{p99,max,mean}_seconds): each
+   * scrape reads the histogram and resets it, so a value covers one scrape interval (the first
+   * sample after a reset only starts the clock, so the first sampling interval after a scrape is
+   * not counted). A sample is the time between two ticks of a timer of the histogram's resolution:
+   * an idle loop reads about that resolution (0.010 s), a stall reads its length.
+   */
+  readonly eventLoopDelayP99: Gauge;
+  readonly eventLoopDelayMax: Gauge;
+  readonly eventLoopDelayMean: Gauge;
+  private delaySource: DelayHistogram | undefined;
+
+  /**
+   * The kernel's UDP counters (/proc/net/snmp, read at each scrape through the source the
+   * composition root sets): for the whole network namespace since boot, not only sipd's sockets.
+   * No sample when the source has nothing (no /proc, not Linux).
+   */
+  readonly kernelUdp: Gauge<'counter'>;
+  private kernelUdpSource: () => KernelUdpStats | undefined = () => undefined;
+  /** the snapshot of the scrape in progress: the three gauges read one, the histogram is reset once. */
+  private delaySnap: DelaySnapshot | undefined;
+
+  /**
+   * Label children bound once for the per-message metrics: received requests and processing time by
+   * method (every KNOWN_METHODS entry and `other`, made at construction), responses by status code
+   * (made on first use: 100-699 from the parser, so at most 600), flood drops by kind.
+   */
+  private readonly requestsBy = new Map<string, CounterChild>();
+  private readonly requestsOther: CounterChild;
+  private readonly durationBy = new Map<string, { observe(value: number): void }>();
+  private readonly durationOther: { observe(value: number): void };
+  private readonly responsesBy = new CounterChildren<number>(this.responses, 'code', 600);
+  private readonly floodDroppedBy = new CounterChildren<string>(this.floodDropped, 'kind', 16);
+
   /** count a received request (method label through `methodLabel`). */
   requestReceived(method: string): void {
-    this.requests.inc({ method: methodLabel(method) });
+    (this.requestsBy.get(method) ?? this.requestsOther).inc();
   }
 
   /** record the processing time of a handled request (method label through `methodLabel`). */
   requestHandled(method: string, seconds: number): void {
-    this.requestDuration.observe({ method: methodLabel(method) }, seconds);
+    (this.durationBy.get(method) ?? this.durationOther).observe(seconds);
+  }
+
+  /** count a response sent (generated or relayed), by status code. */
+  responseSent(code: number): void {
+    this.responsesBy.get(code).inc();
+  }
+
+  /** count an item dropped because its source is banned. */
+  floodDrop(kind: string): void {
+    this.floodDroppedBy.get(kind).inc();
   }
 
   constructor(defaults = true) {
+    for (const m of KNOWN_METHODS) {
+      this.requestsBy.set(m, this.requests.labels({ method: m }));
+      this.durationBy.set(m, this.requestDuration.labels({ method: m }));
+    }
+    this.requestsOther = this.requests.labels({ method: 'other' });
+    this.durationOther = this.requestDuration.labels({ method: 'other' });
     const backlog = (): number => this.backlogSource();
     this.locationWriteBacklog = new Gauge({
       name: 'sipd_location_write_backlog',
@@ -111,7 +240,81 @@ export class Metrics {
         this.set(backlog());
       },
     });
+    const delay = (pick: (s: DelaySnapshot) => number) =>
+      function (this: Gauge) {
+        this.set(pick(snapshot()));
+      };
+    const snapshot = (): DelaySnapshot => this.takeDelaySnapshot();
+    this.eventLoopDelayP99 = new Gauge({
+      name: 'sipd_event_loop_delay_p99_seconds',
+      help: 'Event-loop delay since the previous scrape, 99th percentile (perf_hooks.monitorEventLoopDelay, 10 ms resolution; reset at each scrape)',
+      registers: [this.registry],
+      collect: delay((s) => s.p99),
+    });
+    this.eventLoopDelayMax = new Gauge({
+      name: 'sipd_event_loop_delay_max_seconds',
+      help: 'Longest event-loop delay since the previous scrape (perf_hooks.monitorEventLoopDelay, 10 ms resolution; reset at each scrape)',
+      registers: [this.registry],
+      collect: delay((s) => s.max),
+    });
+    this.eventLoopDelayMean = new Gauge({
+      name: 'sipd_event_loop_delay_mean_seconds',
+      help: 'Mean event-loop delay since the previous scrape (perf_hooks.monitorEventLoopDelay, 10 ms resolution; reset at each scrape)',
+      registers: [this.registry],
+      collect: delay((s) => s.mean),
+    });
+    const kernelUdp = (): KernelUdpStats | undefined => {
+      try {
+        return this.kernelUdpSource();
+      } catch {
+        return undefined;
+      }
+    };
+    this.kernelUdp = new Gauge({
+      name: 'sipd_kernel_udp_total',
+      help: 'UDP counters of the kernel (/proc/net/snmp Udp:, the whole network namespace since boot, not only sipd), by counter: InErrors (datagrams dropped on receive, all causes), RcvbufErrors (dropped: socket receive buffer full), SndbufErrors (send buffer full), NoPorts (to a port nobody listens on)',
+      labelNames: ['counter'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const stats = kernelUdp();
+        if (stats === undefined) return;
+        for (const name of KERNEL_UDP_COUNTERS) {
+          const v = stats[name];
+          if (v !== undefined) this.set({ counter: name }, v);
+        }
+      },
+    });
     if (defaults) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Where sipd_kernel_udp_total is read from at each scrape (undefined from it: no sample). */
+  setKernelUdpSource(source: () => KernelUdpStats | undefined): void {
+    this.kernelUdpSource = source;
+  }
+
+  /** Where sipd_event_loop_delay_* are read from (and reset at) each scrape; undefined: they read 0. */
+  setEventLoopDelaySource(source: DelayHistogram | undefined): void {
+    this.delaySource = source;
+  }
+
+  /**
+   * The delay since the previous scrape; resets the histogram. One snapshot per scrape: the
+   * registry runs every collect() in one synchronous pass, the snapshot is dropped after it.
+   */
+  private takeDelaySnapshot(): DelaySnapshot {
+    if (this.delaySnap !== undefined) return this.delaySnap;
+    const h = this.delaySource;
+    let snap: DelaySnapshot = { p99: 0, max: 0, mean: 0 };
+    if (h !== undefined) {
+      if (h.count > 0) snap = { p99: h.percentile(99) / 1e9, max: h.max / 1e9, mean: h.mean / 1e9 };
+      h.reset();
+    }
+    this.delaySnap = snap;
+    queueMicrotask(() => {
+      this.delaySnap = undefined;
+    });
+    return snap;
   }
 
   /** Where sipd_location_write_backlog is read from at each scrape. */

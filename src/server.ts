@@ -5,7 +5,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { networkInterfaces } from 'node:os';
-import type { Config, Secrets } from './config.js';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { readProcNetSnmp, type Config, type Secrets } from './config.js';
 import { Acl } from './core/acl.js';
 import { DigestAuthenticator, stripCredentials } from './core/auth.js';
 import { FloodGuard } from './core/flood.js';
@@ -17,7 +18,7 @@ import { Router, type Authenticator } from './core/routing.js';
 import { deterministicToTag } from './core/tags.js';
 import { adminPolicy, createHttpHandler } from './http.js';
 import { createLogger, type Logger } from './log.js';
-import { Metrics } from './metrics.js';
+import { Metrics, parseUdpSnmp } from './metrics.js';
 import { buildResponse, isSipParseError, parseMessage, parseVia, SipRequest, splitList, type PartialMessage, type SipParseError, type SipResponse } from './sip/index.js';
 import { openStores, type Stores, type WriteBackEvents } from './store/index.js';
 import { createTransactionLayer, realClock } from './transaction/index.js';
@@ -65,6 +66,9 @@ function ephemeralSecrets(config: Config): Secrets {
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
   const log = opts.log ?? createLogger(config.log_level);
   const metrics = new Metrics();
+  // the log level is fixed for the life of the server: per-message debug calls are skipped (their
+  // objects not built) when debug is off
+  const debugOn = log.isLevelEnabled('debug');
   const now = (): number => Date.now();
   const clock = realClock();
 
@@ -80,6 +84,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     throw new StartupError(`cannot open database: ${(e as Error).message}`);
   }
   metrics.setLocationBacklogSource(() => stores.locationBacklog());
+  metrics.setKernelUdpSource(() => {
+    const text = readProcNetSnmp();
+    return text === undefined ? undefined : parseUdpSnmp(text);
+  });
 
   const domains = new Set(config.domains.map((d) => d.toLowerCase()));
   const isOurDomain = (host: string): boolean => domains.has(host.toLowerCase());
@@ -124,6 +132,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       tcpMsgTimeoutMs: config.limits.tcp_msg_timeout_ms,
       tcpMaxBuffer: config.limits.tcp_max_buffer,
     },
+    udpBuffers: { recvBytes: config.udp.recv_buffer_bytes, sendBytes: config.udp.send_buffer_bytes },
     events: {
       request: (req, src) => {
         metrics.requestReceived(req.method);
@@ -136,9 +145,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         const reply = malformedRequestReply(err, raw);
         if (reply !== undefined) {
           transport.send(reply.data, malformedReplyTarget(reply.topVia, src)).catch((e: unknown) => log.debug({ err: String(e) }, 'cannot answer malformed request'));
-          metrics.responses.inc({ code: 400 });
+          metrics.responseSent(400);
         } else metrics.drops.inc({ reason: 'unparseable' });
-        log.debug({ code: err.code, reason: err.reason, src: `${src.transport}:${src.address}:${src.port}` }, 'parse error');
+        if (debugOn) log.debug({ code: err.code, reason: err.reason, src: `${src.transport}:${src.address}:${src.port}` }, 'parse error');
       },
     },
     log: (level, obj, msg) => log[level](obj, msg),
@@ -147,7 +156,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         ? undefined
         : (peer, kind) => {
             if (flood.admit(peer.address)) return true;
-            metrics.floodDropped.inc({ kind });
+            metrics.floodDrop(kind);
             return false;
           },
   });
@@ -214,8 +223,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     random,
     routeTokens: new RouteTokens(secret),
     localAddresses: () => localAddresses,
-    debug: (obj, msg) => log.debug(obj, msg),
-    onResponse: (status) => metrics.responses.inc({ code: status }),
+    ...(debugOn ? { debug: (obj: Record<string, unknown>, msg: string) => log.debug(obj, msg) } : {}),
+    onResponse: (status) => metrics.responseSent(status),
   });
   const authenticator = new DigestAuthenticator({
     subscribers: stores.subscribers,
@@ -275,8 +284,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       authFailure: (reason) => metrics.authFailures.inc({ reason }),
       drop: (reason) => metrics.drops.inc({ reason }),
       denied: (reason) => metrics.relayDenied.inc({ reason }),
-      response: (status) => metrics.responses.inc({ code: status }),
-      debug: (obj, msg) => log.debug(obj, msg),
+      response: (status) => metrics.responseSent(status),
+      ...(debugOn ? { debug: (obj: Record<string, unknown>, msg: string) => log.debug(obj, msg) } : {}),
       error: (obj, msg) => log.error(obj, msg),
     },
   });
@@ -352,6 +361,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     });
   }
 
+  // ---- event-loop delay, read and reset at each scrape (sipd_event_loop_delay_*); disabled in stop()
+  const loopDelay = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
+  loopDelay.enable();
+  metrics.setEventLoopDelaySource(loopDelay);
+
   log.info(
     {
       listen: transport.endpoints().map((e) => `${e.transport}:${e.address}:${e.port}`),
@@ -409,6 +423,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         await bounded('closing the HTTP endpoint', closed, STOP_STEP_MS);
         h.closeAllConnections();
       }
+      loopDelay.disable();
+      metrics.setEventLoopDelaySource(undefined);
       log.info('stopped');
     },
   };
@@ -418,6 +434,9 @@ export { buildResponse };
 
 /** stop(): longest wait for closing the transports or the HTTP endpoint, and slack beyond the stores' own bounds (ms). */
 const STOP_STEP_MS = 2000;
+
+/** Sampling interval of the event-loop delay histogram (ms): a stall shorter than this is not seen as one. */
+const EVENT_LOOP_RESOLUTION_MS = 10;
 
 /** Most AORs named in the shutdown line about unwritten location changes. */
 const UNWRITTEN_AORS_LOGGED = 20;

@@ -71,7 +71,15 @@ export class Proxy {
   /** response contexts by server transaction id (for CANCEL). */
   private readonly contexts = new Map<string, ResponseContext>();
 
-  constructor(private readonly d: ProxyDeps) {}
+  /**
+   * Debug log sink, undefined when debug is off: call it as `debug?.(...)` so that the log object
+   * is not even built then (several calls are on the per-request path).
+   */
+  readonly debug: ProxyDeps['debug'];
+
+  constructor(private readonly d: ProxyDeps) {
+    this.debug = d.debug;
+  }
 
   get activeContexts(): number {
     return this.contexts.size;
@@ -200,7 +208,7 @@ export class Proxy {
     const ours = this.d.transport.endpoints().some((ep) => ep.port === port && (top.host === ep.advertise.toLowerCase() || top.host === formatHost(ep.address)));
     if (!ours || !this.isOurBranch(top.branch)) {
       // not a retransmission of a 2xx to a request we forwarded: forged, or sent to us by mistake
-      this.debug({ status: res.status, branch: top.branch }, 'stray 2xx not of our making: dropped');
+      this.debug?.({ status: res.status, branch: top.branch }, 'stray 2xx not of our making: dropped');
       dropped?.('stray-foreign');
       return;
     }
@@ -241,7 +249,7 @@ export class Proxy {
     if (local === undefined) return undefined;
     // never to ourselves: a URI naming sipd's own address and port would only bounce back out
     if (this.isOwnAddress(t.address, t.port)) {
-      this.debug({ address: t.address, port: t.port }, 'next hop is this server: not sent');
+      this.debug?.({ address: t.address, port: t.port }, 'next hop is this server: not sent');
       return undefined;
     }
     return { target: { ...t, local }, local };
@@ -339,9 +347,6 @@ export class Proxy {
     return { out, branch, hop };
   }
 
-  debug(obj: Record<string, unknown>, msg: string): void {
-    this.d.debug?.(obj, msg);
-  }
 
   get deps(): ProxyDeps {
     return this.d;
@@ -412,11 +417,11 @@ class ResponseContext {
       return;
     }
     if (prepared === undefined) {
-      this.p.debug({ uri: target.uri ?? this.req.uriText }, 'no route to target');
+      this.p.debug?.({ uri: target.uri ?? this.req.uriText }, 'no route to target');
       this.branchDone(b, this.localResponse(503));
       return;
     }
-    this.p.debug({ target: prepared.hop.target, branch: prepared.branch }, 'forwarding');
+    this.p.debug?.({ target: prepared.hop.target, branch: prepared.branch }, 'forwarding');
     b.ct = this.p.deps.tx.createClient(
       prepared.out,
       prepared.hop.target,
@@ -440,7 +445,7 @@ class ResponseContext {
 
   /** §16.7 step 3: a response with no Via left after ours has nowhere to go: it is dropped. */
   private invalid(res: SipResponse): void {
-    this.p.debug({ status: res.status, callId: res.callId() }, 'response without a Via below ours: dropped');
+    this.p.debug?.({ status: res.status, callId: res.callId() }, 'response without a Via below ours: dropped');
   }
 
   private onFinal(res: SipResponse, b: Branch): void {

@@ -54,7 +54,8 @@ export interface RoutingEvents {
   /** a request refused by the relay policy (reason: a small fixed set, see `Denial`). */
   denied(reason: Denial): void;
   response(status: number): void;
-  debug(obj: Record<string, unknown>, msg: string): void;
+  /** undefined when debug is off (called as `debug?.(...)`: the log object is then not built). */
+  debug?(obj: Record<string, unknown>, msg: string): void;
   error(obj: Record<string, unknown>, msg: string): void;
 }
 
@@ -250,7 +251,7 @@ export class Router {
         return this.deny(ctx, 'dialog-hop', 'Forbidden (not a party of this dialog)');
       }
     }
-    this.d.events.debug({ method: req.method, callId: req.callId() }, 'in-dialog: loose route');
+    this.d.events.debug?.({ method: req.method, callId: req.callId() }, 'in-dialog: loose route');
     if (req.method === 'ACK') {
       await this.d.proxy.relayStateless(req, undefined);
       this.done(ctx, 'relayed', 'in-dialog ACK');
@@ -263,7 +264,7 @@ export class Router {
   /** The relay policy refused the request: 403 (an ACK is dropped), counted by reason. */
   private deny(ctx: Ctx, reason: Denial, phrase: string): true {
     this.d.events.denied(reason);
-    this.d.events.debug({ method: ctx.req.method, callId: ctx.req.callId(), src: ctx.src.address, reason }, 'relay denied');
+    this.d.events.debug?.({ method: ctx.req.method, callId: ctx.req.callId(), src: ctx.src.address, reason }, 'relay denied');
     if (ctx.req.method === 'ACK') this.done(ctx, 'dropped', `relay denied: ${reason}`);
     else this.reply(ctx, 403, phrase);
     return true;
@@ -314,7 +315,7 @@ export class Router {
       this.sendStateless(ctx, outcome.response, `auth: ${outcome.reason}`);
       return true;
     }
-    this.d.events.debug({ user: outcome.user, realm }, 'authenticated');
+    this.d.events.debug?.({ user: outcome.user, realm }, 'authenticated');
     ctx.user = outcome.user;
     if (!isRegister) this.d.auth.stripCredentials(req, realm);
     if (req.method === 'INVITE') {
@@ -400,7 +401,7 @@ export class Router {
       this.reply(ctx, 503, 'Service Unavailable (location store)', [retryAfterHeader()], true);
       return true;
     }
-    this.d.events.debug({ aor, contacts: bindings.length }, 'location lookup');
+    this.d.events.debug?.({ aor, contacts: bindings.length }, 'location lookup');
     if (bindings.length === 0) {
       this.reply(ctx, 404, 'Not Found', undefined, true);
       return true;

@@ -25,7 +25,7 @@ import { isSipParseError, parseMessage, parseVia, SipParseError, SipRequest, spl
 import { Counters, ipFamily, noLog, normaliseAddress, peerName, toTransportError, type TransportLog, type TransportStats } from './common.js';
 import { Resolver, type LookupFn, type SrvLookupFn } from './resolve.js';
 import { TcpTransport, type TcpConnectionInfo } from './tcp.js';
-import { UdpListener } from './udp.js';
+import { UdpListener, type UdpBufferSizes } from './udp.js';
 import { viaReceivedParams } from './via-handling.js';
 import {
   TransportError,
@@ -40,7 +40,7 @@ import {
 export * from './types.js';
 export { responseTarget, viaReceivedParams, viaTransport } from './via-handling.js';
 export { Resolver, TtlCache, systemLookup, systemSrv, type LookupFn, type SrvLookupFn, type SrvRecord, type ResolvedAddress, type ResolverOptions } from './resolve.js';
-export { ListenError } from './udp.js';
+export { ListenError, type UdpBufferSizes } from './udp.js';
 export { normaliseAddress, DROP_REASONS, type DropReason, type TransportStats, type TransportLog, type LogLevel } from './common.js';
 export type { TcpConnectionInfo } from './tcp.js';
 
@@ -95,6 +95,8 @@ export interface TransportLayerOptions {
   limits: TransportLimits;
   events: TransportEvents;
   log?: TransportLog;
+  /** SO_RCVBUF / SO_SNDBUF for every UDP socket, set after bind (default: the OS defaults). */
+  udpBuffers?: UdpBufferSizes;
   /** A/AAAA lookup (default `dns.promises.lookup(host, { all: true })`). */
   resolver?: LookupFn;
   /** SRV lookup for RFC 3263 (off by default; pass `systemSrv` to enable). */
@@ -333,7 +335,7 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
             host = addrs[0]!.address;
           }
           if (l.transport === 'udp') {
-            const u = new UdpListener(host, l.port, opts.advertise, onUdp, log);
+            const u = new UdpListener(host, l.port, opts.advertise, onUdp, log, opts.udpBuffers);
             started.push(await u.start());
             udp.push(u);
           } else {

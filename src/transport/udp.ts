@@ -38,6 +38,48 @@ export function listenError(err: unknown, transport: string, host: string, port:
 
 export type UdpReceive = (data: Buffer, address: string, port: number, ep: LocalEndpoint) => void;
 
+/** SO_RCVBUF / SO_SNDBUF to request after bind (bytes); 0 keeps the OS default. */
+export interface UdpBufferSizes {
+  readonly recvBytes: number;
+  readonly sendBytes: number;
+}
+
+/**
+ * Linux doubles the requested size to allow for bookkeeping (socket(7)): SO_RCVBUF reads back
+ * 2 × min(requested, net.core.rmem_max). Elsewhere it reads back what was granted.
+ */
+const KERNEL_DOUBLES = process.platform === 'linux';
+
+const SYSCTL = { recv: 'net.core.rmem_max', send: 'net.core.wmem_max' } as const;
+
+interface BufferResult {
+  requested: number;
+  effective: number;
+  capped: boolean;
+  error?: string;
+}
+
+/** Request one buffer size and read back what the kernel gave; never throws. */
+function applyBuffer(s: dgram.Socket, dir: 'recv' | 'send', requested: number): BufferResult | undefined {
+  if (requested <= 0) return undefined;
+  const get = (): number => (dir === 'recv' ? s.getRecvBufferSize() : s.getSendBufferSize());
+  let error: string | undefined;
+  try {
+    if (dir === 'recv') s.setRecvBufferSize(requested);
+    else s.setSendBufferSize(requested);
+  } catch (e) {
+    error = e instanceof Error ? e.message : String(e);
+  }
+  let effective: number;
+  try {
+    effective = get();
+  } catch {
+    effective = 0;
+  }
+  const granted = KERNEL_DOUBLES ? Math.floor(effective / 2) : effective;
+  return { requested, effective, capped: error === undefined && granted < requested, error };
+}
+
 export class UdpListener {
   private socket: dgram.Socket | undefined;
   private ep: LocalEndpoint | undefined;
@@ -49,6 +91,7 @@ export class UdpListener {
     private readonly advertise: string | undefined,
     private readonly onMessage: UdpReceive,
     private readonly log: TransportLog = noLog,
+    private readonly buffers?: UdpBufferSizes,
   ) {
     this.family = ipFamily(host) === 6 ? 6 : 4;
   }
@@ -75,6 +118,7 @@ export class UdpListener {
         const ep: LocalEndpoint = { transport: 'udp', address: a.address, port: a.port, advertise: this.advertise ?? formatHost(a.address) };
         this.ep = ep;
         this.socket = s;
+        this.applyBuffers(s, `udp:${formatHost(ep.address)}:${ep.port}`);
         s.on('error', (e) => this.log('warn', { err: e.message, local: `udp:${formatHost(ep.address)}:${ep.port}` }, 'udp socket error'));
         s.on('message', (data, rinfo) => this.onMessage(data, rinfo.address, rinfo.port, ep));
         resolve(ep);
@@ -83,6 +127,56 @@ export class UdpListener {
       s.once('listening', onListening);
       s.bind({ address: this.host, port: this.port, exclusive: true });
     });
+  }
+
+  /** The socket's buffer sizes as the kernel reports them now (Linux: twice the granted size); undefined when not bound. */
+  bufferSizes(): { recv: number; send: number } | undefined {
+    const s = this.socket;
+    if (s === undefined) return undefined;
+    try {
+      return { recv: s.getRecvBufferSize(), send: s.getSendBufferSize() };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Set SO_RCVBUF / SO_SNDBUF after bind: one info line with the requested and effective sizes, a
+   * warn line naming the sysctl when the kernel capped a size (or refused it).
+   */
+  private applyBuffers(s: dgram.Socket, local: string): void {
+    const b = this.buffers;
+    if (b === undefined) return;
+    const recv = applyBuffer(s, 'recv', b.recvBytes);
+    const send = applyBuffer(s, 'send', b.sendBytes);
+    if (recv === undefined && send === undefined) return;
+    this.log(
+      'info',
+      {
+        local,
+        recvRequested: recv?.requested,
+        recvEffective: recv?.effective,
+        sendRequested: send?.requested,
+        sendEffective: send?.effective,
+        ...(KERNEL_DOUBLES ? { note: 'the kernel reports twice the granted size' } : {}),
+      },
+      'udp socket buffers',
+    );
+    for (const [dir, r] of [
+      ['recv', recv],
+      ['send', send],
+    ] as const) {
+      if (r === undefined) continue;
+      if (r.error !== undefined) {
+        this.log('warn', { local, dir, requested: r.requested, effective: r.effective, err: r.error }, `udp ${dir} buffer size refused`);
+      } else if (r.capped) {
+        this.log(
+          'warn',
+          { local, dir, requested: r.requested, effective: r.effective, sysctl: SYSCTL[dir] },
+          `udp ${dir} buffer capped by the kernel: raise ${SYSCTL[dir]} to at least ${r.requested} (sysctl -w ${SYSCTL[dir]}=${r.requested})`,
+        );
+      }
+    }
   }
 
   /** Send one datagram. Resolves when handed to the OS; rejects with TransportError. */

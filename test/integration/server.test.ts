@@ -35,6 +35,10 @@ const METRIC_FAMILIES = [
   'sipd_transport_dropped_total',
   'sipd_location_write_failures_total',
   'sipd_location_write_backlog',
+  'sipd_event_loop_delay_p99_seconds',
+  'sipd_event_loop_delay_max_seconds',
+  'sipd_event_loop_delay_mean_seconds',
+  'sipd_kernel_udp_total',
   // default process metrics (prom-client collectDefaultMetrics)
   'process_cpu_user_seconds_total',
   'process_resident_memory_bytes',
@@ -240,6 +244,26 @@ describe('sipd running', () => {
     const r = await httpGet(mport, '/metrics');
     expect(r.status).toBe(200);
     for (const f of METRIC_FAMILIES) expect(r.body, f).toMatch(new RegExp(`^# TYPE ${f} `, 'm'));
+  });
+
+  it('/metrics: the event-loop delay gauges are finite seconds, mean and p99 within max (plus HDR rounding)', async () => {
+    // a pause so that the histogram sampled something since the previous scrape
+    await new Promise((r) => setTimeout(r, 100));
+    const body = (await httpGet(mport, '/metrics')).body;
+    const v = (n: string): number => {
+      const m = new RegExp(`^sipd_event_loop_delay_${n}_seconds (\\S+)$`, 'm').exec(body);
+      expect(m, n).not.toBeNull();
+      return Number(m![1]);
+    };
+    const [p99, max, mean] = [v('p99'), v('max'), v('mean')];
+    for (const x of [p99, max, mean]) {
+      expect(Number.isFinite(x)).toBe(true);
+      expect(x).toBeGreaterThan(0);
+    }
+    // every sample is at least one 10 ms tick
+    expect(max).toBeGreaterThanOrEqual(0.009);
+    expect(mean).toBeLessThanOrEqual(max);
+    expect(p99).toBeLessThanOrEqual(max * 1.01);
   });
 
   it('OPTIONS to the server: 200 with Allow', async () => {

@@ -1,5 +1,6 @@
 /** src/transport over real UDP sockets on 127.0.0.1 (ephemeral ports). */
 import dgram from 'node:dgram';
+import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildResponse, parseMessage, SipRequest, SipResponse, type SipParseError } from '../../src/sip/index.js';
 import {
@@ -11,6 +12,7 @@ import {
   type Source,
   type TransportLayerOptions,
 } from '../../src/transport/index.js';
+import { UdpListener } from '../../src/transport/udp.js';
 
 const LIMITS = {
   maxMessageSize: 65536,
@@ -355,5 +357,78 @@ describe('UDP transport', () => {
     await t.close();
     await expect(t.send(Buffer.from('x'), { transport: 'udp', address: '127.0.0.1', port: 5060 })).rejects.toMatchObject({ name: 'TransportError', kind: 'closed' });
     expect(t.stats().sendErrors['no-listener']).toBe(2);
+  });
+});
+
+describe('UDP socket buffers (udp.recv_buffer_bytes / udp.send_buffer_bytes)', () => {
+  type Line = { level: string; obj: Record<string, unknown>; msg: string };
+  const listeners: UdpListener[] = [];
+  afterEach(async () => {
+    await Promise.all(listeners.splice(0).map((l) => l.close()));
+  });
+  const start = async (buffers?: { recvBytes: number; sendBytes: number }): Promise<{ l: UdpListener; lines: Line[] }> => {
+    const lines: Line[] = [];
+    const l = new UdpListener('127.0.0.1', 0, undefined, () => undefined, (level, obj, msg) => lines.push({ level, obj, msg }), buffers);
+    listeners.push(l);
+    await l.start();
+    return { l, lines };
+  };
+  /** the kernel's cap (Linux), to pick a request below and one above it */
+  const rmemMax = Number(readFileSync('/proc/sys/net/core/rmem_max', 'latin1').trim());
+  const wmemMax = Number(readFileSync('/proc/sys/net/core/wmem_max', 'latin1').trim());
+
+  it('the requested sizes reach the socket; one info line with requested and effective sizes', async () => {
+    const want = Math.min(rmemMax, wmemMax, 1024 * 1024);
+    const { l, lines } = await start({ recvBytes: want, sendBytes: want });
+    const sizes = l.bufferSizes()!;
+    // Linux reports twice the granted size (socket(7))
+    expect(sizes.recv).toBe(2 * want);
+    expect(sizes.send).toBe(2 * want);
+    const info = lines.filter((x) => x.msg === 'udp socket buffers');
+    expect(info).toHaveLength(1);
+    expect(info[0]!.level).toBe('info');
+    expect(info[0]!.obj).toMatchObject({ recvRequested: want, recvEffective: sizes.recv, sendRequested: want, sendEffective: sizes.send });
+    expect(lines.filter((x) => x.level === 'warn')).toEqual([]);
+  });
+
+  it('a size above net.core.rmem_max / wmem_max is capped: a warn line names the sysctl', async () => {
+    const { l, lines } = await start({ recvBytes: 2 * rmemMax + 4096, sendBytes: 2 * wmemMax + 4096 });
+    const sizes = l.bufferSizes()!;
+    expect(sizes.recv).toBe(2 * rmemMax);
+    expect(sizes.send).toBe(2 * wmemMax);
+    const warns = lines.filter((x) => x.level === 'warn');
+    expect(warns.map((w) => w.obj.sysctl).sort()).toEqual(['net.core.rmem_max', 'net.core.wmem_max']);
+    const recv = warns.find((w) => w.obj.dir === 'recv')!;
+    expect(recv.msg).toMatch(/raise net\.core\.rmem_max/);
+    expect(recv.obj).toMatchObject({ requested: 2 * rmemMax + 4096, effective: 2 * rmemMax });
+  });
+
+  it('0 (or no sizes) keeps the OS defaults and logs nothing about buffers', async () => {
+    const plain = await start();
+    const zero = await start({ recvBytes: 0, sendBytes: 0 });
+    expect(zero.l.bufferSizes()).toEqual(plain.l.bufferSizes());
+    expect([...plain.lines, ...zero.lines].filter((x) => /buffer/.test(x.msg))).toEqual([]);
+  });
+
+  it('createTransportLayer passes udpBuffers to every UDP socket', async () => {
+    const lines: Line[] = [];
+    const t = createTransportLayer({
+      listen: [
+        { transport: 'udp', host: '127.0.0.1', port: 0 },
+        { transport: 'udp', host: '127.0.0.1', port: 0 },
+      ],
+      limits: LIMITS,
+      events: { request: () => undefined, response: () => undefined, parseError: () => undefined },
+      log: (level, obj, msg) => lines.push({ level, obj, msg }),
+      udpBuffers: { recvBytes: 65536, sendBytes: 32768 },
+    });
+    await t.start();
+    try {
+      const info = lines.filter((x) => x.msg === 'udp socket buffers');
+      expect(info).toHaveLength(2);
+      for (const i of info) expect(i.obj).toMatchObject({ recvRequested: 65536, recvEffective: 131072, sendRequested: 32768, sendEffective: 65536 });
+    } finally {
+      await t.close();
+    }
   });
 });

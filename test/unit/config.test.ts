@@ -77,6 +77,10 @@ describe('loadConfig defaults', () => {
     });
   });
 
+  it('UDP socket buffers default to 4 MiB each', () => {
+    expect(c.udp).toEqual({ recv_buffer_bytes: 4194304, send_buffer_bytes: 4194304 });
+  });
+
   it('does not depend on the working directory', () => {
     const cwd = process.cwd();
     process.chdir(dir);
@@ -212,6 +216,33 @@ describe('loadConfig errors: one line naming the key', () => {
     expect(e.message).toMatch(/broken\.yaml: invalid YAML/);
     expect(e.message).not.toContain('\n');
     expect(errorOf(() => loadConfig({ file: file('list.yaml', '- a\n- b\n'), env: {} })).message).toMatch(/expected a mapping/);
+  });
+});
+
+describe('udp buffer settings', () => {
+  it('a file sets them; 0 keeps the OS default; the env overrides the file', () => {
+    const f = file('udp.yaml', 'udp:\n  recv_buffer_bytes: 0\n  send_buffer_bytes: 262144\n');
+    expect(loadConfig({ file: f, env: {} }).udp).toEqual({ recv_buffer_bytes: 0, send_buffer_bytes: 262144 });
+    expect(loadConfig({ file: f, env: { SIPD_UDP_RECV_BUFFER_BYTES: ' 8388608 ' } }).udp).toEqual({ recv_buffer_bytes: 8388608, send_buffer_bytes: 262144 });
+    expect(loadConfig({ env: { SIPD_UDP_SEND_BUFFER_BYTES: '1048576' } }).udp).toEqual({ recv_buffer_bytes: 4194304, send_buffer_bytes: 1048576 });
+    // empty: unset
+    expect(loadConfig({ env: { SIPD_UDP_RECV_BUFFER_BYTES: '' } }).udp.recv_buffer_bytes).toBe(4194304);
+  });
+
+  it('negative, fractional, too large, text and unknown keys are rejected naming the key', () => {
+    const bad = (yaml: string): string => errorOf(() => loadConfig({ file: file('udp-bad.yaml', yaml), env: {} })).message;
+    expect(bad('udp:\n  recv_buffer_bytes: -1\n')).toMatch(/^config: udp\.recv_buffer_bytes: must be >= 0, got -1/);
+    expect(bad('udp:\n  send_buffer_bytes: 1.5\n')).toMatch(/^config: udp\.send_buffer_bytes: /);
+    expect(bad('udp:\n  recv_buffer_bytes: 2147483648\n')).toMatch(/^config: udp\.recv_buffer_bytes: must be <= 1073741824, got 2147483648/);
+    expect(bad('udp:\n  recv_buffer_bytes: 4MB\n')).toMatch(/^config: udp\.recv_buffer_bytes: expected number, got "4MB"/);
+    expect(bad('udp:\n  rcvbuf: 1\n')).toBe('config: udp.rcvbuf: unknown key (in ' + join(dir, 'udp-bad.yaml') + ')');
+  });
+
+  it('a bad environment value names the variable', () => {
+    expect(errorOf(() => loadConfig({ env: { SIPD_UDP_RECV_BUFFER_BYTES: '4M' } })).message).toBe(
+      'config: udp.recv_buffer_bytes: expected number, got "4M" (from SIPD_UDP_RECV_BUFFER_BYTES)',
+    );
+    expect(errorOf(() => loadConfig({ env: { SIPD_UDP_SEND_BUFFER_BYTES: '-5' } })).message).toMatch(/^config: udp\.send_buffer_bytes: expected number, got "-5" \(from SIPD_UDP_SEND_BUFFER_BYTES\)$/);
   });
 });
 
