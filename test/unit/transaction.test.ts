@@ -47,7 +47,7 @@ function fakeTransport(clock: ManualClock) {
   };
 }
 
-function setup(opts: { timers?: Partial<TimerSettings>; max?: number } = {}) {
+function setup(opts: { timers?: Partial<TimerSettings>; max?: number; maxLingering?: number } = {}) {
   const clock = manualClock(1_000_000);
   const tp = fakeTransport(clock);
   const requests: Array<{ req: SipRequest; src: Source }> = [];
@@ -64,6 +64,7 @@ function setup(opts: { timers?: Partial<TimerSettings>; max?: number } = {}) {
     responseTarget: (_res, src) => ({ transport: src.transport, address: src.address, port: src.port }),
     newBranch: () => `z9hG4bKtest${++n}`,
     ...(opts.max !== undefined ? { maxTransactions: opts.max } : {}),
+    ...(opts.maxLingering !== undefined ? { maxLingering: opts.maxLingering } : {}),
   });
   return { clock, tp, layer, requests, strays };
 }
@@ -877,6 +878,163 @@ describe('transaction layer', () => {
     expect(a.startsWith('z9hG4bK')).toBe(true);
     expect(a.length).toBeGreaterThan(12);
     expect(a).not.toBe(b);
+  });
+});
+
+// ------------------------------------------------------------------------------------------ linger table
+
+describe('linger entries (what ended transactions leave for J / L / I / K / D)', () => {
+  /** a REGISTER with branch n answered 200 by the TU */
+  function answered(layer: ReturnType<typeof setup>['layer'], n: number, transport: TransportName = 'udp'): SipRequest {
+    const r = req('REGISTER', { branch: `z9hG4bKreg${n}`, callId: `reg${n}`, transport: transport === 'tcp' ? 'TCP' : 'UDP' });
+    layer.createServer(r, src(transport)).respond(res(r, 200, `t${n}`));
+    return r;
+  }
+  const again = (n: number): SipRequest => req('REGISTER', { branch: `z9hG4bKreg${n}`, callId: `reg${n}` });
+
+  it('one clock timer for the whole table, however many entries', () => {
+    const { clock, layer } = setup();
+    for (let i = 0; i < 100; i++) answered(layer, i);
+    const ct = layer.createClient(req('OPTIONS'), UAS, recorder().cb);
+    layer.receiveResponse(res(ct.request, 200), src());
+    expect(layer.stats()).toEqual({ server: 0, client: 0, lingering: 101, timers: 1 });
+    expect(clock.pending()).toBe(1);
+    expect(layer.lingerSizes()).toEqual({ total: 101, resend: 100, accepted: 0, absorb: 1, reack: 0, evicted: 0 });
+    clock.runAll();
+    expect(layer.stats()).toEqual(zero);
+    expect(clock.pending()).toBe(0);
+  });
+
+  it('entries expire in order per duration; a shorter duration added later re-arms the timer earlier', () => {
+    const { clock, layer, requests, strays } = setup();
+    answered(layer, 1); // J = 32 s, from t0
+    clock.advance(1000);
+    const ct = layer.createClient(req('OPTIONS'), UAS, recorder().cb);
+    layer.receiveResponse(res(ct.request, 200), src()); // K = 5 s, from t0 + 1 s
+    clock.advance(1000);
+    answered(layer, 2); // J, from t0 + 2 s
+    const inv = layer.createClient(req('INVITE'), UAS, recorder().cb);
+    layer.receiveResponse(res(inv.request, 486), src()); // D = 32 s, from t0 + 2 s
+    expect(layer.lingerSizes()).toMatchObject({ total: 4, resend: 2, absorb: 1, reack: 1 });
+    clock.advance(4000 - 1); // t0 + 6 s - 1
+    expect(layer.lingerSizes().absorb).toBe(1);
+    clock.advance(1);
+    expect(layer.lingerSizes()).toMatchObject({ total: 3, absorb: 0 });
+    layer.receiveResponse(res(ct.request, 200), src());
+    expect(strays).toHaveLength(1); // K over: a stray response now
+    clock.advance(32_000 - 6000 - 1); // t0 + 32 s - 1
+    expect(layer.lingerSizes().resend).toBe(2);
+    clock.advance(1);
+    expect(layer.lingerSizes()).toMatchObject({ total: 2, resend: 1, reack: 1 });
+    layer.receiveRequest(again(1), src());
+    layer.receiveRequest(again(2), src());
+    expect(requests.map((x) => x.req.callId())).toEqual(['reg1']); // #1 is a new request, #2 still absorbed
+    clock.advance(2000);
+    expect(layer.stats()).toEqual(zero);
+    expect(clock.pending()).toBe(0);
+  });
+
+  it('bounded by maxLingering: when full the oldest entry is evicted (counted); live transactions are not affected', () => {
+    const { tp, layer, requests } = setup({ maxLingering: 3 });
+    const live = layer.createServer(req('OPTIONS', { branch: 'z9hG4bKlive' }), src());
+    for (let i = 1; i <= 4; i++) answered(layer, i);
+    expect(layer.stats()).toMatchObject({ server: 1, lingering: 3 });
+    expect(layer.counters().evicted).toBe(1);
+    expect(layer.lingerSizes().evicted).toBe(1);
+    const n = tp.sent.length;
+    for (let i = 1; i <= 4; i++) layer.receiveRequest(again(i), src());
+    expect(requests.map((x) => x.req.callId())).toEqual(['reg1']); // the oldest was evicted
+    expect(tp.sent.slice(n).map((s) => (s.msg as SipResponse).toTag())).toEqual(['t2', 't3', 't4']);
+    expect(live.state).toBe('trying');
+  });
+
+  it('maxLingering 0 keeps no entries', () => {
+    const { layer } = setup({ maxLingering: 0 });
+    answered(layer, 1);
+    expect(layer.stats()).toEqual(zero);
+  });
+
+  it('maxTransactions counts live transactions only, not linger entries', () => {
+    const { tp, layer, requests } = setup({ max: 1 });
+    answered(layer, 1);
+    answered(layer, 2);
+    expect(layer.stats()).toMatchObject({ server: 0, lingering: 2 });
+    layer.receiveRequest(req('OPTIONS', { branch: 'z9hG4bKnew' }), src());
+    expect(requests).toHaveLength(1); // not 503
+    expect(tp.sent.map(status)).toEqual([200, 200]);
+    expect(layer.counters().overload).toBe(0);
+  });
+
+  it('a transport error on a re-send drops the entry (resend and reack)', async () => {
+    const { tp, layer, requests } = setup();
+    answered(layer, 1);
+    tp.failNext();
+    layer.receiveRequest(again(1), src());
+    expect(tp.sent.map(status)).toEqual([200, 200]);
+    await flush();
+    expect(layer.stats()).toEqual(zero);
+    layer.receiveRequest(again(1), src());
+    expect(requests).toHaveLength(1); // no entry any more: a new request
+
+    const ct = layer.createClient(req('INVITE'), UAS, recorder().cb);
+    layer.receiveResponse(res(ct.request, 503), src());
+    await flush();
+    expect(layer.lingerSizes().reack).toBe(1);
+    tp.failNext();
+    layer.receiveResponse(res(ct.request, 503), src()); // re-ACK fails
+    await flush();
+    expect(layer.lingerSizes().reack).toBe(0);
+  });
+
+  it('a transport error on the final response itself drops the entry it left', async () => {
+    const { tp, layer, requests } = setup();
+    tp.failNext();
+    answered(layer, 1);
+    expect(layer.stats().lingering).toBe(1);
+    await flush();
+    expect(layer.stats()).toEqual(zero);
+    layer.receiveRequest(again(1), src());
+    expect(requests).toHaveLength(1);
+  });
+
+  it('TCP: no entries for J, I, K, D', () => {
+    const { tp, layer } = setup();
+    answered(layer, 1, 'tcp');
+    const inv = req('INVITE', { transport: 'TCP' });
+    layer.createServer(inv, src('tcp')).respond(res(inv, 486));
+    layer.receiveRequest(req('ACK', { transport: 'TCP', toTag: 'tt1' }), src('tcp'));
+    const cn = layer.createClient(req('OPTIONS'), UAS_TCP, recorder().cb);
+    layer.receiveResponse(res(cn.request, 200), src('tcp'));
+    const ci = layer.createClient(req('INVITE', { callId: 'c2' }), UAS_TCP, recorder().cb);
+    layer.receiveResponse(res(ci.request, 486), src('tcp'));
+    expect(isReq(tp.sent.at(-1), 'ACK')).toBe(true);
+    expect(layer.stats()).toEqual(zero);
+  });
+
+  it('CANCEL during Timer L: findInviteForCancel no longer matches, inviteAnswered says the INVITE existed; after L neither', () => {
+    const { clock, layer } = setup();
+    const inv = req('INVITE');
+    const cancel = req('CANCEL', { cseqMethod: 'CANCEL' });
+    const st = layer.createServer(inv, src());
+    expect(layer.findInviteForCancel(cancel, src())).toBe(st);
+    expect(layer.inviteAnswered(cancel, src())).toBe(false); // live: findInviteForCancel is the answer
+    st.respond(res(inv, 200));
+    expect(layer.findInviteForCancel(cancel, src())).toBeUndefined();
+    expect(layer.inviteAnswered(cancel, src())).toBe(true);
+    expect(layer.inviteAnswered(req('CANCEL', { cseqMethod: 'CANCEL', branch: 'z9hG4bKother' }), src())).toBe(false);
+    // a REGISTER's resend entry with the same branch is not an INVITE
+    answered(layer, 9);
+    expect(layer.inviteAnswered(req('CANCEL', { cseqMethod: 'CANCEL', branch: 'z9hG4bKreg9' }), src())).toBe(false);
+    clock.advance(64 * 500);
+    expect(layer.inviteAnswered(cancel, src())).toBe(false);
+  });
+
+  it('close() clears the entries and their timer', () => {
+    const { clock, layer } = setup();
+    answered(layer, 1);
+    layer.close();
+    expect(layer.stats()).toEqual(zero);
+    expect(clock.pending()).toBe(0);
   });
 });
 
