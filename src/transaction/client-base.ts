@@ -51,7 +51,7 @@ export abstract class ClientTxBase implements ClientTransaction {
    */
   protected endInto(kind: LingerKind, duration: number, data?: string): void {
     if (duration > 0) {
-      const e = new LingerEntry('client', this.id, kind, data, this.target, undefined, undefined, false);
+      const e = new LingerEntry('client', this.id, kind, data, data === undefined ? undefined : this.target, undefined, undefined, false);
       this.ctx.linger.add(e, duration);
       if (e.live) this.lingered = e;
     }

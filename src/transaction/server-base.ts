@@ -116,7 +116,9 @@ export abstract class ServerTxBase implements ServerTransaction {
   protected endInto(kind: LingerKind, duration: number): void {
     if (duration > 0 && this.lastTarget !== undefined) {
       const data = kind === 'resend' ? this.lastData?.toString('latin1') : undefined;
-      const e = new LingerEntry('server', this.id, kind, data, this.lastTarget, this.requestToTag, this.responseToTag, this.legacy);
+      // only a `resend` entry sends anything: the others keep no target
+      const target = kind === 'resend' ? this.lastTarget : undefined;
+      const e = new LingerEntry('server', this.id, kind, data, target, this.requestToTag, this.responseToTag, this.legacy);
       this.ctx.linger.add(e, duration);
       if (e.live) this.lingered = e;
     }
