@@ -23,7 +23,8 @@
  *   table, FIFO expiry per duration). Retransmissions are matched there after the live
  *   transactions: a request retransmission gets the stored final again, an ACK / INVITE / response
  *   retransmission is absorbed, a retransmitted non-2xx final gets the stored ACK again. J, I, K, D
- *   are 0 on TCP: no entry. A transport error on an entry's (re)send drops the entry.
+ *   are 0 on TCP: no entry (L is 64*T1 on every transport, RFC 6026). A transport error on an
+ *   entry's (re)send, or on the final / ACK that created it, drops the entry.
  * - A client INVITE transaction ends at its first 2xx (no Timer M state): 2xx retransmissions reach
  *   `user.strayResponse`, which a proxy forwards statelessly.
  * - `maxTransactions` (default 100000, server + client, live transactions only): a request that
