@@ -1,8 +1,21 @@
 /**
- * Heap held per completed server non-INVITE transaction (a REGISTER answered 200, waiting out Timer J).
+ * Heap held per completed REGISTER (answered 200, waiting out Timer J) or per completed call.
  *
- *   node --expose-gc --import tsx bench/tx-memory.ts [N]
+ *   node --expose-gc --import tsx bench/tx-memory.ts [N]          (REGISTER)
+ *   node --expose-gc --import tsx bench/tx-memory.ts call [N]     (call)
  *
+ * Since the linger table (src/transaction/linger.ts) what is held is a linger entry, not a
+ * transaction; the bench counts live transactions + linger entries, so it also runs against the
+ * code before it (for the before/after figures).
+ *
+ * call (N default 10,000): what a proxy's transaction layer holds after a call, before any timer
+ * fires: the caller's INVITE (~950 bytes with SDP) gets a 180 and a 200 relayed from a client
+ * INVITE transaction to the callee (180 and 200 with SDP fed back through `receiveResponse`), then
+ * the caller's BYE is relayed the same way and answered 200. Before the linger table: a server
+ * INVITE in Accepted (Timer L), a client INVITE in Accepted (Timer M), a server BYE in Completed
+ * (J) and a client BYE in Completed (K); after: an `accepted`, a `resend` and an `absorb` entry.
+ *
+ * REGISTER:
  * N (default 20,000) REGISTERs (~600 bytes, with Authorization), each parsed from its own Buffer as
  * the transport would hand it over, read the way the registrar reads it (Via, Call-ID, CSeq, From,
  * To, Contact, Authorization, Expires), go through the real transaction layer (fake transport, manual
@@ -13,7 +26,7 @@
  * Retransmissions of a sample are then checked to still get the 200 back, and after Timer J the
  * table must be empty.
  */
-import { buildResponse, parseMessage, SipRequest } from '../src/sip/index.js';
+import { buildResponse, parseMessage, SipRequest, type SipResponse } from '../src/sip/index.js';
 import { createTransactionLayer, manualClock, type TimerSettings } from '../src/transaction/index.js';
 import { responseTarget } from '../src/transport/index.js';
 import type { LocalEndpoint, Source, Target, TransportName } from '../src/transport/types.js';
@@ -24,7 +37,8 @@ if (gc === undefined) {
   process.exit(2);
 }
 
-const N = Number(process.argv[2] ?? 20_000);
+const mode = process.argv[2] === 'call' ? 'call' : 'register';
+const N = Number((mode === 'call' ? process.argv[3] : process.argv[2]) ?? (mode === 'call' ? 10_000 : 20_000));
 const T: TimerSettings = { t1: 500, t2: 4000, t4: 5000, timerC: 180_000, trying: 200 };
 const LOCAL: Record<TransportName, LocalEndpoint> = {
   udp: { transport: 'udp', address: '10.0.0.1', port: 5060, advertise: '10.0.0.1' },
@@ -56,12 +70,75 @@ function register(i: number): Buffer {
   return b;
 }
 
+const SDP = [
+  'v=0',
+  'o=user1 53655765 2353687637 IN IP4 192.0.2.10',
+  's=-',
+  'c=IN IP4 192.0.2.10',
+  't=0 0',
+  'm=audio 6000 RTP/AVP 0 8 101',
+  'a=rtpmap:0 PCMU/8000',
+  'a=rtpmap:8 PCMA/8000',
+  'a=rtpmap:101 telephone-event/8000',
+  'a=fmtp:101 0-16',
+  'a=ptime:20',
+  'a=sendrecv',
+  '',
+].join('\r\n');
+
+/** a request of the call as it arrives from the caller (INVITE with SDP, or BYE) */
+function callRequest(i: number, method: 'INVITE' | 'BYE'): Buffer {
+  const body = method === 'INVITE' ? SDP : '';
+  const lines = [
+    `${method} sip:bob${i}@example.com SIP/2.0`,
+    `Via: SIP/2.0/UDP 192.0.2.${i % 250}:5060;branch=z9hG4bK${method[0]}${i.toString(36)}x7a9c3f21;rport=5060;received=198.51.100.7`,
+    'Max-Forwards: 70',
+    `To: <sip:bob${i}@example.com>${method === 'BYE' ? ';tag=b' + i.toString(36) : ''}`,
+    `From: "Alice" <sip:alice${i}@example.com>;tag=${(i * 7919).toString(16)}a4b2`,
+    `Call-ID: ${(i * 104729).toString(36)}-843817637684230@998sdasdh09`,
+    `CSeq: ${method === 'INVITE' ? 1 : 2} ${method}`,
+    `Contact: <sip:alice${i}@192.0.2.${i % 250}:5060;transport=udp>`,
+    ...(method === 'INVITE' ? ['Content-Type: application/sdp', 'Allow: INVITE, ACK, CANCEL, BYE, OPTIONS'] : []),
+    'User-Agent: ExamplePhone/5.1.2',
+    `Content-Length: ${body.length}`,
+    '',
+    body,
+  ];
+  const text = lines.join('\r\n');
+  const b = Buffer.alloc(text.length);
+  b.write(text, 0, 'latin1');
+  return b;
+}
+
+/** the callee's response to what we sent it, as bytes off the wire */
+function calleeResponse(sent: SipRequest, status: number, i: number): SipResponse {
+  const withSdp = status === 200 && sent.method === 'INVITE';
+  const r = buildResponse(sent, status, {
+    toTag: 'b' + i.toString(36),
+    headers: [['Contact', `<sip:bob${i}@192.0.2.99:5060>`], ...(withSdp ? ([['Content-Type', 'application/sdp']] as Array<[string, string]>) : [])],
+    ...(withSdp ? { body: Buffer.from(SDP, 'latin1') } : {}),
+  });
+  return parseMessage(r.toBuffer()) as SipResponse;
+}
+
+/** relay a downstream response upstream the way the proxy does: our Via removed */
+function upstream(r: SipResponse): SipResponse {
+  const up = r.clone();
+  up.removeFirstValue('via');
+  return up;
+}
+
+const CALLEE: Target = { transport: 'udp', address: '192.0.2.99', port: 5060 };
+const CALLEE_SRC: Source = { transport: 'udp', address: '192.0.2.99', port: 5060, local: { transport: 'udp', address: '10.0.0.1', port: 5060, advertise: '10.0.0.1' } };
+
 const clock = manualClock(1_000_000);
 let sends = 0;
+let bytesSent = 0;
 const layer = createTransactionLayer({
   transport: {
-    send: (_d: Buffer, _t: Target) => {
+    send: (d: Buffer, _t: Target) => {
       sends++;
+      bytesSent += d.length;
       return Promise.resolve();
     },
     endpoints: () => [LOCAL.udp, LOCAL.tcp],
@@ -70,71 +147,116 @@ const layer = createTransactionLayer({
   clock,
   timers: T,
   user: {
-    request: (req, src) => {
-      // what the registrar reads before answering
-      req.topVia();
-      req.callId();
-      req.cseq();
-      req.fromTag();
-      req.header('to');
-      req.headerValues('contact');
-      req.header('authorization');
-      req.header('expires');
-      const st = layer.createServer(req, src);
-      const c = req.header('contact') ?? '';
-      st.respond(
-        buildResponse(req, 200, {
-          toTag: 'reg' + (sends % 1000).toString(36),
-          headers: [
-            ['Contact', `${c.split(';')[0]};expires=3600`],
-            ['Contact', `<sip:other@192.0.2.77:5060;transport=udp>;expires=1200`],
-            ['Date', 'Mon, 01 Jan 2024 00:00:00 GMT'],
-          ],
-        }),
-      );
-    },
+    request: (req, src) => (mode === 'call' ? relay(req, src) : registrar(req, src)),
     strayResponse: () => undefined,
   },
   responseTarget,
-  maxTransactions: N * 2,
+  maxTransactions: N * 4,
 });
+
+function registrar(req: SipRequest, src: Source): void {
+  // what the registrar reads before answering
+  req.topVia();
+  req.callId();
+  req.cseq();
+  req.fromTag();
+  req.header('to');
+  req.headerValues('contact');
+  req.header('authorization');
+  req.header('expires');
+  const st = layer.createServer(req, src);
+  const c = req.header('contact') ?? '';
+  st.respond(
+    buildResponse(req, 200, {
+      toTag: 'reg' + (sends % 1000).toString(36),
+      headers: [
+        ['Contact', `${c.split(';')[0]};expires=3600`],
+        ['Contact', `<sip:other@192.0.2.77:5060;transport=udp>;expires=1200`],
+        ['Date', 'Mon, 01 Jan 2024 00:00:00 GMT'],
+      ],
+    }),
+  );
+    }
+
+/** a minimal stateful relay of the call's requests (what src/core/proxy.ts does, without policy) */
+function relay(req: SipRequest, src: Source): void {
+  if (req.method === 'ACK') return;
+  const i = Number(/^(?:INVITE|BYE) sip:bob(\d+)@/.exec(req.uriText === '' ? '' : `${req.method} ${req.uriText}`)?.[1] ?? 0);
+  const st = layer.createServer(req, src);
+  const out = req.clone();
+  out.setHeader('Max-Forwards', '69');
+  const ct = layer.createClient(out, CALLEE, {
+    provisional: (r) => st.respond(upstream(r)),
+    final: (r) => st.respond(upstream(r)),
+    timeout: () => undefined,
+    transportError: () => undefined,
+  });
+  if (req.method === 'INVITE') layer.receiveResponse(calleeResponse(ct.request, 180, i), CALLEE_SRC);
+  layer.receiveResponse(calleeResponse(ct.request, 200, i), CALLEE_SRC);
+}
+
+function one(i: number): void {
+  if (mode === 'register') {
+    layer.receiveRequest(parseMessage(register(i)) as SipRequest, src(i));
+    return;
+  }
+  layer.receiveRequest(parseMessage(callRequest(i, 'INVITE')) as SipRequest, src(i));
+  layer.receiveRequest(parseMessage(callRequest(i, 'BYE')) as SipRequest, src(i));
+}
+
+/** what the layer holds: live transactions + (since the linger table) linger entries */
+function held(): number {
+  const s = layer.stats() as { server: number; client: number; lingering?: number };
+  return s.server + s.client + (s.lingering ?? 0);
+}
 
 const src = (i: number): Source => ({ transport: 'udp', address: `192.0.2.${i % 250}`, port: 5060, local: LOCAL.udp });
 
-function heap(): { heap: number; buffers: number } {
+/** after the pending send promises have settled (their reactions hold the transactions until then) */
+async function heap(): Promise<{ heap: number; buffers: number }> {
+  await new Promise((r) => setImmediate(r));
   for (let k = 0; k < 4; k++) gc!();
   const m = process.memoryUsage();
   return { heap: m.heapUsed, buffers: m.arrayBuffers };
 }
 
 // warm up code paths (and JIT) so they do not count
-for (let i = 0; i < 200; i++) layer.receiveRequest(parseMessage(register(N + i)) as SipRequest, src(i));
+for (let i = 0; i < 200; i++) one(N + i);
 clock.advance(64 * T.t1 + 1);
-if (layer.stats().server !== 0) throw new Error('warm-up transactions left');
+if (held() !== 0) throw new Error('warm-up transactions left');
 
-const base = heap();
-for (let i = 0; i < N; i++) layer.receiveRequest(parseMessage(register(i)) as SipRequest, src(i));
-const after = heap();
+const base = await heap();
+const sent0 = { sends, bytesSent };
+for (let i = 0; i < N; i++) one(i);
+const after = await heap();
+const sentDuring = { sends: sends - sent0.sends, bytes: bytesSent - sent0.bytesSent };
 if (process.env.TX_SNAPSHOT !== undefined) (await import('node:v8')).writeHeapSnapshot(process.env.TX_SNAPSHOT);
-const live = layer.stats().server;
-if (live !== N) throw new Error(`expected ${N} live transactions, got ${live}`);
+const stats = layer.stats();
+const perUnit = mode === 'call' ? undefined : 1;
+if (perUnit !== undefined && held() !== N * perUnit) throw new Error(`expected ${N} held, got ${held()}`);
 
 // sanity: retransmissions are absorbed and answered from the stored bytes
 const before = sends;
-for (let i = 0; i < 100; i++) layer.receiveRequest(parseMessage(register(i)) as SipRequest, src(i));
+const retrans = (i: number): Buffer => (mode === 'call' ? callRequest(i, 'BYE') : register(i));
+for (let i = 0; i < 100; i++) layer.receiveRequest(parseMessage(retrans(i)) as SipRequest, src(i));
 if (sends - before !== 100) throw new Error(`retransmissions answered ${sends - before}/100`);
 clock.advance(64 * T.t1 + 1);
 const left = layer.stats();
-if (left.server !== 0 || left.timers !== 0) throw new Error(`after Timer J: ${JSON.stringify(left)}`);
+if (held() !== 0 || left.timers !== 0) throw new Error(`after Timer J: ${JSON.stringify(left)}`);
 
 const heapPer = (after.heap - base.heap) / N;
 const bufPer = (after.buffers - base.buffers) / N;
 console.log(
   JSON.stringify({
+    mode,
     n: N,
-    heapUsedPerTx: Math.round(heapPer),
-    arrayBuffersPerTx: Math.round(bufPer),
-    totalPerTx: Math.round(heapPer + bufPer),
+    held: stats,
+    heapUsedPer: Math.round(heapPer),
+    arrayBuffersPer: Math.round(bufPer),
+    totalPer: Math.round(heapPer + bufPer),
+    /** average size of what was sent per REGISTER / call (the stored finals are part of it) */
+    bytesSentPer: Math.round(sentDuring.bytes / N),
+    sendsPer: +(sentDuring.sends / N).toFixed(2),
     heapUsedDeltaMB: +((after.heap - base.heap) / 1048576).toFixed(2),
     node: process.version,
   }),

@@ -115,7 +115,7 @@ export class Metrics {
   readonly registry = new Registry();
   readonly requests = new Counter({ name: 'sipd_requests_received_total', help: 'SIP requests received, by method (methods sipd does not know are counted as other)', labelNames: ['method'] as const, registers: [this.registry] });
   readonly responses = new Counter({ name: 'sipd_responses_sent_total', help: 'SIP responses sent (generated or relayed), by status code', labelNames: ['code'] as const, registers: [this.registry] });
-  readonly transactions = new Gauge({ name: 'sipd_transactions_active', help: 'Live transactions', labelNames: ['kind'] as const, registers: [this.registry] });
+  readonly transactions = new Gauge({ name: 'sipd_transactions_active', help: 'Live transactions (kind server, client) and linger entries of ended ones (kind lingering)', labelNames: ['kind'] as const, registers: [this.registry] });
   readonly aors = new Gauge({ name: 'sipd_registered_aors', help: 'AORs with at least one binding', registers: [this.registry] });
   readonly contacts = new Gauge({ name: 'sipd_registered_contacts', help: 'Registered contacts (bindings)', registers: [this.registry] });
   readonly authChallenges = new Counter({ name: 'sipd_auth_challenges_total', help: 'Digest challenges sent (401/407)', labelNames: ['kind'] as const, registers: [this.registry] });

@@ -308,6 +308,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     const s = tx.stats();
     metrics.transactions.set({ kind: 'server' }, s.server);
     metrics.transactions.set({ kind: 'client' }, s.client);
+    metrics.transactions.set({ kind: 'lingering' }, s.lingering);
     const t = transport.stats();
     metrics.tcpConnections.set({ direction: 'inbound' }, t.connections.inbound);
     metrics.tcpConnections.set({ direction: 'outbound' }, t.connections.outbound);

@@ -272,12 +272,13 @@ export class Router {
 
   // ---------------------------------------------------------------- CANCEL
 
-  /** CANCEL (§16.10): 200 to the CANCEL and cancel the INVITE's branches; 481 when nothing matches. */
+  /** CANCEL (§16.10): 200 to the CANCEL and cancel the INVITE's branches (none left once it was answered); 481 when nothing matches. */
   private cancel(ctx: Ctx): boolean {
     const { req, src } = ctx;
     if (req.method !== 'CANCEL') return false;
     const inv = this.d.tx.findInviteForCancel(req, src);
-    if (inv === undefined || !this.d.proxy.cancel(inv)) {
+    // an INVITE already answered whose transaction ended (Timer L / I linger): it existed, 200 with nothing to cancel
+    if (inv === undefined ? !this.d.tx.inviteAnswered(req, src) : !this.d.proxy.cancel(inv)) {
       this.reply(ctx, 481, 'Call/Transaction Does Not Exist');
       return true;
     }

@@ -1,6 +1,7 @@
 import type { SipRequest, SipResponse } from '../sip/index.js';
 import type { Target, TransportError } from '../transport/types.js';
 import { NamedTimers, safe, type TxContext } from './common.js';
+import { LingerEntry, type LingerKind } from './linger.js';
 import type { TimerValues } from './timers.js';
 import type { ClientCallbacks, ClientTransaction, ClientTxState } from './types.js';
 
@@ -12,6 +13,8 @@ export abstract class ClientTxBase implements ClientTransaction {
   protected readonly tv: TimerValues;
   protected readonly reliable: boolean;
   protected readonly data: Buffer;
+  /** the entry this transaction left in the linger table (a transport error on its last send drops it). */
+  private lingered: LingerEntry | undefined;
 
   constructor(
     readonly id: string,
@@ -42,9 +45,27 @@ export abstract class ClientTxBase implements ClientTransaction {
     this.ctx.send(data, this.target).catch((err: TransportError) => this.onTransportError(err));
   }
 
-  /** §17.1.4: inform the TU and terminate. */
+  /**
+   * End now, leaving a linger entry of `kind` for `duration` ms (none when 0: reliable transports);
+   * `data` (latin1) is what a `reack` entry answers a retransmitted final with.
+   */
+  protected endInto(kind: LingerKind, duration: number, data?: string): void {
+    if (duration > 0) {
+      const e = new LingerEntry('client', this.id, kind, data, data === undefined ? undefined : this.target, undefined, undefined, false);
+      this.ctx.linger.add(e, duration);
+      if (e.live) this.lingered = e;
+    }
+    this.terminate();
+  }
+
+  /** §17.1.4: inform the TU and terminate (a failure after the end drops the linger entry). */
   protected onTransportError(err: TransportError): void {
-    if (this.state === 'terminated') return;
+    if (this.state === 'terminated') {
+      const e = this.lingered;
+      this.lingered = undefined;
+      if (e !== undefined) this.ctx.linger.delete(e);
+      return;
+    }
     const report = this.pending;
     this.terminate();
     if (report) safe(this.ctx.log, 'transportError', () => this.cb.transportError(err, this));

@@ -10,9 +10,12 @@ import type { ClientCallbacks } from './types.js';
  * Calling: INVITE sent; Timer A (UDP only) retransmits at T1, 2*T1, 4*T1 ... (no cap, §17.1.1.2);
  *   Timer B = 64*T1 → `timeout`.
  * 1xx → Proceeding (`provisional`): A and B stop; Timer C restarts; a deferred CANCEL goes out.
- * 2xx → Accepted (`final`), Timer M = 64*T1; every further 2xx is delivered to `final` too.
- * 300-699 → Completed (`final`): ACK sent hop by hop (same branch, Route copied); a retransmitted
- *   final gets the ACK again; Timer D (> 32 s UDP, 0 TCP) → Terminated.
+ * 2xx → `final`, and the transaction ends at once (no Accepted state kept, no Timer M): further
+ *   2xx (retransmissions, other forks downstream) match no transaction and reach the TU as stray
+ *   responses, which a proxy forwards statelessly (RFC 6026 §8.2 allows exactly that).
+ * 300-699 → Completed (`final`): ACK sent hop by hop (same branch, Route copied); the transaction
+ *   ends and leaves a `reack` linger entry for Timer D (> 32 s UDP; 0 on TCP: no entry) that
+ *   answers a retransmitted final with the same ACK bytes.
  * Timer C (§16.8, `timers.timerC`, from creation and reset on each provisional): with a provisional
  *   received → CANCEL; without → `timeout`.
  * CANCEL (§9.1): only after a provisional; `cancel()` before that is remembered. It is its own
@@ -23,7 +26,6 @@ export class ClientInviteTx extends ClientTxBase {
   private aInterval = 0;
   private cancelPending: { reason: string | undefined } | undefined;
   private cancelSent = false;
-  private ack: Buffer | undefined;
 
   constructor(id: string, branch: string, request: SipRequest, target: Target, cb: ClientCallbacks, ctx: TxContext) {
     super(id, branch, request, target, cb, ctx, 'calling');
@@ -95,29 +97,18 @@ export class ClientInviteTx extends ClientTxBase {
       if (this.cancelPending !== undefined && this.state === 'proceeding') this.sendCancel(this.cancelPending.reason);
       return;
     }
+    if (!this.pending) return;
+    this.clearRunning();
     if (status < 300) {
-      if (this.state === 'accepted') {
-        this.deliverFinal(res);
-        return;
-      }
-      if (!this.pending) return;
       this.state = 'accepted';
-      this.clearRunning();
-      this.timers.start('M', this.tv.sixtyFour, () => this.terminate());
+      this.terminate();
       this.deliverFinal(res);
       return;
     }
-    if (this.state === 'completed') {
-      if (this.ack !== undefined) this.transmit(this.ack);
-      return;
-    }
-    if (!this.pending) return;
     this.state = 'completed';
-    this.clearRunning();
-    this.ack = buildNon2xxAck(this.request, res).toBuffer();
-    this.transmit(this.ack);
-    if (this.tv.d === 0) this.terminate();
-    else this.timers.start('D', this.tv.d, () => this.terminate());
+    const ack = buildNon2xxAck(this.request, res).toBuffer();
+    this.transmit(ack);
+    this.endInto('reack', this.tv.d, ack.toString('latin1'));
     this.deliverFinal(res);
   }
 

@@ -10,7 +10,8 @@ import type { ClientCallbacks } from './types.js';
  * Trying: request sent; Timer E (UDP only) retransmits at T1, 2*T1, ... capped at T2;
  *   Timer F = 64*T1 → `timeout` (the core acts as on a 408).
  * 1xx → Proceeding (`provisional`); Timer E continues at T2.
- * final → Completed (`final`), Timer K = T4 (UDP) / 0 (TCP); later responses are absorbed.
+ * final → Completed (`final`): the transaction ends and leaves an `absorb` linger entry for
+ *   Timer K = T4 (UDP; 0 on TCP: no entry) that absorbs later responses.
  */
 export class ClientNonInviteTx extends ClientTxBase {
   private eInterval = 0;
@@ -41,7 +42,7 @@ export class ClientNonInviteTx extends ClientTxBase {
   }
 
   receive(res: SipResponse): void {
-    if (!this.pending) return; // Completed: absorbed
+    if (!this.pending) return;
     if (res.status < 200) {
       this.state = 'proceeding';
       this.gotProvisional = true;
@@ -51,8 +52,7 @@ export class ClientNonInviteTx extends ClientTxBase {
     this.state = 'completed';
     this.timers.cancel('E');
     this.timers.cancel('F');
-    if (this.tv.t4 === 0) this.terminate();
-    else this.timers.start('K', this.tv.t4, () => this.terminate());
+    this.endInto('absorb', this.tv.t4);
     this.deliverFinal(res);
   }
 }

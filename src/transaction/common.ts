@@ -1,5 +1,6 @@
 import { SipRequest, type SipResponse } from '../sip/index.js';
 import { TransportError, type Source, type Target } from '../transport/types.js';
+import type { LingerTable } from './linger.js';
 import type { NamedTimer, TimerSet, TimerValues } from './timers.js';
 import type { TimerSettings, TxLogger } from './types.js';
 
@@ -17,6 +18,8 @@ export interface TxContext {
   /** remove a terminated transaction from the table. */
   removeServer(key: string): void;
   removeClient(key: string): void;
+  /** what is left of ended transactions that still absorb retransmissions (linger.ts). */
+  readonly linger: LingerTable;
   /** create the CANCEL client transaction for an INVITE client transaction (same branch, no new Via). */
   startCancel(cancel: SipRequest, target: Target, branch: string): void;
 }

@@ -15,10 +15,26 @@
  *   ends after 128*T1 without a final; a server INVITE after timerC + 128*T1 without any TU
  *   response (re-armed by each provisional). A client INVITE that sent CANCEL ends with `timeout`
  *   if no final arrives within 64*T1 (§9.1).
- * - `maxTransactions` (default 100000, server + client): a request that would need a new server
- *   transaction beyond it gets a stateless 503 (Retry-After: 5) and never reaches the TU.
+ * - Transactions do not live on only to absorb retransmissions: where the RFC waits out Timer J
+ *   (server non-INVITE Completed), L (server INVITE Accepted), I (server INVITE Confirmed), K
+ *   (client non-INVITE Completed) or D (client INVITE Completed after a non-2xx), the transaction
+ *   ends at once (`terminated`, `onTerminated` fires, out of the table) and leaves a compact entry
+ *   in a `LingerTable` (linger.ts: key, kind, stored bytes + target; one clock timer for the whole
+ *   table, FIFO expiry per duration). Retransmissions are matched there after the live
+ *   transactions: a request retransmission gets the stored final again, an ACK / INVITE / response
+ *   retransmission is absorbed, a retransmitted non-2xx final gets the stored ACK again. J, I, K, D
+ *   are 0 on TCP: no entry (L is 64*T1 on every transport, RFC 6026). A transport error on an
+ *   entry's (re)send, or on the final / ACK that created it, drops the entry.
+ * - A client INVITE transaction ends at its first 2xx (no Timer M state): 2xx retransmissions reach
+ *   `user.strayResponse`, which a proxy forwards statelessly.
+ * - `maxTransactions` (default 100000, server + client, live transactions only): a request that
+ *   would need a new server transaction beyond it gets a stateless 503 (Retry-After: 5) and never
+ *   reaches the TU. `maxLingering` (default 4 × maxTransactions) bounds the linger table: when it
+ *   is full the oldest entry is evicted (counted in `counters().evicted`).
+ * - A CANCEL whose INVITE was answered and ended (linger entry present) is not matched by
+ *   `findInviteForCancel`; `inviteAnswered` tells the core it existed (200 to the CANCEL, §9.2).
  * - A 2xx passed to `respond()` of a terminated INVITE server transaction is sent statelessly
- *   (UAS 2xx retransmissions after Timer L).
+ *   (UAS 2xx retransmissions and 2xx of other forks after the first 2xx).
  */
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
@@ -26,6 +42,7 @@ import { buildResponse, formatVia, MAGIC_COOKIE, type SipRequest, type SipRespon
 import type { Source, Target, TransportLayer } from '../transport/types.js';
 import { ClientInviteTx } from './client-invite.js';
 import { ClientNonInviteTx } from './client-non-invite.js';
+import { LingerTable, type LingerEntry, type LingerSizes } from './linger.js';
 import { asTransportError, detach, noopLogger, type TxContext } from './common.js';
 import { ServerTxBase, safeTag } from './server-base.js';
 import { ServerInviteTx } from './server-invite.js';
@@ -48,6 +65,7 @@ import type { ClientTxBase } from './client-base.js';
 export * from './types.js';
 export { DEFAULT_TIMERS, realClock, manualClock, type ManualClock } from './timers.js';
 export { serverKey, clientKey, isRfc3261Branch } from './table.js';
+export type { LingerKind, LingerSizes } from './linger.js';
 
 export interface TransactionLayerOptions {
   transport: Pick<TransportLayer, 'send' | 'endpoints' | 'endpointFor'>;
@@ -63,6 +81,11 @@ export interface TransactionLayerOptions {
    * ACKs still reach the TU (they create no transaction). Default 100000.
    */
   maxTransactions?: number;
+  /**
+   * Limit on linger entries (what ended transactions leave to absorb retransmissions, not counted
+   * in `maxTransactions`); when full the oldest is evicted. Default 4 × maxTransactions.
+   */
+  maxLingering?: number;
   /** branch generator; default `z9hG4bK` + 12 random bytes (base64url). */
   newBranch?: () => string;
 }
@@ -72,8 +95,13 @@ export interface TransactionLayerImpl extends TransactionLayer {
   receiveRequest(req: SipRequest, src: Source): void;
   /** wire to the transport's `response` event. Never throws. */
   receiveResponse(res: SipResponse, src: Source): void;
-  /** counters: absorbed retransmissions, requests rejected by the limit, unparseable drops. */
-  counters(): { absorbed: number; overload: number; dropped: number };
+  /**
+   * counters: absorbed retransmissions (by transactions and by linger entries), requests rejected
+   * by the limit, unparseable drops, linger entries evicted because the table was full.
+   */
+  counters(): { absorbed: number; overload: number; dropped: number; evicted: number };
+  /** linger table sizes by kind (`stats().lingering` is the total). */
+  lingerSizes(): LingerSizes;
 }
 
 export function defaultBranch(): string {
@@ -88,6 +116,7 @@ export function createTransactionLayer(opts: TransactionLayerOptions): Transacti
   const servers = new TxTable<ServerTxBase>();
   const clients = new TxTable<ClientTxBase>();
   const maxTx = opts.maxTransactions ?? 100_000;
+  const linger = new LingerTable(timers, opts.maxLingering ?? 4 * maxTx);
   const newBranch = opts.newBranch ?? defaultBranch;
   const counters = { absorbed: 0, overload: 0, dropped: 0 };
   let closed = false;
@@ -137,6 +166,7 @@ export function createTransactionLayer(opts: TransactionLayerOptions): Transacti
     respondStateless,
     removeServer: (key) => servers.delete(key),
     removeClient: (key) => clients.delete(key),
+    linger,
     startCancel(cancel, target, branch) {
       const id = clientKey(branch, 'CANCEL');
       if (clients.get(id) !== undefined) return;
@@ -155,12 +185,48 @@ export function createTransactionLayer(opts: TransactionLayerOptions): Transacti
   /** the server transaction a request matches, if any (To tags compared for RFC 2543 keys). */
   const matchServer = (req: SipRequest, method?: string): ServerTxBase | undefined => {
     const k = serverKey(req, method);
-    if (k === undefined) return undefined;
-    const tx = servers.get(k.key);
-    if (tx === undefined || !k.legacy) return tx;
+    return k === undefined ? undefined : matchKey(servers.get(k.key), req, k.legacy);
+  };
+
+  /** `found` if the request's To tag matches it (RFC 2543 keys), undefined otherwise. */
+  const matchKey = <T extends { responseToTag: string | undefined; requestToTag: string | undefined }>(
+    found: T | undefined,
+    req: SipRequest,
+    legacy: boolean,
+  ): T | undefined => {
+    if (found === undefined || !legacy) return found;
     const toTag = safeTag(() => req.toTag());
-    if (req.method === 'ACK') return toTag === tx.responseToTag ? tx : undefined;
-    return toTag === tx.requestToTag ? tx : undefined;
+    if (req.method === 'ACK') return toTag === found.responseToTag ? found : undefined;
+    return toTag === found.requestToTag ? found : undefined;
+  };
+
+  /** a linger entry's stored bytes sent again; a transport error drops the entry. */
+  const resendLinger = (e: LingerEntry): void => {
+    if (e.data === undefined || e.target === undefined) return;
+    send(Buffer.from(e.data, 'latin1'), e.target).catch((err: unknown) => {
+      log.debug({ err, key: e.key }, 'linger re-send failed: entry dropped');
+      linger.delete(e);
+    });
+  };
+
+  /** a request retransmission that matches a linger entry: true when absorbed (or answered). */
+  const lingerRequest = (req: SipRequest): boolean => {
+    if (linger.size === 0) return false;
+    const k = serverKey(req);
+    if (k === undefined) return false;
+    const e = matchKey(linger.get('server', k.key), req, k.legacy);
+    if (e === undefined) return false;
+    switch (e.kind) {
+      case 'resend':
+        if (req.method === 'ACK') return false;
+        resendLinger(e);
+        return true;
+      case 'accepted':
+        // the ACK for a 2xx is a request of its own (RFC 6026): it goes to the TU
+        return req.method !== 'ACK';
+      default:
+        return true;
+    }
   };
 
   const layer: TransactionLayerImpl = {
@@ -208,8 +274,20 @@ export function createTransactionLayer(opts: TransactionLayerOptions): Transacti
       }
     },
 
-    stats: () => ({ server: servers.size, client: clients.size, timers: timers.size }),
-    counters: () => ({ ...counters }),
+    inviteAnswered(cancel: SipRequest, _src: Source): boolean {
+      try {
+        const k = serverKey(cancel, 'INVITE');
+        if (k === undefined) return false;
+        const e = matchKey(linger.get('server', k.key), cancel, k.legacy);
+        return e !== undefined && (e.kind === 'accepted' || e.kind === 'absorb');
+      } catch {
+        return false;
+      }
+    },
+
+    stats: () => ({ server: servers.size, client: clients.size, lingering: linger.size, timers: timers.size }),
+    counters: () => ({ ...counters, evicted: linger.sizes().evicted }),
+    lingerSizes: () => linger.sizes(),
 
     close(): void {
       closed = true;
@@ -217,6 +295,7 @@ export function createTransactionLayer(opts: TransactionLayerOptions): Transacti
       for (const tx of clients.values()) tx.terminate();
       servers.clear();
       clients.clear();
+      linger.clear();
       timers.clearAll();
     },
 
@@ -235,6 +314,16 @@ export function createTransactionLayer(opts: TransactionLayerOptions): Transacti
       }
       if (tx !== undefined && !tx.terminated && tx.receive(req)) {
         counters.absorbed++;
+        return;
+      }
+      try {
+        if (tx === undefined && lingerRequest(req)) {
+          counters.absorbed++;
+          return;
+        }
+      } catch (err) {
+        counters.dropped++;
+        log.debug({ err }, 'request with unparseable Via/CSeq dropped by the transaction layer');
         return;
       }
       if (req.method !== 'ACK' && servers.size + clients.size >= maxTx) {
@@ -266,6 +355,13 @@ export function createTransactionLayer(opts: TransactionLayerOptions): Transacti
       const tx = key === undefined ? undefined : clients.get(key);
       if (tx !== undefined && tx.state !== 'terminated') {
         tx.receive(res);
+        return;
+      }
+      const e = key === undefined || linger.size === 0 ? undefined : linger.get('client', key);
+      if (e !== undefined) {
+        // Timer K: absorbed; Timer D: a retransmitted non-2xx final gets the ACK again (others absorbed)
+        if (e.kind === 'reack' && res.status >= 300) resendLinger(e);
+        counters.absorbed++;
         return;
       }
       try {

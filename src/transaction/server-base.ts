@@ -1,6 +1,7 @@
 import { SipRequest, type SipResponse } from '../sip/index.js';
 import type { Source, Target, TransportError } from '../transport/types.js';
 import { detach, DETACH_MIN, NamedTimers, safe, type TxContext } from './common.js';
+import { LingerEntry, type LingerKind } from './linger.js';
 import type { TimerValues } from './timers.js';
 import type { ServerTransaction, ServerTxState } from './types.js';
 
@@ -9,11 +10,14 @@ const NO_BODY = Buffer.alloc(0);
 /**
  * What both server machines share: sending and resending responses, termination, removal.
  *
- * Memory: a transaction that has sent its final response lives on for Timer J / H / I / L (32 s on
- * UDP) only to absorb retransmissions. From then on it holds its key, its state, its timers, the
- * bytes of the last response and where they went; the parsed request is released (`release()`),
- * responses are never kept parsed, and the strings it keeps are copied out of the received
- * message text (a slice of it would keep the whole text alive).
+ * Memory: a transaction does not live on only to absorb retransmissions. Where the RFC keeps it
+ * for Timer J (non-INVITE Completed), L (INVITE Accepted) or I (INVITE Confirmed), it ends
+ * (`terminated`, `onTerminated` fires, out of the table) and leaves a compact entry in the layer's
+ * `LingerTable` (linger.ts) instead: key, kind, the final response as a latin1 string and its
+ * target. Only INVITE Completed (Timers G/H: the final is retransmitted until the ACK) stays a
+ * transaction after the final. The parsed request is released at the final (`release()`),
+ * responses are never kept parsed, and the strings kept are copied out of the received message
+ * text (a slice of it would keep the whole text alive).
  */
 export abstract class ServerTxBase implements ServerTransaction {
   state: ServerTxState;
@@ -27,6 +31,8 @@ export abstract class ServerTxBase implements ServerTransaction {
   private lastData: Buffer | undefined;
   private lastTarget: Target | undefined;
   private terminatedFns: Array<() => void> | undefined;
+  /** the entry this transaction left in the linger table (a transport error on the final drops it). */
+  private lingered: LingerEntry | undefined;
   /** To tag of the last response sent (RFC 2543 ACK matching; only kept for RFC 2543 keys). */
   responseToTag: string | undefined;
   /** To tag of the request that created the transaction (RFC 2543 matching; only kept for RFC 2543 keys). */
@@ -103,9 +109,30 @@ export abstract class ServerTxBase implements ServerTransaction {
     this.ctx.send(data, target).catch((err: TransportError) => this.onTransportError(err));
   }
 
-  /** §17.2.4: a transport failure terminates a server transaction. */
+  /**
+   * End now, leaving a linger entry of `kind` for `duration` ms (none when 0: reliable transports).
+   * `resend` entries keep the last response sent, to answer request retransmissions with.
+   */
+  protected endInto(kind: LingerKind, duration: number): void {
+    if (duration > 0 && this.lastTarget !== undefined) {
+      const data = kind === 'resend' ? this.lastData?.toString('latin1') : undefined;
+      // only a `resend` entry sends anything: the others keep no target
+      const target = kind === 'resend' ? this.lastTarget : undefined;
+      const e = new LingerEntry('server', this.id, kind, data, target, this.requestToTag, this.responseToTag, this.legacy);
+      this.ctx.linger.add(e, duration);
+      if (e.live) this.lingered = e;
+    }
+    this.terminate();
+  }
+
+  /** §17.2.4: a transport failure terminates a server transaction (and drops what it left lingering). */
   protected onTransportError(err: TransportError): void {
-    if (this.state === 'terminated') return;
+    if (this.state === 'terminated') {
+      const e = this.lingered;
+      this.lingered = undefined;
+      if (e !== undefined) this.ctx.linger.delete(e);
+      return;
+    }
     this.ctx.log.debug({ tx: this.id, kind: err.kind }, 'server transaction transport error');
     this.terminate();
   }
@@ -142,7 +169,7 @@ function detachTag(m: SipRequest | SipResponse): string | undefined {
  * and built as an object literal so that all copies share one hidden class (a target made with
  * object spread, as `responseTarget` does, gets a hidden class of its own: ~300 bytes more each).
  */
-function compactTarget(t: Target): Target {
+export function compactTarget(t: Target): Target {
   const transport = t.transport;
   const address = t.address.length < DETACH_MIN ? t.address : detach(t.address);
   const port = t.port;

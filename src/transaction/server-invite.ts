@@ -9,12 +9,15 @@ import { ServerTxBase } from './server-base.js';
  * Proceeding: 100 Trying goes out when the TU has not responded within `timers.trying`;
  *   provisionals from the TU are sent; an INVITE retransmission gets the last provisional
  *   (or a 100 Trying when none was sent yet).
- * 2xx from TU → Accepted, Timer L = 64*T1. Later 2xx from the TU are sent (a proxy forwarding the
- *   UAS's retransmissions); INVITE retransmissions are absorbed; an ACK does not match (it goes to
- *   the TU as a new request, the proxy forwards it).
+ * 2xx from TU → Accepted, Timer L = 64*T1 (on TCP too: L does not depend on the transport). The
+ *   transaction ends at the 2xx and leaves an `accepted` linger entry for L: INVITE retransmissions
+ *   are absorbed, an ACK does not match (it goes to the TU as a new request, the proxy forwards
+ *   it), a CANCEL is told the INVITE existed (`inviteAnswered`). Later 2xx from the TU (a proxy
+ *   forwarding the UAS's retransmissions, or a 2xx of another fork) are sent statelessly.
  * 300-699 from TU → Completed: Timer G (UDP; T1 doubling up to T2) retransmits the final, Timer H
  *   = 64*T1 gives up waiting for the ACK; INVITE retransmissions get the final again.
- * ACK → Confirmed, Timer I = T4 (UDP) / 0 (TCP); further ACKs absorbed.
+ * ACK → Confirmed, Timer I = T4 (UDP) / 0 (TCP): the transaction ends and leaves an `absorb`
+ *   linger entry for I (none on TCP) that absorbs further ACKs and INVITE retransmissions.
  * Guard (not in the RFC): a transaction the TU never answers ends after timerC + 128*T1 without any
  *   response from the TU (re-armed on each provisional), so a core that forgets a request cannot leak it.
  */
@@ -53,13 +56,10 @@ export class ServerInviteTx extends ServerTxBase {
   respond(res: SipResponse): void {
     const status = res.status;
     if (this.state === 'terminated') {
-      // after Timer L (or a transport error) the 2xx retransmissions of a UAS still have to reach
-      // the UAC: send them statelessly, as a proxy does with stray 2xx (RFC 6026 §8.2).
+      // after the first 2xx (Accepted is a linger entry, not a transaction) or a transport error,
+      // the 2xx retransmissions of a UAS still have to reach the UAC: send them statelessly, as a
+      // proxy does with stray 2xx (RFC 6026 §8.2).
       if (status >= 200 && status < 300) this.ctx.respondStateless(res, this.source);
-      return;
-    }
-    if (this.state === 'accepted') {
-      if (status >= 200 && status < 300) this.send(res);
       return;
     }
     if (this.state !== 'proceeding') {
@@ -77,8 +77,8 @@ export class ServerInviteTx extends ServerTxBase {
     this.release();
     if (status < 300) {
       this.state = 'accepted';
-      this.timers.start('L', this.tv.sixtyFour, () => this.terminate());
       this.send(res);
+      if (this.state === 'accepted') this.endInto('accepted', this.tv.sixtyFour);
       return;
     }
     this.state = 'completed';
@@ -105,14 +105,11 @@ export class ServerInviteTx extends ServerTxBase {
     if (req.method === 'ACK') {
       if (this.state === 'completed') {
         this.state = 'confirmed';
-        this.timers.cancel('G');
-        this.timers.cancel('H');
-        if (this.tv.t4 === 0) this.terminate();
-        else this.timers.start('I', this.tv.t4, () => this.terminate());
+        this.endInto('absorb', this.tv.t4);
         return true;
       }
-      // Confirmed: ACK retransmission absorbed. Proceeding/Accepted: not ours (RFC 6026: to the TU).
-      return this.state === 'confirmed';
+      // Proceeding: not ours (RFC 6026: to the TU). Confirmed / Accepted are linger entries.
+      return false;
     }
     switch (this.state) {
       case 'proceeding':
@@ -125,7 +122,7 @@ export class ServerInviteTx extends ServerTxBase {
         this.resend();
         break;
       default:
-        break; // accepted, confirmed: absorbed
+        break;
     }
     return true;
   }

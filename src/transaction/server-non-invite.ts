@@ -7,8 +7,10 @@ import { ServerTxBase } from './server-base.js';
  * Non-INVITE server transaction (RFC 3261 §17.2.2, figure 8).
  *
  * Trying --1xx from TU--> Proceeding --final from TU--> Completed --Timer J--> Terminated.
- * Retransmissions: absorbed in Trying, answered with the last provisional in Proceeding and with
- * the final in Completed. Timer J = 64*T1 on UDP, 0 on TCP.
+ * Retransmissions: absorbed in Trying, answered with the last provisional in Proceeding.
+ * Completed is not kept as a transaction: at the final the transaction ends and leaves a `resend`
+ * entry in the linger table for Timer J (64*T1 on UDP; on TCP J is 0: no entry), which answers
+ * request retransmissions with the same final.
  * Guard (not in the RFC): a transaction the TU never answers ends after 128*T1 (twice Timer F),
  * so a core that forgets a request cannot leak it.
  */
@@ -43,12 +45,11 @@ export class ServerNonInviteTx extends ServerTxBase {
     this.release();
     this.send(res);
     if (this.state !== 'completed') return; // a synchronous failure terminated us
-    if (this.tv.j === 0) this.terminate();
-    else this.timers.start('J', this.tv.j, () => this.terminate());
+    this.endInto('resend', this.tv.j);
   }
 
   receive(_req: SipRequest): boolean {
-    if (this.state === 'proceeding' || this.state === 'completed') this.resend();
+    if (this.state === 'proceeding') this.resend();
     return true;
   }
 }

@@ -32,9 +32,12 @@ export interface ServerTransaction {
   readonly request: SipRequest;
   readonly source: Source;
   readonly state: ServerTxState;
-  /** Send a response: provisional or final. Later finals after a final are ignored (2xx retransmits of INVITE pass in Accepted). */
+  /** Send a response: provisional or final. Later finals after a final are ignored (for INVITE, later 2xx go out statelessly). */
   respond(res: SipResponse): void;
-  /** Called once when the transaction is removed from the table. */
+  /**
+   * Called once when the transaction is removed from the table: at its final response for a
+   * non-INVITE and for a 2xx to an INVITE, at the ACK (or Timer H) after a non-2xx to an INVITE.
+   */
   onTerminated(fn: () => void): void;
   /**
    * (optional) The TU is still working on the request (e.g. a proxy starting its next serial-fork
@@ -45,7 +48,7 @@ export interface ServerTransaction {
 
 export interface ClientCallbacks {
   provisional?(res: SipResponse, tx: ClientTransaction): void;
-  /** final response (for INVITE: every 2xx, incl. retransmissions while in Accepted, is delivered). */
+  /** final response (for INVITE: the first one; later 2xx match no transaction: `strayResponse`). */
   final(res: SipResponse, tx: ClientTransaction): void;
   /** Timer B / F (or C) fired: the core acts as if a 408 had been received. */
   timeout(tx: ClientTransaction): void;
@@ -106,8 +109,18 @@ export interface TransactionLayer {
   sendStateless(req: SipRequest, target: Target): void;
   /** The server INVITE transaction a CANCEL refers to (§9.2 matching), if any. */
   findInviteForCancel(cancel: SipRequest, src: Source): ServerTransaction | undefined;
-  /** table sizes, for metrics and leak tests. */
-  stats(): { server: number; client: number; timers: number };
+  /**
+   * (additive) A CANCEL that `findInviteForCancel` does not match: true when its INVITE was
+   * answered and its transaction has ended but still lingers (Timer L after a 2xx, Timer I after
+   * the ACK of a non-2xx). The INVITE transaction existed: the CANCEL gets 200 (§9.2), with
+   * nothing left to cancel. False → 481 as for no match at all.
+   */
+  inviteAnswered(cancel: SipRequest, src: Source): boolean;
+  /**
+   * table sizes, for metrics and leak tests: live transactions (server, client), linger entries
+   * (what ended transactions leave to absorb retransmissions), live timers.
+   */
+  stats(): { server: number; client: number; lingering: number; timers: number };
   /** stop: terminate everything, clear every timer. */
   close(): void;
   /** (additive) a fresh RFC 3261 branch: z9hG4bK + random. */

@@ -256,7 +256,7 @@ export async function createHarness(opts: HarnessOptions = {}) {
     },
 
     /** fire every timer (bounded) and report the transaction tables. */
-    async drain(): Promise<{ server: number; client: number; timers: number }> {
+    async drain(): Promise<{ server: number; client: number; lingering: number; timers: number }> {
       for (let i = 0; i < 5; i++) {
         clock.runAll();
         await settle();

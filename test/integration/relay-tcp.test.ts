@@ -126,7 +126,7 @@ describe('stateful relay (real transport + transaction layers) over TCP on 127.0
     expect(relay.out(uas.port).filter((w) => isInvite(w.msg))).toHaveLength(1);
     // the client transaction ended on the 486 (Timer D = 0) and the server one on the ACK (Timer I = 0):
     // nothing is left by the time the ACK was absorbed
-    expect(relay.layer.stats()).toEqual({ server: 0, client: 0, timers: 0 });
+    expect(relay.layer.stats()).toEqual({ server: 0, client: 0, lingering: 0, timers: 0 });
   });
 
   it('UDP caller, TCP callee, the first 2xx to the caller lost: the UAS 2xx retransmission over TCP is forwarded over UDP, the call completes', async () => {

@@ -24,6 +24,7 @@ import {
   type Sent,
   tokenOf,
   withoutTokens,
+  parseRequest,
 } from '../helpers/core-harness.js';
 
 const ALICE = udpSrc('192.0.2.10', 5060);
@@ -33,7 +34,7 @@ const B3 = udpSrc('192.0.2.22', 5066);
 
 async function expectNoLeaks(h: Harness): Promise<void> {
   const s = await h.drain();
-  expect(s).toEqual({ server: 0, client: 0, timers: 0 });
+  expect(s).toEqual({ server: 0, client: 0, lingering: 0, timers: 0 });
   expect(h.proxy.activeContexts).toBe(0);
 }
 
@@ -147,7 +148,9 @@ describe('forwarding (§16.6)', () => {
     expect(fack.vias()).toHaveLength(2);
     expect(fack.topVia()!.host).toBe('127.0.0.1');
     expect(fack.maxForwards()).toBe(69);
-    expect(h.tx.stats().client).toBe(1); // only the INVITE's client transaction (Accepted); none for the ACK
+    // the INVITE's transactions ended at the 2xx (the server one left an accepted entry for Timer L); none for the ACK
+    expect(h.tx.stats()).toMatchObject({ server: 0, client: 0 });
+    expect(h.tx.lingerSizes()).toMatchObject({ accepted: 1 }); // (and bob's REGISTER's resend entry)
 
     // BYE from bob (a local user, no credentials): not challenged, follows the Route set
     const bye = request({
@@ -167,11 +170,21 @@ describe('forwarding (§16.6)', () => {
     await expectNoLeaks(h);
   });
 
-  it('a 2xx retransmission after the transactions are gone is forwarded statelessly (stray 2xx)', async () => {
+  it('a 2xx retransmission (the INVITE transactions ended at the first 2xx) is forwarded statelessly (stray 2xx), also after Timer L', async () => {
     const c = await call([{ uri: bob(B1), src: B1 }]);
     const fwd = inviteTo(c, B1);
     const ok = answer(fwd, 200, { toTag: 'b1', contact: `<${bob(B1)}>` });
+    let ended = 0;
+    c.h.tx.findInviteForCancel(parseRequest(cancelOf(c)), ALICE)!.onTerminated(() => ended++);
     expect(lines(await c.h.response(ok, B1))).toEqual(['SIP/2.0 200 OK']);
+    expect(ended).toBe(1); // the proxy observes the end of the server transaction at the 2xx
+    expect(c.h.tx.stats()).toMatchObject({ server: 0, client: 0 });
+    expect(c.h.tx.lingerSizes()).toMatchObject({ accepted: 1 });
+    // at once: no client transaction absorbs it, the stray path forwards it
+    const soon = await c.h.response(ok, B1);
+    expect(lines(soon)).toEqual(['SIP/2.0 200 OK']);
+    expect(soon[0]!.target).toMatchObject({ address: ALICE.address, port: ALICE.port });
+    expect(branchesOf(soon[0]!.msg as SipResponse)).toEqual(aliceVias(c));
     await expectNoLeaks(c.h);
     const again = await c.h.response(ok, B1);
     expect(lines(again)).toEqual(['SIP/2.0 200 OK']);
@@ -452,6 +465,25 @@ describe('CANCEL (§16.10)', () => {
     // once the INVITE transaction is gone: 481
     const late = await h.request(cancelOf(c), ALICE);
     expect(upstream(late).map((s) => s.msg.status)).toEqual([481]);
+  });
+
+  it('a CANCEL after the 2xx, during Timer L: 200 (the INVITE transaction existed, §9.2), nothing sent downstream; after Timer L: 481', async () => {
+    const c = await call([{ uri: bob(B1), src: B1 }]);
+    const { h } = c;
+    const ok = await h.response(answer(inviteTo(c, B1), 200, { toTag: 'b1', contact: `<${bob(B1)}>` }), B1);
+    expect(upstream(ok).map((s) => s.msg.status)).toEqual([200]);
+    expect(h.tx.findInviteForCancel(parseRequest(cancelOf(c)), ALICE)).toBeUndefined(); // the INVITE transaction ended
+    expect(h.proxy.activeContexts).toBe(0);
+    await h.advance(64 * 500 - 1000);
+    const out = await h.request(cancelOf(c), ALICE);
+    expect(upstream(out).map((s) => `${s.msg.status} ${s.msg.cseq()!.method}`)).toEqual(['200 CANCEL']);
+    expect(requests(out)).toEqual([]);
+    // after Timer L the accepted entry is gone (and the CANCEL's own resend entry after Timer J): 481
+    await h.advance(64 * 500);
+    expect(h.tx.stats()).toMatchObject({ server: 0, client: 0, lingering: 0 });
+    const late = await h.request(cancelOf(c), ALICE);
+    expect(upstream(late).map((s) => `${s.msg.status} ${s.msg.cseq()!.method}`)).toEqual(['481 CANCEL']);
+    await expectNoLeaks(h);
   });
 });
 

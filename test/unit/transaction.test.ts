@@ -47,7 +47,7 @@ function fakeTransport(clock: ManualClock) {
   };
 }
 
-function setup(opts: { timers?: Partial<TimerSettings>; max?: number } = {}) {
+function setup(opts: { timers?: Partial<TimerSettings>; max?: number; maxLingering?: number } = {}) {
   const clock = manualClock(1_000_000);
   const tp = fakeTransport(clock);
   const requests: Array<{ req: SipRequest; src: Source }> = [];
@@ -64,6 +64,7 @@ function setup(opts: { timers?: Partial<TimerSettings>; max?: number } = {}) {
     responseTarget: (_res, src) => ({ transport: src.transport, address: src.address, port: src.port }),
     newBranch: () => `z9hG4bKtest${++n}`,
     ...(opts.max !== undefined ? { maxTransactions: opts.max } : {}),
+    ...(opts.maxLingering !== undefined ? { maxLingering: opts.maxLingering } : {}),
   });
   return { clock, tp, layer, requests, strays };
 }
@@ -131,18 +132,20 @@ function recorder() {
   return { ev, finals, cb };
 }
 
-const zero = { server: 0, client: 0, timers: 0 };
+const zero = { server: 0, client: 0, lingering: 0, timers: 0 };
 
 // ------------------------------------------------------------------------------------------ server non-INVITE
 
 describe('server non-INVITE transaction (§17.2.2)', () => {
-  it('Trying absorbs retransmissions, Proceeding resends the provisional, Completed resends the final, Timer J ends it', () => {
+  it('Trying absorbs retransmissions, Proceeding resends the provisional; the final ends it and a resend entry answers retransmissions until Timer J', () => {
     const { clock, tp, layer, requests } = setup();
     const r = req('OPTIONS');
     layer.receiveRequest(r, src());
     expect(requests).toHaveLength(1);
     const st = layer.createServer(r, src());
     expect(st.state).toBe('trying');
+    let ended = 0;
+    st.onTerminated(() => ended++);
     layer.receiveRequest(req('OPTIONS'), src());
     expect(tp.sent).toHaveLength(0); // absorbed silently in Trying
     expect(requests).toHaveLength(1);
@@ -153,19 +156,23 @@ describe('server non-INVITE transaction (§17.2.2)', () => {
     expect(tp.sent.map(status)).toEqual([100, 100]);
 
     st.respond(res(r, 200));
-    expect(st.state).toBe('completed');
+    // Completed is not kept as a transaction: it ended, a linger entry absorbs retransmissions
+    expect(st.state).toBe('terminated');
+    expect(ended).toBe(1);
+    expect(layer.stats()).toEqual({ server: 0, client: 0, lingering: 1, timers: 1 });
+    expect(layer.lingerSizes()).toMatchObject({ total: 1, resend: 1 });
     st.respond(res(r, 500)); // later final ignored
     layer.receiveRequest(req('OPTIONS'), src());
     expect(tp.sent.map(status)).toEqual([100, 100, 200, 200]);
+    expect(tp.sent[3]!.msg.toBuffer().equals(tp.sent[2]!.msg.toBuffer())).toBe(true); // the same bytes
     expect(requests).toHaveLength(1);
     expect(tp.sent[3]!.target).toEqual({ transport: 'udp', address: '192.0.2.7', port: 5062 });
+    expect(layer.counters().absorbed).toBe(3);
 
-    let ended = 0;
-    st.onTerminated(() => ended++);
     clock.advance(64 * 500 - 1);
-    expect(st.state).toBe('completed');
+    layer.receiveRequest(req('OPTIONS'), src());
+    expect(tp.sent.map(status)).toEqual([100, 100, 200, 200, 200]);
     clock.advance(1);
-    expect(st.state).toBe('terminated');
     expect(ended).toBe(1);
     expect(layer.stats()).toEqual(zero);
     // a retransmission now is a new request for the TU
@@ -180,7 +187,7 @@ describe('server non-INVITE transaction (§17.2.2)', () => {
     st.respond(res(r, 200));
     expect(st.state).toBe('terminated');
     expect(tp.sent.map(status)).toEqual([200]);
-    expect(layer.stats()).toEqual(zero);
+    expect(layer.stats()).toEqual(zero); // no linger entry on TCP
   });
 
   it('a transaction the TU never answers is dropped after 128*T1', () => {
@@ -270,24 +277,32 @@ describe('server INVITE transaction (§17.2.1, RFC 6026)', () => {
     expect(layer.stats()).toEqual(zero);
   });
 
-  it('non-2xx: INVITE retransmission resends the final; ACK → Confirmed (absorbed, G stops), Timer I = T4', () => {
+  it('non-2xx: INVITE retransmission resends the final; ACK → Confirmed ends it (G stops), an absorb entry takes the ACKs for Timer I = T4', () => {
     const { clock, tp, layer, requests } = setup();
     const r = req('INVITE');
     layer.receiveRequest(r, src());
     const st = layer.createServer(r, src());
+    let ended = 0;
+    st.onTerminated(() => ended++);
     st.respond(res(r, 404));
     layer.receiveRequest(req('INVITE'), src());
     expect(tp.sent.map(status)).toEqual([404, 404]);
+    expect(ended).toBe(0); // Completed (waiting for the ACK) is still a transaction
     layer.receiveRequest(req('ACK', { toTag: 'tt1' }), src());
-    expect(st.state).toBe('confirmed');
+    expect(st.state).toBe('terminated');
+    expect(ended).toBe(1);
+    expect(layer.stats()).toEqual({ server: 0, client: 0, lingering: 1, timers: 1 });
+    expect(layer.lingerSizes()).toMatchObject({ absorb: 1 });
     layer.receiveRequest(req('ACK', { toTag: 'tt1' }), src());
-    expect(requests).toHaveLength(1); // both ACKs absorbed
+    layer.receiveRequest(req('INVITE'), src()); // a late INVITE retransmission: absorbed, not answered
+    expect(requests).toHaveLength(1); // ACKs and the INVITE absorbed
     clock.advance(4999);
     expect(tp.sent).toHaveLength(2); // no G retransmission in Confirmed
-    expect(st.state).toBe('confirmed');
+    expect(layer.stats().lingering).toBe(1);
     clock.advance(1);
-    expect(st.state).toBe('terminated');
     expect(layer.stats()).toEqual(zero);
+    layer.receiveRequest(req('ACK', { toTag: 'tt1' }), src());
+    expect(requests.map((x) => x.req.method)).toEqual(['INVITE', 'ACK']); // after Timer I: the TU's
   });
 
   it('TCP: no Timer G; ACK ends the transaction at once (Timer I = 0)', () => {
@@ -311,32 +326,51 @@ describe('server INVITE transaction (§17.2.1, RFC 6026)', () => {
     expect(st.state).toBe('terminated');
   });
 
-  it('2xx → Accepted: 2xx from the TU pass through, INVITE retransmissions absorbed, the ACK goes to the TU, Timer L ends it', () => {
+  it('2xx → the transaction ends; for Timer L an accepted entry absorbs INVITE retransmissions, the ACK goes to the TU, later 2xx go out statelessly', () => {
     const { clock, tp, layer, requests } = setup();
     const r = req('INVITE');
     layer.receiveRequest(r, src());
     const st = layer.createServer(r, src());
+    let ended = 0;
+    st.onTerminated(() => ended++);
     st.respond(res(r, 200));
-    expect(st.state).toBe('accepted');
-    st.respond(res(r, 200)); // UAS retransmission forwarded by the proxy
+    expect(st.state).toBe('terminated');
+    expect(ended).toBe(1);
+    expect(layer.stats()).toEqual({ server: 0, client: 0, lingering: 1, timers: 1 });
+    expect(layer.lingerSizes()).toMatchObject({ accepted: 1 });
+    st.respond(res(r, 200)); // UAS retransmission forwarded by the proxy: statelessly
     st.respond(res(r, 486)); // non-2xx after 2xx: ignored
     st.respond(res(r, 180)); // ignored
     layer.receiveRequest(req('INVITE'), src());
     expect(tp.sent.map(status)).toEqual([200, 200]);
+    expect(tp.sent[1]!.target).toMatchObject({ address: '192.0.2.7', port: 5062 });
     clock.advance(10_000);
-    expect(tp.sent).toHaveLength(2); // the transaction never retransmits a 2xx itself
+    expect(tp.sent).toHaveLength(2); // nothing retransmits a 2xx by itself
     // ACK for the 2xx: its own branch (RFC 3261) or the INVITE's (sloppy UAs): both reach the TU
     layer.receiveRequest(req('ACK', { branch: 'z9hG4bKack1', toTag: 'tt1' }), src());
     layer.receiveRequest(req('ACK', { toTag: 'tt1' }), src());
     expect(requests.map((x) => x.req.method)).toEqual(['INVITE', 'ACK', 'ACK']);
     clock.advance(64 * 500 - 10_000 - 1);
-    expect(st.state).toBe('accepted');
+    layer.receiveRequest(req('INVITE'), src());
+    expect(requests).toHaveLength(3); // still absorbed just before L
     clock.advance(1);
-    expect(st.state).toBe('terminated');
     expect(layer.stats()).toEqual(zero);
-    // after Timer L a 2xx from the TU is still forwarded, statelessly
+    layer.receiveRequest(req('INVITE'), src());
+    expect(requests).toHaveLength(4); // after L: a new request
+    // a 2xx from the TU is still forwarded, statelessly
     st.respond(res(r, 200));
     expect(tp.sent.map(status)).toEqual([200, 200, 200]);
+    expect(ended).toBe(1);
+  });
+
+  it('TCP: Timer L does not depend on the transport: an accepted entry, but no absorb entry after the ACK of a non-2xx', () => {
+    const { clock, layer, requests } = setup();
+    const r = req('INVITE', { transport: 'TCP' });
+    layer.createServer(r, src('tcp')).respond(res(r, 200));
+    expect(layer.lingerSizes()).toMatchObject({ total: 1, accepted: 1 });
+    layer.receiveRequest(req('INVITE', { transport: 'TCP' }), src('tcp'));
+    expect(requests).toHaveLength(0);
+    clock.advance(64 * 500);
     expect(layer.stats()).toEqual(zero);
   });
 
@@ -430,7 +464,16 @@ describe('server matching (§17.2.3)', () => {
     expect(requests.at(-1)!.req.method).toBe('ACK');
     expect(st.state).toBe('completed');
     layer.receiveRequest(req('ACK', { branch: 'oldstyle1', toTag: 'resp-tag' }), src());
-    expect(st.state).toBe('confirmed');
+    expect(st.state).toBe('terminated'); // Confirmed: an absorb entry, To tags still compared
+    const n = requests.length;
+    layer.receiveRequest(req('ACK', { branch: 'oldstyle1', toTag: 'resp-tag' }), src());
+    expect(requests).toHaveLength(n);
+    layer.receiveRequest(req('ACK', { branch: 'oldstyle1', toTag: 'wrong' }), src());
+    expect(requests).toHaveLength(n + 1);
+    // a CANCEL of the ended INVITE: not a live transaction, but it was answered
+    expect(layer.findInviteForCancel(cancel, src())).toBeUndefined();
+    expect(layer.inviteAnswered(cancel, src())).toBe(true);
+    expect(layer.inviteAnswered(req('CANCEL', { branch: 'oldstyle1', cseqMethod: 'CANCEL', fromTag: 'x' }), src())).toBe(false);
   });
 
   it('RFC 2543 fallback for a Via without branch and for the bare magic cookie (RFC 4475 badbranch)', () => {
@@ -479,7 +522,7 @@ describe('client non-INVITE transaction (§17.1.2)', () => {
     expect(layer.stats()).toEqual(zero);
   });
 
-  it('1xx → Proceeding (E at T2), final → Completed, late responses absorbed, Timer K = T4', () => {
+  it('1xx → Proceeding (E at T2), the final ends it; an absorb entry takes late responses until Timer K = T4', () => {
     const { clock, tp, layer, strays } = setup();
     const { ev, cb } = recorder();
     const ct = layer.createClient(req('REGISTER'), UAS, cb);
@@ -492,7 +535,9 @@ describe('client non-INVITE transaction (§17.1.2)', () => {
     // the E armed before the 1xx fires 2*T1 after the last send, then every T2
     expect(gaps(tp.sent.slice(before - 1))).toEqual([1000, 4000, 4000]);
     layer.receiveResponse(res(ct.request, 200), src());
-    expect(ct.state).toBe('completed');
+    expect(ct.state).toBe('terminated');
+    expect(layer.stats()).toEqual({ server: 0, client: 0, lingering: 1, timers: 1 });
+    expect(layer.lingerSizes()).toMatchObject({ absorb: 1 });
     const n = tp.sent.length;
     layer.receiveResponse(res(ct.request, 200), src()); // retransmitted final: absorbed
     layer.receiveResponse(res(ct.request, 180), src());
@@ -500,9 +545,9 @@ describe('client non-INVITE transaction (§17.1.2)', () => {
     expect(strays).toHaveLength(0);
     clock.advance(4999);
     expect(tp.sent).toHaveLength(n); // no retransmission in Completed
-    expect(ct.state).toBe('completed');
+    layer.receiveResponse(res(ct.request, 200), src());
+    expect(strays).toHaveLength(0);
     clock.advance(1);
-    expect(ct.state).toBe('terminated');
     expect(layer.stats()).toEqual(zero);
     layer.receiveResponse(res(ct.request, 200), src());
     expect(strays).toHaveLength(1);
@@ -563,8 +608,8 @@ describe('client INVITE transaction (§17.1.1, RFC 6026, §16.8)', () => {
     expect(layer.stats()).toEqual(zero);
   });
 
-  it('non-2xx: ACK generated hop by hop, retransmitted final re-ACKed, Timer D', () => {
-    const { clock, tp, layer } = setup();
+  it('non-2xx: ACK generated hop by hop; the transaction ends and a reack entry re-ACKs a retransmitted final until Timer D', () => {
+    const { clock, tp, layer, strays } = setup();
     const { ev, cb } = recorder();
     const ct = layer.createClient(req('INVITE', { route: '<sip:p2.example.com;lr>' }), UAS, cb);
     layer.receiveResponse(res(ct.request, 180), src());
@@ -572,7 +617,9 @@ describe('client INVITE transaction (§17.1.1, RFC 6026, §16.8)', () => {
     clock.advance(10_000);
     expect(tp.sent).toHaveLength(1); // no retransmissions in Proceeding
     layer.receiveResponse(res(ct.request, 486, 'busy'), src());
-    expect(ct.state).toBe('completed');
+    expect(ct.state).toBe('terminated');
+    expect(layer.stats()).toEqual({ server: 0, client: 0, lingering: 1, timers: 1 });
+    expect(layer.lingerSizes()).toMatchObject({ reack: 1 });
     const ack = tp.sent[1]!;
     expect(isReq(ack, 'ACK')).toBe(true);
     const a = ack.msg as SipRequest;
@@ -587,13 +634,19 @@ describe('client INVITE transaction (§17.1.1, RFC 6026, §16.8)', () => {
     expect(a.maxForwards()).toBe(70);
     expect(ack.target).toBe(UAS);
     layer.receiveResponse(res(ct.request, 486, 'busy'), src());
+    layer.receiveResponse(res(ct.request, 180), src()); // absorbed, no ACK
     expect(tp.sent.map((s) => (isReq(s) ? s.msg.method : '?'))).toEqual(['INVITE', 'ACK', 'ACK']);
+    expect(tp.sent[2]!.msg.toBuffer().equals(a.toBuffer())).toBe(true); // the same ACK bytes
+    expect(tp.sent[2]!.target).toEqual(UAS);
     expect(ev).toEqual(['prov 180', 'final 486']);
+    expect(strays).toHaveLength(0);
     clock.advance(32_000 - 1);
-    expect(ct.state).toBe('completed');
+    expect(layer.stats().lingering).toBe(1);
     clock.advance(1);
-    expect(ct.state).toBe('terminated');
     expect(layer.stats()).toEqual(zero);
+    layer.receiveResponse(res(ct.request, 486, 'busy'), src());
+    expect(strays).toHaveLength(1);
+    expect(tp.sent).toHaveLength(3);
   });
 
   it('TCP: no Timer A, Timer D = 0', () => {
@@ -609,24 +662,21 @@ describe('client INVITE transaction (§17.1.1, RFC 6026, §16.8)', () => {
     expect(layer.stats()).toEqual(zero);
   });
 
-  it('2xx → Accepted: every 2xx goes to final, no ACK from the transaction, Timer M ends it', () => {
-    const { clock, tp, layer, strays } = setup();
+  it('2xx → final, and the transaction ends at once: later 2xx (retransmission, another fork) are stray responses; no ACK from the transaction', () => {
+    const { tp, layer, strays } = setup();
     const { ev, cb } = recorder();
     const ct = layer.createClient(req('INVITE'), UAS, cb);
     layer.receiveResponse(res(ct.request, 200), src());
-    expect(ct.state).toBe('accepted');
+    expect(ct.state).toBe('terminated');
+    expect(layer.stats()).toEqual(zero); // no entry: nothing to absorb, the proxy forwards 2xx retransmissions
     layer.receiveResponse(res(ct.request, 200), src());
     layer.receiveResponse(res(ct.request, 200, 'fork2'), src());
-    layer.receiveResponse(res(ct.request, 486), src()); // ignored in Accepted
-    expect(ev).toEqual(['final 200', 'final 200', 'final 200']);
+    expect(ev).toEqual(['final 200']);
+    expect(strays.map((r) => r.status)).toEqual([200, 200]);
+    expect(strays[1]!.toTag()).toBe('fork2');
     expect(tp.sent).toHaveLength(1);
-    clock.advance(64 * 500 - 1);
-    expect(ct.state).toBe('accepted');
-    clock.advance(1);
-    expect(ct.state).toBe('terminated');
-    expect(layer.stats()).toEqual(zero);
-    layer.receiveResponse(res(ct.request, 200), src());
-    expect(strays).toHaveLength(1);
+    ct.cancel(); // after the final: nothing
+    expect(tp.sent).toHaveLength(1);
   });
 
   it('CANCEL before a provisional is deferred, then sent as its own transaction with the same branch', () => {
@@ -738,7 +788,8 @@ describe('client INVITE transaction (§17.1.1, RFC 6026, §16.8)', () => {
     };
     const ct: ClientTransaction = layer.createClient(req('INVITE'), UAS, cb);
     expect(() => layer.receiveResponse(res(ct.request, 500), src())).not.toThrow();
-    expect(ct.state).toBe('completed');
+    expect(ct.state).toBe('terminated');
+    expect(layer.lingerSizes().reack).toBe(1);
     expect(isReq(tp.sent.at(-1), 'ACK')).toBe(true);
   });
 
@@ -830,6 +881,163 @@ describe('transaction layer', () => {
   });
 });
 
+// ------------------------------------------------------------------------------------------ linger table
+
+describe('linger entries (what ended transactions leave for J / L / I / K / D)', () => {
+  /** a REGISTER with branch n answered 200 by the TU */
+  function answered(layer: ReturnType<typeof setup>['layer'], n: number, transport: TransportName = 'udp'): SipRequest {
+    const r = req('REGISTER', { branch: `z9hG4bKreg${n}`, callId: `reg${n}`, transport: transport === 'tcp' ? 'TCP' : 'UDP' });
+    layer.createServer(r, src(transport)).respond(res(r, 200, `t${n}`));
+    return r;
+  }
+  const again = (n: number): SipRequest => req('REGISTER', { branch: `z9hG4bKreg${n}`, callId: `reg${n}` });
+
+  it('one clock timer for the whole table, however many entries', () => {
+    const { clock, layer } = setup();
+    for (let i = 0; i < 100; i++) answered(layer, i);
+    const ct = layer.createClient(req('OPTIONS'), UAS, recorder().cb);
+    layer.receiveResponse(res(ct.request, 200), src());
+    expect(layer.stats()).toEqual({ server: 0, client: 0, lingering: 101, timers: 1 });
+    expect(clock.pending()).toBe(1);
+    expect(layer.lingerSizes()).toEqual({ total: 101, resend: 100, accepted: 0, absorb: 1, reack: 0, evicted: 0 });
+    clock.runAll();
+    expect(layer.stats()).toEqual(zero);
+    expect(clock.pending()).toBe(0);
+  });
+
+  it('entries expire in order per duration; a shorter duration added later re-arms the timer earlier', () => {
+    const { clock, layer, requests, strays } = setup();
+    answered(layer, 1); // J = 32 s, from t0
+    clock.advance(1000);
+    const ct = layer.createClient(req('OPTIONS'), UAS, recorder().cb);
+    layer.receiveResponse(res(ct.request, 200), src()); // K = 5 s, from t0 + 1 s
+    clock.advance(1000);
+    answered(layer, 2); // J, from t0 + 2 s
+    const inv = layer.createClient(req('INVITE'), UAS, recorder().cb);
+    layer.receiveResponse(res(inv.request, 486), src()); // D = 32 s, from t0 + 2 s
+    expect(layer.lingerSizes()).toMatchObject({ total: 4, resend: 2, absorb: 1, reack: 1 });
+    clock.advance(4000 - 1); // t0 + 6 s - 1
+    expect(layer.lingerSizes().absorb).toBe(1);
+    clock.advance(1);
+    expect(layer.lingerSizes()).toMatchObject({ total: 3, absorb: 0 });
+    layer.receiveResponse(res(ct.request, 200), src());
+    expect(strays).toHaveLength(1); // K over: a stray response now
+    clock.advance(32_000 - 6000 - 1); // t0 + 32 s - 1
+    expect(layer.lingerSizes().resend).toBe(2);
+    clock.advance(1);
+    expect(layer.lingerSizes()).toMatchObject({ total: 2, resend: 1, reack: 1 });
+    layer.receiveRequest(again(1), src());
+    layer.receiveRequest(again(2), src());
+    expect(requests.map((x) => x.req.callId())).toEqual(['reg1']); // #1 is a new request, #2 still absorbed
+    clock.advance(2000);
+    expect(layer.stats()).toEqual(zero);
+    expect(clock.pending()).toBe(0);
+  });
+
+  it('bounded by maxLingering: when full the oldest entry is evicted (counted); live transactions are not affected', () => {
+    const { tp, layer, requests } = setup({ maxLingering: 3 });
+    const live = layer.createServer(req('OPTIONS', { branch: 'z9hG4bKlive' }), src());
+    for (let i = 1; i <= 4; i++) answered(layer, i);
+    expect(layer.stats()).toMatchObject({ server: 1, lingering: 3 });
+    expect(layer.counters().evicted).toBe(1);
+    expect(layer.lingerSizes().evicted).toBe(1);
+    const n = tp.sent.length;
+    for (let i = 1; i <= 4; i++) layer.receiveRequest(again(i), src());
+    expect(requests.map((x) => x.req.callId())).toEqual(['reg1']); // the oldest was evicted
+    expect(tp.sent.slice(n).map((s) => (s.msg as SipResponse).toTag())).toEqual(['t2', 't3', 't4']);
+    expect(live.state).toBe('trying');
+  });
+
+  it('maxLingering 0 keeps no entries', () => {
+    const { layer } = setup({ maxLingering: 0 });
+    answered(layer, 1);
+    expect(layer.stats()).toEqual(zero);
+  });
+
+  it('maxTransactions counts live transactions only, not linger entries', () => {
+    const { tp, layer, requests } = setup({ max: 1 });
+    answered(layer, 1);
+    answered(layer, 2);
+    expect(layer.stats()).toMatchObject({ server: 0, lingering: 2 });
+    layer.receiveRequest(req('OPTIONS', { branch: 'z9hG4bKnew' }), src());
+    expect(requests).toHaveLength(1); // not 503
+    expect(tp.sent.map(status)).toEqual([200, 200]);
+    expect(layer.counters().overload).toBe(0);
+  });
+
+  it('a transport error on a re-send drops the entry (resend and reack)', async () => {
+    const { tp, layer, requests } = setup();
+    answered(layer, 1);
+    tp.failNext();
+    layer.receiveRequest(again(1), src());
+    expect(tp.sent.map(status)).toEqual([200, 200]);
+    await flush();
+    expect(layer.stats()).toEqual(zero);
+    layer.receiveRequest(again(1), src());
+    expect(requests).toHaveLength(1); // no entry any more: a new request
+
+    const ct = layer.createClient(req('INVITE'), UAS, recorder().cb);
+    layer.receiveResponse(res(ct.request, 503), src());
+    await flush();
+    expect(layer.lingerSizes().reack).toBe(1);
+    tp.failNext();
+    layer.receiveResponse(res(ct.request, 503), src()); // re-ACK fails
+    await flush();
+    expect(layer.lingerSizes().reack).toBe(0);
+  });
+
+  it('a transport error on the final response itself drops the entry it left', async () => {
+    const { tp, layer, requests } = setup();
+    tp.failNext();
+    answered(layer, 1);
+    expect(layer.stats().lingering).toBe(1);
+    await flush();
+    expect(layer.stats()).toEqual(zero);
+    layer.receiveRequest(again(1), src());
+    expect(requests).toHaveLength(1);
+  });
+
+  it('TCP: no entries for J, I, K, D', () => {
+    const { tp, layer } = setup();
+    answered(layer, 1, 'tcp');
+    const inv = req('INVITE', { transport: 'TCP' });
+    layer.createServer(inv, src('tcp')).respond(res(inv, 486));
+    layer.receiveRequest(req('ACK', { transport: 'TCP', toTag: 'tt1' }), src('tcp'));
+    const cn = layer.createClient(req('OPTIONS'), UAS_TCP, recorder().cb);
+    layer.receiveResponse(res(cn.request, 200), src('tcp'));
+    const ci = layer.createClient(req('INVITE', { callId: 'c2' }), UAS_TCP, recorder().cb);
+    layer.receiveResponse(res(ci.request, 486), src('tcp'));
+    expect(isReq(tp.sent.at(-1), 'ACK')).toBe(true);
+    expect(layer.stats()).toEqual(zero);
+  });
+
+  it('CANCEL during Timer L: findInviteForCancel no longer matches, inviteAnswered says the INVITE existed; after L neither', () => {
+    const { clock, layer } = setup();
+    const inv = req('INVITE');
+    const cancel = req('CANCEL', { cseqMethod: 'CANCEL' });
+    const st = layer.createServer(inv, src());
+    expect(layer.findInviteForCancel(cancel, src())).toBe(st);
+    expect(layer.inviteAnswered(cancel, src())).toBe(false); // live: findInviteForCancel is the answer
+    st.respond(res(inv, 200));
+    expect(layer.findInviteForCancel(cancel, src())).toBeUndefined();
+    expect(layer.inviteAnswered(cancel, src())).toBe(true);
+    expect(layer.inviteAnswered(req('CANCEL', { cseqMethod: 'CANCEL', branch: 'z9hG4bKother' }), src())).toBe(false);
+    // a REGISTER's resend entry with the same branch is not an INVITE
+    answered(layer, 9);
+    expect(layer.inviteAnswered(req('CANCEL', { cseqMethod: 'CANCEL', branch: 'z9hG4bKreg9' }), src())).toBe(false);
+    clock.advance(64 * 500);
+    expect(layer.inviteAnswered(cancel, src())).toBe(false);
+  });
+
+  it('close() clears the entries and their timer', () => {
+    const { clock, layer } = setup();
+    answered(layer, 1);
+    layer.close();
+    expect(layer.stats()).toEqual(zero);
+    expect(clock.pending()).toBe(0);
+  });
+});
+
 // ------------------------------------------------------------------------------------------ leak
 
 describe('memory: every transaction ends', () => {
@@ -865,8 +1073,9 @@ describe('memory: every transaction ends', () => {
     }
     await flush();
     const s = layer.stats();
-    expect(s.server).toBeGreaterThan(1000);
-    expect(s.client).toBeGreaterThan(1000);
+    expect(s.server).toBeGreaterThan(500);
+    expect(s.client).toBeGreaterThan(500);
+    expect(s.lingering).toBeGreaterThan(500);
     clock.advance(T.timerC + 200_000);
     expect(layer.stats()).toEqual(zero);
     expect(clock.pending()).toBe(0);
