@@ -25,8 +25,9 @@
 #
 # Soak (optional, after the steps): SOAK_REG_RATE and/or SOAK_CALL_RATE run
 # reg.xml / uac-call.xml at that rate for SOAK_S seconds, then leave the
-# server idle for SOAK_AFTER_S seconds; server RSS (and sipd's V8 heap) is
-# sampled every SOAK_SAMPLE_S seconds during and after the load
+# server idle for SOAK_AFTER_S seconds; server RSS is sampled every
+# SOAK_SAMPLE_S seconds during and after the load (sipd's V8 heap only after
+# it: reading it means scraping /metrics)
 # ($OUT/soak-rss.tsv). sipd's /metrics is scraped right before and right
 # after the load: sipd_event_loop_delay_{p99,max}_seconds are computed since
 # the previous scrape, so the second scrape covers the soak load ("n/a" when
@@ -192,8 +193,11 @@ metrics() { # FILE: sipd's /metrics into FILE (empty file for the other targets 
   [ "$TARGET" = sipd ] || return 0
   curl -fsS --max-time 5 "http://127.0.0.1:$SIPD_MPORT/metrics" >"$1" 2>/dev/null || true
 }
-heap_mb() { # sipd only: V8 heap in use (MB) from /metrics
-  [ "$TARGET" = sipd ] || { echo NA; return; }
+# sipd's event-loop delay gauges cover the time since the previous /metrics
+# scrape, so nothing may scrape during a soak's load: SCRAPE_OK=0 there
+SCRAPE_OK=1
+heap_mb() { # sipd only: V8 heap in use (MB) from /metrics; NA while SCRAPE_OK=0
+  if [ "$TARGET" != sipd ] || [ "$SCRAPE_OK" != 1 ]; then echo NA; return; fi
   curl -fsS --max-time 5 "http://127.0.0.1:$SIPD_MPORT/metrics" 2>/dev/null | awk '/^nodejs_heap_size_used_bytes/ { printf "%.0f", $2 / 1048576 }'
 }
 # value of an unlabelled (or first labelled) sample in a /metrics dump, or n/a
@@ -483,12 +487,14 @@ soak() {
   echo "== soak: $kind at $RATE/s for ${SOAK_S}s, then ${SOAK_AFTER_S}s idle (RSS every ${SOAK_SAMPLE_S}s)"
   sleep 2
   metrics "$OUT/$PHASE-$RATE.metrics-before.txt"   # starts sipd's event-loop delay window
+  SCRAPE_OK=0                                      # no heap figures from /metrics until the load ends
   sample_rss "$PHASE" load 0 "$SOAK_S" &
   SAMPLER_PID=$!
   STEP_S=$SOAK_S
   "${kind}_step"
   STEP_S=$save_step
   metrics "$OUT/$PHASE-$RATE.metrics-after.txt"    # event-loop delay during the load
+  SCRAPE_OK=1
   kill "$SAMPLER_PID" 2>/dev/null || true
   wait "$SAMPLER_PID" 2>/dev/null || true
   SAMPLER_PID=""
