@@ -24,7 +24,8 @@
 # step that does not pass; 0 runs every rate) SOAK_S=60 SOAK_AFTER_S=40
 # SOAK_SAMPLE_S=5 SOAK_REG_RATE= SOAK_CALL_RATE= FLOOR_REG_RATES=$REG_RATES,
 # plus anything load.sh reads (ports, SIPD_CMD, SIPD_DBNAME, ...).
-# With the defaults the whole run takes about 18-25 minutes.
+# With the defaults the whole run takes about 18-25 minutes (a step that
+# overloads the server can take up to 3*STEP_S+30 s, an overloaded soak SOAK_S+60 s).
 #
 # Output: $OUT/summary.md (commands, git HEAD, tables, ratio lines), $OUT/ratios.txt.
 set -euo pipefail

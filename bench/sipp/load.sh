@@ -69,7 +69,8 @@
 # Output: $OUT/steps.tsv (one line per step and soak), $OUT/soak.tsv,
 # $OUT/soak-rss.tsv, $OUT/summary.md (markdown tables), SIPp
 # stat/screen/err/rtt files, server logs. Every loop is bounded; every SIPp
-# run has -timeout and an outer `timeout -k`.
+# run has -timeout (steps 3*STEP_S+30 s, soaks SOAK_S+60 s) and an outer
+# `timeout -k`.
 set -euo pipefail
 
 TARGET=${TARGET:-}
@@ -90,6 +91,7 @@ SOAK_CALL_RATE=${SOAK_CALL_RATE:-}
 SOAK_S=${SOAK_S:-60}
 SOAK_AFTER_S=${SOAK_AFTER_S:-40}
 SOAK_SAMPLE_S=${SOAK_SAMPLE_S:-5}
+STEP_TMO=""  # SIPp -timeout of a step; set by soak()
 OUT=${OUT:-/tmp/sipd-load-$TARGET-$(date +%Y%m%d-%H%M%S)}
 REG_PORT=${REG_PORT:-26110}
 UAC_PORT=${UAC_PORT:-26111}
@@ -389,14 +391,14 @@ record_step() {
 
 # one REGISTER step (or soak: PHASE soak-reg, STEP_S = SOAK_S)
 reg_step() {
-  local n=$((RATE * STEP_S)) name="$PHASE-$RATE-a$ATTEMPT"
+  local n=$((RATE * STEP_S)) name="$PHASE-$RATE-a$ATTEMPT" tmo=${STEP_TMO:-$((STEP_S * 3 + 30))}
   local s_t0 d_t0 c0_0 q0 rss0 w0 load1 sp0 sp1
   load1=$(cut -d' ' -f1 /proc/loadavg)
   s_t0=$(server_ticks); d_t0=$(ticks "$MYSQLD_PID"); c0_0=$(cpu_busy $SIPP_SERVER_CORE)
   q0=$(questions); rss0=$(rss_kb "$SERVER_PID"); w0=$(date +%s.%N)
   child_cpu_s sp0; UDPERR0=$(udp_rcvbuf_errors)
   RTT_FREQ=$(rtt_freq_for "$RATE")
-  STEP_EXIT=$(run_sipp "$name" $((STEP_S * 3 + 30)) -sf "$HERE/reg.xml" -inf "$OUT/users.csv" -p "$REG_PORT" \
+  STEP_EXIT=$(run_sipp "$name" "$tmo" -sf "$HERE/reg.xml" -inf "$OUT/users.csv" -p "$REG_PORT" \
     -r "$RATE" -rp 1000 -m "$n" -l $((RATE * 3)) -key expires 300)
   child_cpu_s sp1
   STEP_OK=$(num "$(stat_col "$OUT/$name.stat.csv" 'SuccessfulCall(C)')")
@@ -409,22 +411,22 @@ reg_step() {
 
 # one call step (or soak: PHASE soak-call): UAS (already registered on UAS_PORT) + UAC
 call_step() {
-  local n=$((RATE * STEP_S)) name="$PHASE-$RATE-a$ATTEMPT"
+  local n=$((RATE * STEP_S)) name="$PHASE-$RATE-a$ATTEMPT" tmo=${STEP_TMO:-$((STEP_S * 3 + 30))}
   local s_t0 d_t0 c0_0 q0 rss0 w0 load1 sp0 sp1 uas_pid uas_rc=0
   load1=$(cut -d' ' -f1 /proc/loadavg)
   s_t0=$(server_ticks); d_t0=$(ticks "$MYSQLD_PID"); c0_0=$(cpu_busy $SIPP_SERVER_CORE)
   q0=$(questions); rss0=$(rss_kb "$SERVER_PID"); w0=$(date +%s.%N)
   child_cpu_s sp0; UDPERR0=$(udp_rcvbuf_errors)
   rm -f "$OUT/$name-uas".*
-  timeout -k 5 $((STEP_S * 3 + 60)) taskset -c $SIPP_CORE sipp "127.0.0.1:$PORT" "${SIPP_COMMON[@]}" -sf "$HERE/uas.xml" -p "$UAS_PORT" \
-    -m "$n" -l $((RATE * 10)) -d "$UAS_RING_MS" -default_behaviors all,-abortunexp -timeout $((STEP_S * 3 + 45))s \
+  timeout -k 5 $((tmo + 30)) taskset -c $SIPP_CORE sipp "127.0.0.1:$PORT" "${SIPP_COMMON[@]}" -sf "$HERE/uas.xml" -p "$UAS_PORT" \
+    -m "$n" -l $((RATE * 10)) -d "$UAS_RING_MS" -default_behaviors all,-abortunexp -timeout $((tmo + 15))s \
     -trace_stat -stf "$OUT/$name-uas.stat.csv" -fd 1 -trace_screen -screen_file "$OUT/$name-uas.screen" \
     -trace_err -error_file "$OUT/$name-uas.err" </dev/null >"$OUT/$name-uas.out" 2>&1 &
   uas_pid=$!
   SIPP_PIDS+=("$uas_pid")
   sleep 0.5
   RTT_FREQ=$(rtt_freq_for "$RATE")
-  STEP_EXIT=$(run_sipp "$name" $((STEP_S * 3 + 30)) -sf "$HERE/uac-call.xml" -inf "$OUT/calls.csv" -p "$UAC_PORT" \
+  STEP_EXIT=$(run_sipp "$name" "$tmo" -sf "$HERE/uac-call.xml" -inf "$OUT/calls.csv" -p "$UAC_PORT" \
     -r "$RATE" -rp 1000 -m "$n" -l $((RATE * 4)) -d "$CALL_D_MS")
   # the UAS ends after n calls (+2 s time-wait) or at its timeout; wait at most 20 s more, then stop it
   for _ in $(seq 1 100); do kill -0 "$uas_pid" 2>/dev/null || break; sleep 0.2; done
@@ -490,9 +492,9 @@ soak() {
   SCRAPE_OK=0                                      # no heap figures from /metrics until the load ends
   sample_rss "$PHASE" load 0 "$SOAK_S" &
   SAMPLER_PID=$!
-  STEP_S=$SOAK_S
+  STEP_S=$SOAK_S STEP_TMO=$((SOAK_S + 60))       # an overloaded soak is cut 60 s after its planned end
   "${kind}_step"
-  STEP_S=$save_step
+  STEP_S=$save_step STEP_TMO=
   metrics "$OUT/$PHASE-$RATE.metrics-after.txt"    # event-loop delay during the load
   SCRAPE_OK=1
   kill "$SAMPLER_PID" 2>/dev/null || true
