@@ -127,8 +127,8 @@ sv() { soak_val "$@"; }
 {
   echo "## Ratios (sipd / Kamailio unless stated; one session, same machine, same pinning)"
   echo
-  echo "- REGISTER, highest passing rate (0 failed, < 1 % retransmissions): sipd $SIPD_REG/s / Kamailio $KAM_REG/s = $(ratio "$SIPD_REG" "$KAM_REG")"
-  echo "- calls, highest passing rate: sipd $SIPD_CALL/s / Kamailio $KAM_CALL/s = $(ratio "$SIPD_CALL" "$KAM_CALL")"
+  echo "- REGISTER, highest passing rate (0 failed, < 1 % retransmissions): sipd $SIPD_REG / Kamailio $KAM_REG per s = $(ratio "$SIPD_REG" "$KAM_REG")"
+  echo "- calls, highest passing rate: sipd $SIPD_CALL / Kamailio $KAM_CALL per s = $(ratio "$SIPD_CALL" "$KAM_CALL")"
   for p in reg call; do
     if [ $p = reg ]; then what=REGISTER; r=$HALF_REG; else what=calls; r=$HALF_CALL; fi
     echo "- CPU µs/op at half of Kamailio's max, $what $r/s for ${SOAK_S} s: server sipd $(sv "$S" soak-$p us_per_op_server) / Kamailio $(sv "$K" soak-$p us_per_op_server) = $(ratio "$(sv "$S" soak-$p us_per_op_server)" "$(sv "$K" soak-$p us_per_op_server)"); server+MariaDB sipd $(sv "$S" soak-$p us_per_op_total) / Kamailio $(sv "$K" soak-$p us_per_op_total) = $(ratio "$(sv "$S" soak-$p us_per_op_total)" "$(sv "$K" soak-$p us_per_op_total)") (ok/failed: sipd $(sv "$S" soak-$p successful)/$(sv "$S" soak-$p failed), Kamailio $(sv "$K" soak-$p successful)/$(sv "$K" soak-$p failed))"
