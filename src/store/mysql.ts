@@ -6,7 +6,7 @@
 import mysql from 'mysql2/promise';
 import type { Pool, PoolConnection, PoolOptions, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import type { DbUrl } from '../config.js';
-import type { Binding, Clock, LocationCounts, LocationStore, Subscriber, SubscriberStore } from './types.js';
+import type { Binding, Clock, LocationCounts, LocationStore, Subscriber, SubscriberKey, SubscriberStore } from './types.js';
 import { StoreError } from './types.js';
 import { checkVersions, readSchema, splitStatements } from './schema.js';
 import {
@@ -311,6 +311,10 @@ export async function applyMysqlSchema(url: MysqlUrl): Promise<void> {
   }
 }
 
+/** getMany(): most keys per statement. */
+const GET_MANY_MAX = 200;
+const GET_MANY_PART = 'SELECT ? AS i, username, domain, password, ha1, ha1b FROM subscriber WHERE username = ? AND domain = ? LIMIT 1';
+
 export class MysqlSubscriberStore implements SubscriberStore {
   constructor(
     private readonly db: MysqlDb,
@@ -342,6 +346,32 @@ export class MysqlSubscriberStore implements SubscriberStore {
       [username, domain],
     );
     return rows[0] ? MysqlSubscriberStore.toSubscriber(rows[0]) : null;
+  }
+
+  /**
+   * One statement for the whole batch: a UNION ALL of get()'s own query, one per key, each tagged
+   * with its position. Each part keeps get()'s WHERE (so the column collation decides matching
+   * exactly as for get(): case, trailing spaces) and its unique-index lookup with LIMIT 1; a
+   * row-constructor IN or a join on a derived table would need the matches mapped back to keys in
+   * JS under the same collation. At most GET_MANY_MAX keys per statement (longer lists are split).
+   */
+  async getMany(keys: readonly SubscriberKey[]): Promise<(Subscriber | null)[]> {
+    const out: (Subscriber | null)[] = new Array<Subscriber | null>(keys.length).fill(null);
+    for (let start = 0; start < keys.length; start += GET_MANY_MAX) {
+      const chunk = keys.slice(start, start + GET_MANY_MAX);
+      const values: Value[] = [];
+      const parts: string[] = [];
+      chunk.forEach((k, i) => {
+        parts.push(GET_MANY_PART);
+        values.push(i, k.username, k.domain);
+      });
+      const rows = await this.rows('subscriber get', parts.length === 1 ? parts[0]! : parts.map((p) => `(${p})`).join(' UNION ALL '), values);
+      for (const r of rows) {
+        const i = Number(r.i);
+        if (Number.isInteger(i) && i >= 0 && i < chunk.length) out[start + i] = MysqlSubscriberStore.toSubscriber(r);
+      }
+    }
+    return out;
   }
 
   async add(username: string, domain: string, password: string): Promise<void> {

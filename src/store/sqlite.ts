@@ -2,7 +2,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import type { Binding, Clock, LocationCounts, LocationStore, Subscriber, SubscriberStore } from './types.js';
+import type { Binding, Clock, LocationCounts, LocationStore, Subscriber, SubscriberKey, SubscriberStore } from './types.js';
 import { StoreError } from './types.js';
 import { applySqliteSchema, sqliteSchemaPresent } from './schema.js';
 import {
@@ -115,6 +115,14 @@ export class SqliteSubscriberStore implements SubscriberStore {
   async get(username: string, domain: string): Promise<Subscriber | null> {
     try {
       return this.stGet.get(username, domain) ?? null;
+    } catch (e) {
+      throw wrap(e, 'subscriber get');
+    }
+  }
+
+  async getMany(keys: readonly SubscriberKey[]): Promise<(Subscriber | null)[]> {
+    try {
+      return keys.map((k) => this.stGet.get(k.username, k.domain) ?? null);
     } catch (e) {
       throw wrap(e, 'subscriber get');
     }

@@ -52,8 +52,24 @@ export interface Subscriber {
   ha1b: string;
 }
 
+/** One subscriber to look up (getMany). */
+export interface SubscriberKey {
+  username: string;
+  domain: string;
+}
+
 export interface SubscriberStore {
   get(username: string, domain: string): Promise<Subscriber | null>;
+  /**
+   * Several get()s at once, with the same matching rules as get() (one round trip where the store
+   * can); the results are in the order of `keys`. Optional: callers fall back to get().
+   */
+  getMany?(keys: readonly SubscriberKey[]): Promise<(Subscriber | null)[]>;
+  /**
+   * Synchronous cache lookup: the subscriber (or null for a cached "no such subscriber") when the
+   * answer is cached and fresh, undefined when get() must be asked. Only caches implement it.
+   */
+  peek?(username: string, domain: string): Subscriber | null | undefined;
   /** Computes ha1/ha1b like kamctl. Throws StoreError EXISTS on duplicates, INVALID on empty fields. */
   add(username: string, domain: string, password: string): Promise<void>;
   /** true if a subscriber was removed. */
