@@ -266,6 +266,11 @@ export class CachedSubscriberStore implements SubscriberStore {
       const value = values[i] ?? null;
       this.settle(f);
       if (gen === this.gen && !this.closed) this.store(f.key, value, sentAt);
+      else {
+        // discarded (an invalidate() came meanwhile): a surviving entry may be refreshed again
+        const entry = this.entries.get(f.key);
+        if (entry !== undefined) entry.refreshing = false;
+      }
       f.resolve(value);
     }
   }
