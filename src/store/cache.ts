@@ -454,6 +454,7 @@ export function instrumentLocationStore(s: LocationStore, hook: QueryHook, name 
   return {
     lookup: (aor) => timed(hook, name, 'lookup', () => s.lookup(aor)),
     save: (b) => timed(hook, name, 'save', () => s.save(b)),
+    ...(s.saveMany !== undefined ? { saveMany: (bs: readonly Binding[]) => timed(hook, name, 'saveMany', () => s.saveMany!(bs)) } : {}),
     remove: (aor, c) => timed(hook, name, 'remove', () => s.remove(aor, c)),
     removeAll: (aor) => timed(hook, name, 'removeAll', () => s.removeAll(aor)),
     expire: (now) => timed(hook, name, 'expire', () => s.expire(now)),

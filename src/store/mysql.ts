@@ -461,6 +461,13 @@ function dedupe(bindings: Binding[]): Binding[] {
 }
 
 const COLS = LOCATION_COLUMNS.map((c) => `\`${c}\``).join(', ');
+const ROW_PLACEHOLDERS = `(${LOCATION_COLUMNS.map(() => '?').join(', ')})`;
+/** every column but the key takes the new row's value (MariaDB and MySQL both accept VALUES(col) here). */
+const UPSERT_SET = LOCATION_COLUMNS.filter((c) => c !== 'ruid')
+  .map((c) => `\`${c}\` = VALUES(\`${c}\`)`)
+  .join(', ');
+/** saveMany(): most rows per INSERT (18 values each). */
+const SAVE_MANY_MAX = 100;
 
 export class MysqlLocationStore implements LocationStore {
   constructor(
@@ -491,8 +498,55 @@ export class MysqlLocationStore implements LocationStore {
     return dedupe(rows.map((r) => rowToBinding(toLocationRow(r), ZONE))).sort(compareBindings);
   }
 
+  /**
+   * Whether the location table has a unique index on `ruid` alone (Kamailio's and sipd's ruid_idx):
+   * then a save is one INSERT ... ON DUPLICATE KEY UPDATE. Without it (a hand-made table) saves
+   * fall back to UPDATE by aor + contact, then INSERT. Asked once; a failed check is asked again.
+   */
+  private ruidUnique(): Promise<boolean> {
+    this.ruidUniqueCheck ??= this.rows(
+      'location schema',
+      `SELECT index_name, COUNT(*) AS n, SUM(column_name = 'ruid') AS r FROM information_schema.statistics
+        WHERE table_schema = DATABASE() AND table_name = 'location' AND non_unique = 0 GROUP BY index_name`,
+      [],
+    ).then(
+      (rows) => rows.some((r) => Number(r.n) === 1 && Number(r.r) === 1),
+      (e: unknown) => {
+        this.ruidUniqueCheck = undefined;
+        throw e;
+      },
+    );
+    return this.ruidUniqueCheck;
+  }
+  private ruidUniqueCheck: Promise<boolean> | undefined;
+
   async save(binding: Binding): Promise<void> {
-    checkBinding(binding);
+    await this.saveMany([binding]);
+  }
+
+  /**
+   * Save bindings in order, as one multi-row upsert on the unique ruid (at most SAVE_MANY_MAX rows
+   * per statement). A statement is atomic: if any row is refused the whole statement fails, and the
+   * caller may retry row by row (write-back does).
+   */
+  async saveMany(bindings: readonly Binding[]): Promise<void> {
+    for (const b of bindings) checkBinding(b);
+    if (bindings.length === 0) return;
+    if (!(await this.ruidUnique())) {
+      for (const b of bindings) await this.saveByContact(b);
+      return;
+    }
+    for (let start = 0; start < bindings.length; start += SAVE_MANY_MAX) {
+      const chunk = bindings.slice(start, start + SAVE_MANY_MAX);
+      const values: Value[] = [];
+      for (const b of chunk) values.push(...bindingToValues(b, ZONE));
+      const rows = chunk.map(() => ROW_PLACEHOLDERS).join(', ');
+      await this.run('location save', `INSERT INTO location (${COLS}) VALUES ${rows} ON DUPLICATE KEY UPDATE ${UPSERT_SET}`, values);
+    }
+  }
+
+  /** The save of a table without a unique ruid: UPDATE by aor + contact, INSERT if there was none. */
+  private async saveByContact(binding: Binding): Promise<void> {
     const values = bindingToValues(binding, ZONE);
     const set = LOCATION_COLUMNS.map((c) => `\`${c}\` = ?`).join(', ');
     const upd = await this.run('location save', `UPDATE location SET ${set} WHERE username = ? AND domain = ? AND contact = ?`, [
@@ -502,7 +556,7 @@ export class MysqlLocationStore implements LocationStore {
       binding.contact,
     ]);
     if (upd.affectedRows > 0) return;
-    await this.run('location save', `INSERT INTO location (${COLS}) VALUES (${LOCATION_COLUMNS.map(() => '?').join(', ')})`, values);
+    await this.run('location save', `INSERT INTO location (${COLS}) VALUES ${ROW_PLACEHOLDERS}`, values);
   }
 
   async remove(aor: string, contact: string): Promise<boolean> {

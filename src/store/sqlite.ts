@@ -208,10 +208,29 @@ export class SqliteLocationStore implements LocationStore {
     this.stCounts = db.prepare<[string], { aors: number; contacts: number }>(
       `SELECT COUNT(DISTINCT username || '@' || COALESCE(domain, '')) AS aors, COUNT(*) AS contacts FROM location WHERE expires > ?`,
     );
-    this.saveTx = db.transaction((b: Binding) => {
+    // one upsert on the unique ruid (as MySQL's INSERT ... ON DUPLICATE KEY UPDATE); a table
+    // without a unique index on ruid alone cannot prepare it: UPDATE by aor + contact, then INSERT
+    let upsert: Database.Statement<Values> | undefined;
+    try {
+      upsert = db.prepare<Values>(
+        `INSERT INTO location (${cols}) VALUES (${LOCATION_COLUMNS.map(() => '?').join(', ')}) ON CONFLICT (ruid) DO UPDATE SET ${LOCATION_COLUMNS.filter((c) => c !== 'ruid')
+          .map((c) => `${c} = excluded.${c}`)
+          .join(', ')}`,
+      );
+    } catch {
+      upsert = undefined;
+    }
+    const saveOne = (b: Binding): void => {
       const values = bindingToValues(b, ZONE);
+      if (upsert !== undefined) {
+        upsert.run(...values);
+        return;
+      }
       const updated = this.stUpdate.run(...values, b.username, b.domain, b.contact).changes;
       if (updated === 0) this.stInsert.run(...values);
+    };
+    this.saveTx = db.transaction((bs: readonly Binding[]) => {
+      for (const b of bs) saveOne(b);
     });
   }
 
@@ -232,9 +251,14 @@ export class SqliteLocationStore implements LocationStore {
   }
 
   async save(binding: Binding): Promise<void> {
-    checkBinding(binding);
+    await this.saveMany([binding]);
+  }
+
+  /** Saves in order, in one transaction (all or nothing). */
+  async saveMany(bindings: readonly Binding[]): Promise<void> {
+    for (const b of bindings) checkBinding(b);
     try {
-      this.saveTx(binding);
+      this.saveTx(bindings);
     } catch (e) {
       throw wrap(e, 'location save');
     }

@@ -133,8 +133,19 @@ export interface LocationCounts {
 export interface LocationStore {
   /** Unexpired bindings of one AOR. */
   lookup(aor: string): Promise<Binding[]>;
-  /** Insert, or replace the binding with the same aor + contact. */
+  /**
+   * Insert, or replace the binding with the same aor + contact. A binding keeps its ruid while its
+   * aor + contact stay the same (the registrar reuses it), and the SQL stores key the write on the
+   * ruid (one upsert on the table's unique ruid_idx, as Kamailio's usrloc does): a caller that gives
+   * an existing aor + contact a NEW ruid must remove the old binding first. Saving an existing ruid
+   * under another contact (RFC 5626 flow moving) moves that row.
+   */
   save(binding: Binding): Promise<void>;
+  /**
+   * Several saves in order, in as few statements as the store can (optional). One statement is
+   * atomic: when it fails nothing of it was written, and the caller may retry row by row.
+   */
+  saveMany?(bindings: readonly Binding[]): Promise<void>;
   /** true if the binding existed. */
   remove(aor: string, contact: string): Promise<boolean>;
   /** Removes every binding of the AOR; returns how many. */
