@@ -510,7 +510,7 @@ export class MysqlLocationStore implements LocationStore {
         WHERE table_schema = DATABASE() AND table_name = 'location' AND non_unique = 0 GROUP BY index_name`,
       [],
     ).then(
-      (rows) => rows.some((r) => Number(r.n) === 1 && Number(r.r) === 1),
+      (rows) => (this.ruidUniqueKnown = rows.some((r) => Number(r.n) === 1 && Number(r.r) === 1)),
       (e: unknown) => {
         this.ruidUniqueCheck = undefined;
         throw e;
@@ -519,9 +519,11 @@ export class MysqlLocationStore implements LocationStore {
     return this.ruidUniqueCheck;
   }
   private ruidUniqueCheck: Promise<boolean> | undefined;
+  /** the check's answer once known: saves then send their statement without waiting a tick. */
+  private ruidUniqueKnown: boolean | undefined;
 
-  async save(binding: Binding): Promise<void> {
-    await this.saveMany([binding]);
+  save(binding: Binding): Promise<void> {
+    return this.saveMany([binding]);
   }
 
   /**
@@ -532,7 +534,8 @@ export class MysqlLocationStore implements LocationStore {
   async saveMany(bindings: readonly Binding[]): Promise<void> {
     for (const b of bindings) checkBinding(b);
     if (bindings.length === 0) return;
-    if (!(await this.ruidUnique())) {
+    const ruidUnique = this.ruidUniqueKnown ?? (await this.ruidUnique());
+    if (!ruidUnique) {
       for (const b of bindings) await this.saveByContact(b);
       return;
     }

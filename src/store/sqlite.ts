@@ -250,8 +250,8 @@ export class SqliteLocationStore implements LocationStore {
     }
   }
 
-  async save(binding: Binding): Promise<void> {
-    await this.saveMany([binding]);
+  save(binding: Binding): Promise<void> {
+    return this.saveMany([binding]);
   }
 
   /** Saves in order, in one transaction (all or nothing). */
