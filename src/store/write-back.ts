@@ -24,6 +24,13 @@
  * that order. AORs are independent of each other.
  * Retried changes stay until written or superseded by a newer change of the same key.
  *
+ * Batching: when the database store has saveMany (MySQL, SQLite), consecutive saves of a pass go as
+ * one multi-row upsert (at most SAVE_BATCH_MAX). If that statement fails with "unavailable" the pass
+ * stops as above (one failed attempt); with any other error each of its changes is written again on
+ * its own, so the rules above hold per change. The SQL stores key a save on the ruid: a save of a
+ * contact that the database may hold under another ruid (it was removed and registered again while
+ * queued) removes the contact's rows first, and is not batched.
+ *
  * close() writes what is pending, retrying for at most `finalFlushMs`, then reports what it could
  * not write (`unwritten`) and returns: a stop never hangs on the database.
  */
