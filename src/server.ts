@@ -8,13 +8,13 @@ import { networkInterfaces } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { readProcNetSnmp, type Config, type Secrets } from './config.js';
 import { Acl } from './core/acl.js';
-import { DigestAuthenticator, stripCredentials } from './core/auth.js';
+import { DigestAuthenticator, stripCredentials, type AuthResult } from './core/auth.js';
 import { FloodGuard } from './core/flood.js';
 import { ScannerFilter } from './core/scanner.js';
 import { Proxy } from './core/proxy.js';
 import { RouteTokens } from './core/route-token.js';
 import { Registrar } from './core/registrar.js';
-import { Router, type Authenticator } from './core/routing.js';
+import { Router, type AuthOutcome, type Authenticator } from './core/routing.js';
 import { deterministicToTag } from './core/tags.js';
 import { adminPolicy, createHttpHandler } from './http.js';
 import { createLogger, type Logger } from './log.js';
@@ -238,9 +238,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     random: (n: number) => randomBytes(n),
   });
   const auth: Authenticator = {
-    verify: async (req, realm, kind) => {
-      const r = await authenticator.verify(req, realm, kind);
-      return r.ok ? { ok: true, user: r.user } : { ok: false, reason: r.reason, response: r.response };
+    verify: (req, realm, kind) => {
+      const outcome = (r: AuthResult): AuthOutcome => (r.ok ? { ok: true, user: r.user } : { ok: false, reason: r.reason, response: r.response });
+      // synchronous when the credentials are cached (no Promise on the hot path)
+      const r = authenticator.verify(req, realm, kind);
+      return r instanceof Promise ? r.then(outcome) : outcome(r);
     },
     stripCredentials: (req, realm) => stripCredentials(req, realm),
   };

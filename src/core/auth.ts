@@ -382,14 +382,13 @@ export class DigestAuthenticator {
 
   /**
    * Check the Authorization (kind 'www') or Proxy-Authorization ('proxy') credentials for `realm`.
-   * Never throws; on failure `response` is what to send back statelessly.
+   * Never throws (nor rejects); on failure `response` is what to send back statelessly.
+   * Synchronous (no Promise) when the request carries no usable credentials or the subscriber's
+   * credentials are cached (SubscriberStore.peek); a Promise when the store must be asked.
    */
-  async verify(req: SipRequest, realm: string, kind: AuthKind): Promise<AuthResult> {
-    const fail = (reason: AuthFailureReason, response: SipResponse): AuthResult => {
-      this.o.logger?.debug({ realm, reason, method: req.method, callId: req.callId() }, 'digest auth failed');
-      return { ok: false, reason, response };
-    };
-    const chal = (stale = false): SipResponse => this.challenge(req, realm, kind, { stale });
+  verify(req: SipRequest, realm: string, kind: AuthKind): AuthResult | Promise<AuthResult> {
+    const fail = (reason: AuthFailureReason, response: SipResponse): AuthResult => this.fail(req, realm, reason, response);
+    const chal = (): SipResponse => this.challenge(req, realm, kind, { stale: false });
     const badRequest = (why: string): SipResponse => buildResponse(req, 400, { toTag: statelessToTag(req), reason: `Bad Request (${why})` });
 
     // 1. the Digest credentials for our realm (other realms belong to other hops)
@@ -436,19 +435,41 @@ export class DigestAuthenticator {
     const opaque = p.get('opaque');
     const opaqueOk = opaque === undefined || (checked.status !== 'forged' && opaque === this.opaqueFor(nonce));
 
-    // 4. credentials: ha1 / ha1b for MD5, the password for SHA-256; a dummy for unknown users
+    // 4. credentials: from the cache without a Promise when it has them, else from the store
     const at = username.lastIndexOf('@');
     const lookupUser = at > 0 ? username.slice(0, at) : username;
-    let sub: Subscriber | null;
+    const st: Pending = { req, realm, kind, username, lookupUser, at, credRealm, algorithm, duri, nonce, response, qop, nc, ncText, cnonce, checked, opaqueOk };
+    const lookupDomain = realm.toLowerCase();
+    const cached = this.o.subscribers.peek?.(lookupUser, lookupDomain);
+    if (cached !== undefined) return this.conclude(st, cached);
+    let lookup: Promise<Subscriber | null>;
     try {
-      sub = await this.o.subscribers.get(lookupUser, realm.toLowerCase());
+      lookup = this.o.subscribers.get(lookupUser, lookupDomain);
     } catch (e) {
-      this.o.logger?.warn({ realm, err: e instanceof Error ? e.message : String(e) }, 'subscriber lookup failed');
-      if (isStoreUnavailable(e)) {
-        return fail('unavailable', buildResponse(req, 503, { toTag: statelessToTag(req), reason: 'Service Unavailable (credentials store)', headers: [retryAfterHeader()] }));
-      }
-      return fail('error', buildResponse(req, 500, { toTag: statelessToTag(req), reason: 'Server Internal Error (credentials unavailable)' }));
+      lookup = Promise.reject(e);
     }
+    return lookup.then(
+      (sub) => this.conclude(st, sub),
+      (e: unknown) => {
+        this.o.logger?.warn({ realm, err: e instanceof Error ? e.message : String(e) }, 'subscriber lookup failed');
+        if (isStoreUnavailable(e)) {
+          return fail('unavailable', buildResponse(req, 503, { toTag: statelessToTag(req), reason: 'Service Unavailable (credentials store)', headers: [retryAfterHeader()] }));
+        }
+        return fail('error', buildResponse(req, 500, { toTag: statelessToTag(req), reason: 'Server Internal Error (credentials unavailable)' }));
+      },
+    );
+  }
+
+  private fail(req: SipRequest, realm: string, reason: AuthFailureReason, response: SipResponse): AuthResult {
+    this.o.logger?.debug({ realm, reason, method: req.method, callId: req.callId() }, 'digest auth failed');
+    return { ok: false, reason, response };
+  }
+
+  /** Steps 4 (hashing) to 6 of verify(), once the subscriber (or its absence) is known. */
+  private conclude(st: Pending, sub: Subscriber | null): AuthResult {
+    const { req, realm, kind, username, lookupUser, at, credRealm, algorithm, duri, nonce, response, qop, ncText, cnonce, checked, opaqueOk } = st;
+    const fail = (reason: AuthFailureReason, response: SipResponse): AuthResult => this.fail(req, realm, reason, response);
+    const chal = (stale = false): SipResponse => this.challenge(req, realm, kind, { stale });
     let ha1: string | undefined;
     if (sub !== null) {
       if (algorithm === 'MD5') {
@@ -468,7 +489,7 @@ export class DigestAuthenticator {
     // 5. verdicts, in an order that reveals nothing about the user before the password is right
     if (checked.status === 'forged' || !opaqueOk || !matches) return fail('bad', chal());
     if (checked.status === 'expired') return fail('stale', chal(true));
-    const ncVerdict = this.tracker.use(nonce, checked.issued, checked.seq, nc, this.o.now());
+    const ncVerdict = this.tracker.use(nonce, checked.issued, checked.seq, st.nc, this.o.now());
     if (ncVerdict === 'stale') return fail('stale', chal(true));
     if (ncVerdict === 'replay') return fail('replay', chal(true));
 
@@ -492,6 +513,27 @@ export class DigestAuthenticator {
     this.dummyHa1Cache ??= digestHa1('MD5', 'dummy', 'dummy', this.dummyPassword);
     return this.dummyHa1Cache;
   }
+}
+
+/** What verify() has checked before the subscriber lookup. */
+interface Pending {
+  req: SipRequest;
+  realm: string;
+  kind: AuthKind;
+  username: string;
+  lookupUser: string;
+  at: number;
+  credRealm: string;
+  algorithm: DigestAlgorithmName;
+  duri: string;
+  nonce: string;
+  response: string;
+  qop: 'auth' | undefined;
+  nc: number;
+  ncText: string | undefined;
+  cnonce: string | undefined;
+  checked: CheckedNonce;
+  opaqueOk: boolean;
 }
 
 function safeNameAddrUser(get: () => NameAddr | undefined): string | undefined {

@@ -36,7 +36,8 @@ export type AuthOutcome =
 
 /** What routing needs from digest auth (src/core/auth.ts). */
 export interface Authenticator {
-  verify(req: SipRequest, realm: string, kind: 'www' | 'proxy'): Promise<AuthOutcome>;
+  /** A plain value when it can be decided without waiting (cached credentials), else a Promise. */
+  verify(req: SipRequest, realm: string, kind: 'www' | 'proxy'): AuthOutcome | Promise<AuthOutcome>;
   stripCredentials(req: SipRequest, realm: string): void;
 }
 
@@ -309,7 +310,8 @@ export class Router {
     if (realmUri === undefined || !isSipUri(realmUri) || !this.d.isOurDomain(realmUri.host)) return false;
     const realm = realmUri.host;
     const kind = isRegister ? 'www' : 'proxy';
-    const outcome = await this.d.auth.verify(req, realm, kind);
+    const verdict = this.d.auth.verify(req, realm, kind);
+    const outcome = verdict instanceof Promise ? await verdict : verdict;
     if (!outcome.ok) {
       if (outcome.response.status === 401 || outcome.response.status === 407) this.d.events.challenge(kind);
       if (outcome.reason !== 'no-credentials') this.d.events.authFailure(outcome.reason);

@@ -2,7 +2,8 @@
  * Store composition: builds the subscriber and location stores the config
  * asks for.
  *
- *   subscribers = CachedSubscriberStore(instrumented(SQLite | MySQL))   (cache if ttl > 0)
+ *   subscribers = CachedSubscriberStore(instrumented(SQLite | MySQL))   (cache if ttl > 0; refresh-ahead
+ *                 and batching with the cache's derived defaults: refreshBatchMs = min(100, ttl / 4))
  *   locations   = memory                                   db_mode=memory
  *               | CachedLocationStore(memory, instrumented(db))  db_mode=write-through
  *               | instrumented(db)                         db_mode=db-only

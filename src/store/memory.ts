@@ -1,5 +1,5 @@
 /** In-process stores: tests, location db_mode=memory, and the write-through cache. */
-import type { Binding, Clock, LocationCounts, LocationStore, Subscriber, SubscriberStore } from './types.js';
+import type { Binding, Clock, LocationCounts, LocationStore, Subscriber, SubscriberKey, SubscriberStore } from './types.js';
 import { StoreError } from './types.js';
 import { checkBinding, cloneBinding, compareBindings, compareListed, makeSubscriber, splitAor } from './util.js';
 
@@ -11,6 +11,13 @@ export class MemorySubscriberStore implements SubscriberStore {
   async get(username: string, domain: string): Promise<Subscriber | null> {
     const s = this.rows.get(key(username, domain));
     return s ? { ...s } : null;
+  }
+
+  async getMany(keys: readonly SubscriberKey[]): Promise<(Subscriber | null)[]> {
+    return keys.map((k) => {
+      const s = this.rows.get(key(k.username, k.domain));
+      return s ? { ...s } : null;
+    });
   }
 
   async add(username: string, domain: string, password: string): Promise<void> {

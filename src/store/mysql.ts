@@ -6,7 +6,7 @@
 import mysql from 'mysql2/promise';
 import type { Pool, PoolConnection, PoolOptions, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import type { DbUrl } from '../config.js';
-import type { Binding, Clock, LocationCounts, LocationStore, Subscriber, SubscriberStore } from './types.js';
+import type { Binding, Clock, LocationCounts, LocationStore, Subscriber, SubscriberKey, SubscriberStore } from './types.js';
 import { StoreError } from './types.js';
 import { checkVersions, readSchema, splitStatements } from './schema.js';
 import {
@@ -311,6 +311,10 @@ export async function applyMysqlSchema(url: MysqlUrl): Promise<void> {
   }
 }
 
+/** getMany(): most keys per statement. */
+const GET_MANY_MAX = 200;
+const GET_MANY_PART = 'SELECT ? AS i, username, domain, password, ha1, ha1b FROM subscriber WHERE username = ? AND domain = ? LIMIT 1';
+
 export class MysqlSubscriberStore implements SubscriberStore {
   constructor(
     private readonly db: MysqlDb,
@@ -342,6 +346,32 @@ export class MysqlSubscriberStore implements SubscriberStore {
       [username, domain],
     );
     return rows[0] ? MysqlSubscriberStore.toSubscriber(rows[0]) : null;
+  }
+
+  /**
+   * One statement for the whole batch: a UNION ALL of get()'s own query, one per key, each tagged
+   * with its position. Each part keeps get()'s WHERE (so the column collation decides matching
+   * exactly as for get(): case, trailing spaces) and its unique-index lookup with LIMIT 1; a
+   * row-constructor IN or a join on a derived table would need the matches mapped back to keys in
+   * JS under the same collation. At most GET_MANY_MAX keys per statement (longer lists are split).
+   */
+  async getMany(keys: readonly SubscriberKey[]): Promise<(Subscriber | null)[]> {
+    const out: (Subscriber | null)[] = new Array<Subscriber | null>(keys.length).fill(null);
+    for (let start = 0; start < keys.length; start += GET_MANY_MAX) {
+      const chunk = keys.slice(start, start + GET_MANY_MAX);
+      const values: Value[] = [];
+      const parts: string[] = [];
+      chunk.forEach((k, i) => {
+        parts.push(GET_MANY_PART);
+        values.push(i, k.username, k.domain);
+      });
+      const rows = await this.rows('subscriber get', parts.length === 1 ? parts[0]! : parts.map((p) => `(${p})`).join(' UNION ALL '), values);
+      for (const r of rows) {
+        const i = Number(r.i);
+        if (Number.isInteger(i) && i >= 0 && i < chunk.length) out[start + i] = MysqlSubscriberStore.toSubscriber(r);
+      }
+    }
+    return out;
   }
 
   async add(username: string, domain: string, password: string): Promise<void> {
@@ -431,6 +461,13 @@ function dedupe(bindings: Binding[]): Binding[] {
 }
 
 const COLS = LOCATION_COLUMNS.map((c) => `\`${c}\``).join(', ');
+const ROW_PLACEHOLDERS = `(${LOCATION_COLUMNS.map(() => '?').join(', ')})`;
+/** every column but the key takes the new row's value (MariaDB and MySQL both accept VALUES(col) here). */
+const UPSERT_SET = LOCATION_COLUMNS.filter((c) => c !== 'ruid')
+  .map((c) => `\`${c}\` = VALUES(\`${c}\`)`)
+  .join(', ');
+/** saveMany(): most rows per INSERT (18 values each). */
+const SAVE_MANY_MAX = 100;
 
 export class MysqlLocationStore implements LocationStore {
   constructor(
@@ -461,8 +498,58 @@ export class MysqlLocationStore implements LocationStore {
     return dedupe(rows.map((r) => rowToBinding(toLocationRow(r), ZONE))).sort(compareBindings);
   }
 
-  async save(binding: Binding): Promise<void> {
-    checkBinding(binding);
+  /**
+   * Whether the location table has a unique index on `ruid` alone (Kamailio's and sipd's ruid_idx):
+   * then a save is one INSERT ... ON DUPLICATE KEY UPDATE. Without it (a hand-made table) saves
+   * fall back to UPDATE by aor + contact, then INSERT. Asked once; a failed check is asked again.
+   */
+  private ruidUnique(): Promise<boolean> {
+    this.ruidUniqueCheck ??= this.rows(
+      'location schema',
+      `SELECT index_name, COUNT(*) AS n, SUM(column_name = 'ruid') AS r FROM information_schema.statistics
+        WHERE table_schema = DATABASE() AND table_name = 'location' AND non_unique = 0 GROUP BY index_name`,
+      [],
+    ).then(
+      (rows) => (this.ruidUniqueKnown = rows.some((r) => Number(r.n) === 1 && Number(r.r) === 1)),
+      (e: unknown) => {
+        this.ruidUniqueCheck = undefined;
+        throw e;
+      },
+    );
+    return this.ruidUniqueCheck;
+  }
+  private ruidUniqueCheck: Promise<boolean> | undefined;
+  /** the check's answer once known: saves then send their statement without waiting a tick. */
+  private ruidUniqueKnown: boolean | undefined;
+
+  save(binding: Binding): Promise<void> {
+    return this.saveMany([binding]);
+  }
+
+  /**
+   * Save bindings in order, as one multi-row upsert on the unique ruid (at most SAVE_MANY_MAX rows
+   * per statement). A statement is atomic: if any row is refused the whole statement fails, and the
+   * caller may retry row by row (write-back does).
+   */
+  async saveMany(bindings: readonly Binding[]): Promise<void> {
+    for (const b of bindings) checkBinding(b);
+    if (bindings.length === 0) return;
+    const ruidUnique = this.ruidUniqueKnown ?? (await this.ruidUnique());
+    if (!ruidUnique) {
+      for (const b of bindings) await this.saveByContact(b);
+      return;
+    }
+    for (let start = 0; start < bindings.length; start += SAVE_MANY_MAX) {
+      const chunk = bindings.slice(start, start + SAVE_MANY_MAX);
+      const values: Value[] = [];
+      for (const b of chunk) values.push(...bindingToValues(b, ZONE));
+      const rows = chunk.map(() => ROW_PLACEHOLDERS).join(', ');
+      await this.run('location save', `INSERT INTO location (${COLS}) VALUES ${rows} ON DUPLICATE KEY UPDATE ${UPSERT_SET}`, values);
+    }
+  }
+
+  /** The save of a table without a unique ruid: UPDATE by aor + contact, INSERT if there was none. */
+  private async saveByContact(binding: Binding): Promise<void> {
     const values = bindingToValues(binding, ZONE);
     const set = LOCATION_COLUMNS.map((c) => `\`${c}\` = ?`).join(', ');
     const upd = await this.run('location save', `UPDATE location SET ${set} WHERE username = ? AND domain = ? AND contact = ?`, [
@@ -472,7 +559,7 @@ export class MysqlLocationStore implements LocationStore {
       binding.contact,
     ]);
     if (upd.affectedRows > 0) return;
-    await this.run('location save', `INSERT INTO location (${COLS}) VALUES (${LOCATION_COLUMNS.map(() => '?').join(', ')})`, values);
+    await this.run('location save', `INSERT INTO location (${COLS}) VALUES ${ROW_PLACEHOLDERS}`, values);
   }
 
   async remove(aor: string, contact: string): Promise<boolean> {

@@ -2,7 +2,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import type { Binding, Clock, LocationCounts, LocationStore, Subscriber, SubscriberStore } from './types.js';
+import type { Binding, Clock, LocationCounts, LocationStore, Subscriber, SubscriberKey, SubscriberStore } from './types.js';
 import { StoreError } from './types.js';
 import { applySqliteSchema, sqliteSchemaPresent } from './schema.js';
 import {
@@ -120,6 +120,14 @@ export class SqliteSubscriberStore implements SubscriberStore {
     }
   }
 
+  async getMany(keys: readonly SubscriberKey[]): Promise<(Subscriber | null)[]> {
+    try {
+      return keys.map((k) => this.stGet.get(k.username, k.domain) ?? null);
+    } catch (e) {
+      throw wrap(e, 'subscriber get');
+    }
+  }
+
   async add(username: string, domain: string, password: string): Promise<void> {
     const s = makeSubscriber(username, domain, password);
     try {
@@ -200,10 +208,29 @@ export class SqliteLocationStore implements LocationStore {
     this.stCounts = db.prepare<[string], { aors: number; contacts: number }>(
       `SELECT COUNT(DISTINCT username || '@' || COALESCE(domain, '')) AS aors, COUNT(*) AS contacts FROM location WHERE expires > ?`,
     );
-    this.saveTx = db.transaction((b: Binding) => {
+    // one upsert on the unique ruid (as MySQL's INSERT ... ON DUPLICATE KEY UPDATE); a table
+    // without a unique index on ruid alone cannot prepare it: UPDATE by aor + contact, then INSERT
+    let upsert: Database.Statement<Values> | undefined;
+    try {
+      upsert = db.prepare<Values>(
+        `INSERT INTO location (${cols}) VALUES (${LOCATION_COLUMNS.map(() => '?').join(', ')}) ON CONFLICT (ruid) DO UPDATE SET ${LOCATION_COLUMNS.filter((c) => c !== 'ruid')
+          .map((c) => `${c} = excluded.${c}`)
+          .join(', ')}`,
+      );
+    } catch {
+      upsert = undefined;
+    }
+    const saveOne = (b: Binding): void => {
       const values = bindingToValues(b, ZONE);
+      if (upsert !== undefined) {
+        upsert.run(...values);
+        return;
+      }
       const updated = this.stUpdate.run(...values, b.username, b.domain, b.contact).changes;
       if (updated === 0) this.stInsert.run(...values);
+    };
+    this.saveTx = db.transaction((bs: readonly Binding[]) => {
+      for (const b of bs) saveOne(b);
     });
   }
 
@@ -223,10 +250,15 @@ export class SqliteLocationStore implements LocationStore {
     }
   }
 
-  async save(binding: Binding): Promise<void> {
-    checkBinding(binding);
+  save(binding: Binding): Promise<void> {
+    return this.saveMany([binding]);
+  }
+
+  /** Saves in order, in one transaction (all or nothing). */
+  async saveMany(bindings: readonly Binding[]): Promise<void> {
+    for (const b of bindings) checkBinding(b);
     try {
-      this.saveTx(binding);
+      this.saveTx(bindings);
     } catch (e) {
       throw wrap(e, 'location save');
     }

@@ -52,8 +52,24 @@ export interface Subscriber {
   ha1b: string;
 }
 
+/** One subscriber to look up (getMany). */
+export interface SubscriberKey {
+  username: string;
+  domain: string;
+}
+
 export interface SubscriberStore {
   get(username: string, domain: string): Promise<Subscriber | null>;
+  /**
+   * Several get()s at once, with the same matching rules as get() (one round trip where the store
+   * can); the results are in the order of `keys`. Optional: callers fall back to get().
+   */
+  getMany?(keys: readonly SubscriberKey[]): Promise<(Subscriber | null)[]>;
+  /**
+   * Synchronous cache lookup: the subscriber (or null for a cached "no such subscriber") when the
+   * answer is cached and fresh, undefined when get() must be asked. Only caches implement it.
+   */
+  peek?(username: string, domain: string): Subscriber | null | undefined;
   /** Computes ha1/ha1b like kamctl. Throws StoreError EXISTS on duplicates, INVALID on empty fields. */
   add(username: string, domain: string, password: string): Promise<void>;
   /** true if a subscriber was removed. */
@@ -117,8 +133,19 @@ export interface LocationCounts {
 export interface LocationStore {
   /** Unexpired bindings of one AOR. */
   lookup(aor: string): Promise<Binding[]>;
-  /** Insert, or replace the binding with the same aor + contact. */
+  /**
+   * Insert, or replace the binding with the same aor + contact. A binding keeps its ruid while its
+   * aor + contact stay the same (the registrar reuses it), and the SQL stores key the write on the
+   * ruid (one upsert on the table's unique ruid_idx, as Kamailio's usrloc does): a caller that gives
+   * an existing aor + contact a NEW ruid must remove the old binding first. Saving an existing ruid
+   * under another contact (RFC 5626 flow moving) moves that row.
+   */
   save(binding: Binding): Promise<void>;
+  /**
+   * Several saves in order, in as few statements as the store can (optional). One statement is
+   * atomic: when it fails nothing of it was written, and the caller may retry row by row.
+   */
+  saveMany?(bindings: readonly Binding[]): Promise<void>;
   /** true if the binding existed. */
   remove(aor: string, contact: string): Promise<boolean>;
   /** Removes every binding of the AOR; returns how many. */

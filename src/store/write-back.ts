@@ -24,6 +24,13 @@
  * that order. AORs are independent of each other.
  * Retried changes stay until written or superseded by a newer change of the same key.
  *
+ * Batching: when the database store has saveMany (MySQL, SQLite), consecutive saves of a pass go as
+ * one multi-row upsert (at most SAVE_BATCH_MAX). If that statement fails with "unavailable" the pass
+ * stops as above (one failed attempt); with any other error each of its changes is written again on
+ * its own, so the rules above hold per change. The SQL stores key a save on the ruid: a save of a
+ * contact that the database may hold under another ruid (it was removed and registered again while
+ * queued) removes the contact's rows first, and is not batched.
+ *
  * close() writes what is pending, retrying for at most `finalFlushMs`, then reports what it could
  * not write (`unwritten`) and returns: a stop never hangs on the database.
  */
@@ -73,6 +80,16 @@ type Op = { kind: 'save'; binding: Binding } | { kind: 'remove'; aor: string; co
 
 interface Pending {
   readonly op: Op;
+  /**
+   * Contact changes: the ruids this aor + contact may have in the database from the changes this
+   * one superseded (they may or may not have been written) or, for a remove, from memory.
+   */
+  readonly ruids: ReadonlySet<string>;
+  /**
+   * save only: the database may hold this aor + contact under another ruid, and the SQL stores key
+   * a save on the ruid: the contact's rows are removed first. Such a save is not batched.
+   */
+  readonly replaceContact: boolean;
   /** failed attempts so far. */
   attempts: number;
   /** background passes skip it before this time (row-specific backoff). */
@@ -87,6 +104,19 @@ interface AorQueue {
 }
 
 type Outcome = 'written' | 'dropped' | 'retry' | 'unavailable';
+
+/** a save collected for a batch. */
+interface BatchItem {
+  readonly aor: string;
+  readonly q: AorQueue;
+  readonly p: Pending;
+  readonly binding: Binding;
+}
+
+type BatchEnd = { end: 'ok' } | { end: 'unavailable'; aor: string; q: AorQueue };
+
+/** most saves per db.saveMany() of a pass. */
+const SAVE_BATCH_MAX = 100;
 
 /** what a pass ended with: everything attempted, or stopped because the database is unavailable. */
 type PassEnd = 'done' | 'unavailable';
@@ -184,9 +214,20 @@ export class WriteBackLocationStore implements LocationStore {
     return q;
   }
 
-  private enqueue(aor: string, op: Op): void {
+  private enqueue(aor: string, op: Op, priorRuid?: string): void {
     const q = this.queueOf(aor);
-    const p: Pending = { op, attempts: 0, notBefore: 0 };
+    const ruids = new Set<string>();
+    let replaceContact = false;
+    if (op.kind !== 'removeAll') {
+      const prev = q.contacts.get(op.kind === 'save' ? op.binding.contact : op.contact);
+      if (prev !== undefined) {
+        for (const r of prev.ruids) ruids.add(r);
+        if (prev.op.kind === 'save') ruids.add(prev.op.binding.ruid);
+      }
+      if (priorRuid !== undefined) ruids.add(priorRuid);
+      if (op.kind === 'save') for (const r of ruids) if (r !== op.binding.ruid) replaceContact = true;
+    }
+    const p: Pending = { op, ruids, replaceContact, attempts: 0, notBefore: 0 };
     if (op.kind === 'removeAll') {
       // supersedes every pending change of the AOR
       this.pendingCount -= q.contacts.size + (q.removeAll ? 1 : 0);
@@ -233,8 +274,10 @@ export class WriteBackLocationStore implements LocationStore {
   async remove(aor: string, contact: string): Promise<boolean> {
     splitAor(aor);
     if (!contact) throw new StoreError('INVALID', 'contact must not be empty');
+    // the ruid the database may hold for it (a save of this contact under a new ruid must replace it)
+    const prior = (await this.mem.lookup(aor)).find((b) => b.contact === contact)?.ruid;
     const had = await this.mem.remove(aor, contact);
-    this.enqueue(aor, { kind: 'remove', aor, contact });
+    this.enqueue(aor, { kind: 'remove', aor, contact }, prior);
     return had;
   }
 
@@ -303,12 +346,28 @@ export class WriteBackLocationStore implements LocationStore {
     return p;
   }
 
-  /** One pass over the queue, one write at a time; never rejects. */
+  /**
+   * One pass over the queue; never rejects. Within an AOR the writes go in queue order. Saves
+   * (of any AORs) are collected and sent as one db.saveMany() when the database store has it: at
+   * SAVE_BATCH_MAX saves, before any other change of an AOR that has saves in the batch, and at the
+   * end of the pass. A batch that fails is written again row by row (see writeBatch), so one bad
+   * row neither drops nor blocks the others.
+   */
   private async pass(force: boolean): Promise<PassEnd> {
     const t = this.now();
+    const batching = this.db.saveMany !== undefined;
+    /** AORs whose batched change failed and is retried: their later changes wait. */
+    const blocked = new Set<string>();
+    let batch: BatchItem[] = [];
+    const flushBatch = (): Promise<BatchEnd> => {
+      const items = batch;
+      batch = [];
+      return this.writeBatch(items, blocked);
+    };
     for (const aor of [...this.queues.keys()]) {
       const q = this.queues.get(aor);
       if (q === undefined) continue;
+      // (an AOR's removeAll comes before its contact changes: none of them is in the batch yet)
       if (q.removeAll !== undefined) {
         const p = q.removeAll;
         if (!force && p.notBefore > t) continue;
@@ -323,13 +382,70 @@ export class WriteBackLocationStore implements LocationStore {
         if (q.removeAll !== undefined) break; // a removeAll arrived meanwhile: it goes first, next pass
         if (q.contacts.get(contact) !== p) continue; // superseded meanwhile
         if (!force && p.notBefore > t) break;
+        if (batching && p.op.kind === 'save' && !p.replaceContact) {
+          batch.push({ aor, q, p, binding: p.op.binding });
+          if (batch.length >= SAVE_BATCH_MAX) {
+            const fb = await flushBatch();
+            if (fb.end === 'unavailable') return this.passUnavailable(fb.aor, fb.q);
+            if (blocked.has(aor)) break; // the later changes of this AOR wait for the failed one
+          }
+          continue;
+        }
+        if (batch.length > 0 && batch[batch.length - 1]!.aor === aor) {
+          // this AOR's earlier saves are written first
+          const fb = await flushBatch();
+          if (fb.end === 'unavailable') return this.passUnavailable(fb.aor, fb.q);
+          if (blocked.has(aor)) break;
+          if (q.removeAll !== undefined) break;
+          if (q.contacts.get(contact) !== p) continue;
+        }
         const r = await this.apply(p);
         if (r === 'written' || r === 'dropped') this.settle(aor, q, p);
         if (r === 'unavailable') return this.passUnavailable(aor, q);
         if (r === 'retry') break; // the later changes of this AOR wait for it
       }
     }
+    const fb = await flushBatch();
+    if (fb.end === 'unavailable') return this.passUnavailable(fb.aor, fb.q);
     return 'done';
+  }
+
+  /**
+   * Write collected saves as one saveMany(). On success each is settled. If the database is
+   * unavailable the pass stops (one failed attempt, counted on the first change, as a row-by-row
+   * pass would). Any other error (a row refused, or something specific to one row): each change is
+   * written again on its own, with the usual outcome per change (dropped; or retried, and then the
+   * later changes of its AOR wait).
+   */
+  private async writeBatch(all: BatchItem[], blocked: Set<string>): Promise<BatchEnd> {
+    // superseded while the batch was collected: the newer change is written later
+    const items = all.filter((i) => i.q.removeAll === undefined && i.q.contacts.get(i.binding.contact) === i.p);
+    if (items.length > 1) {
+      try {
+        await this.db.saveMany!(items.map((i) => i.binding));
+        for (const i of items) this.settle(i.aor, i.q, i.p);
+        this.wrote();
+        return { end: 'ok' };
+      } catch (e) {
+        if (classify(e) === 'unavailable') {
+          const first = items[0]!;
+          first.p.attempts++;
+          this.ev.failure?.('transient');
+          this.markUnavailable(e);
+          return { end: 'unavailable', aor: first.aor, q: first.q };
+        }
+        // row by row below
+      }
+    }
+    for (const i of items) {
+      if (blocked.has(i.aor)) continue;
+      if (i.q.removeAll !== undefined || i.q.contacts.get(i.binding.contact) !== i.p) continue; // superseded meanwhile
+      const r = await this.apply(i.p);
+      if (r === 'written' || r === 'dropped') this.settle(i.aor, i.q, i.p);
+      if (r === 'unavailable') return { end: 'unavailable', aor: i.aor, q: i.q };
+      if (r === 'retry') blocked.add(i.aor);
+    }
+    return { end: 'ok' };
   }
 
   /** The pass stopped on an unavailable database: this AOR goes to the back, so the next pass starts with the other AORs. */
@@ -354,7 +470,10 @@ export class WriteBackLocationStore implements LocationStore {
   private async apply(p: Pending): Promise<Outcome> {
     const op = p.op;
     try {
-      if (op.kind === 'save') await this.db.save(op.binding);
+      if (op.kind === 'save') {
+        if (p.replaceContact) await this.db.remove(op.binding.aor, op.binding.contact);
+        await this.db.save(op.binding);
+      }
       else if (op.kind === 'remove') await this.db.remove(op.aor, op.contact);
       else await this.db.removeAll(op.aor);
     } catch (e) {
@@ -374,12 +493,17 @@ export class WriteBackLocationStore implements LocationStore {
       if (p.attempts === 1) this.ev.retrying?.(describe(op), e);
       return 'retry';
     }
+    this.wrote(1);
+    return 'written';
+  }
+
+  /** a write succeeded: end an outage. `unsettled`: changes written but not yet settled. */
+  private wrote(unsettled = 0): void {
     if (this.outage > 0) {
       this.outage = 0;
       this.resumeAt = 0;
-      this.ev.recovered?.(this.pendingCount - 1);
+      this.ev.recovered?.(this.pendingCount - unsettled);
     }
-    return 'written';
   }
 
   /**

@@ -11,7 +11,7 @@ import {
   type DigestAuthOptions,
 } from '../../src/core/auth.js';
 import { parseAuthHeader, parseMessage, type SipRequest, type SipResponse } from '../../src/sip/index.js';
-import { MemorySubscriberStore, StoreError, computeHa1, computeHa1b, type Subscriber, type SubscriberStore } from '../../src/store/index.js';
+import { CachedSubscriberStore, MemorySubscriberStore, StoreError, computeHa1, computeHa1b, type Subscriber, type SubscriberStore } from '../../src/store/index.js';
 
 const DOMAIN = 'example.com';
 const T0 = Date.UTC(2025, 0, 1, 12, 0, 0);
@@ -705,5 +705,45 @@ describe('logging', () => {
     for (const secret of ['wonderland', 'oops-typo', computeHa1('alice', DOMAIN, 'wonderland'), computeHa1b('alice', DOMAIN, 'wonderland'), response, 'Digest ']) {
       expect(all).not.toContain(secret);
     }
+  });
+});
+
+describe('verify(): cached credentials (synchronous path)', () => {
+  it('with the credentials cached, verify() answers with a plain value (no Promise); a miss goes through the store; the verdicts are the same', async () => {
+    const subs = new MemorySubscriberStore();
+    await subs.add('alice', DOMAIN, 'wonderland');
+    let gets = 0;
+    const counting: SubscriberStore = {
+      get: (u, d) => (gets++, subs.get(u, d)),
+      add: (u, d, p) => subs.add(u, d, p),
+      remove: (u, d) => subs.remove(u, d),
+      setPassword: (u, d, p) => subs.setPassword(u, d, p),
+      list: (d) => subs.list(d),
+      close: () => subs.close(),
+    };
+    const clock = { t: T0 };
+    const cache = new CachedSubscriberStore(counting, { ttlMs: 60_000, now: () => clock.t });
+    const { auth } = await fixture({ subscribers: cache, now: () => clock.t });
+    const chal = auth.challenge(request(), DOMAIN, 'www');
+    const first = auth.verify(request({ extra: [answer(chal, 'REGISTER', { nc: 1 })] }), DOMAIN, 'www');
+    expect(first).toBeInstanceOf(Promise); // not cached yet
+    expect(await first).toMatchObject({ ok: true, user: 'alice' });
+    expect(gets).toBe(1);
+    const second = auth.verify(request({ cseq: 2, extra: [answer(chal, 'REGISTER', { nc: 2 })] }), DOMAIN, 'www');
+    expect(second).not.toBeInstanceOf(Promise);
+    expect(second).toEqual({ ok: true, user: 'alice', realm: DOMAIN });
+    // a wrong password, and a replay, are refused the same way on the synchronous path
+    const wrong = auth.verify(request({ cseq: 3, extra: [answer(chal, 'REGISTER', { nc: 3, password: 'nope' })] }), DOMAIN, 'www');
+    expect(wrong).not.toBeInstanceOf(Promise);
+    expect(wrong).toMatchObject({ ok: false, reason: 'bad' });
+    const replay = auth.verify(request({ cseq: 4, extra: [answer(chal, 'REGISTER', { nc: 2 })] }), DOMAIN, 'www');
+    expect(replay).toMatchObject({ ok: false, reason: 'replay' });
+    // an unknown user: the cached "no such subscriber" is synchronous too, and indistinguishable from a wrong password
+    const unknown1 = await auth.verify(request({ fromUser: 'mallory', toUser: 'mallory', extra: [answer(chal, 'REGISTER', { username: 'mallory', nc: 5 })] }), DOMAIN, 'www');
+    expect(unknown1).toMatchObject({ ok: false, reason: 'bad' });
+    const unknown2 = auth.verify(request({ fromUser: 'mallory', toUser: 'mallory', extra: [answer(chal, 'REGISTER', { username: 'mallory', nc: 6 })] }), DOMAIN, 'www');
+    expect(unknown2).not.toBeInstanceOf(Promise);
+    expect(unknown2).toMatchObject({ ok: false, reason: 'bad' });
+    expect(gets).toBe(2);
   });
 });

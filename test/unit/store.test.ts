@@ -192,6 +192,32 @@ for (const backend of [memoryBackend(), sqliteBackend(), mysqlBackend()]) {
         expect((await s.subscribers.list('b.org')).map((x) => x.username)).toEqual(['alice', 'carol']);
         expect(await s.subscribers.list('none.org')).toEqual([]);
       });
+      it('getMany answers in key order exactly as get() does for each key (collation included), over many keys', async () => {
+        await s.subscribers.add('alice', 'example.com', 'pw1');
+        await s.subscribers.add('bob', 'example.com', 'pw2');
+        expect(s.subscribers.getMany).toBeDefined();
+        const keys = [
+          { username: 'bob', domain: 'example.com' },
+          { username: 'nobody', domain: 'example.com' },
+          { username: 'alice', domain: 'example.com' },
+          { username: 'ALICE', domain: 'Example.COM' },
+          { username: 'alice ', domain: 'example.com' },
+          { username: 'alice', domain: 'example.org' },
+          { username: "a' OR '1'='1", domain: 'example.com' },
+          { username: 'bob', domain: 'example.com' },
+        ];
+        const one = await Promise.all(keys.map((k) => s.subscribers.get(k.username, k.domain)));
+        expect(await s.subscribers.getMany!(keys)).toEqual(one);
+        expect(one[0]?.password).toBe('pw2');
+        expect(one[1]).toBeNull();
+        expect(one[2]?.password).toBe('pw1');
+        expect(await s.subscribers.getMany!([])).toEqual([]);
+        // more keys than one statement takes
+        const many = Array.from({ length: 450 }, (_, i) => ({ username: i % 3 === 0 ? 'alice' : `u${i}`, domain: 'example.com' }));
+        const got = await s.subscribers.getMany!(many);
+        expect(got).toHaveLength(450);
+        got.forEach((g, i) => expect(g?.username ?? null, String(i)).toBe(i % 3 === 0 ? 'alice' : null));
+      });
     });
 
     describe('LocationStore', () => {
@@ -228,6 +254,26 @@ for (const backend of [memoryBackend(), sqliteBackend(), mysqlBackend()]) {
         expect(got).toHaveLength(1);
         expect(got[0]).toMatchObject({ cseq: 2, expires: T0 + 60_000, lastModified: T0 + 5000 });
         expect(await s.locations.counts()).toEqual({ aors: 1, contacts: 1 });
+      });
+
+      it('saveMany writes bindings in order; a save is keyed on the ruid: the same ruid under a new contact moves the row', async () => {
+        if (s.locations.saveMany === undefined) return; // memory: no batched form
+        const a = binding({ contact: 'sip:alice@192.0.2.1', ruid: 'R1' });
+        const b2 = binding({ contact: 'sip:alice@192.0.2.2', ruid: 'R2', q: 0.5 });
+        const c = binding({ contact: 'sip:carol@192.0.2.3', ruid: 'R3' }, 'carol@example.com');
+        await s.locations.saveMany([a, b2, c, { ...a, cseq: 7 }]);
+        expect(await s.locations.lookup('alice@example.com')).toEqual([{ ...a, cseq: 7 }, b2]);
+        expect(await s.locations.counts()).toEqual({ aors: 2, contacts: 3 });
+        // RFC 5626: the flow of R1 moves to a new contact
+        const moved = { ...a, contact: 'sip:alice@198.51.100.9', cseq: 8 };
+        await s.locations.save(moved);
+        expect(await s.locations.lookup('alice@example.com')).toEqual([moved, b2]);
+        // a statement with a refused row writes nothing of it
+        const bad = binding({ contact: `sip:${'x'.repeat(600)}`, ruid: 'R4' });
+        const fresh = binding({ contact: 'sip:alice@192.0.2.5', ruid: 'R5' });
+        await expect(s.locations.saveMany([fresh, bad])).rejects.toMatchObject({ code: 'INVALID' });
+        expect(await s.locations.counts()).toEqual({ aors: 2, contacts: 3 });
+        await s.locations.saveMany([]);
       });
 
       it('orders by q descending (no q ranks as 1.0), then newest first', async () => {
@@ -415,3 +461,55 @@ for (const backend of [memoryBackend(), sqliteBackend(), mysqlBackend()]) {
     }
   });
 }
+
+describeMysql('MySQL location table without a unique ruid (hand-made schema)', () => {
+  let tdb: TestDatabase;
+  beforeAll(async () => {
+    tdb = await createTestDatabase();
+    await initSchema(tdb.db);
+    await tdb.query('ALTER TABLE location DROP INDEX ruid_idx');
+  });
+  afterAll(() => tdb.drop());
+
+  it('saves fall back to UPDATE by aor + contact, then INSERT: still one row per contact', async () => {
+    const s = await openStores({ db: tdb.db, location: { db_mode: 'db-only' } }, { now: () => T0 });
+    try {
+      const a = binding({ contact: 'sip:alice@192.0.2.1', ruid: 'R1' });
+      await s.locations.save(a);
+      await s.locations.saveMany!([{ ...a, cseq: 2 }, binding({ contact: 'sip:alice@192.0.2.2', ruid: 'R2' })]);
+      await s.locations.save({ ...a, cseq: 3, ruid: 'R9' });
+      const rows = await tdb.query('SELECT contact, cseq, ruid FROM location ORDER BY contact');
+      expect(rows.map((r) => [r.contact, Number(r.cseq), r.ruid])).toEqual([
+        ['sip:alice@192.0.2.1', 3, 'R9'],
+        ['sip:alice@192.0.2.2', 1, 'R2'],
+      ]);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describeMysql('MySQL location upsert on the Kamailio schema', () => {
+  let tdb: TestDatabase;
+  beforeAll(async () => {
+    tdb = await createTestDatabase();
+    await initSchema(tdb.db);
+  });
+  afterAll(() => tdb.drop());
+
+  it('a save updates the row of its ruid in place (same id) and leaves the Kamailio-only columns alone', async () => {
+    const s = await openStores({ db: tdb.db, location: { db_mode: 'db-only' } }, { now: () => T0 });
+    try {
+      const a = binding({ contact: 'sip:alice@192.0.2.1', ruid: 'uloc-5f0c-1' });
+      await s.locations.save(a);
+      await tdb.query('UPDATE location SET server_id = 3, keepalive = 1 WHERE ruid = ?', ['uloc-5f0c-1']);
+      const [before] = await tdb.query('SELECT id FROM location WHERE ruid = ?', ['uloc-5f0c-1']);
+      await s.locations.saveMany!([{ ...a, cseq: 2 }, { ...a, cseq: 3, expires: T0 + 7200_000 }]);
+      const rows = await tdb.query('SELECT id, cseq, server_id, keepalive FROM location');
+      expect(rows.map((r) => [Number(r.id), Number(r.cseq), Number(r.server_id), Number(r.keepalive)])).toEqual([[Number(before!.id), 3, 3, 1]]);
+      expect(await s.locations.lookup('alice@example.com')).toEqual([{ ...a, cseq: 3, expires: T0 + 7200_000 }]);
+    } finally {
+      await s.close();
+    }
+  });
+});
