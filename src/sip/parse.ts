@@ -50,7 +50,21 @@ export function parseMessage(data: Buffer, opts: ParseOptions = {}): SipRequest 
     }
     if (m !== undefined) return m;
   }
+  return parseGeneral(data, start, limits);
+}
 
+/** @internal parseMessage without the byte-scanning fast path for small messages (tests compare the two). */
+export function parseMessageGeneral(data: Buffer, opts: ParseOptions = {}): SipRequest | SipResponse {
+  const limits = opts.limits ? { ...DEFAULT_LIMITS, ...opts.limits } : DEFAULT_LIMITS;
+  if (data.length > limits.maxMessageSize) throw new SipParseError('TOO_LARGE', 'Message too large');
+  let start = 0;
+  while (start + 1 < data.length && data[start] === 0x0d && data[start + 1] === 0x0a) start += 2;
+  if (start >= data.length) throw new SipParseError('EMPTY', 'Empty message');
+  return parseGeneral(data, start, limits);
+}
+
+/** parseMessage from the start line at `start`: the header section is found first, then split into lines. */
+function parseGeneral(data: Buffer, start: number, limits: Readonly<ParseLimits>): SipRequest | SipResponse {
   // Small messages (nearly all) are converted once and searched as a string; large ones are searched as bytes
   // so that a big body is not converted. The header section is then scanned in place: head[hs, he).
   let head: string;
