@@ -102,17 +102,6 @@ export function isToken(s: string): boolean {
  * angle brackets or IPv6 brackets. Returns trimmed elements (empty ones included so callers can reject them).
  */
 export function splitList(value: string): string[] {
-  // no quote and no '<': every comma separates, and trimmedSlice trims what String.prototype.trim trims
-  if (value.indexOf('"') === -1 && value.indexOf('<') === -1) {
-    const parts = value.split(',');
-    for (let i = 0; i < parts.length; i++) parts[i] = parts[i]!.trim();
-    return parts;
-  }
-  return splitListScan(value);
-}
-
-/** @internal splitList by scanning every character (what splitList does for values with quotes or '<'). */
-export function splitListScan(value: string): string[] {
   const out: string[] = [];
   let start = 0;
   let inQuote = false;
