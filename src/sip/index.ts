@@ -1,5 +1,5 @@
 export { SipParseError, isSipParseError, type SipParseErrorCode, type PartialMessage } from './errors.js';
-export { parseMessage, DEFAULT_LIMITS, type ParseLimits, type ParseOptions } from './parse.js';
+export { parseMessage, parseMessageGeneral, DEFAULT_LIMITS, type ParseLimits, type ParseOptions } from './parse.js';
 export { SipMessage, SipRequest, SipResponse, parseBoundedInt, type HeaderField, type CSeq, type SipMessageAny } from './message.js';
 export { buildResponse, serialize, REASONS, type ResponseOptions } from './serialize.js';
 export { StreamFramer, type FrameEvent, type FramerLimits } from './framing.js';

@@ -484,7 +484,7 @@ export abstract class SipMessage {
   }
 
   userAgent(): string | undefined {
-    return this.header('user-agent');
+    return this.first('user-agent');
   }
 
   // ---------------------------------------------------------------- in-place editing

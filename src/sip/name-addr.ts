@@ -1,6 +1,6 @@
 import { SipParseError } from './errors.js';
 import { isTokenChar } from './headers.js';
-import { headerParam, parseHeaderParams, type Params } from './params.js';
+import { EMPTY_PARAMS, headerParam, parseHeaderParams, type Params } from './params.js';
 import { parseUriAt, type Uri } from './uri.js';
 
 /** name-addr / addr-spec with header parameters: From, To, Contact, Route, Record-Route, Path. */
@@ -102,7 +102,7 @@ export function parseNameAddrAt(src: string, start: number, end: number, raw: st
     if (uriText.indexOf('?') !== -1 || uriText.indexOf(',') !== -1) throw bad('URI with ? or , must be in < >');
   }
   const uri = parseUriAt(s, uriStart, uriStart + uriText.length, uriText);
-  const params = i === n ? new Map<string, string | null>() : parseHeaderParams(s, 'BAD_NAME_ADDR', 'address', i, n);
+  const params = i === n ? EMPTY_PARAMS : parseHeaderParams(s, 'BAD_NAME_ADDR', 'address', i, n);
   return { displayName, uri, bracketed, params, raw };
 }
 
@@ -120,7 +120,7 @@ export function nameAddrParamsAt(src: string, start: number, end: number): Param
   const i = paramsStart(src, start, end);
   if (i === -1) return undefined;
   try {
-    return i === end ? new Map() : parseHeaderParams(src, 'BAD_NAME_ADDR', 'address', i, end);
+    return i === end ? EMPTY_PARAMS : parseHeaderParams(src, 'BAD_NAME_ADDR', 'address', i, end);
   } catch {
     return undefined;
   }

@@ -2,7 +2,10 @@ import { SipParseError, type SipParseErrorCode } from './errors.js';
 import { isTokenChar } from './headers.js';
 
 /** Parameters keyed by lower-case name; a value of null means the parameter had no `=value`. */
-export type Params = Map<string, string | null>;
+export type Params = ReadonlyMap<string, string | null>;
+
+/** The parameters of an element without any: one shared instance (read-only, so sharing it is safe). */
+export const EMPTY_PARAMS: Params = new Map<string, string | null>();
 
 const isWs = (c: number): boolean => c === 0x20 || c === 0x09;
 
@@ -35,7 +38,7 @@ export function commonName(s: string, from: number, to: number): string | undefi
  * LWS around `;` and `=` is allowed. Empty parameters are an error. Only s[start, end) is read.
  */
 export function parseHeaderParams(s: string, code: SipParseErrorCode, what: string, start = 0, end = s.length): Params {
-  const params: Params = new Map();
+  const params = new Map<string, string | null>();
   scanHeaderParams(s, code, what, start, end, params, undefined);
   return params;
 }
@@ -49,7 +52,7 @@ export function headerParam(s: string, code: SipParseErrorCode, what: string, st
 }
 
 /** The parser of parseHeaderParams / headerParam: fills `params` if given, returns the value of `want` if given. */
-function scanHeaderParams(s: string, code: SipParseErrorCode, what: string, start: number, end: number, params: Params | undefined, want: string | undefined): string | null | undefined {
+function scanHeaderParams(s: string, code: SipParseErrorCode, what: string, start: number, end: number, params: Map<string, string | null> | undefined, want: string | undefined): string | null | undefined {
   let found: string | null | undefined;
   let i = start;
   const n = end;

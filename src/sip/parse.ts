@@ -1,7 +1,7 @@
 import { SipParseError, type PartialMessage } from './errors.js';
 import { headerKey, isToken, splitList } from './headers.js';
 import { SipRequest, SipResponse, edgeWs, type HeaderField } from './message.js';
-import { parseUri } from './uri.js';
+import { parseUriAt } from './uri.js';
 
 export interface ParseLimits {
   /** whole message, octets (default 64 KiB). */
@@ -39,7 +39,32 @@ export function parseMessage(data: Buffer, opts: ParseOptions = {}): SipRequest 
   // RFC 3261 §7.5: ignore CRLFs before the start line
   while (start + 1 < data.length && data[start] === 0x0d && data[start + 1] === 0x0a) start += 2;
   if (start >= data.length) throw new SipParseError('EMPTY', 'Empty message');
+  if (data.length <= 8192) {
+    // the usual case: scanned on the bytes; undefined when the message has no empty line ending its header section
+    let m: SipRequest | SipResponse | undefined;
+    try {
+      m = parseSmall(data, start, limits);
+    } catch (e) {
+      // without an empty line the general path below reads the last line differently (trailing CR/LF): let it decide
+      if (!(e instanceof SipParseError) || data.indexOf(CRLFCRLF, start) !== -1) throw e;
+    }
+    if (m !== undefined) return m;
+  }
+  return parseGeneral(data, start, limits);
+}
 
+/** @internal parseMessage without the byte-scanning fast path for small messages (tests compare the two). */
+export function parseMessageGeneral(data: Buffer, opts: ParseOptions = {}): SipRequest | SipResponse {
+  const limits = opts.limits ? { ...DEFAULT_LIMITS, ...opts.limits } : DEFAULT_LIMITS;
+  if (data.length > limits.maxMessageSize) throw new SipParseError('TOO_LARGE', 'Message too large');
+  let start = 0;
+  while (start + 1 < data.length && data[start] === 0x0d && data[start + 1] === 0x0a) start += 2;
+  if (start >= data.length) throw new SipParseError('EMPTY', 'Empty message');
+  return parseGeneral(data, start, limits);
+}
+
+/** parseMessage from the start line at `start`: the header section is found first, then split into lines. */
+function parseGeneral(data: Buffer, start: number, limits: Readonly<ParseLimits>): SipRequest | SipResponse {
   // Small messages (nearly all) are converted once and searched as a string; large ones are searched as bytes
   // so that a big body is not converted. The header section is then scanned in place: head[hs, he).
   let head: string;
@@ -155,11 +180,148 @@ export function parseMessage(data: Buffer, opts: ParseOptions = {}): SipRequest 
   }
   const body = bodyStart >= bodyEnd ? EMPTY : data.subarray(bodyStart, bodyEnd);
 
-  const m = startLine.startsWith('SIP/') ? parseStatusLine(startLine, headers, body) : parseRequestLine(startLine, headers, body);
+  const m = startLine.startsWith('SIP/') ? parseStatusLine(startLine, headers, body) : parseRequestLine(startLine, headers, body, head, hs);
   if (srcFields !== undefined) m.source(head, srcFields, srcOff!);
   return m;
 }
 
+
+/**
+ * parseMessage for a message of at most 8 KiB with start = the offset of its start line: the same steps as the general
+ * path, but the header section is found and split by looking at the bytes of `data` (cheaper to read than the
+ * characters of a string), with the values sliced from its latin1 text `head` at the same offsets. The end of the
+ * header section is the first empty line, found during the line scan; a message without one returns undefined
+ * (the general path handles it).
+ */
+function parseSmall(data: Buffer, start: number, limits: Readonly<ParseLimits>): SipRequest | SipResponse | undefined {
+  const d = data;
+  const n = d.length;
+  const head = latin1(data, 0, n);
+  let pos = crlfAt(head, start, n);
+  if (pos >= n) return undefined;
+  const startLine = head.slice(start, pos);
+  pos += 2;
+  const headers: HeaderField[] = [];
+  let viaCount = 0;
+  let clValues: string[] | undefined;
+  let srcFields: HeaderField[] | undefined;
+  let srcOff: number[] | undefined;
+  const maxLine = limits.maxHeaderLine;
+  const maxHeaders = limits.maxHeaders;
+  let bodyStart = -1;
+
+  while (pos < n) {
+    let end = crlfAt(head, pos, n);
+    if (end === pos) {
+      bodyStart = pos + 2;
+      break;
+    }
+    if (end >= n) return undefined;
+    let folded = false;
+    while (end - pos <= maxLine) {
+      const c = d[end + 2];
+      if (c !== 0x20 && c !== 0x09) break;
+      folded = true;
+      end = crlfAt(head, end + 2, n);
+      if (end >= n) return undefined;
+    }
+    const lineStart = pos;
+    pos = end + 2;
+    if (end - lineStart > maxLine) throw new SipParseError('HEADER_TOO_LONG', 'Header line too long', partialOf(startLine, headers));
+    if (headers.length >= maxHeaders) throw new SipParseError('TOO_MANY_HEADERS', 'Too many headers', partialOf(startLine, headers));
+    const colon = head.indexOf(':', lineStart);
+    if (colon <= lineStart || colon >= end) throw new SipParseError('BAD_HEADER', 'Malformed header line', partialOf(startLine, headers));
+    let ne = colon;
+    while (ne > lineStart && (d[ne - 1] === 0x20 || d[ne - 1] === 0x09)) ne--;
+    let name: string;
+    let key: string | undefined;
+    const known = knownNameIn(d, lineStart, ne);
+    if (known !== undefined) {
+      name = known.name;
+      key = known.key;
+    } else {
+      name = head.slice(lineStart, ne);
+      key = keyOfName(name);
+      if (key === undefined) throw new SipParseError('BAD_HEADER', 'Bad header name', partialOf(startLine, headers));
+    }
+    const raw = head.slice(lineStart, end);
+    let value: string;
+    let vs = -1;
+    let ve = -1;
+    if (folded) value = head.slice(colon + 1, end).replace(/\r\n[ \t]+/g, ' ').trim();
+    else {
+      vs = colon + 1;
+      ve = end;
+      while (vs < ve && (d[vs] === 0x20 || d[vs] === 0x09)) vs++;
+      while (ve > vs && (d[ve - 1] === 0x20 || d[ve - 1] === 0x09)) ve--;
+      value = head.slice(vs, ve);
+      if (ve > vs && (trimmable(d[vs]!) || trimmable(d[ve - 1]!))) {
+        value = value.trim();
+        vs = -1;
+      }
+    }
+    const field: HeaderField = { name, key, value, raw };
+    headers.push(field);
+    let comma = -2;
+    if (known !== undefined && known.inPlace !== 0 && vs !== -1 && ve > vs) {
+      if (known.inPlace === 1) comma = byteIn(d, vs, ve, 0x2c);
+      if (known.inPlace === 2 || (comma === -1 && !edgeWsIn(d, vs, ve))) {
+        (srcFields ??= []).push(field);
+        (srcOff ??= []).push(vs);
+      }
+    }
+    if (key === 'via') {
+      if (comma === -2) comma = value.indexOf(',');
+      viaCount += comma === -1 ? 1 : splitList(value).length;
+      if (viaCount > limits.maxVias) throw new SipParseError('TOO_MANY_VIAS', 'Too many Via headers', partialOf(startLine, headers));
+    } else if (key === 'content-length') (clValues ??= []).push(value);
+  }
+  if (bodyStart === -1) return undefined;
+
+  let bodyEnd = n;
+  if (clValues !== undefined) {
+    if (clValues.length > 1) throw new SipParseError('BAD_CONTENT_LENGTH', 'Multiple Content-Length', partialOf(startLine, headers));
+    const v = clValues[0]!;
+    if (!isCl(v)) throw new SipParseError('BAD_CONTENT_LENGTH', 'Bad Content-Length', partialOf(startLine, headers));
+    const cl = Number(v);
+    if (cl > n - bodyStart) throw new SipParseError('BODY_TRUNCATED', 'Content-Length exceeds body', partialOf(startLine, headers));
+    bodyEnd = bodyStart + cl;
+  }
+  const body = bodyStart >= bodyEnd ? EMPTY : data.subarray(bodyStart, bodyEnd);
+  const m = startLine.startsWith('SIP/') ? parseStatusLine(startLine, headers, body) : parseRequestLine(startLine, headers, body, head, start);
+  if (srcFields !== undefined) m.source(head, srcFields, srcOff!);
+  return m;
+}
+
+/** Index of byte c in d[from, to), or -1. */
+function byteIn(d: Buffer, from: number, to: number, c: number): number {
+  for (let i = from; i < to; i++) if (d[i] === c) return i;
+  return -1;
+}
+
+/** edgeWs for the value d[vs, ve) (not empty). */
+function edgeWsIn(d: Buffer, vs: number, ve: number): boolean {
+  const a = d[vs]!;
+  const b = d[ve - 1]!;
+  return a <= 0x20 || b <= 0x20 || a === 0xa0 || b === 0xa0;
+}
+
+/** knownName on the bytes d[start, end). */
+function knownNameIn(d: Buffer, start: number, end: number): KnownName | undefined {
+  const cands = KNOWN_BY_LENGTH[end - start];
+  if (cands === undefined) return undefined;
+  const c0 = d[start];
+  const cl = d[end - 1];
+  for (let i = 0; i < cands.length; i++) {
+    const k = cands[i]!;
+    if (k.c0 !== c0 || k.cl !== cl) continue;
+    const codes = k.codes;
+    let j = codes.length - 2;
+    while (j > 0 && d[start + j] === codes[j]) j--;
+    if (j <= 0) return k;
+  }
+  return undefined;
+}
 
 const EMPTY = Buffer.alloc(0);
 
@@ -212,6 +374,8 @@ interface KnownName {
   readonly cl: number;
   /** values parsed in place in the received text: 1 list headers (one element per line), 2 whole values (From/To, auth), 0 none. */
   readonly inPlace: 0 | 1 | 2;
+  /** the name's char codes (latin1 bytes) */
+  readonly codes: Uint8Array;
 }
 
 const IN_PLACE: Record<string, 1 | 2> = {
@@ -234,7 +398,7 @@ const KNOWN_BY_LENGTH: KnownName[][] = (() => {
   const table: KnownName[][] = [];
   for (const n of new Set(all)) {
     const key = headerKey(n);
-    (table[n.length] ??= []).push({ name: n, key, c0: n.charCodeAt(0), cl: n.charCodeAt(n.length - 1), inPlace: IN_PLACE[key] ?? 0 });
+    (table[n.length] ??= []).push({ name: n, key, c0: n.charCodeAt(0), cl: n.charCodeAt(n.length - 1), inPlace: IN_PLACE[key] ?? 0, codes: Uint8Array.from(n, (ch) => ch.charCodeAt(0)) });
   }
   return table;
 })();
@@ -271,7 +435,8 @@ function keyOfName(name: string): string | undefined {
 }
 const VERSION_RE = /^SIP\/\d{1,3}\.\d{1,3}$/i;
 
-function parseRequestLine(line: string, headers: HeaderField[], body: Buffer): SipRequest {
+/** Request-Line `line`, which is head[hs, hs + line.length) (the Request-URI is parsed there, in the flat string). */
+function parseRequestLine(line: string, headers: HeaderField[], body: Buffer, head: string, hs: number): SipRequest {
   const sp1 = line.indexOf(' ');
   const sp2 = sp1 === -1 ? -1 : line.indexOf(' ', sp1 + 1);
   if (sp1 <= 0 || sp2 === -1 || line.indexOf(' ', sp2 + 1) !== -1 || sp2 === sp1 + 1 || sp2 === line.length - 1) {
@@ -284,7 +449,7 @@ function parseRequestLine(line: string, headers: HeaderField[], body: Buffer): S
   if (version !== 'SIP/2.0' && !VERSION_RE.test(version)) throw new SipParseError('BAD_VERSION', 'Bad SIP version', partialOf(line, headers));
   let uri;
   try {
-    uri = parseUri(uriText);
+    uri = parseUriAt(head, hs + sp1 + 1, hs + sp2, uriText);
   } catch (e) {
     if (e instanceof SipParseError) throw new SipParseError('BAD_URI', 'Bad Request-URI', partialOf(line, headers));
     throw e;

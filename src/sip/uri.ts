@@ -1,5 +1,8 @@
 import { SipParseError } from './errors.js';
-import { commonName, type Params } from './params.js';
+import { EMPTY_PARAMS, commonName, type Params } from './params.js';
+
+/** URI headers of a URI without any: one shared read-only instance. */
+const EMPTY_HEADERS: ReadonlyMap<string, string> = new Map<string, string>();
 
 /** A SIP or SIPS URI (RFC 3261 §19.1). `raw` is the text as received and is what gets forwarded. */
 export interface SipUri {
@@ -13,7 +16,7 @@ export interface SipUri {
   /** uri-parameters, names lower-cased and values decoded once. */
   readonly params: Params;
   /** headers part after `?`, decoded once (name -> value); empty map when absent. */
-  readonly headers: Map<string, string>;
+  readonly headers: ReadonlyMap<string, string>;
   readonly raw: string;
 }
 
@@ -127,8 +130,8 @@ export function parseHostPort(s: string, start: number, stopAt: string, limit: n
 }
 
 function parseUriParams(s: string, from = 0, to = s.length): Params {
-  const params: Params = new Map();
-  if (from >= to) return params;
+  if (from >= to) return EMPTY_PARAMS;
+  const params = new Map<string, string | null>();
   let p = from;
   for (;;) {
     let e = s.indexOf(';', p);
@@ -230,9 +233,11 @@ function plainSipUri(scheme: 'sip' | 'sips', src: string, p: number, n: number, 
     if (i === ps || i - ps > 5 || v > 65535) return undefined;
     port = v;
   }
-  const params: Params = new Map();
+  let params: Params = EMPTY_PARAMS;
   if (i < n) {
     if (src.charCodeAt(i) !== 0x3b) return undefined;
+    const ps = new Map<string, string | null>();
+    params = ps;
     i++;
     // uri-parameters: ';'-separated, `name[=value]`; an empty parameter (or name) is an error
     while (i < n) {
@@ -250,13 +255,13 @@ function plainSipUri(scheme: 'sip' | 'sips', src: string, p: number, n: number, 
       if (i === ns || eq === ns) return undefined;
       const ne = eq === -1 ? i : eq;
       const name = up ? src.slice(ns, ne).toLowerCase() : (commonName(src, ns, ne) ?? src.slice(ns, ne));
-      params.set(name, eq === -1 ? null : src.slice(eq + 1, i));
+      ps.set(name, eq === -1 ? null : src.slice(eq + 1, i));
       if (i >= n) break;
       i++;
       if (i >= n) return undefined;
     }
   }
-  return { scheme, user, password, host, port, params, headers: new Map<string, string>(), raw };
+  return { scheme, user, password, host, port, params, headers: EMPTY_HEADERS, raw };
 }
 
 function parseUriGeneral(raw: string): Uri {
@@ -297,15 +302,17 @@ function parseSipUriRest(scheme: 'sip' | 'sips', raw: string, p: number): SipUri
   const q = raw.indexOf('?', hostStart);
   const hpEnd = q === -1 ? raw.length : q;
   const hp = parseHostPort(raw, hostStart, ';', hpEnd);
-  const params = hp.end < hpEnd ? parseUriParams(raw, hp.end + 1, hpEnd) : new Map<string, string | null>();
-  const headers = new Map<string, string>();
+  const params = hp.end < hpEnd ? parseUriParams(raw, hp.end + 1, hpEnd) : EMPTY_PARAMS;
+  let headers = EMPTY_HEADERS;
   if (q !== -1) {
+    const hm = new Map<string, string>();
+    headers = hm;
     const hs = raw.slice(q + 1);
     if (hs.length === 0) throw bad('empty URI headers');
     for (const h of hs.split('&')) {
       const eq = h.indexOf('=');
       if (eq <= 0) throw bad('bad URI header');
-      headers.set(unescapeOnce(h.slice(0, eq)), unescapeOnce(h.slice(eq + 1)));
+      hm.set(unescapeOnce(h.slice(0, eq)), unescapeOnce(h.slice(eq + 1)));
     }
   }
   return { scheme, user, password, host: hp.host, port: hp.port, params, headers, raw };

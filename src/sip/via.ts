@@ -1,6 +1,6 @@
 import { SipParseError } from './errors.js';
 import { isToken } from './headers.js';
-import { parseHeaderParams, type Params } from './params.js';
+import { EMPTY_PARAMS, parseHeaderParams, type Params } from './params.js';
 import { parseHostPort } from './uri.js';
 
 export interface Via {
@@ -115,7 +115,7 @@ export function parseViaAt(src: string, start: number, end: number, raw: string)
     if (err instanceof SipParseError) throw bad('bad sent-by');
     throw err;
   }
-  const params = end2 === n ? new Map<string, string | null>() : parseHeaderParams(s, 'BAD_VIA', 'Via', end2, n);
+  const params = end2 === n ? EMPTY_PARAMS : parseHeaderParams(s, 'BAD_VIA', 'Via', end2, n);
   const branch = params.get('branch');
   const received = params.get('received');
   const rport = params.get('rport');
