@@ -728,6 +728,21 @@ describe('initial requests with a preloaded Route; branches without a route', ()
     expect(branchesOf(finals[0]!.msg)).toEqual(aliceVias(d));
     await expectNoLeaks(d.h);
   });
+
+  it('a transport=tls target is never sent over cleartext TCP (there is no TLS transport): no branch for it', async () => {
+    const c = await call([{ uri: bob(B1), src: B1 }, { uri: 'sip:bob@192.0.2.41:5061;transport=tls', src: tcpSrc('192.0.2.41', 5061) }], { natReceived: false });
+    expect(c.invites.map((s) => [s.target.address, s.target.transport])).toEqual([[B1.address, B1.transport]]);
+    const out = await c.h.response(answer(inviteTo(c, B1), 486, { toTag: 'b1' }), B1);
+    expect(upstream(out).map((s) => s.msg.status)).toEqual([486]);
+    await expectNoLeaks(c.h);
+
+    const d = await call([{ uri: 'sip:bob@192.0.2.41:5061;transport=TLS', src: tcpSrc('192.0.2.41', 5061) }], { natReceived: false });
+    expect(d.invites).toEqual([]);
+    expect(d.out.filter((s) => s.target.address === '192.0.2.41')).toEqual([]);
+    const finals = upstream(d.out).filter((s) => s.msg.status >= 200);
+    expect(finals.map((s) => s.msg.status)).toEqual([500]);
+    await expectNoLeaks(d.h);
+  });
 });
 
 // ------------------------------------------------------------------------------------------ found by the wire fuzzer
