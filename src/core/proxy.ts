@@ -236,7 +236,13 @@ export class Proxy {
     // maddr is never obeyed: a URI of someone else's choosing must not redirect us (issue 8)
     const host = uri.host;
     const tp = uri.params.get('transport')?.toLowerCase();
-    const transport: TransportName | undefined = tp === 'tcp' || tp === 'tls' ? 'tcp' : tp === 'udp' ? 'udp' : undefined;
+    // a transport sipd does not serve (tls, sctp, ws, wss) is no next hop: never downgraded to
+    // cleartext TCP or UDP (RFC 3261 §26.2.2 for tls; the branch fails like an unresolvable one)
+    if (tp !== undefined && tp !== 'udp' && tp !== 'tcp') {
+      this.debug?.({ transport: tp }, 'next hop needs a transport sipd does not serve: not sent');
+      return undefined;
+    }
+    const transport: TransportName | undefined = tp;
     const targets = await this.d.transport.resolve(host, uri.port, transport, uri.scheme === 'sips');
     let t = targets[0];
     if (t === undefined) return undefined;
