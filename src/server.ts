@@ -239,10 +239,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   });
   const auth: Authenticator = {
     verify: (req, realm, kind) => {
-      const outcome = (r: AuthResult): AuthOutcome => (r.ok ? { ok: true, user: r.user } : { ok: false, reason: r.reason, response: r.response });
       // synchronous when the credentials are cached (no Promise on the hot path)
       const r = authenticator.verify(req, realm, kind);
-      return r instanceof Promise ? r.then(outcome) : outcome(r);
+      return r instanceof Promise ? r.then(authOutcome) : authOutcome(r);
     },
     stripCredentials: (req, realm) => stripCredentials(req, realm),
   };
@@ -434,6 +433,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
 }
 
 export { buildResponse };
+
+/** routing's view of a digest-auth result (one function, not a closure per request). */
+function authOutcome(r: AuthResult): AuthOutcome {
+  return r.ok ? { ok: true, user: r.user } : { ok: false, reason: r.reason, response: r.response };
+}
 
 /** stop(): longest wait for closing the transports or the HTTP endpoint, and slack beyond the stores' own bounds (ms). */
 const STOP_STEP_MS = 2000;
