@@ -40,7 +40,7 @@ if (gc === undefined) {
 const mode = process.argv[2] === 'call' ? 'call' : 'register';
 const N = Number((mode === 'call' ? process.argv[3] : process.argv[2]) ?? (mode === 'call' ? 10_000 : 20_000));
 const T: TimerSettings = { t1: 500, t2: 4000, t4: 5000, timerC: 180_000, trying: 200 };
-const LOCAL: Record<TransportName, LocalEndpoint> = {
+const LOCAL: Record<'udp' | 'tcp', LocalEndpoint> = {
   udp: { transport: 'udp', address: '10.0.0.1', port: 5060, advertise: '10.0.0.1' },
   tcp: { transport: 'tcp', address: '10.0.0.1', port: 5060, advertise: '10.0.0.1' },
 };
@@ -142,7 +142,7 @@ const layer = createTransactionLayer({
       return Promise.resolve();
     },
     endpoints: () => [LOCAL.udp, LOCAL.tcp],
-    endpointFor: (t: TransportName) => LOCAL[t],
+    endpointFor: (t: TransportName) => (t === 'udp' || t === 'tcp' ? LOCAL[t] : undefined),
   },
   clock,
   timers: T,

@@ -7,7 +7,7 @@
  */
 import type { SipParseError, SipRequest, SipResponse } from '../sip/index.js';
 
-export type TransportName = 'udp' | 'tcp';
+export type TransportName = 'udp' | 'tcp' | 'tls' | 'ws' | 'wss';
 
 /** A local listening socket. */
 export interface LocalEndpoint {

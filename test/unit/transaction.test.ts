@@ -14,7 +14,7 @@ import { TransportError, type LocalEndpoint, type Source, type Target, type Tran
 
 const T: TimerSettings = { t1: 500, t2: 4000, t4: 5000, timerC: 180_000, trying: 200 };
 
-const LOCAL: Record<TransportName, LocalEndpoint> = {
+const LOCAL: Record<'udp' | 'tcp', LocalEndpoint> = {
   udp: { transport: 'udp', address: '10.0.0.1', port: 5060, advertise: '10.0.0.1' },
   tcp: { transport: 'tcp', address: '10.0.0.1', port: 5060, advertise: '10.0.0.1' },
 };
@@ -43,7 +43,7 @@ function fakeTransport(clock: ManualClock) {
       return Promise.resolve();
     },
     endpoints: () => [LOCAL.udp, LOCAL.tcp],
-    endpointFor: (t: TransportName) => LOCAL[t],
+    endpointFor: (t: TransportName) => (t === 'udp' || t === 'tcp' ? LOCAL[t] : undefined),
   };
 }
 
@@ -69,7 +69,7 @@ function setup(opts: { timers?: Partial<TimerSettings>; max?: number; maxLingeri
   return { clock, tp, layer, requests, strays };
 }
 
-const src = (transport: TransportName = 'udp'): Source => ({ transport, address: '192.0.2.7', port: 5062, local: LOCAL[transport] });
+const src = (transport: 'udp' | 'tcp' = 'udp'): Source => ({ transport, address: '192.0.2.7', port: 5062, local: LOCAL[transport] });
 const UAS: Target = { transport: 'udp', address: '192.0.2.9', port: 5070 };
 const UAS_TCP: Target = { transport: 'tcp', address: '192.0.2.9', port: 5070 };
 
@@ -885,7 +885,7 @@ describe('transaction layer', () => {
 
 describe('linger entries (what ended transactions leave for J / L / I / K / D)', () => {
   /** a REGISTER with branch n answered 200 by the TU */
-  function answered(layer: ReturnType<typeof setup>['layer'], n: number, transport: TransportName = 'udp'): SipRequest {
+  function answered(layer: ReturnType<typeof setup>['layer'], n: number, transport: 'udp' | 'tcp' = 'udp'): SipRequest {
     const r = req('REGISTER', { branch: `z9hG4bKreg${n}`, callId: `reg${n}`, transport: transport === 'tcp' ? 'TCP' : 'UDP' });
     layer.createServer(r, src(transport)).respond(res(r, 200, `t${n}`));
     return r;
