@@ -8,6 +8,10 @@ import type { LocalEndpoint, Source, Target, TransportLayer, TransportName } fro
 import { isIP } from 'node:net';
 import { normaliseAddress } from '../transport/common.js';
 import { BRANCH_MAC_LEN, hopKey, RouteTokens, TOKEN_PARAM, type DialogParties, type VerifiedRoute } from './route-token.js';
+import {
+  FORWARD, MAX_FAILURE_ROUNDS, MAX_RETRY_TARGETS,
+  type BranchInfo, type FailureStep, type FailureVerdict, type ReplyStep, type ResponseSteps,
+} from './response-steps.js';
 
 /** One destination of a forwarded request (a location binding, or the Request-URI itself). */
 export interface ForwardTarget {
@@ -37,6 +41,8 @@ export interface ProxyDeps {
    * bound to a wildcard address; loopback addresses always count. Default: none besides loopback.
    */
   localAddresses?: () => ReadonlySet<string>;
+  /** the response side of the pipeline (reply and failure steps, response-steps.ts); default none. */
+  steps?: ResponseSteps;
 }
 
 /** What the top Route (or a strict router's Request-URI) of an in-dialog request says about us. */
@@ -61,7 +67,12 @@ interface Branch {
   ct: ClientTransaction | undefined;
   done: boolean;
   final: SipResponse | undefined;
+  /** what the reply steps are told about it (set once it was sent). */
+  info: BranchInfo | undefined;
 }
+
+const NO_REPLY_STEPS: readonly ReplyStep[] = [];
+const NO_FAILURE_STEPS: readonly FailureStep[] = [];
 
 /**
  * The stateful proxy of RFC 3261 §16: request forwarding (§16.6), response context and forking (§16.7),
@@ -77,8 +88,15 @@ export class Proxy {
    */
   readonly debug: ProxyDeps['debug'];
 
+  /** reply steps (onreply_route), in order. */
+  readonly replySteps: readonly ReplyStep[];
+  /** failure steps (failure_route), in order. */
+  readonly failureSteps: readonly FailureStep[];
+
   constructor(private readonly d: ProxyDeps) {
     this.debug = d.debug;
+    this.replySteps = d.steps?.reply ?? NO_REPLY_STEPS;
+    this.failureSteps = d.steps?.failure ?? NO_FAILURE_STEPS;
   }
 
   get activeContexts(): number {
@@ -377,14 +395,24 @@ class ResponseContext {
   private cancelled = false;
   private readonly all: SipResponse[] = [];
   private best: SipResponse | undefined;
+  /** the q-groups still to try (failure steps append to it). */
+  private readonly groups: ForwardTarget[][];
+  /** branches started so far (BranchInfo.index). */
+  private branchCount = 0;
+  /** failure rounds retried so far. */
+  private round = 0;
+  /** the failure steps are being asked (async): nothing else may finish the context meanwhile. */
+  private consulting = false;
 
   constructor(
     private readonly p: Proxy,
     private readonly st: ServerTransaction,
     private readonly req: SipRequest,
-    private readonly groups: ForwardTarget[][],
+    groups: ForwardTarget[][],
     private readonly opts: ForwardOptions,
-  ) {}
+  ) {
+    this.groups = groups;
+  }
 
   start(): void {
     this.nextGroup();
@@ -398,13 +426,15 @@ class ResponseContext {
     this.groupIndex++;
     const group = this.groups[this.groupIndex];
     if (group === undefined || this.cancelled) {
+      // stay on the last group: targets a failure step adds are the next ones
+      this.groupIndex = this.groups.length - 1;
       this.finish();
       return;
     }
     // a later group (serial forking) may run past the guard the transaction keeps for a TU that
     // never answers: tell it we are still at work
     if (this.groupIndex > 0) this.st.keepAlive?.();
-    const pending = group.map(() => ({ ct: undefined, done: false, final: undefined }) as Branch);
+    const pending = group.map(() => ({ ct: undefined, done: false, final: undefined, info: undefined }) as Branch);
     this.branches = pending;
     group.forEach((t, i) => {
       void this.startBranch(t, pending[i]!);
@@ -428,11 +458,13 @@ class ResponseContext {
       return;
     }
     this.p.debug?.({ target: prepared.hop.target, branch: prepared.branch }, 'forwarding');
+    if (this.p.replySteps.length > 0) b.info = { index: this.branchCount, target, sentTo: prepared.hop.target, request: prepared.out };
+    this.branchCount++;
     b.ct = this.p.deps.tx.createClient(
       prepared.out,
       prepared.hop.target,
       {
-        provisional: (res) => this.onProvisional(res),
+        provisional: (res) => this.onProvisional(res, b),
         final: (res) => this.onFinal(res, b),
         timeout: () => this.branchDone(b, this.localResponse(408)),
         transportError: () => this.branchDone(b, this.localResponse(503)),
@@ -441,7 +473,31 @@ class ResponseContext {
     );
   }
 
-  private onProvisional(res: SipResponse): void {
+  /** The reply steps for a response received on branch `b`: false when one of them dropped it (provisionals only). */
+  private replySteps(res: SipResponse, b: Branch): boolean {
+    const steps = this.p.replySteps;
+    if (steps.length === 0 || b.info === undefined) return true;
+    for (const step of steps) {
+      let verdict;
+      try {
+        verdict = step.onReply({ request: this.req, branch: b.info, response: res });
+      } catch (err) {
+        this.p.debug?.({ step: step.name, err: String(err) }, 'reply step failed: response passed on');
+        continue;
+      }
+      if (verdict === 'drop') {
+        if (res.status < 200) {
+          this.p.debug?.({ step: step.name, status: res.status }, 'provisional dropped by a reply step');
+          return false;
+        }
+        this.p.debug?.({ step: step.name, status: res.status }, 'a final response cannot be dropped: passed on');
+      }
+    }
+    return true;
+  }
+
+  private onProvisional(res: SipResponse, b: Branch): void {
+    if (!this.replySteps(res, b)) return;
     if (res.status === 100 || this.finalSent) return;
     if (!hasViaBelowOurs(res)) return this.invalid(res);
     const up = res.clone();
@@ -462,6 +518,7 @@ class ResponseContext {
       this.branchDone(b, this.localResponse(502));
       return;
     }
+    this.replySteps(res, b);
     if (res.status >= 200 && res.status < 300) {
       // every 2xx goes upstream at once (§16.7 step 5), and the other branches are cancelled
       const up = res.clone();
@@ -508,10 +565,8 @@ class ResponseContext {
     }
   }
 
-  private finish(): void {
-    if (this.finalSent) return;
-    this.finalSent = true;
-    this.p.pending--;
+  /** The best final response as it goes upstream (before the 503 → 500 of §16.7 step 6). */
+  private upstreamFinal(): SipResponse {
     let res: SipResponse;
     if (this.best === undefined) res = this.localResponse(this.cancelled ? 487 : 480);
     else {
@@ -519,8 +574,57 @@ class ResponseContext {
       // a response received from downstream carries our Via on top; one we built carries only the upstream ones
       if (!LOCAL.has(this.best)) res.removeFirstValue('via');
     }
-    if (res.status === 503) res.setStatus(500, 'Server Internal Error'); // §16.7 step 6
     if (res.status === 401 || res.status === 407) mergeChallenges(res, this.all);
+    return res;
+  }
+
+  private finish(): void {
+    if (this.finalSent || this.consulting) return;
+    const res = this.upstreamFinal();
+    if (this.cancelled || this.p.failureSteps.length === 0 || this.round >= MAX_FAILURE_ROUNDS) {
+      this.sendFinal(res);
+      return;
+    }
+    this.consulting = true;
+    void this.consultFailureSteps(res, this.best === undefined || LOCAL.has(this.best)).then((targets) => {
+      this.consulting = false;
+      if (this.finalSent) return;
+      if (this.cancelled) {
+        this.sendFinal(this.localResponse(487));
+        return;
+      }
+      if (targets.length === 0) {
+        this.sendFinal(res);
+        return;
+      }
+      this.round++;
+      this.p.debug?.({ round: this.round, targets: targets.length }, 'failure step: new targets');
+      this.groups.push(...groupByQ(targets));
+      this.nextGroup();
+    });
+  }
+
+  /** Ask the failure steps in order; the targets of the first that retries (none: forward). Never rejects. */
+  private async consultFailureSteps(res: SipResponse, isLocal: boolean): Promise<readonly ForwardTarget[]> {
+    const e = { request: this.req, response: res, local: isLocal, finals: [...this.all], round: this.round };
+    for (const step of this.p.failureSteps) {
+      let v: FailureVerdict;
+      try {
+        v = await step.onFailure(e);
+      } catch (err) {
+        this.p.debug?.({ step: step.name, err: String(err) }, 'failure step failed: response passed on');
+        v = FORWARD;
+      }
+      if (v.action === 'retry' && v.targets.length > 0) return v.targets.slice(0, MAX_RETRY_TARGETS);
+    }
+    return [];
+  }
+
+  private sendFinal(res: SipResponse): void {
+    if (this.finalSent) return;
+    this.finalSent = true;
+    this.p.pending--;
+    if (res.status === 503) res.setStatus(500, 'Server Internal Error'); // §16.7 step 6
     this.p.sendUpstream(this.st, res);
   }
 }
