@@ -65,6 +65,8 @@ export interface HarnessOptions {
   hosts?: Record<string, string>;
   /** scanner User-Agent drop list (default: off). */
   scanners?: string[];
+  /** the local endpoints (default UDP_EP and TCP_EP). */
+  endpoints?: readonly LocalEndpoint[];
 }
 
 export interface Handled {
@@ -84,7 +86,7 @@ export async function createHarness(opts: HarnessOptions = {}) {
   /** reasons passed to RoutingEvents.drop, in order. */
   const drops: string[] = [];
   const hosts = opts.hosts ?? {};
-  const endpoints = [UDP_EP, TCP_EP];
+  const endpoints = opts.endpoints ?? [UDP_EP, TCP_EP];
 
   const transport = {
     send(data: Buffer, target: Target): Promise<void> {
