@@ -7,6 +7,7 @@ import type { ClientTransaction, ServerTransaction, TransactionLayer } from '../
 import type { LocalEndpoint, Source, Target, TransportLayer, TransportName } from '../transport/types.js';
 import { isIP } from 'node:net';
 import { normaliseAddress } from '../transport/common.js';
+import { isSecure, transportFromToken, TRANSPORT_INFO } from '../transport/transport.js';
 import { BRANCH_MAC_LEN, hopKey, RouteTokens, TOKEN_PARAM, type DialogParties, type VerifiedRoute } from './route-token.js';
 import {
   FORWARD, MAX_FAILURE_ROUNDS, MAX_RETRY_TARGETS,
@@ -245,38 +246,70 @@ export class Proxy {
 
   /** Where the request goes next: first Route, else the NAT address of the binding, else the Request-URI. */
   async nextHop(req: SipRequest, target: ForwardTarget | undefined): Promise<{ target: Target; local: LocalEndpoint } | undefined> {
+    const r = await this.findHop(req, target, needsSecure(req));
+    return r.ok ? r : undefined;
+  }
+
+  /** Does sipd serve a secure transport (TLS, WSS) at all? Without one a `sips:` Request-URI gets 416. */
+  servesSecure(): boolean {
+    return this.d.transport.endpoints().some((ep) => isSecure(ep.transport));
+  }
+
+  /**
+   * The next hop (see nextHop), or why there is none. `secure`: every hop must be secure (the
+   * Request-URI the request arrived with is sips:, RFC 3261 §26.2.2); a sips: next-hop URI or one
+   * asking for a secure transport requires it too. A secure hop is never replaced by a cleartext
+   * one: `insecure` when no secure transport reaches the target, `no-route` for everything else.
+   */
+  async findHop(req: SipRequest, target: ForwardTarget | undefined, secure: boolean): Promise<HopResult> {
     let uri: SipUri | undefined;
     const routes = req.routes();
     if (routes.length > 0 && isSipUri(routes[0]!.uri)) uri = routes[0]!.uri;
     else if (target?.received !== undefined) uri = parseSipUri(target.received);
     else if (isSipUri(req.uri)) uri = req.uri;
-    if (uri === undefined) return undefined;
+    if (uri === undefined) return NO_ROUTE;
     // maddr is never obeyed: a URI of someone else's choosing must not redirect us (issue 8)
     const host = uri.host;
-    const tp = uri.params.get('transport')?.toLowerCase();
-    // a transport sipd does not serve (tls, sctp, ws, wss) is no next hop: never downgraded to
-    // cleartext TCP or UDP (RFC 3261 §26.2.2 for tls; the branch fails like an unresolvable one)
-    if (tp !== undefined && tp !== 'udp' && tp !== 'tcp') {
-      this.debug?.({ transport: tp }, 'next hop needs a transport sipd does not serve: not sent');
-      return undefined;
+    const tp = uri.params.get('transport');
+    let transport: TransportName | undefined;
+    if (tp !== undefined && tp !== null) {
+      transport = transportFromToken(tp);
+      // a transport sipd knows nothing of (sctp): no next hop, never another transport instead
+      if (transport === undefined) {
+        this.debug?.({ transport: tp }, 'next hop needs a transport sipd does not know: not sent');
+        return NO_ROUTE;
+      }
     }
-    const transport: TransportName | undefined = tp;
+    const needSecure = secure || uri.scheme === 'sips' || (transport !== undefined && isSecure(transport));
+    if (needSecure) {
+      // sips: with transport=tcp means TLS over TCP (RFC 5630 §3.2); no secure form of UDP
+      const t: TransportName | undefined = transport === undefined ? SIPS_DEFAULT_TRANSPORT : isSecure(transport) ? transport : SECURE_FORM[transport];
+      if (t === undefined) {
+        this.debug?.({ transport }, 'next hop must be secure but asks for a cleartext transport: not sent');
+        return INSECURE;
+      }
+      transport = t;
+      if (!this.d.transport.endpoints().some((ep) => ep.transport === t)) {
+        this.debug?.({ transport: t }, 'next hop must be secure and sipd does not serve its transport: not sent');
+        return INSECURE;
+      }
+    }
     const targets = await this.d.transport.resolve(host, uri.port, transport, uri.scheme === 'sips');
-    let t = targets[0];
-    if (t === undefined) return undefined;
+    let t = needSecure ? targets.find((x) => isSecure(x.transport)) : targets[0];
+    if (t === undefined) return needSecure ? INSECURE : NO_ROUTE;
     // §18.1.1: a request larger than 1300 bytes (MTU - 200) over UDP with no transport chosen goes over TCP
     if (transport === undefined && t.transport === 'udp' && req.body.length + 800 > 1300) {
       const tcpEp = this.d.transport.endpointFor('tcp', t.address.includes(':') ? 6 : 4);
       if (tcpEp !== undefined) t = { ...t, transport: 'tcp' };
     }
     const local = this.d.transport.endpointFor(t.transport, t.address.includes(':') ? 6 : 4);
-    if (local === undefined) return undefined;
+    if (local === undefined) return needSecure ? INSECURE : NO_ROUTE;
     // never to ourselves: a URI naming sipd's own address and port would only bounce back out
     if (this.isOwnAddress(t.address, t.port)) {
       this.debug?.({ address: t.address, port: t.port }, 'next hop is this server: not sent');
-      return undefined;
+      return NO_ROUTE;
     }
-    return { target: { ...t, local }, local };
+    return { ok: true, target: { ...t, local }, local };
   }
 
   /** Is `address:port` one of our own listening sockets (wildcard listeners: any local address)? */
@@ -345,8 +378,9 @@ export class Proxy {
     target: ForwardTarget,
     opts: ForwardOptions,
     src: Source,
-  ): Promise<{ out: SipRequest; branch: string; hop: { target: Target; local: LocalEndpoint } } | undefined> {
+  ): Promise<PreparedBranch | NoHop> {
     const inbound = src.local;
+    const secure = needsSecure(req);
     const out = req.clone();
     if (target.uri !== undefined) out.setUri(target.uri);
     if (target.path !== undefined && target.path.length > 0) {
@@ -354,8 +388,8 @@ export class Proxy {
       for (let i = target.path.length - 1; i >= 0; i--) out.addHeader('route', target.path[i]!, 'before');
     }
     decrementMaxForwards(out);
-    const hop = await this.nextHop(out, target);
-    if (hop === undefined) return undefined;
+    const hop = await this.findHop(out, target, secure);
+    if (!hop.ok) return hop;
     if (opts.recordRoute) {
       const outEp = hop.local;
       const token = this.d.routeTokens.issue(req.callId() ?? '', req.fromTag() ?? '', this.dialogParties(req, src, target, hop.target, opts.privileged));
@@ -368,7 +402,7 @@ export class Proxy {
     // unique part), signed so that a stray 2xx can be told from a forged one (strayResponse)
     const unique = `${this.loopHash(req)}.${this.d.random()}`;
     const branch = `${MAGIC_COOKIE}sd${unique}${this.d.routeTokens.branchMac(unique)}`;
-    return { out, branch, hop };
+    return { ok: true, out, branch, hop };
   }
 
 
@@ -387,6 +421,36 @@ export class Proxy {
   }
 }
 
+/** Why a branch got no next hop: none at all, or none that is secure where one must be. */
+export type HopFailure = 'no-route' | 'insecure';
+
+export type HopResult = { readonly ok: true; readonly target: Target; readonly local: LocalEndpoint } | NoHop;
+
+interface PreparedBranch {
+  readonly ok: true;
+  readonly out: SipRequest;
+  readonly branch: string;
+  readonly hop: { readonly target: Target; readonly local: LocalEndpoint };
+}
+
+interface NoHop {
+  readonly ok: false;
+  readonly reason: HopFailure;
+}
+const NO_ROUTE: NoHop = { ok: false, reason: 'no-route' };
+const INSECURE: NoHop = { ok: false, reason: 'insecure' };
+
+/** RFC 3263 §4.1: a sips: URI without a transport parameter is reached over TLS. */
+const SIPS_DEFAULT_TRANSPORT: TransportName = 'tls';
+/** the secure form of a cleartext transport a URI names (sips:…;transport=tcp is TLS); UDP has none here. */
+const SECURE_FORM: Partial<Record<TransportName, TransportName>> = { tcp: 'tls', ws: 'wss' };
+
+/** Every hop of this request must be secure: its Request-URI (as it reached us) is sips: (RFC 3261 §26.2.2). */
+function needsSecure(req: SipRequest): boolean {
+  const u = req.uri;
+  return isSipUri(u) && u.scheme === 'sips';
+}
+
 /** The response context of §16.7 for one server transaction. */
 class ResponseContext {
   private groupIndex = -1;
@@ -403,6 +467,8 @@ class ResponseContext {
   private round = 0;
   /** the failure steps are being asked (async): nothing else may finish the context meanwhile. */
   private consulting = false;
+  /** a branch found no secure next hop where one was required (answered 480 rather than 500). */
+  private insecure = false;
 
   constructor(
     private readonly p: Proxy,
@@ -442,18 +508,19 @@ class ResponseContext {
   }
 
   private async startBranch(target: ForwardTarget, b: Branch): Promise<void> {
-    let prepared;
+    let prepared: PreparedBranch | NoHop;
     try {
       prepared = await this.p.prepareBranch(this.req, target, this.opts, this.st.source);
     } catch {
-      prepared = undefined;
+      prepared = NO_ROUTE;
     }
     if (this.cancelled || this.finalSent) {
       this.branchDone(b, undefined);
       return;
     }
-    if (prepared === undefined) {
-      this.p.debug?.({ uri: target.uri ?? this.req.uriText }, 'no route to target');
+    if (!prepared.ok) {
+      this.p.debug?.({ uri: target.uri ?? this.req.uriText, reason: prepared.reason }, 'no route to target');
+      if (prepared.reason === 'insecure') this.insecure = true;
       this.branchDone(b, this.localResponse(503));
       return;
     }
@@ -569,7 +636,12 @@ class ResponseContext {
   private upstreamFinal(): SipResponse {
     let res: SipResponse;
     if (this.best === undefined) res = this.localResponse(this.cancelled ? 487 : 480);
-    else {
+    else if (this.insecure && this.best.status === 503 && LOCAL.has(this.best)) {
+      // no branch answered and at least one target could not be reached securely: 480, as RFC 5630
+      // §3.1.3 has it for a target that cannot be reached over TLS (not the 500 of a failed branch)
+      res = this.localResponse(480);
+      res.setStatus(480, 'Temporarily Unavailable (no secure route)');
+    } else {
       res = this.best.clone();
       // a response received from downstream carries our Via on top; one we built carries only the upstream ones
       if (!LOCAL.has(this.best)) res.removeFirstValue('via');

@@ -17,6 +17,8 @@ import {
   tcpSrc,
   UDP_EP,
   udpSrc,
+  request,
+  viaOf,
   type Harness,
   type HarnessOptions,
   type Sent,
@@ -46,20 +48,23 @@ async function callBob(contact: string, ruri: string, opts: HarnessOptions = {},
 }
 
 describe('no secure transport served (UDP and TCP only)', () => {
-  it('an INVITE to sips:bob@example.com gets 416 Unsupported URI Scheme; nothing goes to bob (registered over UDP)', async () => {
-    const { h, out, downstream } = await callBob('sip:bob@192.0.2.20:5062', 'sips:bob@example.com');
-    expect(downstream).toEqual([]);
-    expect(finalsTo(out, ALICE)).toEqual([416]);
-    await drain(h);
-  });
+  for (const method of ['INVITE', 'MESSAGE', 'OPTIONS']) {
+    it(`a ${method} to sips:bob@example.com gets 416 Unsupported URI Scheme before anything else (auth, lookup); nothing goes to bob`, async () => {
+      const h = await createHarness({ natReceived: false });
+      await h.register('bob', 'bobpw', '<sip:bob@192.0.2.20:5062>', B1);
+      const text = request({ method, ruri: 'sips:bob@example.com', from: '<sip:alice@example.com>;tag=a1', to: '<sips:bob@example.com>', callId: `sips-${method}`, cseq: 1, via: viaOf(ALICE) });
+      const out = await h.request(text, ALICE);
+      expect(requests(out)).toEqual([]);
+      expect(finalsTo(out, ALICE)).toEqual([416]);
+      await drain(h);
+    });
+  }
 
-  it('a MESSAGE to a sips: Request-URI: 416 as well, nothing sent downstream', async () => {
+  it('an ACK to a sips: Request-URI is dropped (nothing answered, nothing sent)', async () => {
     const h = await createHarness({ natReceived: false });
-    await h.register('bob', 'bobpw', '<sip:bob@192.0.2.20:5062>', B1);
-    const { out } = await authedRequest(h, { src: ALICE, ruri: 'sips:bob@example.com', method: 'MESSAGE' });
-    expect(requests(out)).toEqual([]);
-    expect(finalsTo(out, ALICE)).toEqual([416]);
-    await drain(h);
+    const text = request({ method: 'ACK', ruri: 'sips:bob@example.com', from: '<sip:alice@example.com>;tag=a1', to: '<sips:bob@example.com>;tag=x', callId: 'sips-ack', cseq: 1, via: viaOf(ALICE) });
+    expect(await h.request(text, ALICE)).toEqual([]);
+    expect(h.handled.map((x) => x.result)).toContain('dropped');
   });
 
   it('a binding with transport=tls alone: no branch (never cleartext TCP), the caller gets 480, not a 500', async () => {
