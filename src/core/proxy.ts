@@ -82,6 +82,8 @@ const NO_FAILURE_STEPS: readonly FailureStep[] = [];
 export class Proxy {
   /** response contexts by server transaction id (for CANCEL). */
   private readonly contexts = new Map<string, ResponseContext>();
+  /** requests whose double Record-Route entries were popped: the endpoint named by the second (see processRoutes). */
+  private readonly leaveSide = new WeakMap<SipRequest, LocalEndpoint>();
 
   /**
    * Debug log sink, undefined when debug is off: call it as `debug?.(...)` so that the log object
@@ -139,14 +141,31 @@ export class Proxy {
         removed = true;
       }
     }
+    const popped: SipUri[] = [];
     for (let i = 0; i < 2; i++) {
       const routes = req.routes();
       const top = routes[0];
       if (top === undefined || !isSipUri(top.uri) || !this.isSelf(top.uri)) break;
       req.removeFirstValue('route');
+      popped.push(top.uri);
       removed = true;
     }
+    // double Record-Route (RFC 5658): the second of our entries names the side the request leaves
+    // on; like Kamailio's loose_route with r2=on, it picks the transport and socket of the next hop
+    const side = popped.length === 2 ? this.endpointNamed(popped[1]!) : undefined;
+    if (side !== undefined) this.leaveSide.set(req, side);
     return removed;
+  }
+
+  /** The local endpoint a Record-Route URI of ours names (transport parameter, host, port). */
+  private endpointNamed(uri: SipUri): LocalEndpoint | undefined {
+    const tp = uri.params.get('transport');
+    const transport = tp === undefined || tp === null ? URI_DEFAULT_TRANSPORT : transportFromToken(tp);
+    if (transport === undefined) return undefined;
+    const port = uri.port ?? TRANSPORT_INFO[transport].defaultPort;
+    return this.d.transport
+      .endpoints()
+      .find((ep) => ep.transport === transport && ep.port === port && (uri.host === ep.advertise.toLowerCase() || uri.host === formatHost(ep.address).toLowerCase()));
   }
 
   // ------------------------------------------------------------------ loops (§16.3 step 4)
@@ -246,7 +265,7 @@ export class Proxy {
 
   /** Where the request goes next: first Route, else the NAT address of the binding, else the Request-URI. */
   async nextHop(req: SipRequest, target: ForwardTarget | undefined): Promise<{ target: Target; local: LocalEndpoint } | undefined> {
-    const r = await this.findHop(req, target, needsSecure(req));
+    const r = await this.findHop(req, target, needsSecure(req), this.leaveSide.get(req));
     return r.ok ? r : undefined;
   }
 
@@ -260,8 +279,10 @@ export class Proxy {
    * Request-URI the request arrived with is sips:, RFC 3261 §26.2.2); a sips: next-hop URI or one
    * asking for a secure transport requires it too. A secure hop is never replaced by a cleartext
    * one: `insecure` when no secure transport reaches the target, `no-route` for everything else.
+   * `side`: the endpoint our second Record-Route entry names (in-dialog, double Record-Route): used
+   * when the next-hop URI names no transport, so the request leaves on the side it was recorded for.
    */
-  async findHop(req: SipRequest, target: ForwardTarget | undefined, secure: boolean): Promise<HopResult> {
+  async findHop(req: SipRequest, target: ForwardTarget | undefined, secure: boolean, side?: LocalEndpoint): Promise<HopResult> {
     let uri: SipUri | undefined;
     const routes = req.routes();
     if (routes.length > 0 && isSipUri(routes[0]!.uri)) uri = routes[0]!.uri;
@@ -293,7 +314,7 @@ export class Proxy {
         this.debug?.({ transport: t }, 'next hop must be secure and sipd does not serve its transport: not sent');
         return INSECURE;
       }
-    }
+    } else if (transport === undefined && side !== undefined) transport = side.transport;
     const targets = await this.d.transport.resolve(host, uri.port, transport, uri.scheme === 'sips');
     let t = needSecure ? targets.find((x) => isSecure(x.transport)) : targets[0];
     if (t === undefined) return needSecure ? INSECURE : NO_ROUTE;
@@ -302,7 +323,8 @@ export class Proxy {
       const tcpEp = this.d.transport.endpointFor('tcp', t.address.includes(':') ? 6 : 4);
       if (tcpEp !== undefined) t = { ...t, transport: 'tcp' };
     }
-    const local = this.d.transport.endpointFor(t.transport, t.address.includes(':') ? 6 : 4);
+    const family = t.address.includes(':') ? 6 : 4;
+    const local = side !== undefined && side.transport === t.transport && endpointFamily(side) === family ? side : this.d.transport.endpointFor(t.transport, family);
     if (local === undefined) return needSecure ? INSECURE : NO_ROUTE;
     // never to ourselves: a URI naming sipd's own address and port would only bounce back out
     if (this.isOwnAddress(t.address, t.port)) {
@@ -381,6 +403,7 @@ export class Proxy {
   ): Promise<PreparedBranch | NoHop> {
     const inbound = src.local;
     const secure = needsSecure(req);
+    const side = this.leaveSide.get(req);
     const out = req.clone();
     if (target.uri !== undefined) out.setUri(target.uri);
     if (target.path !== undefined && target.path.length > 0) {
@@ -388,15 +411,16 @@ export class Proxy {
       for (let i = target.path.length - 1; i >= 0; i--) out.addHeader('route', target.path[i]!, 'before');
     }
     decrementMaxForwards(out);
-    const hop = await this.findHop(out, target, secure);
+    const hop = await this.findHop(out, target, secure, side);
     if (!hop.ok) return hop;
     if (opts.recordRoute) {
       const outEp = hop.local;
       const token = this.d.routeTokens.issue(req.callId() ?? '', req.fromTag() ?? '', this.dialogParties(req, src, target, hop.target, opts.privileged));
-      out.addHeader('record-route', recordRouteFor(inbound, token), 'before');
-      if (outEp.transport !== inbound.transport || outEp.address !== inbound.address || outEp.port !== inbound.port) {
-        out.addHeader('record-route', recordRouteFor(outEp, token), 'before');
-      }
+      // double Record-Route (RFC 5658, Kamailio's enable_double_rr) when the request changes
+      // transport or socket: one entry per side, the top one facing downstream, each with r2=on
+      const double = outEp.transport !== inbound.transport || outEp.address !== inbound.address || outEp.port !== inbound.port;
+      out.addHeader('record-route', recordRouteFor(inbound, token, double), 'before');
+      if (double) out.addHeader('record-route', recordRouteFor(outEp, token, true), 'before');
     }
     // the Via itself is added by the client transaction, with this branch (§16.6 step 8: loop hash +
     // unique part), signed so that a stray 2xx can be told from a forged one (strayResponse)
@@ -754,8 +778,23 @@ export function decrementMaxForwards(req: SipRequest): void {
 }
 
 /** Our Record-Route value for a listener, with the dialog's integrity token (route-token.ts). */
-export function recordRouteFor(ep: LocalEndpoint, token?: string): string {
-  return `<sip:${ep.advertise}:${ep.port}${ep.transport === 'tcp' ? ';transport=tcp' : ''};lr${token !== undefined ? `;${TOKEN_PARAM}=${token}` : ''}>`;
+export function recordRouteFor(ep: LocalEndpoint, token?: string, double = false): string {
+  return `<sip:${ep.advertise}:${ep.port}${transportParam(ep.transport)};lr${double ? ';r2=on' : ''}${token !== undefined ? `;${TOKEN_PARAM}=${token}` : ''}>`;
+}
+
+/**
+ * The transport a sip: URI without a transport parameter is reached over (RFC 3263 §4.1 for a URI
+ * with a numeric host or a port, which ours always have): our UDP entries carry none.
+ */
+const URI_DEFAULT_TRANSPORT: TransportName = 'udp';
+
+/** `;transport=…` for a URI of ours on `t` (none for the URI default), from TRANSPORT_INFO. */
+function transportParam(t: TransportName): string {
+  return t === URI_DEFAULT_TRANSPORT ? '' : `;transport=${TRANSPORT_INFO[t].viaToken.toLowerCase()}`;
+}
+
+function endpointFamily(ep: LocalEndpoint): 4 | 6 {
+  return isIP(ep.address) === 6 ? 6 : 4;
 }
 
 /** Does the response carry a Via besides ours (the top one)? Only then can it be forwarded. */
