@@ -635,6 +635,13 @@ describe('double Record-Route (UDP in, TCP out)', () => {
     const ok = await h.response(answer(fwd.msg, 200, { toTag: 'bt2', contact: `<${bob(BT)}>` }), BT);
     const up = upstream(ok);
     const rr = up[0]!.msg.headerValues('record-route');
+    const ack = request({
+      method: 'ACK', ruri: bob(BT), from: c.req.header('from')!, to: up[0]!.msg.header('to')!, callId: c.req.callId()!, cseq: 2,
+      via: viaOf(ALICE), extra: [...rr].reverse().map((v) => `Route: ${v}`),
+    });
+    const acked = await h.request(ack, ALICE);
+    expect(lines(acked)).toEqual([`ACK ${bob(BT)} SIP/2.0`]);
+    expect(acked[0]!.target).toMatchObject({ transport: 'tcp', address: BT.address, port: BT.port });
     const bye = request({
       method: 'BYE', ruri: bob(BT), from: c.req.header('from')!, to: up[0]!.msg.header('to')!, callId: c.req.callId()!, cseq: 3,
       via: viaOf(ALICE), extra: [...rr].reverse().map((v) => `Route: ${v}`),
