@@ -228,8 +228,8 @@ export class Proxy {
     const out = req.clone();
     if (target?.uri !== undefined) out.setUri(target.uri);
     decrementMaxForwards(out);
-    const hop = await this.nextHop(out, target);
-    if (hop === undefined) return;
+    const hop = await this.findHop(out, target, needsSecure(req), this.leaveSide.get(req));
+    if (!hop.ok) return;
     // a stateless relay uses a branch derived from the incoming one, so retransmissions get the same branch
     const inBranch = req.topVia()?.branch ?? '';
     const branch = MAGIC_COOKIE + 'sl' + createHash('md5').update(inBranch + req.method).digest('hex').slice(0, 16);
