@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import type { SipResponse } from '../../src/sip/index.js';
 import type { LocalEndpoint, Source } from '../../src/transport/types.js';
 import {
+  answer,
   authedRequest,
   createHarness,
   requests,
@@ -19,6 +20,7 @@ import {
   udpSrc,
   request,
   viaOf,
+  withoutTokens,
   type Harness,
   type HarnessOptions,
   type Sent,
@@ -91,6 +93,27 @@ describe('a secure transport served (a TLS endpoint)', () => {
     expect(inv.map((s) => [s.target.transport, s.target.address, s.target.port])).toEqual([['tls', '192.0.2.20', 5062]]);
     expect(downstream.filter((s) => s.target.transport !== 'tls')).toEqual([]);
     expect(inv[0]!.msg.topVia()!.transport).toBe('TLS');
+    // UDP in, TLS out: a Record-Route for each side, named with its transport (RFC 5658)
+    expect(withoutTokens(inv[0]!.msg.headerValues('record-route'))).toEqual(['<sip:127.0.0.1:5061;transport=tls;lr;r2=on>', '<sip:127.0.0.1:5060;lr;r2=on>']);
+    await h.advance(64 * 500);
+    await drain(h);
+  });
+
+  it('in-dialog, UDP caller and TLS callee: alice\'s BYE to bob\'s plain sip: Contact leaves over TLS (the second Route names the TLS side)', async () => {
+    const h = await createHarness({ natReceived: false, ...withTls });
+    await h.register('bob', 'bobpw', '<sip:bob@192.0.2.20:5062>', B1);
+    const { req, out } = await authedRequest(h, { src: ALICE, ruri: 'sips:bob@example.com' });
+    const inv = requests(out, 'INVITE')[0]!;
+    const BT: Source = { transport: 'tls', address: '192.0.2.20', port: 5062, connectionId: 991, local: TLS_EP };
+    const ok = await h.response(answer(inv.msg, 200, { toTag: 'bt', contact: '<sip:bob@192.0.2.20:5062>' }), BT);
+    const up = responses(ok).filter((s) => s.target.address === ALICE.address);
+    const rr = up[0]!.msg.headerValues('record-route');
+    const bye = request({
+      method: 'BYE', ruri: 'sip:bob@192.0.2.20:5062', from: req.header('from')!, to: up[0]!.msg.header('to')!, callId: req.callId()!, cseq: 3,
+      via: viaOf(ALICE), extra: [...rr].reverse().map((v) => `Route: ${v}`),
+    });
+    const b = await h.request(bye, ALICE);
+    expect(requests(b, 'BYE').map((s) => [s.target.transport, s.target.address, s.target.port])).toEqual([['tls', '192.0.2.20', 5062]]);
     await h.advance(64 * 500);
     await drain(h);
   });
@@ -109,7 +132,6 @@ describe('a secure transport served (a TLS endpoint)', () => {
     const { out } = await authedRequest(h, { src: ALICE, ruri: 'sips:bob@example.com' });
     const inv = requests(out, 'INVITE');
     expect(inv.map((s) => [s.target.transport, s.target.address])).toEqual([['tls', '192.0.2.21']]);
-    const { answer } = await import('../helpers/core-harness.js');
     const r = await h.response(answer(inv[0]!.msg, 486, { toTag: 'b2' }), tcpSrc('192.0.2.21', 5061));
     expect(finalsTo(r, ALICE)).toEqual([486]);
     await drain(h);
