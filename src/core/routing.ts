@@ -3,7 +3,7 @@
  * TypeScript pipeline. Read `handle()` top to bottom: each step is a small method that either
  * finishes the request (answers, relays or drops it) and returns true, or lets it continue.
  *
- *   scanner → sanity → Max-Forwards → loop → keepalive OPTIONS → in-dialog → CANCEL → auth
+ *   scanner → sanity → Max-Forwards → loop → sips without TLS → keepalive OPTIONS → in-dialog → CANCEL → auth
  *         → preloaded Route → relay policy → registrar → location → relay
  *
  * Relay policy (issue 8: not an open relay). A request is *privileged* when its source is trusted
@@ -141,6 +141,7 @@ export class Router {
     if (this.sanity(ctx)) return;
     if (this.maxForwards(ctx)) return;
     if (this.loop(ctx)) return;
+    if (this.sipsUnsupported(ctx)) return;
     if (this.keepalive(ctx)) return;
     if (await this.withinDialog(ctx)) return;
     if (this.cancel(ctx)) return;
@@ -202,6 +203,25 @@ export class Router {
   private loop(ctx: Ctx): boolean {
     if (!this.d.proxy.isLoop(ctx.req)) return false;
     this.reply(ctx, 482, 'Loop Detected');
+    return true;
+  }
+
+  /**
+   * A `sips:` Request-URI while sipd serves no secure transport (TLS, WSS): 416 Unsupported URI
+   * Scheme, for every request (an ACK is dropped). RFC 3261 §26.2.2 forbids any non-TLS hop for it,
+   * and §8.2.2.1 / §16.3 answer a scheme the server cannot serve with 416; Kamailio without a TLS
+   * listener has nothing to send it over either. When a secure transport is served, the request is
+   * routed as usual and a target that no secure hop reaches makes the branch fail: the caller gets
+   * 480 (RFC 5630 §3.1.3) unless another branch answered (proxy.ts, findHop).
+   */
+  private sipsUnsupported(ctx: Ctx): boolean {
+    const uri = ctx.req.uri;
+    if (!isSipUri(uri) || uri.scheme !== 'sips' || this.d.proxy.servesSecure()) return false;
+    if (ctx.req.method === 'ACK') {
+      this.done(ctx, 'dropped', 'ACK to a sips: URI without TLS');
+      return true;
+    }
+    this.reply(ctx, 416, 'Unsupported URI Scheme');
     return true;
   }
 

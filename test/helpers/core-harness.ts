@@ -10,6 +10,7 @@ import { isIP } from 'node:net';
 import { Acl } from '../../src/core/acl.js';
 import { DigestAuthenticator, digestHa1, digestResponse, stripCredentials } from '../../src/core/auth.js';
 import { Proxy } from '../../src/core/proxy.js';
+import type { ResponseSteps } from '../../src/core/response-steps.js';
 import { RouteTokens } from '../../src/core/route-token.js';
 import { Registrar } from '../../src/core/registrar.js';
 import { ScannerFilter } from '../../src/core/scanner.js';
@@ -65,6 +66,10 @@ export interface HarnessOptions {
   hosts?: Record<string, string>;
   /** scanner User-Agent drop list (default: off). */
   scanners?: string[];
+  /** the local endpoints (default UDP_EP and TCP_EP). */
+  endpoints?: readonly LocalEndpoint[];
+  /** the proxy's response steps (src/core/response-steps.ts; default none). */
+  steps?: ResponseSteps;
 }
 
 export interface Handled {
@@ -84,7 +89,7 @@ export async function createHarness(opts: HarnessOptions = {}) {
   /** reasons passed to RoutingEvents.drop, in order. */
   const drops: string[] = [];
   const hosts = opts.hosts ?? {};
-  const endpoints = [UDP_EP, TCP_EP];
+  const endpoints = opts.endpoints ?? [UDP_EP, TCP_EP];
 
   const transport = {
     send(data: Buffer, target: Target): Promise<void> {
@@ -127,7 +132,7 @@ export async function createHarness(opts: HarnessOptions = {}) {
     responseTarget,
   });
 
-  const proxy = new Proxy({ tx, transport, random, routeTokens: new RouteTokens(Buffer.from('0123456789abcdef0123456789abcdef')) });
+  const proxy = new Proxy({ tx, transport, random, routeTokens: new RouteTokens(Buffer.from('0123456789abcdef0123456789abcdef')), ...(opts.steps !== undefined ? { steps: opts.steps } : {}) });
   proxyRef = proxy;
   let authRnd = 0;
   const authenticator = new DigestAuthenticator({
