@@ -11,6 +11,7 @@ import { Acl } from '../../src/core/acl.js';
 import { DigestAuthenticator, digestHa1, digestResponse, stripCredentials } from '../../src/core/auth.js';
 import { Proxy } from '../../src/core/proxy.js';
 import { RouteTokens } from '../../src/core/route-token.js';
+import { FlowTable } from '../../src/core/flows.js';
 import { Registrar } from '../../src/core/registrar.js';
 import { ScannerFilter } from '../../src/core/scanner.js';
 import { Router, type Authenticator, type Denial, type RoutingEvents } from '../../src/core/routing.js';
@@ -65,6 +66,8 @@ export interface HarnessOptions {
   hosts?: Record<string, string>;
   /** scanner User-Agent drop list (default: off). */
   scanners?: string[];
+  /** keep a flow table (RFC 5626 flows, src/core/flows.ts), as src/server.ts does (default: none). */
+  flows?: boolean;
 }
 
 export interface Handled {
@@ -153,7 +156,9 @@ export async function createHarness(opts: HarnessOptions = {}) {
     stripCredentials: (req, realm) => void stripCredentials(req, realm),
   };
   let ruid = 0;
+  const flows = opts.flows === true ? new FlowTable() : undefined;
   const registrar = new Registrar({
+    flows,
     locations,
     domains: isOurDomain,
     minExpires: 60,
@@ -190,6 +195,7 @@ export async function createHarness(opts: HarnessOptions = {}) {
     isOurDomain,
     toTag: tagFor,
     events,
+    flows,
   });
   routerRef = router;
 
@@ -219,6 +225,8 @@ export async function createHarness(opts: HarnessOptions = {}) {
     locations,
     subscribers,
     authenticator,
+    registrar,
+    flows,
     sent,
     handled,
     /** relay-policy refusals, in order. */
