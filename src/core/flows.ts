@@ -43,31 +43,44 @@ export interface FlowEntry {
 
 export const DEFAULT_MAX_FLOWS = 100_000;
 
+/** How many closed connection ids are remembered (a REGISTER still in the registrar when its connection closed). */
+const CLOSED_REMEMBERED = 4096;
+
 export class FlowTable {
   private readonly byRuid = new Map<string, FlowEntry>();
   private readonly byConnection = new Map<number, Set<string>>();
   private readonly byContact = new Map<string, string>();
+  /** recently closed connections (ids are never reused), oldest first. */
+  private readonly closed = new Set<number>();
 
-  constructor(private readonly maxEntries = DEFAULT_MAX_FLOWS) {}
+  private readonly maxEntries: number;
+
+  constructor(maxEntries = DEFAULT_MAX_FLOWS) {
+    this.maxEntries = Math.max(1, Math.floor(maxEntries));
+  }
 
   get size(): number {
     return this.byRuid.size;
   }
 
-  /** Bind (or re-bind) a binding to a flow; replaces the binding's previous entry. */
-  bind(entry: FlowEntry): void {
+  /**
+   * Bind (or re-bind) a binding to a flow; replaces the binding's previous entry. false (and no
+   * entry) when the flow's connection closed meanwhile: the REGISTER was still being processed.
+   */
+  bind(entry: FlowEntry): boolean {
     this.drop(entry.ruid);
-    while (this.byRuid.size >= this.maxEntries && this.maxEntries > 0) {
+    if (this.closed.has(entry.flow.connectionId)) return false;
+    while (this.byRuid.size >= this.maxEntries) {
       const oldest = this.byRuid.keys().next().value;
       if (oldest === undefined) break;
       this.drop(oldest);
     }
-    if (this.maxEntries <= 0) return;
     this.byRuid.set(entry.ruid, entry);
     let set = this.byConnection.get(entry.flow.connectionId);
     if (set === undefined) this.byConnection.set(entry.flow.connectionId, (set = new Set()));
     set.add(entry.ruid);
     this.byContact.set(entry.contact, entry.ruid);
+    return true;
   }
 
   /** Forget a binding's flow (the binding was removed, or re-registered without a connection). */
@@ -97,6 +110,11 @@ export class FlowTable {
 
   /** A connection closed: remove and return its entries. */
   connectionClosed(connectionId: number): FlowEntry[] {
+    this.closed.add(connectionId);
+    if (this.closed.size > CLOSED_REMEMBERED) {
+      const oldest = this.closed.values().next().value;
+      if (oldest !== undefined) this.closed.delete(oldest);
+    }
     const set = this.byConnection.get(connectionId);
     if (set === undefined) return [];
     const out: FlowEntry[] = [];

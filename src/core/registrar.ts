@@ -256,7 +256,12 @@ export class Registrar {
       saved = ops.flatMap((op) => (op.kind === 'save' ? [op.binding] : []));
       bindings = await this.o.locations.lookup(aor);
     }
-    this.updateFlows(before, bindings, saved, src, pathValues.length > 0);
+    const lost = this.updateFlows(before, bindings, saved, src, pathValues.length > 0);
+    if (lost.length > 0) {
+      // the connection closed while this REGISTER was processed: what it would have done on close
+      for (const b of lost) await this.o.locations.remove(aor, b.contact);
+      bindings = await this.o.locations.lookup(aor);
+    }
 
     // 4. 200 OK with every current binding
     const headers: Array<readonly [string, string]> = [];
@@ -294,10 +299,14 @@ export class Registrar {
     return removed;
   }
 
-  /** Keep the flow table in step with the store after a REGISTER (see the header comment). */
-  private updateFlows(before: readonly Binding[], after: readonly Binding[], saved: readonly Binding[], src: RegisterSource, viaPath: boolean): void {
+  /**
+   * Keep the flow table in step with the store after a REGISTER (see the header comment). Returns
+   * the saved bindings to remove because their connection is already gone (onClose 'remove').
+   */
+  private updateFlows(before: readonly Binding[], after: readonly Binding[], saved: readonly Binding[], src: RegisterSource, viaPath: boolean): Binding[] {
     const flows = this.o.flows;
-    if (flows === undefined) return;
+    const lost: Binding[] = [];
+    if (flows === undefined) return lost;
     const live = new Set(after.map((b) => b.ruid));
     for (const b of before) if (!live.has(b.ruid)) flows.drop(b.ruid);
     const flow = flowOf(src);
@@ -308,8 +317,10 @@ export class Registrar {
         flows.drop(b.ruid);
         continue;
       }
-      flows.bind({ ruid: b.ruid, aor: b.aor, contact: b.contact, flow, onClose: onCloseOf(b) });
+      const onClose = onCloseOf(b);
+      if (!flows.bind({ ruid: b.ruid, aor: b.aor, contact: b.contact, flow, onClose }) && onClose === 'remove') lost.push(b);
     }
+    return lost;
   }
 
   private contactUpdate(c: NameAddr, headerExpires: number | undefined, supportsOutbound: boolean): ContactUpdate {

@@ -102,6 +102,18 @@ describe('FlowTable', () => {
     expect(t.connectionClosed(1)).toEqual([]);
   });
 
+  it('a bind for a connection that already closed is refused (the REGISTER outlived its connection)', () => {
+    const t = new FlowTable();
+    t.bind(entry('a', 1));
+    t.connectionClosed(1);
+    expect(t.bind(entry('a', 1))).toBe(false);
+    expect(t.size).toBe(0);
+    expect(t.bind(entry('a', 2))).toBe(true);
+    // a connection that closed without any entry is remembered too
+    t.connectionClosed(3);
+    expect(t.bind(entry('b', 3))).toBe(false);
+  });
+
   it('onCloseOf: flow bindings stay, unreachable ones go, reachable ones stay', () => {
     expect(onCloseOf({ contact: 'sip:a@x.invalid;transport=ws', instance: '<urn:uuid:1>', regId: 1 })).toBe('keep');
     expect(onCloseOf({ contact: 'sip:a@x.invalid;transport=ws' })).toBe('remove');
@@ -168,6 +180,16 @@ describe('registrar + routing with flows', () => {
     const { invites, finals } = await inviteBob(h);
     expect(invites).toEqual([]);
     expect(finals.map((s) => s.msg.status)).toEqual([404]);
+  });
+
+  it('the connection closed while its REGISTER was processed: the .invalid binding is not kept', async () => {
+    const h = await harness();
+    const src = tcpSrc('192.0.2.50', 40020);
+    // (the close is delivered first here: the table remembers closed connections either way)
+    await h.registrar.connectionClosed(src.connectionId!);
+    expect((await reg(h, INVALID, src)).status).toBe(200);
+    expect(await h.locations.lookup(`bob@${DOMAIN}`)).toEqual([]);
+    expect(h.flows!.size).toBe(0);
   });
 
   it('re-registered over a new connection: closing the old one leaves the binding, requests use the new one', async () => {
