@@ -358,5 +358,11 @@ describe('registrar + routing with flows', () => {
     const fwd = requests(out, 'BYE');
     expect(fwd).toHaveLength(1);
     expect(fwd[0]!.target).toMatchObject({ transport: 'tcp', address: '192.0.2.61', port: 40017, connectionId: src.connectionId });
+
+    // bob's connection closes: the next in-dialog request to his .invalid Contact gets 430
+    await h.registrar.connectionClosed(src.connectionId!);
+    const again = await h.request(bye.replace('CSeq: 3 BYE', 'CSeq: 4 BYE').replace(/branch=[^;\r]+/, 'branch=z9hG4bK-bye4'), ALICE);
+    expect(requests(again, 'BYE')).toEqual([]);
+    expect(responses(again).map((s) => [s.msg.status, s.msg.reason])).toEqual([[430, 'Flow Failed']]);
   });
 });
