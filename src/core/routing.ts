@@ -254,6 +254,12 @@ export class Router {
     if (check.kind === 'bad') return this.deny(ctx, check.reason === 'no-token' ? 'dialog-no-token' : 'dialog-bad-token', 'Forbidden (Route not issued here)');
     this.d.proxy.processRoutes(req);
     const target = this.dialogFlowTarget(req);
+    if (target === undefined && this.flowGone(req)) {
+      // RFC 5626 §5.3: the connection this dialog's peer was reached over is gone
+      if (req.method === 'ACK') this.done(ctx, 'dropped', 'in-dialog ACK: flow gone');
+      else this.reply(ctx, 430, 'Flow Failed');
+      return true;
+    }
     if (check.kind === 'ours' && !this.d.trusted.has(src.address)) {
       const hop = await this.d.proxy.nextHop(req, target);
       if (hop !== undefined && !this.d.proxy.dialogAllows(check.route, src, hop.target.address, hop.target.port)) {
@@ -278,6 +284,11 @@ export class Router {
     if (this.d.flows === undefined || req.has('route')) return undefined;
     const flow = this.d.flows.forContact(req.uriText);
     return flow === undefined ? undefined : { q: null, flow };
+  }
+
+  /** With flows kept: the route set is used up and the Request-URI is a `.invalid` Contact with no flow. */
+  private flowGone(req: SipRequest): boolean {
+    return this.d.flows !== undefined && !req.has('route') && isUnreachableContact(req.uri);
   }
 
   /** The relay policy refused the request: 403 (an ACK is dropped), counted by reason. */
