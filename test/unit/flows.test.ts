@@ -366,3 +366,44 @@ describe('registrar + routing with flows', () => {
     expect(responses(again).map((s) => [s.msg.status, s.msg.reason])).toEqual([[430, 'Flow Failed']]);
   });
 });
+
+describe('flows of callers', () => {
+  it('a caller over TCP with a .invalid Contact (not registered): the callee’s BYE to that Contact goes on the caller’s connection', async () => {
+    const caller = tcpSrc('192.0.2.70', 40030);
+    const h = await harness({ trusted: [caller.address] });
+    const bobSrc = udpSrc('192.0.2.71', 5060);
+    await reg(h, '<sip:bob@192.0.2.71:5060>', bobSrc);
+    const contact = 'sip:alice@c4ll3r.invalid;transport=tcp';
+    const inv = request({
+      method: 'INVITE',
+      ruri: `sip:bob@${DOMAIN}`,
+      from: `<sip:alice@${DOMAIN}>;tag=al1`,
+      to: `<sip:bob@${DOMAIN}>`,
+      callId: 'caller-flow-1',
+      cseq: 1,
+      via: viaOf(caller),
+      extra: [`Contact: <${contact}>`],
+    });
+    const fwd = requests(await h.request(inv, caller), 'INVITE');
+    expect(fwd).toHaveLength(1);
+    const rr = fwd[0]!.msg.headerValues('record-route');
+    // bob (the callee) ends the call: BYE to alice's Contact along the route set as he received it
+    const bye = request({
+      method: 'BYE',
+      ruri: contact,
+      from: `<sip:bob@${DOMAIN}>;tag=bob9`,
+      to: `<sip:alice@${DOMAIN}>;tag=al1`,
+      callId: 'caller-flow-1',
+      cseq: 1,
+      via: viaOf(bobSrc),
+      extra: rr.map((r) => `Route: ${r}`),
+    });
+    const out = requests(await h.request(bye, bobSrc), 'BYE');
+    expect(out).toHaveLength(1);
+    expect(out[0]!.target).toMatchObject({ transport: 'tcp', address: caller.address, port: caller.port, connectionId: caller.connectionId });
+
+    // the caller's connection closes: its dialog flow goes with it
+    await h.registrar.connectionClosed(caller.connectionId!);
+    expect(h.flows!.forContact(contact)).toBeUndefined();
+  });
+});
