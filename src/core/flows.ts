@@ -7,7 +7,9 @@
  * One entry per binding (keyed by its ruid, which stays the same while aor + contact do and moves
  * with an RFC 5626 instance + reg-id), indexed by connection (to drop a closed connection's
  * entries) and by Contact URI (in-dialog requests whose Request-URI is a registered Contact, e.g.
- * the `….invalid` URI of a browser phone, follow the same flow).
+ * the `….invalid` URI of a browser phone, follow the same flow). A caller over a connection with
+ * a `.invalid` Contact gets an entry too (ruid `dialog:<connection>:<contact>`, no binding behind
+ * it), so that the callee's in-dialog requests find their way back.
  *
  * Limits: at most `maxEntries` entries (default 100,000); a bind beyond that evicts the oldest
  * entry (its binding then routes as if it had no flow). Nothing here does I/O; callers decide

@@ -18,8 +18,14 @@
  * must verify for the dialog and the next hop must be the other party of the dialog; otherwise 403.
  * A trusted source may also send in-dialog requests along a route set that does not name us (as it
  * may preload Routes), but a Route naming us must carry a valid token whoever sends it.
+ *
+ * Flows (RFC 5626, ./flows.ts, filled by the registrar): a binding with a live flow is sent on its
+ * connection; one whose flow is gone is skipped, and when nothing is left the answer is 430 Flow
+ * Failed (outbound bindings) or 480 (`.invalid` Contacts). An in-dialog request whose Request-URI is
+ * a Contact known to the flow table (registered, or the Contact of a caller over a connection) goes
+ * on that connection; a `.invalid` one with no flow left gets 430.
  */
-import { buildResponse, isSipUri, parseUri, type Rejection, type SipRequest, type SipResponse, type SipUri } from '../sip/index.js';
+import { buildResponse, isSipUri, isStar, parseUri, type NameAddr, type Rejection, type SipRequest, type SipResponse, type SipUri } from '../sip/index.js';
 import type { Binding, LocationStore } from '../store/types.js';
 import type { ServerTransaction, TransactionLayer } from '../transaction/types.js';
 import type { Source } from '../transport/types.js';
@@ -286,6 +292,27 @@ export class Router {
     return flow === undefined ? undefined : { q: null, flow };
   }
 
+  /**
+   * A dialog-forming request from a connection whose Contact is `.invalid` (a browser phone that
+   * calls out): the other party's in-dialog requests to that Contact must come back on this
+   * connection, registered or not. Kept in the flow table (removed when the connection closes).
+   */
+  private noteCallerFlow(ctx: Ctx): void {
+    const { req, src } = ctx;
+    const flows = this.d.flows;
+    if (flows === undefined || src.connectionId === undefined || !isConnectionOriented(src.transport)) return;
+    let uri;
+    try {
+      uri = req.contacts().find((c): c is NameAddr => !isStar(c))?.uri;
+    } catch {
+      return;
+    }
+    if (uri === undefined || !isUnreachableContact(uri)) return;
+    if (flows.forContact(uri.raw)?.connectionId === src.connectionId) return;
+    const flow = { connectionId: src.connectionId, transport: src.transport, address: src.address, port: src.port, local: src.local };
+    flows.bind({ ruid: `dialog:${src.connectionId}:${uri.raw}`, aor: '', contact: uri.raw, flow, onClose: 'keep' });
+  }
+
   /** With flows kept: the route set is used up and the Request-URI is a `.invalid` Contact with no flow. */
   private flowGone(req: SipRequest): boolean {
     return this.d.flows !== undefined && !req.has('route') && isUnreachableContact(req.uri);
@@ -462,6 +489,7 @@ export class Router {
   private relay(ctx: Ctx, targets: ForwardTarget[], initial = true): void {
     const { req, src } = ctx;
     const recordRoute = initial && (req.method === 'INVITE' || req.method === 'SUBSCRIBE' || req.method === 'REFER');
+    if (recordRoute) this.noteCallerFlow(ctx);
     ctx.st ??= this.d.tx.createServer(req, src);
     this.d.proxy.forward(ctx.st, req, targets, { recordRoute, privileged: this.privileged(ctx) });
     this.done(ctx, 'relayed', `${targets.length} target(s)`);
