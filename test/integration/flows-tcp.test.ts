@@ -101,6 +101,36 @@ async function ackAndBye(ok: SipResponse, callId: string): Promise<SipResponse> 
   return alice.request(alice.build({ method: 'BYE', ...dlg, cseq: 3, extra: routes }));
 }
 
+describe('flows of callers', () => {
+  it('erin calls from TCP with a .invalid Contact (not registered): bob answers over UDP and his BYE reaches erin on her connection', async () => {
+    const bob = await UdpUa.open({ address: '127.0.0.6', server: { host: HOST, port }, answer: true });
+    try {
+      expect((await bob.register('erin', DOMAIN, PW.erin)).status).toBe(200); // bob's phone is erin's other device
+      const contact = `sip:erin@${randomBytes(4).toString('hex')}.invalid;transport=tcp`;
+      const erin = await tcpUa('127.0.0.7', `<${contact}>`);
+      // erin's softphone calls her other device (the only subscriber bob's UA is registered as)
+      const callId = `caller-${randomBytes(4).toString('hex')}`;
+      const base = { ruri: `sip:erin@${DOMAIN}`, from: `<sip:erin@${DOMAIN}>;tag=e1`, to: `<sip:erin@${DOMAIN}>`, callId };
+      const ch = await erin.request(erin.build({ method: 'INVITE', ...base, cseq: 1, extra: [`Contact: <${contact}>`] }));
+      expect(ch.status).toBe(407);
+      erin.send(erin.build({ method: 'ACK', ...base, to: ch.header('to')!, cseq: 1 }));
+      const ok = await erin.request(
+        erin.build({ method: 'INVITE', ...base, cseq: 2, extra: [`Contact: <${contact}>`, UdpUa.credentials(ch, 'erin', PW.erin, 'INVITE', base.ruri)] }),
+      );
+      expect(ok.status).toBe(200);
+      const inv = bob.received.find((r) => r.method === 'INVITE' && r.callId() === callId)!;
+      // bob hangs up: BYE to erin's Contact along the route set as he received it
+      const bye = await bob.request(
+        bob.build({ method: 'BYE', ruri: contact, from: ok.header('to')!, to: ok.header('from')!, callId, cseq: 1, extra: inv.headerValues('record-route').map((r) => `Route: ${r}`) }),
+      );
+      expect(bye.status).toBe(200);
+      expect(erin.received.map((r) => `${r.method} ${r.callId()}`)).toEqual([`BYE ${callId}`]);
+    } finally {
+      await bob.close();
+    }
+  });
+});
+
 describe('flows: registrations bound to the TCP connection they came in on', () => {
   it('a .invalid Contact over TCP: an INVITE from UDP reaches the UA on its connection, ACK and BYE too; after the connection closes the binding is gone and an INVITE gets 404', async () => {
     const contact = `<sip:carol@${randomBytes(4).toString('hex')}.invalid;transport=tcp>`;
