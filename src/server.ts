@@ -10,6 +10,7 @@ import { readProcNetSnmp, type Config, type Secrets } from './config.js';
 import { Acl } from './core/acl.js';
 import { DigestAuthenticator, stripCredentials, type AuthResult } from './core/auth.js';
 import { FloodGuard } from './core/flood.js';
+import { FlowTable } from './core/flows.js';
 import { ScannerFilter } from './core/scanner.js';
 import { Proxy } from './core/proxy.js';
 import { RouteTokens } from './core/route-token.js';
@@ -118,6 +119,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   // ---- transports (events are bound once the transaction layer exists)
   let onRequest: (req: SipRequest, src: Source) => void = () => undefined;
   let onResponse: (res: SipResponse, src: Source) => void = () => undefined;
+  let onConnectionClosed: (connectionId: number) => void = () => undefined;
   const transport = createTransportLayer({
     listen: config.listen,
     advertise: config.advertise ?? undefined,
@@ -139,6 +141,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         onRequest(req, src);
       },
       response: (res, src) => onResponse(res, src),
+      connectionClosed: (id) => onConnectionClosed(id),
       parseError: (err, src, raw) => {
         metrics.parseErrors.inc({ code: err.code });
         // answer 400 when we could read enough of a request to address a response
@@ -245,7 +248,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     },
     stripCredentials: (req, realm) => stripCredentials(req, realm),
   };
+  const flows = new FlowTable();
   const registrar = new Registrar({
+    flows,
     locations: stores.locations,
     domains: isOurDomain,
     minExpires: config.registrar.min_expires,
@@ -256,12 +261,14 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     now,
     newRuid: () => randomBytes(12).toString('hex'),
   });
+  onConnectionClosed = (id) => void registrar.connectionClosed(id);
 
   const router = new Router({
     tx,
     proxy,
     auth: config.auth.enabled ? auth : undefined,
     registrar,
+    flows,
     locations: stores.locations,
     scanners: config.scanners.enabled ? new ScannerFilter(config.scanners.user_agents) : undefined,
     trusted,

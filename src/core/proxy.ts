@@ -8,6 +8,7 @@ import type { LocalEndpoint, Source, Target, TransportLayer, TransportName } fro
 import { isIP } from 'node:net';
 import { normaliseAddress } from '../transport/common.js';
 import { isSecure, transportFromToken, TRANSPORT_INFO } from '../transport/transport.js';
+import type { Flow } from './flows.js';
 import { BRANCH_MAC_LEN, hopKey, RouteTokens, TOKEN_PARAM, type DialogParties, type VerifiedRoute } from './route-token.js';
 import {
   FORWARD, MAX_FAILURE_ROUNDS, MAX_RETRY_TARGETS,
@@ -24,6 +25,11 @@ export interface ForwardTarget {
   readonly received?: string;
   /** q-value (null = 1.0). */
   readonly q: number | null;
+  /**
+   * the open connection the binding registered over (RFC 5626 flow, ./flows.ts): sent on it, to its
+   * peer address and port, instead of resolving the URI. A Route (the binding's Path) comes first.
+   */
+  readonly flow?: Flow;
 }
 
 export interface ProxyDeps {
@@ -263,7 +269,10 @@ export class Proxy {
     return this.d.routeTokens.branchMac(unique) === branch.slice(branch.length - BRANCH_MAC_LEN);
   }
 
-  /** Where the request goes next: first Route, else the NAT address of the binding, else the Request-URI. */
+  /**
+   * Where the request goes next: first Route, else the binding's flow (its connection), else the NAT
+   * address of the binding, else the Request-URI.
+   */
   async nextHop(req: SipRequest, target: ForwardTarget | undefined): Promise<{ target: Target; local: LocalEndpoint } | undefined> {
     const r = await this.findHop(req, target, needsSecure(req), this.leaveSide.get(req));
     return r.ok ? r : undefined;
@@ -285,6 +294,11 @@ export class Proxy {
   async findHop(req: SipRequest, target: ForwardTarget | undefined, secure: boolean, side?: LocalEndpoint): Promise<HopResult> {
     let uri: SipUri | undefined;
     const routes = req.routes();
+    if (routes.length === 0 && target?.flow !== undefined) {
+      const f = target.flow;
+      if (secure && !isSecure(f.transport)) return INSECURE;
+      return { ok: true, target: { transport: f.transport, address: f.address, port: f.port, connectionId: f.connectionId, local: f.local }, local: f.local };
+    }
     if (routes.length > 0 && isSipUri(routes[0]!.uri)) uri = routes[0]!.uri;
     else if (target?.received !== undefined) uri = parseSipUri(target.received);
     else if (isSipUri(req.uri)) uri = req.uri;

@@ -12,6 +12,7 @@ import { DigestAuthenticator, digestHa1, digestResponse, stripCredentials } from
 import { Proxy } from '../../src/core/proxy.js';
 import type { ResponseSteps } from '../../src/core/response-steps.js';
 import { RouteTokens } from '../../src/core/route-token.js';
+import { FlowTable } from '../../src/core/flows.js';
 import { Registrar } from '../../src/core/registrar.js';
 import { ScannerFilter } from '../../src/core/scanner.js';
 import { Router, type Authenticator, type Denial, type RoutingEvents } from '../../src/core/routing.js';
@@ -70,6 +71,8 @@ export interface HarnessOptions {
   endpoints?: readonly LocalEndpoint[];
   /** the proxy's response steps (src/core/response-steps.ts; default none). */
   steps?: ResponseSteps;
+  /** keep a flow table (RFC 5626 flows, src/core/flows.ts), as src/server.ts does (default: none). */
+  flows?: boolean;
 }
 
 export interface Handled {
@@ -158,7 +161,9 @@ export async function createHarness(opts: HarnessOptions = {}) {
     stripCredentials: (req, realm) => void stripCredentials(req, realm),
   };
   let ruid = 0;
+  const flows = opts.flows === true ? new FlowTable() : undefined;
   const registrar = new Registrar({
+    flows,
     locations,
     domains: isOurDomain,
     minExpires: 60,
@@ -195,6 +200,7 @@ export async function createHarness(opts: HarnessOptions = {}) {
     isOurDomain,
     toTag: tagFor,
     events,
+    flows,
   });
   routerRef = router;
 
@@ -224,6 +230,8 @@ export async function createHarness(opts: HarnessOptions = {}) {
     locations,
     subscribers,
     authenticator,
+    registrar,
+    flows,
     sent,
     handled,
     /** relay-policy refusals, in order. */

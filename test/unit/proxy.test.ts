@@ -755,14 +755,15 @@ describe('initial requests with a preloaded Route; branches without a route', ()
     expect(inv[0]!.msg.has('route')).toBe(false);
   });
 
+  // (not a .invalid name: a .invalid Contact is stored with the REGISTER's source as `received`)
   it('a contact that cannot be resolved counts as a 503 branch: the other branch decides; alone it gives 500', async () => {
-    const c = await call([{ uri: bob(B1), src: B1 }, { uri: 'sip:bob@nowhere.invalid', src: tcpSrc('192.0.2.40', 5090) }], { natReceived: false });
+    const c = await call([{ uri: bob(B1), src: B1 }, { uri: 'sip:bob@nowhere.example', src: tcpSrc('192.0.2.40', 5090) }], { natReceived: false });
     expect(c.invites.map((s) => s.target.address)).toEqual([B1.address]);
     const out = await c.h.response(answer(inviteTo(c, B1), 486, { toTag: 'b1' }), B1);
     expect(upstream(out).map((s) => s.msg.status)).toEqual([486]);
     await expectNoLeaks(c.h);
 
-    const d = await call([{ uri: 'sip:bob@nowhere.invalid', src: tcpSrc('192.0.2.40', 5090) }], { natReceived: false });
+    const d = await call([{ uri: 'sip:bob@nowhere.example', src: tcpSrc('192.0.2.40', 5090) }], { natReceived: false });
     expect(d.invites).toEqual([]);
     const finals = upstream(d.out).filter((s) => s.msg.status >= 200);
     expect(finals.map((s) => s.msg.status)).toEqual([500]);
