@@ -311,8 +311,12 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     metrics.transactions.set({ kind: 'client' }, s.client);
     metrics.transactions.set({ kind: 'lingering' }, s.lingering);
     const t = transport.stats();
-    metrics.tcpConnections.set({ direction: 'inbound' }, t.connections.inbound);
-    metrics.tcpConnections.set({ direction: 'outbound' }, t.connections.outbound);
+    metrics.tcpConnections.set({ direction: 'inbound' }, t.byTransport.tcp?.inbound ?? 0);
+    metrics.tcpConnections.set({ direction: 'outbound' }, t.byTransport.tcp?.outbound ?? 0);
+    for (const [name, c] of Object.entries(t.byTransport)) {
+      metrics.transportConnections.set({ transport: name, direction: 'inbound' }, c.inbound);
+      metrics.transportConnections.set({ transport: name, direction: 'outbound' }, c.outbound);
+    }
     for (const [reason, n] of Object.entries(t.drops)) metrics.transportDrops.set({ reason }, n);
     for (const [kind, n] of Object.entries(t.sendErrors)) metrics.transportSendErrors.set({ kind }, n);
     if (flood !== undefined) {
