@@ -22,7 +22,7 @@ import { Metrics, parseUdpSnmp } from './metrics.js';
 import { buildResponse, isSipParseError, parseMessage, parseVia, SipRequest, splitList, type PartialMessage, type SipParseError, type SipResponse } from './sip/index.js';
 import { openStores, type Stores, type WriteBackEvents } from './store/index.js';
 import { createTransactionLayer, realClock } from './transaction/index.js';
-import { createTransportLayer, normaliseAddress, responseTarget } from './transport/index.js';
+import { createTransportLayer, isConnectionOriented, normaliseAddress, responseTarget } from './transport/index.js';
 import type { Source, Target } from './transport/types.js';
 
 export interface RunningServer {
@@ -524,7 +524,7 @@ function partialFromRaw(raw: Buffer): PartialMessage {
  */
 export function malformedReplyTarget(topVia: string, src: Source): Target {
   const back: Target = { transport: src.transport, address: src.address, port: src.port, connectionId: src.connectionId, local: src.local };
-  if (src.transport !== 'udp') return back;
+  if (isConnectionOriented(src.transport)) return back;
   try {
     const v = parseVia(splitList(topVia)[0] ?? '');
     if (v.rport !== undefined) return back;

@@ -7,6 +7,7 @@ import type { ClientTransaction, ServerTransaction, TransactionLayer } from '../
 import type { LocalEndpoint, Source, Target, TransportLayer, TransportName } from '../transport/types.js';
 import { isIP } from 'node:net';
 import { normaliseAddress } from '../transport/common.js';
+import { isReliable, isSecure, TRANSPORT_INFO, transportFromToken } from '../transport/transport.js';
 import { BRANCH_MAC_LEN, hopKey, RouteTokens, TOKEN_PARAM, type DialogParties, type VerifiedRoute } from './route-token.js';
 
 /** One destination of a forwarded request (a location binding, or the Request-URI itself). */
@@ -236,18 +237,25 @@ export class Proxy {
     // maddr is never obeyed: a URI of someone else's choosing must not redirect us (issue 8)
     const host = uri.host;
     const tp = uri.params.get('transport')?.toLowerCase();
-    // a transport sipd does not serve (tls, sctp, ws, wss) is no next hop: never downgraded to
-    // cleartext TCP or UDP (RFC 3261 §26.2.2 for tls; the branch fails like an unresolvable one)
-    if (tp !== undefined && tp !== 'udp' && tp !== 'tcp') {
+    // a transport sipd does not serve (no listener: tls, ws, wss without one; sctp, unknown ones) is
+    // no next hop: never downgraded to another one (RFC 3261 §26.2.2 for tls; the branch fails like
+    // an unresolvable one)
+    const transport: TransportName | undefined = tp === undefined ? undefined : transportFromToken(tp);
+    if (tp !== undefined && (transport === undefined || !this.d.transport.endpoints().some((ep) => ep.transport === transport))) {
       this.debug?.({ transport: tp }, 'next hop needs a transport sipd does not serve: not sent');
       return undefined;
     }
-    const transport: TransportName | undefined = tp;
-    const targets = await this.d.transport.resolve(host, uri.port, transport, uri.scheme === 'sips');
+    const sips = uri.scheme === 'sips';
+    const targets = await this.d.transport.resolve(host, uri.port, transport, sips);
     let t = targets[0];
     if (t === undefined) return undefined;
+    // a sips: URI or a secure transport is never sent over a non-secure one (RFC 3261 §26.2.2)
+    if ((sips || (transport !== undefined && isSecure(transport))) && !isSecure(t.transport)) {
+      this.debug?.({ transport: t.transport, sips }, 'next hop needs a secure transport: not sent over an insecure one');
+      return undefined;
+    }
     // §18.1.1: a request larger than 1300 bytes (MTU - 200) over UDP with no transport chosen goes over TCP
-    if (transport === undefined && t.transport === 'udp' && req.body.length + 800 > 1300) {
+    if (transport === undefined && !isReliable(t.transport) && req.body.length + 800 > 1300) {
       const tcpEp = this.d.transport.endpointFor('tcp', t.address.includes(':') ? 6 : 4);
       if (tcpEp !== undefined) t = { ...t, transport: 'tcp' };
     }
@@ -579,7 +587,8 @@ export function decrementMaxForwards(req: SipRequest): void {
 
 /** Our Record-Route value for a listener, with the dialog's integrity token (route-token.ts). */
 export function recordRouteFor(ep: LocalEndpoint, token?: string): string {
-  return `<sip:${ep.advertise}:${ep.port}${ep.transport === 'tcp' ? ';transport=tcp' : ''};lr${token !== undefined ? `;${TOKEN_PARAM}=${token}` : ''}>`;
+  // UDP is the URI default (RFC 3263 §4.1): the others are named
+  return `<sip:${ep.advertise}:${ep.port}${ep.transport === 'udp' ? '' : `;transport=${ep.transport}`};lr${token !== undefined ? `;${TOKEN_PARAM}=${token}` : ''}>`;
 }
 
 /** Does the response carry a Via besides ours (the top one)? Only then can it be forwarded. */
@@ -615,7 +624,7 @@ function literalHop(u: SipUri): string | undefined {
 }
 
 export function viaFor(ep: LocalEndpoint, transport: TransportName, branch: string): string {
-  return `SIP/2.0/${transport.toUpperCase()} ${ep.advertise}:${ep.port};branch=${branch};rport`;
+  return `SIP/2.0/${TRANSPORT_INFO[transport].viaToken} ${ep.advertise}:${ep.port};branch=${branch};rport`;
 }
 
 function parseRouteUri(value: string): string | undefined {

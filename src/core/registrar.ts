@@ -45,6 +45,7 @@ import {
 } from '../sip/index.js';
 import { LOCATION_COLUMN_LENGTHS, LOCATION_INT_MAX, locationFieldProblem, type LocationColumn } from '../store/limits.js';
 import type { Binding, LocationStore } from '../store/types.js';
+import { isConnectionOriented, isSecure, transportFromToken } from '../transport/transport.js';
 import { deterministicToTag } from './tags.js';
 import { isStoreUnavailable, retryAfterHeader } from './unavailable.js';
 
@@ -335,14 +336,17 @@ export class Registrar {
   private received(contact: Uri, src: RegisterSource): string | undefined {
     if (!this.o.natReceived) return undefined;
     const transport = src.transport.toLowerCase();
+    const known = transportFromToken(transport);
+    // a connection (TCP, TLS, WS) is reached by its transport: the received URI names it
+    const connection = known === undefined || isConnectionOriented(known);
     let differs = true;
     if (isSipUri(contact)) {
-      const defaultPort = contact.scheme === 'sips' || transport === 'tls' ? 5061 : 5060;
+      const defaultPort = contact.scheme === 'sips' || (known !== undefined && isSecure(known)) ? 5061 : 5060;
       differs = contact.host !== formatHost(src.address).toLowerCase() || (contact.port ?? defaultPort) !== src.port;
     }
-    if (transport !== 'udp' && !differs) return undefined;
+    if (connection && !differs) return undefined;
     const base = `sip:${formatHost(src.address)}:${src.port}`;
-    return transport === 'udp' ? base : `${base};transport=${transport}`;
+    return connection ? `${base};transport=${transport}` : base;
   }
 }
 
