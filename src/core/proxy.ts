@@ -7,7 +7,7 @@ import type { ClientTransaction, ServerTransaction, TransactionLayer } from '../
 import type { LocalEndpoint, Source, Target, TransportLayer, TransportName } from '../transport/types.js';
 import { isIP } from 'node:net';
 import { normaliseAddress } from '../transport/common.js';
-import { isSecure, transportFromToken, TRANSPORT_INFO } from '../transport/transport.js';
+import { isReliable, isSecure, TRANSPORT_INFO, transportFromToken } from '../transport/transport.js';
 import type { Flow } from './flows.js';
 import { BRANCH_MAC_LEN, hopKey, RouteTokens, TOKEN_PARAM, type DialogParties, type VerifiedRoute } from './route-token.js';
 import {
@@ -329,11 +329,16 @@ export class Proxy {
         return INSECURE;
       }
     } else if (transport === undefined && side !== undefined) transport = side.transport;
+    // a transport sipd does not serve (no listener: ws without one) is no next hop: never another instead
+    else if (transport !== undefined && !this.d.transport.endpoints().some((ep) => ep.transport === transport)) {
+      this.debug?.({ transport }, 'next hop needs a transport sipd does not serve: not sent');
+      return NO_ROUTE;
+    }
     const targets = await this.d.transport.resolve(host, uri.port, transport, uri.scheme === 'sips');
     let t = needSecure ? targets.find((x) => isSecure(x.transport)) : targets[0];
     if (t === undefined) return needSecure ? INSECURE : NO_ROUTE;
     // §18.1.1: a request larger than 1300 bytes (MTU - 200) over UDP with no transport chosen goes over TCP
-    if (transport === undefined && t.transport === 'udp' && req.body.length + 800 > 1300) {
+    if (transport === undefined && !isReliable(t.transport) && req.body.length + 800 > 1300) {
       const tcpEp = this.d.transport.endpointFor('tcp', t.address.includes(':') ? 6 : 4);
       if (tcpEp !== undefined) t = { ...t, transport: 'tcp' };
     }
@@ -844,7 +849,7 @@ function literalHop(u: SipUri): string | undefined {
 }
 
 export function viaFor(ep: LocalEndpoint, transport: TransportName, branch: string): string {
-  return `SIP/2.0/${transport.toUpperCase()} ${ep.advertise}:${ep.port};branch=${branch};rport`;
+  return `SIP/2.0/${TRANSPORT_INFO[transport].viaToken} ${ep.advertise}:${ep.port};branch=${branch};rport`;
 }
 
 function parseRouteUri(value: string): string | undefined {

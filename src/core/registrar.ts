@@ -70,7 +70,7 @@ import {
 } from '../sip/index.js';
 import { LOCATION_COLUMN_LENGTHS, LOCATION_INT_MAX, locationFieldProblem, type LocationColumn } from '../store/limits.js';
 import type { Binding, LocationStore } from '../store/types.js';
-import { isConnectionOriented, transportFromToken } from '../transport/transport.js';
+import { isConnectionOriented, isSecure, transportFromToken } from '../transport/transport.js';
 import type { LocalEndpoint } from '../transport/types.js';
 import type { Flow, FlowTable, OnClose } from './flows.js';
 import { deterministicToTag } from './tags.js';
@@ -440,14 +440,17 @@ export class Registrar {
   private received(contact: Uri, src: RegisterSource, always: boolean): string | undefined {
     if (!this.o.natReceived && !always) return undefined;
     const transport = src.transport.toLowerCase();
+    const known = transportFromToken(transport);
+    // a connection (TCP, TLS, WS) is reached by its transport: the received URI names it
+    const connection = known === undefined || isConnectionOriented(known);
     let differs = true;
     if (isSipUri(contact)) {
-      const defaultPort = contact.scheme === 'sips' || transport === 'tls' ? 5061 : 5060;
+      const defaultPort = contact.scheme === 'sips' || (known !== undefined && isSecure(known)) ? 5061 : 5060;
       differs = contact.host !== formatHost(src.address).toLowerCase() || (contact.port ?? defaultPort) !== src.port;
     }
-    if (transport !== 'udp' && !differs && !always) return undefined;
+    if (connection && !differs && !always) return undefined;
     const base = `sip:${formatHost(src.address)}:${src.port}`;
-    return transport === 'udp' ? base : `${base};transport=${transport}`;
+    return connection ? `${base};transport=${transport}` : base;
   }
 }
 

@@ -786,6 +786,17 @@ describe('initial requests with a preloaded Route; branches without a route', ()
     expect(finals.map((s) => s.msg.status)).toEqual([480]);
     await expectNoLeaks(d.h);
   });
+
+  it('a sips: target is never sent over an insecure transport, even when resolution offers one; sctp and ws (not served) get no branch', async () => {
+    // the harness resolver ignores sips and answers UDP: the proxy itself refuses the hop
+    for (const uri of ['sips:bob@192.0.2.42:5061', 'sips:bob@192.0.2.42;transport=tcp', 'sip:bob@192.0.2.42;transport=sctp', 'sip:bob@192.0.2.42;transport=ws']) {
+      const d = await call([{ uri, src: tcpSrc('192.0.2.42', 5061) }], { natReceived: false });
+      expect(d.invites).toEqual([]);
+      expect(d.out.filter((s) => s.target.address === '192.0.2.42')).toEqual([]);
+      expect(upstream(d.out).filter((s) => s.msg.status >= 200).map((s) => s.msg.status)).toEqual([500]);
+      await expectNoLeaks(d.h);
+    }
+  });
 });
 
 // ------------------------------------------------------------------------------------------ found by the wire fuzzer

@@ -569,6 +569,19 @@ describe('client non-INVITE transaction (§17.1.2)', () => {
     expect(layer.stats()).toEqual(zero);
   });
 
+  it('TLS, WS and WSS are reliable like TCP (isReliable): no retransmissions, Timer F still applies', () => {
+    for (const transport of ['tls', 'ws', 'wss'] as const) {
+      const { clock, tp, layer } = setup();
+      const a = recorder();
+      layer.createClient(req('OPTIONS'), { transport, address: '192.0.2.9', port: 5071 }, a.cb);
+      clock.advance(64 * 500 - 1);
+      expect(tp.sent).toHaveLength(1);
+      expect(a.ev).toEqual([]);
+      clock.advance(1);
+      expect(a.ev).toEqual(['timeout']);
+    }
+  });
+
   it('a transport error is reported and terminates', async () => {
     const { tp, layer } = setup();
     const { ev, cb } = recorder();
