@@ -3,7 +3,8 @@
  *
  *   node --expose-gc --import tsx bench/linger-heap.ts [rate=1000] [seconds=60]       one run, JSON out
  *   node --import tsx bench/linger-heap.ts sweep [rate] [seconds]                      one child per V8 flag set
- *                                          (default, --max-semi-space-size=16/32/64), a table out
+ *                                          (default, --max-semi-space-size=16/32/64, and the same with
+ *                                          --min-semi-space-size equal), a table out
  *
  * What one run does: `rate` REGISTER+auth operations per simulated second for `seconds` simulated
  * seconds, through the real transaction layer (fake transport, `manualClock`: Timer J fires after
@@ -259,10 +260,20 @@ console.log(
 
 /** parent: one child per flag set, with --trace-gc-nvp for promoted bytes */
 function sweep(rest: string[]): void {
-  const sets = [[], ['--max-semi-space-size=16'], ['--max-semi-space-size=32'], ['--max-semi-space-size=64']];
+  const sets = [
+    [],
+    ['--max-semi-space-size=16'],
+    ['--max-semi-space-size=32'],
+    ['--max-semi-space-size=64'],
+    // V8 grows the young generation only while many objects survive: with little surviving, the
+    // max alone may never be reached, so also with the semi-space fixed at that size
+    ['--min-semi-space-size=16', '--max-semi-space-size=16'],
+    ['--min-semi-space-size=32', '--max-semi-space-size=32'],
+    ['--min-semi-space-size=64', '--max-semi-space-size=64'],
+  ];
   const rows: string[] = [];
-  rows.push('| flags | scavenges | scavenge ms (total) | promoted MB (scavenges) | survived in new space MB (sum over scavenges) | mark-sweeps | mark-sweep ms | old space end MB | heap used end MB | retained B/entry heap + off-heap |');
-  rows.push('|---|---|---|---|---|---|---|---|---|---|');
+  rows.push('| flags | scavenges | scavenge ms (total) | promoted MB (scavenges) | survived in new space MB (sum over scavenges) | mark-sweeps | mark-sweep ms | old space end MB | heap used end MB | RSS end MB | retained B/entry heap + off-heap |');
+  rows.push('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const flags of sets) {
     const r = spawnSync(process.execPath, [...flags, '--expose-gc', '--trace-gc-nvp', '--import', 'tsx', new URL(import.meta.url).pathname, ...rest], {
       encoding: 'utf8',
@@ -287,7 +298,7 @@ function sweep(rest: string[]): void {
     }
     const j = JSON.parse(res) as Record<string, number>;
     rows.push(
-      `| ${flags.join(' ') || 'default'} | ${j.scavenges} | ${j.scavengeMs} | ${(promoted / 1048576).toFixed(1)} | ${(copied / 1048576).toFixed(1)} | ${j.markSweeps} | ${j.markSweepMs} | ${j.oldSpaceSizeMB} | ${j.heapUsedMB} | ${j.retainedHeapPerEntry} + ${j.retainedOffHeapPerEntry} |`,
+      `| ${flags.join(' ') || 'default'} | ${j.scavenges} | ${j.scavengeMs} | ${(promoted / 1048576).toFixed(1)} | ${(copied / 1048576).toFixed(1)} | ${j.markSweeps} | ${j.markSweepMs} | ${j.oldSpaceSizeMB} | ${j.heapUsedMB} | ${j.rssMB} | ${j.retainedHeapPerEntry} + ${j.retainedOffHeapPerEntry} |`,
     );
     console.error(res);
   }
