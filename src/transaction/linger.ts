@@ -32,7 +32,8 @@ import type { TimerSet, TxTimer } from './timers.js';
  *   keys, the two To tags) are one record in a byte store of large Buffers ("chunks", `chunkBytes`
  *   each, allocated as needed up to `maxBytes` in all). Records are appended to the current chunk;
  *   a chunk whose records have all gone is reused from its start (one spare chunk is kept, others
- *   are released). When no chunk can be had within `maxBytes`, the oldest entries are evicted
+ *   are released; a table that empties after holding more than 4,096 entries gives all its storage
+ *   back). When no chunk can be had within `maxBytes`, the oldest entries are evicted
  *   (counted like the `max` evictions) until one is free. A record larger than a chunk gets a
  *   Buffer of its own (counted in `maxBytes`); one larger than `maxBytes` is not kept (evicted);
  * - the key index is an open-addressing hash table (Int32Array of slot numbers, linear probing,
@@ -100,6 +101,8 @@ const SLOT_SPACE = 2 ** 24;
 const GEN_MASK = 0x0fffffff;
 const INITIAL_SLOTS = 256;
 const SPARE_CHUNKS = 1;
+/** an emptied table with more slots than this gives all its storage back */
+const SHRINK_ABOVE_SLOTS = 4096;
 
 interface Queue {
   duration: number;
@@ -439,7 +442,47 @@ export class LingerTable {
     this.deleteIndex(s);
     this.kinds[KINDS[this.flags[s]! & F_KIND]!]--;
     this.free(s);
-    if (this.count === 0) this.disarm();
+    if (this.count === 0) {
+      this.disarm();
+      // after a load: give the slot arrays, the index and the chunks back (not at low rates, where
+      // the table empties often and is small)
+      if (this.cap > SHRINK_ABOVE_SLOTS) this.reset();
+    }
+  }
+
+  /** back to no storage at all (the table is empty). */
+  private reset(): void {
+    this.cap = 0;
+    this.gen = new Uint32Array(0);
+    this.flags = new Uint8Array(0);
+    this.wide = new Uint8Array(0);
+    this.qid = new Uint16Array(0);
+    this.prev = new Int32Array(0);
+    this.next = new Int32Array(0);
+    this.at = new Float64Array(0);
+    this.seqs = new Float64Array(0);
+    this.hashes = new Int32Array(0);
+    this.loc = new Int32Array(0);
+    this.off = new Uint32Array(0);
+    this.keyLen = new Uint32Array(0);
+    this.dataLen = new Uint32Array(0);
+    this.addrLen = new Uint32Array(0);
+    this.reqTagLen = new Int32Array(0);
+    this.resTagLen = new Int32Array(0);
+    this.port = new Uint16Array(0);
+    this.transport = new Uint8Array(0);
+    this.localIdx = new Uint16Array(0);
+    this.connId = new Float64Array(0);
+    this.freeSlots = new Int32Array(0);
+    this.freeTop = 0;
+    this.tab = new Int32Array(0);
+    this.mask = 0;
+    this.chunks = [];
+    this.chunkLive = [];
+    this.spare = [];
+    this.head = -1;
+    this.headPos = 0;
+    this.allocatedChunks = 0;
   }
 
   /** release a slot and its record (not the index or queue links). */

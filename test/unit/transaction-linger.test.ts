@@ -214,15 +214,33 @@ describe('linger table storage', () => {
     expect(t.sizes()).toEqual({ total: 3, resend: 1, accepted: 1, absorb: 0, reack: 1, evicted: 2 });
   });
 
-  it('the memory goes back after the load: chunks beyond one spare are released, one timer at most', () => {
+  it('the memory goes back: chunks beyond one spare are released as they empty, all storage once a large table is empty', () => {
     const { clock, timers, t } = table(100_000, { chunkBytes: 4096 });
-    for (let i = 0; i < 5000; i++) t.add('server', key(i), 'resend', 32_000, payload(i, 300), TARGET);
+    for (let i = 0; i < 2000; i++) t.add('server', key(i), 'resend', 5000, payload(i, 300), TARGET);
+    clock.advance(1000);
+    for (let i = 2000; i < 5000; i++) t.add('server', key(i), 'resend', 32_000, payload(i, 300), TARGET);
     expect(t.memory().chunks).toBeGreaterThan(300);
     expect(timers.size).toBe(1);
+    clock.advance(4000); // the first 2,000 expire: their chunks go (one spare kept)
+    expect(t.size).toBe(3000);
+    const c = t.memory().chunks;
+    expect(c).toBeLessThanOrEqual(Math.ceil(3000 / 11) + 2); // ~342 B records, 11 per chunk, + spare + head
+    for (let i = 2000; i < 5000; i++) expect(data(t, key(i))!.equals(payload(i, 300))).toBe(true);
     clock.advance(32_000);
     expect(t.size).toBe(0);
     expect(timers.size).toBe(0);
-    expect(t.memory().chunks).toBeLessThanOrEqual(2); // the spare and the (empty) head
+    expect(t.memory()).toEqual({ chunks: 0, chunkBytes: 0, bigRecords: 0, bigBytes: 0, slotCapacity: 0 });
+    // and usable again
+    t.add('server', key(1), 'resend', 1000, payload(1, 300), TARGET);
+    expect(data(t, key(1))!.equals(payload(1, 300))).toBe(true);
+  });
+
+  it('a small table that empties keeps its storage (no churn at low rates)', () => {
+    const { clock, t } = table();
+    t.add('server', key(1), 'resend', 1000, payload(1), TARGET);
+    clock.advance(1000);
+    expect(t.size).toBe(0);
+    expect(t.memory()).toMatchObject({ chunks: 1, slotCapacity: 256 });
   });
 
   it('clear() empties everything and the table is usable again', () => {
