@@ -2,7 +2,7 @@
  * Composition root: config → log → metrics → stores → transports → transactions → core.
  * Nothing else in src/ reads the environment or files (config.ts does, for this module).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomFillSync } from 'node:crypto';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { networkInterfaces } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -12,6 +12,7 @@ import { DigestAuthenticator, stripCredentials, type AuthResult } from './core/a
 import { FloodGuard } from './core/flood.js';
 import { ScannerFilter } from './core/scanner.js';
 import { Proxy } from './core/proxy.js';
+import { RandomPool } from './core/random.js';
 import { RouteTokens } from './core/route-token.js';
 import { Registrar } from './core/registrar.js';
 import { Router, type AuthOutcome, type Authenticator } from './core/routing.js';
@@ -19,7 +20,7 @@ import { deterministicToTag } from './core/tags.js';
 import { adminPolicy, createHttpHandler } from './http.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics, parseUdpSnmp } from './metrics.js';
-import { buildResponse, isSipParseError, parseMessage, parseVia, SipRequest, splitList, type PartialMessage, type SipParseError, type SipResponse } from './sip/index.js';
+import { buildResponse, isSipParseError, MAGIC_COOKIE, parseMessage, parseVia, SipRequest, splitList, type PartialMessage, type SipParseError, type SipResponse } from './sip/index.js';
 import { openStores, type Stores, type WriteBackEvents } from './store/index.js';
 import { createTransactionLayer, realClock } from './transaction/index.js';
 import { createTransportLayer, normaliseAddress, responseTarget } from './transport/index.js';
@@ -185,7 +186,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   };
 
   // ---- transactions
-  const random = (): string => randomBytes(8).toString('hex');
+  // one randomFillSync per 4 KiB serves tags, branches, nonces and ruids (not a randomBytes call each)
+  const pool = new RandomPool((b) => randomFillSync(b));
+  const random = (): string => pool.hex(8);
   const tx = createTransactionLayer({
     transport,
     user: {
@@ -207,6 +210,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     },
     clock,
     responseTarget,
+    newBranch: () => MAGIC_COOKIE + pool.base64url(12),
     maxTransactions: config.limits.max_transactions,
     log: { debug: (obj, msg) => log.debug(obj, msg), warn: (obj, msg) => log.warn(obj, msg) },
   });
@@ -235,7 +239,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     checkUri: config.auth.check_uri,
     ncWindow: config.auth.nc_window,
     now,
-    random: (n: number) => randomBytes(n),
+    random: (n: number) => pool.bytes(n),
   });
   const auth: Authenticator = {
     verify: (req, realm, kind) => {
@@ -254,7 +258,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     maxContacts: config.registrar.max_contacts,
     natReceived: config.registrar.nat_received,
     now,
-    newRuid: () => randomBytes(12).toString('hex'),
+    newRuid: () => pool.hex(12),
   });
 
   const router = new Router({
