@@ -283,6 +283,43 @@ interface Sample {
   gcMs: number;
 }
 
+/**
+ * `--count-maps`: Map/Set get/has/set/add/delete calls made in the timed phases, by calling
+ * function (a stack per call: only for counting, the timings of such a run mean nothing).
+ */
+const COUNT_MAPS = process.argv.includes('--count-maps');
+const mapCalls = new Map<string, number>();
+let counting = false;
+if (COUNT_MAPS) {
+  const wrap = (proto: object, name: string): void => {
+    const o = proto as Record<string, (...a: unknown[]) => unknown>;
+    const orig = o[name]!;
+    const kind = `${(proto as { constructor: { name: string } }).constructor.name}.${name}`;
+    o[name] = function (this: unknown, ...a: unknown[]) {
+      if (counting) {
+        counting = false;
+        const line = (new Error().stack ?? '').split('\n')[2] ?? '';
+        const where = /at (?:async )?(\S+) \(?(?:.*\/)?((?:src|bench)\/[^:]+)/.exec(line);
+        const k = `${kind} ${where ? `${where[1]} ${where[2]}` : line.trim()}`;
+        mapCalls.set(k, (mapCalls.get(k) ?? 0) + 1);
+        counting = true;
+      }
+      return orig.apply(this, a);
+    };
+  };
+  for (const n of ['get', 'has', 'set', 'delete']) wrap(Map.prototype, n);
+  for (const n of ['has', 'add', 'delete']) wrap(Set.prototype, n);
+}
+
+function printMapCalls(ops: number, what: string): void {
+  if (!COUNT_MAPS) return;
+  let total = 0;
+  for (const v of mapCalls.values()) total += v;
+  console.log(`${what}: ${(total / ops).toFixed(1)} Map/Set calls per op in the timed phases; by caller (per op):`);
+  for (const [k, v] of [...mapCalls].sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log(`  ${(v / ops).toFixed(2).padStart(6)}  ${k}`);
+  mapCalls.clear();
+}
+
 class Meter {
   private ns = 0n;
   private cpuUs = 0;
@@ -297,7 +334,9 @@ class Meter {
     const h0 = v8.getHeapStatistics().used_heap_size;
     const c0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
+    counting = COUNT_MAPS;
     await run();
+    counting = false;
     const t1 = process.hrtime.bigint();
     const c1 = process.cpuUsage(c0);
     this.cpuUs += c1.user + c1.system;
@@ -510,6 +549,7 @@ async function main(): Promise<void> {
   const { src, pooled } = randomSources();
   const core = await buildCore(src);
   await populate(core, BATCH);
+  mapCalls.clear();
   console.log(`hotpath bench: node ${process.version}, batch ${BATCH}, rounds ${ROUNDS} (first = warm-up), randomness ${pooled ? 'pooled (src/core/random.ts)' : 'randomBytes per call'}`);
   const reg: Sample[] = [];
   const call: Sample[] = [];
@@ -519,11 +559,13 @@ async function main(): Promise<void> {
   for (let r = from; r < to; r++) {
     if (ONLY !== 'call') {
       const s = await registerRound(core, users, 10000, r);
+      printMapCalls(BATCH, `register round ${r}`);
       reg.push(s);
       console.log(`  register round ${r}: ${fmt(s)}`);
     }
     if (ONLY !== 'register') {
       const s = await callRound(core, BATCH, r);
+      printMapCalls(BATCH, `call round ${r}`);
       call.push(s);
       console.log(`  call     round ${r}: ${fmt(s)}`);
     }
