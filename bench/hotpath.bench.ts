@@ -20,7 +20,8 @@
  * per op (used-heap growth over the timed phases plus what every GC in them freed, from
  * v8.GCProfiler), and the scavenges / mark-sweeps and GC time in the timed phases. The summary line
  * gives the min and median over the rounds after the warm-up round. The machine this runs on is
- * usually busy: compare A and B from alternating runs (min of several), never single figures.
+ * usually busy: compare A and B from alternating runs (min of several), never single figures:
+ * bench/hotpath-ab.sh does that across commits. Results: bench/HOTPATH-RESULTS.md.
  *
  * Time is a manual clock advanced by 1 ms per operation between phases (1,000 ops/s as the clock
  * sees it), so linger entries and timers behave as at that rate (timers fire between phases). The
