@@ -3,7 +3,7 @@ import {
   buildResponse, formatHost, hostAddress, isSipUri, isStar, parseSipUri, splitList, MAGIC_COOKIE,
   type NameAddr, type SipRequest, type SipResponse, type SipUri,
 } from '../sip/index.js';
-import type { ClientCallbacks, ClientTransaction, ServerTransaction, TransactionLayer } from '../transaction/types.js';
+import type { ClientTransaction, ServerTransaction, TransactionLayer } from '../transaction/types.js';
 import type { LocalEndpoint, Source, Target, TransportLayer, TransportName } from '../transport/types.js';
 import { isIP } from 'node:net';
 import { normaliseAddress } from '../transport/common.js';
@@ -19,17 +19,6 @@ export interface ForwardTarget {
   readonly received?: string;
   /** q-value (null = 1.0). */
   readonly q: number | null;
-  /**
-   * the next hop, when the caller has already worked it out for this request as it is now (nextHop
-   * of the in-dialog check): it is not resolved a second time.
-   */
-  readonly hop?: NextHop;
-}
-
-/** Where a request goes next: the target and the local endpoint it leaves from. */
-export interface NextHop {
-  readonly target: Target;
-  readonly local: LocalEndpoint;
 }
 
 export interface ProxyDeps {
@@ -68,28 +57,10 @@ export interface ForwardOptions {
   readonly privileged: boolean;
 }
 
-/** One branch of a response context; it is also the client transaction's callbacks (no closures per branch). */
-class Branch implements ClientCallbacks {
-  ct: ClientTransaction | undefined = undefined;
-  done = false;
-
-  constructor(private readonly ctx: ResponseContext) {}
-
-  provisional(res: SipResponse): void {
-    this.ctx.onProvisional(res);
-  }
-
-  final(res: SipResponse): void {
-    this.ctx.onFinal(res, this);
-  }
-
-  timeout(): void {
-    this.ctx.branchFailed(this, 408);
-  }
-
-  transportError(): void {
-    this.ctx.branchFailed(this, 503);
-  }
+interface Branch {
+  ct: ClientTransaction | undefined;
+  done: boolean;
+  final: SipResponse | undefined;
 }
 
 /**
@@ -213,7 +184,7 @@ export class Proxy {
     const out = req.clone();
     if (target?.uri !== undefined) out.setUri(target.uri);
     decrementMaxForwards(out);
-    const hop = target?.hop ?? (await this.nextHop(out, target));
+    const hop = await this.nextHop(out, target);
     if (hop === undefined) return;
     // a stateless relay uses a branch derived from the incoming one, so retransmissions get the same branch
     const inBranch = req.topVia()?.branch ?? '';
@@ -359,7 +330,7 @@ export class Proxy {
       for (let i = target.path.length - 1; i >= 0; i--) out.addHeader('route', target.path[i]!, 'before');
     }
     decrementMaxForwards(out);
-    const hop = target.hop ?? (await this.nextHop(out, target));
+    const hop = await this.nextHop(out, target);
     if (hop === undefined) return undefined;
     if (opts.recordRoute) {
       const outEp = hop.local;
@@ -427,10 +398,11 @@ class ResponseContext {
     // a later group (serial forking) may run past the guard the transaction keeps for a TU that
     // never answers: tell it we are still at work
     if (this.groupIndex > 0) this.st.keepAlive?.();
-    const pending: Branch[] = [];
-    for (let i = 0; i < group.length; i++) pending.push(new Branch(this));
+    const pending = group.map(() => ({ ct: undefined, done: false, final: undefined }) as Branch);
     this.branches = pending;
-    for (let i = 0; i < group.length; i++) void this.startBranch(group[i]!, pending[i]!);
+    group.forEach((t, i) => {
+      void this.startBranch(t, pending[i]!);
+    });
   }
 
   private async startBranch(target: ForwardTarget, b: Branch): Promise<void> {
@@ -450,15 +422,20 @@ class ResponseContext {
       return;
     }
     this.p.debug?.({ target: prepared.hop.target, branch: prepared.branch }, 'forwarding');
-    b.ct = this.p.deps.tx.createClient(prepared.out, prepared.hop.target, b, { branch: prepared.branch, viaParams: ';rport' });
+    b.ct = this.p.deps.tx.createClient(
+      prepared.out,
+      prepared.hop.target,
+      {
+        provisional: (res) => this.onProvisional(res),
+        final: (res) => this.onFinal(res, b),
+        timeout: () => this.branchDone(b, this.localResponse(408)),
+        transportError: () => this.branchDone(b, this.localResponse(503)),
+      },
+      { branch: prepared.branch, viaParams: ';rport' },
+    );
   }
 
-  /** A branch ended without a response (timeout: 408, transport error: 503 of our own). */
-  branchFailed(b: Branch, status: 408 | 503): void {
-    this.branchDone(b, this.localResponse(status));
-  }
-
-  onProvisional(res: SipResponse): void {
+  private onProvisional(res: SipResponse): void {
     if (res.status === 100 || this.finalSent) return;
     if (!hasViaBelowOurs(res)) return this.invalid(res);
     const up = res.clone();
@@ -471,7 +448,7 @@ class ResponseContext {
     this.p.debug?.({ status: res.status, callId: res.callId() }, 'response without a Via below ours: dropped');
   }
 
-  onFinal(res: SipResponse, b: Branch): void {
+  private onFinal(res: SipResponse, b: Branch): void {
     if (!hasViaBelowOurs(res)) {
       // the branch has its final (its client transaction is done) but it cannot be passed on: the
       // branch counts as failed with a 502 of our own, so that the caller still gets a final

@@ -91,9 +91,6 @@ export type Denial =
   /** in-dialog request from outside the dialog, or towards a host that is not its other party */
   | 'dialog-hop';
 
-/** An in-dialog request goes where its Route (or Request-URI) says. */
-const IN_DIALOG_TARGET: ForwardTarget = { q: null };
-
 const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, UPDATE, INFO, MESSAGE, REFER, NOTIFY, SUBSCRIBE';
 
 interface Ctx {
@@ -255,22 +252,19 @@ export class Router {
     if (check.kind === 'foreign' && !this.d.trusted.has(src.address)) return this.deny(ctx, 'dialog-foreign-route', 'Forbidden (Route not issued here)');
     if (check.kind === 'bad') return this.deny(ctx, check.reason === 'no-token' ? 'dialog-no-token' : 'dialog-bad-token', 'Forbidden (Route not issued here)');
     this.d.proxy.processRoutes(req);
-    // the hop checked here is the one the request is sent to (nothing below changes its route)
-    let target: ForwardTarget = IN_DIALOG_TARGET;
     if (check.kind === 'ours' && !this.d.trusted.has(src.address)) {
       const hop = await this.d.proxy.nextHop(req, undefined);
       if (hop !== undefined && !this.d.proxy.dialogAllows(check.route, src, hop.target.address, hop.target.port)) {
         return this.deny(ctx, 'dialog-hop', 'Forbidden (not a party of this dialog)');
       }
-      if (hop !== undefined) target = { q: null, hop };
     }
     this.d.events.debug?.({ method: req.method, callId: req.callId() }, 'in-dialog: loose route');
     if (req.method === 'ACK') {
-      await this.d.proxy.relayStateless(req, target);
+      await this.d.proxy.relayStateless(req, undefined);
       this.done(ctx, 'relayed', 'in-dialog ACK');
       return true;
     }
-    this.relay(ctx, [target], false);
+    this.relay(ctx, [{ q: null }], false);
     return true;
   }
 
