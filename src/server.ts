@@ -6,7 +6,7 @@
  * transports started last, once every handler exists.
  * Nothing else in src/ reads the environment or files (config.ts does, for this module).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomFillSync } from 'node:crypto';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { networkInterfaces } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -16,6 +16,7 @@ import { DigestAuthenticator, stripCredentials, type AuthResult } from './core/a
 import { FloodGuard } from './core/flood.js';
 import { ScannerFilter } from './core/scanner.js';
 import { Proxy } from './core/proxy.js';
+import { RandomPool } from './core/random.js';
 import { RouteTokens } from './core/route-token.js';
 import { Registrar } from './core/registrar.js';
 import { FlowTable } from './core/flows.js';
@@ -25,7 +26,7 @@ import { deterministicToTag } from './core/tags.js';
 import { adminPolicy, createHttpHandler } from './http.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics, parseUdpSnmp } from './metrics.js';
-import { buildResponse, isSipParseError, parseMessage, parseVia, SipRequest, splitList, type PartialMessage, type SipParseError, type SipResponse } from './sip/index.js';
+import { buildResponse, isSipParseError, MAGIC_COOKIE, parseMessage, parseVia, SipRequest, splitList, type PartialMessage, type SipParseError, type SipResponse } from './sip/index.js';
 import { openStores, type Stores, type WriteBackEvents } from './store/index.js';
 import type { LocationStore, SubscriberStore } from './store/types.js';
 import { createTransactionLayer, realClock, type TransactionLayerImpl, type TransactionLayerOptions } from './transaction/index.js';
@@ -88,7 +89,8 @@ export interface CoreDeps {
   readonly clock: Clock;
   readonly now: () => number;
   /** randomness: the proxy's branch suffixes, the authenticator's nonces, registrar ruids. */
-  readonly random: { readonly branch: () => string; readonly bytes: (n: number) => Buffer; readonly ruid: () => string };
+  /** `txBranch`: the transaction layer's own Via branches (default: its randomBytes-based one). */
+  readonly random: { readonly branch: () => string; readonly bytes: (n: number) => Buffer; readonly ruid: () => string; readonly txBranch?: () => string };
   /** §18.2.2 response routing (src/transport's `responseTarget`; the harness passes its own). */
   readonly responseTarget: (res: SipResponse, src?: Source) => Target;
   /** routing's events (log lines, metrics); `drop` also gets the proxy's stray-response drops. */
@@ -167,6 +169,7 @@ export function buildCore(d: CoreDeps): Core {
     },
     clock: d.clock,
     responseTarget: d.responseTarget,
+    ...(d.random.txBranch !== undefined ? { newBranch: d.random.txBranch } : {}),
     maxTransactions: s.limits.max_transactions,
     ...(d.txLog !== undefined ? { log: d.txLog } : {}),
   });
@@ -464,6 +467,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   // the host's own addresses, for "is this next hop sipd itself?" behind wildcard listeners
   const localAddresses = new Set<string>();
   for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) localAddresses.add(normaliseAddress(a.address));
+  const pool = new RandomPool((b) => randomFillSync(b));
   const core = buildCore({
     settings: config,
     transport,
@@ -472,7 +476,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     secret: Buffer.from(secrets.authSecret),
     clock: realClock(),
     now,
-    random: { branch: () => randomBytes(8).toString('hex'), bytes: (n) => randomBytes(n), ruid: () => randomBytes(12).toString('hex') },
+    // one randomFillSync per 4 KiB serves tags, branches, nonces and ruids (not a randomBytes call each)
+    random: { branch: () => pool.hex(8), bytes: (n) => pool.bytes(n), ruid: () => pool.hex(12), txBranch: () => MAGIC_COOKIE + pool.base64url(12) },
     responseTarget,
     events: routingEvents(log, metrics, debugOn),
     localAddresses: () => localAddresses,

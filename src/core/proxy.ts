@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import {
   buildResponse, formatHost, hostAddress, isSipUri, isStar, parseSipUri, splitList, MAGIC_COOKIE,
   type NameAddr, type SipRequest, type SipResponse, type SipUri,
@@ -178,15 +178,9 @@ export class Proxy {
 
   /** Hash of the fields that identify a request at this hop; it is part of our branch (§16.6 step 8). */
   loopHash(req: SipRequest): string {
-    const h = createHash('md5');
-    h.update(req.uriText);
-    h.update('\0' + (req.fromTag() ?? ''));
-    h.update('\0' + (req.toTag() ?? ''));
-    h.update('\0' + (req.callId() ?? ''));
-    h.update('\0' + (req.cseq()?.seq ?? ''));
-    h.update('\0' + req.headerValues('proxy-require').join(','));
-    h.update('\0' + req.headerValues('route').join(','));
-    return h.digest('hex').slice(0, 16);
+    // one string, one one-shot hash (UTF-8, as Hash.update(string) hashed it before)
+    const text = `${req.uriText}\0${req.fromTag() ?? ''}\0${req.toTag() ?? ''}\0${req.callId() ?? ''}\0${req.cseq()?.seq ?? ''}\0${req.headerValues('proxy-require').join(',')}\0${req.headerValues('route').join(',')}`;
+    return hash('md5', text, 'hex').slice(0, 16);
   }
 
   /** true when a Via we added carries the same loop hash: the request came back unchanged (482). */
@@ -238,7 +232,7 @@ export class Proxy {
     if (!hop.ok) return;
     // a stateless relay uses a branch derived from the incoming one, so retransmissions get the same branch
     const inBranch = req.topVia()?.branch ?? '';
-    const branch = MAGIC_COOKIE + 'sl' + createHash('md5').update(inBranch + req.method).digest('hex').slice(0, 16);
+    const branch = MAGIC_COOKIE + 'sl' + hash('md5', inBranch + req.method, 'hex').slice(0, 16);
     out.addHeader('via', viaFor(hop.local, hop.target.transport, branch), 'top');
     this.d.tx.sendStateless(out, hop.target);
   }

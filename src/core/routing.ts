@@ -137,15 +137,19 @@ export class Router {
       }
       this.inFlight.add(key);
     }
-    const ctx: Ctx = { req, src, t0: performance.now() };
-    this.handle(ctx)
-      .catch((err: unknown) => {
-        this.d.events.error({ err: err instanceof Error ? (err.stack ?? err.message) : String(err), method: req.method, callId: req.callId() }, 'internal error');
-        this.reply(ctx, 500, 'Server Internal Error');
-      })
-      .finally(() => {
-        if (key !== undefined) this.inFlight.delete(key);
-      });
+    void this.run({ req, src, t0: performance.now() }, key);
+  }
+
+  /** handle() with its error answer and the in-flight bookkeeping (one Promise, no closures per request). */
+  private async run(ctx: Ctx, key: string | undefined): Promise<void> {
+    try {
+      await this.handle(ctx);
+    } catch (err) {
+      this.d.events.error({ err: err instanceof Error ? (err.stack ?? err.message) : String(err), method: ctx.req.method, callId: ctx.req.callId() }, 'internal error');
+      this.reply(ctx, 500, 'Server Internal Error');
+    } finally {
+      if (key !== undefined) this.inFlight.delete(key);
+    }
   }
 
   /** request_route */
@@ -156,10 +160,12 @@ export class Router {
     if (this.loop(ctx)) return;
     if (this.sipsUnsupported(ctx)) return;
     if (this.keepalive(ctx)) return;
-    if (await this.withinDialog(ctx)) return;
+    // (the checks in front of the async steps are their own first checks: no Promise when they do not apply)
+    if (ctx.req.toTag() !== undefined && (await this.withinDialog(ctx))) return;
     if (this.cancel(ctx)) return;
     if (this.strayAck(ctx)) return;
-    if (await this.authenticate(ctx)) return;
+    const authed = this.authenticate(ctx);
+    if (authed === true || (authed !== false && (await authed))) return;
     if (this.preloadedRoute(ctx)) return;
     if (this.relayPolicy(ctx)) return;
     if (await this.registrar(ctx)) return;
@@ -378,7 +384,7 @@ export class Router {
    * REGISTER → 401 (realm = To domain); requests from one of our domains → 407 (realm = From domain).
    * Trusted source IPs skip authentication. Credentials for our realm are removed before forwarding.
    */
-  private async authenticate(ctx: Ctx): Promise<boolean> {
+  private authenticate(ctx: Ctx): boolean | Promise<boolean> {
     const { req, src } = ctx;
     if (this.d.auth === undefined || this.d.trusted.has(src.address)) return false;
     const isRegister = req.method === 'REGISTER';
@@ -387,7 +393,13 @@ export class Router {
     const realm = realmUri.host;
     const kind = isRegister ? 'www' : 'proxy';
     const verdict = this.d.auth.verify(req, realm, kind);
-    const outcome = verdict instanceof Promise ? await verdict : verdict;
+    // synchronous when the credentials are cached: no Promise on that path
+    return verdict instanceof Promise ? verdict.then((outcome) => this.authenticated(ctx, outcome, realm, kind)) : this.authenticated(ctx, verdict, realm, kind);
+  }
+
+  /** The verdict of authenticate(): true when it answered the request. */
+  private authenticated(ctx: Ctx, outcome: AuthOutcome, realm: string, kind: 'www' | 'proxy'): boolean {
+    const { req, src } = ctx;
     if (!outcome.ok) {
       if (outcome.response.status === 401 || outcome.response.status === 407) this.d.events.challenge(kind);
       if (outcome.reason !== 'no-credentials') this.d.events.authFailure(outcome.reason);
@@ -396,7 +408,7 @@ export class Router {
     }
     this.d.events.debug?.({ user: outcome.user, realm }, 'authenticated');
     ctx.user = outcome.user;
-    if (!isRegister) this.d.auth.stripCredentials(req, realm);
+    if (req.method !== 'REGISTER') this.d.auth!.stripCredentials(req, realm);
     if (req.method === 'INVITE') {
       // an authenticated INVITE gets 100 Trying at once, before lookup and forwarding
       ctx.st = this.d.tx.createServer(req, src);
