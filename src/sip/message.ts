@@ -1,4 +1,5 @@
 import { parseAuthHeader, parseAuthHeaderAt, type AuthHeader } from './digest-header.js';
+import { scratchBytes } from './bytes.js';
 import { SipParseError } from './errors.js';
 import { canonicalName, headerKey, splitList } from './headers.js';
 import { nameAddrParamAt, parseContact, parseNameAddr, parseNameAddrAt, type ContactStar, type NameAddr } from './name-addr.js';
@@ -135,6 +136,7 @@ export abstract class SipMessage {
   private cAuth: Map<string, AuthHeader[]> | undefined = undefined;
   // where some values sit in the received header text (see source)
   private sSrc: string | undefined = undefined;
+  private sBytes: Uint8Array | undefined = undefined;
   private sFields: HeaderField[] | undefined = undefined;
   private sOff: number[] | undefined = undefined;
 
@@ -238,12 +240,14 @@ export abstract class SipMessage {
   // ---------------------------------------------------------------- structured access (lazy, cached)
 
   /**
-   * @internal (parseMessage) Lines whose value is one element as received: fields[k].value starts at off[k] in src.
+   * @internal (parseMessage) Lines whose value is one element as received: fields[k].value starts at off[k] in src,
+ * whose octets are bytes (bytes[i] = src.charCodeAt(i), see bytes.ts).
    * Such a value is parsed in place in src (a flat string) rather than in its slice, which V8 reads more slowly.
    * Fields are compared by identity, so lines replaced or edited since are parsed from their value as usual.
    */
-  source(src: string, fields: HeaderField[], off: number[]): void {
+  source(src: string, bytes: Uint8Array, fields: HeaderField[], off: number[]): void {
     this.sSrc = src;
+    this.sBytes = bytes;
     this.sFields = fields;
     this.sOff = off;
   }
@@ -258,13 +262,13 @@ export abstract class SipMessage {
   /** parseVia(v) for the value v of line h (v = h.value, one element). */
   private viaOf(h: HeaderField, v: string): Via {
     const at = this.srcAt(h);
-    return at === -1 ? parseVia(v) : parseViaAt(this.sSrc!, at, at + v.length, v);
+    return at === -1 ? parseVia(v) : parseViaAt(this.sSrc!, this.sBytes!, at, at + v.length, v);
   }
 
   /** parseNameAddr(v) for the value v of line h (v = h.value). */
   private nameAddrOf(h: HeaderField, v: string): NameAddr {
     const at = this.srcAt(h);
-    return at === -1 ? parseNameAddr(v) : parseNameAddrAt(this.sSrc!, at, at + v.length, v);
+    return at === -1 ? parseNameAddr(v) : parseNameAddrAt(this.sSrc!, this.sBytes!, at, at + v.length, v);
   }
 
   /** First line of a header. */
@@ -368,7 +372,7 @@ export abstract class SipMessage {
     if (h === undefined) return undefined;
     const v = h.value;
     const at = this.srcAt(h);
-    const tag = at === -1 ? nameAddrParamAt(v, 0, v.length, 'tag') : nameAddrParamAt(this.sSrc!, at, at + v.length, 'tag');
+    const tag = at === -1 ? nameAddrParamAt(v, scratchBytes(v), 0, v.length, 'tag') : nameAddrParamAt(this.sSrc!, this.sBytes!, at, at + v.length, 'tag');
     if (tag !== false) return tag ?? undefined;
     const full = key === 'from' ? this.from() : this.to();
     return full?.params.get('tag') ?? undefined;
@@ -477,7 +481,7 @@ export abstract class SipMessage {
       const h = hs[i]!;
       if (h.key !== name) continue;
       const at = this.srcAt(h);
-      v.push(at === -1 ? parseAuthHeader(h.value) : parseAuthHeaderAt(this.sSrc!, at, at + h.value.length, h.value));
+      v.push(at === -1 ? parseAuthHeader(h.value) : parseAuthHeaderAt(this.sSrc!, this.sBytes!, at, at + h.value.length, h.value));
     }
     (this.cAuth ??= new Map()).set(name, v);
     return v;

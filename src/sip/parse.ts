@@ -89,6 +89,8 @@ function parseGeneral(data: Buffer, start: number, limits: Readonly<ParseLimits>
     hs = 0;
     he = head.length;
   }
+  // the octets of head, at the same offsets
+  const bytes = hs === start ? data : data.subarray(start, start + head.length);
 
   let pos = head.indexOf('\r\n', hs);
   if (pos === -1 || pos > he) pos = he;
@@ -180,8 +182,8 @@ function parseGeneral(data: Buffer, start: number, limits: Readonly<ParseLimits>
   }
   const body = bodyStart >= bodyEnd ? EMPTY : data.subarray(bodyStart, bodyEnd);
 
-  const m = startLine.startsWith('SIP/') ? parseStatusLine(startLine, headers, body) : parseRequestLine(startLine, headers, body, head, hs);
-  if (srcFields !== undefined) m.source(head, srcFields, srcOff!);
+  const m = startLine.startsWith('SIP/') ? parseStatusLine(startLine, headers, body) : parseRequestLine(startLine, headers, body, head, bytes, hs);
+  if (srcFields !== undefined) m.source(head, bytes, srcFields, srcOff!);
   return m;
 }
 
@@ -288,8 +290,8 @@ function parseSmall(data: Buffer, start: number, limits: Readonly<ParseLimits>):
     bodyEnd = bodyStart + cl;
   }
   const body = bodyStart >= bodyEnd ? EMPTY : data.subarray(bodyStart, bodyEnd);
-  const m = startLine.startsWith('SIP/') ? parseStatusLine(startLine, headers, body) : parseRequestLine(startLine, headers, body, head, start);
-  if (srcFields !== undefined) m.source(head, srcFields, srcOff!);
+  const m = startLine.startsWith('SIP/') ? parseStatusLine(startLine, headers, body) : parseRequestLine(startLine, headers, body, head, data, start);
+  if (srcFields !== undefined) m.source(head, data, srcFields, srcOff!);
   return m;
 }
 
@@ -435,8 +437,11 @@ function keyOfName(name: string): string | undefined {
 }
 const VERSION_RE = /^SIP\/\d{1,3}\.\d{1,3}$/i;
 
-/** Request-Line `line`, which is head[hs, hs + line.length) (the Request-URI is parsed there, in the flat string). */
-function parseRequestLine(line: string, headers: HeaderField[], body: Buffer, head: string, hs: number): SipRequest {
+/**
+ * Request-Line `line`, which is head[hs, hs + line.length) (the Request-URI is parsed there, in the flat string, whose
+ * octets are `bytes`).
+ */
+function parseRequestLine(line: string, headers: HeaderField[], body: Buffer, head: string, bytes: Uint8Array, hs: number): SipRequest {
   const sp1 = line.indexOf(' ');
   const sp2 = sp1 === -1 ? -1 : line.indexOf(' ', sp1 + 1);
   if (sp1 <= 0 || sp2 === -1 || line.indexOf(' ', sp2 + 1) !== -1 || sp2 === sp1 + 1 || sp2 === line.length - 1) {
@@ -449,7 +454,7 @@ function parseRequestLine(line: string, headers: HeaderField[], body: Buffer, he
   if (version !== 'SIP/2.0' && !VERSION_RE.test(version)) throw new SipParseError('BAD_VERSION', 'Bad SIP version', partialOf(line, headers));
   let uri;
   try {
-    uri = parseUriAt(head, hs + sp1 + 1, hs + sp2, uriText);
+    uri = parseUriAt(head, bytes, hs + sp1 + 1, hs + sp2, uriText);
   } catch (e) {
     if (e instanceof SipParseError) throw new SipParseError('BAD_URI', 'Bad Request-URI', partialOf(line, headers));
     throw e;
