@@ -1,7 +1,7 @@
 import { parseAuthHeader, parseAuthHeaderAt, type AuthHeader } from './digest-header.js';
 import { scratchBytes } from './bytes.js';
 import { SipParseError } from './errors.js';
-import { canonicalName, headerKey, splitList } from './headers.js';
+import { canonicalName, headerKey, keyBit, splitList } from './headers.js';
 import { nameAddrParamAt, parseContact, parseNameAddr, parseNameAddrAt, type ContactStar, type NameAddr } from './name-addr.js';
 import { parseUri, type Uri } from './uri.js';
 import { parseVia, parseViaAt, type Via } from './via.js';
@@ -28,6 +28,20 @@ export interface CSeq {
 }
 
 const CRLF = '\r\n';
+
+/** Presence-mask bits of the headers the accessors read (see SipMessage.indexed). */
+const BIT_VIA = keyBit('via');
+const BIT_FROM = keyBit('from');
+const BIT_TO = keyBit('to');
+const BIT_CALL_ID = keyBit('call-id');
+const BIT_CSEQ = keyBit('cseq');
+const BIT_MAX_FORWARDS = keyBit('max-forwards');
+const BIT_CONTENT_LENGTH = keyBit('content-length');
+const BIT_CONTENT_TYPE = keyBit('content-type');
+const BIT_EXPIRES = keyBit('expires');
+const BIT_MIN_EXPIRES = keyBit('min-expires');
+const BIT_CONTACT = keyBit('contact');
+const BIT_USER_AGENT = keyBit('user-agent');
 
 /** Buffer's own latin1 writer (what buf.write(s, o, 'latin1') ends in), without the argument juggling. */
 interface Latin1Writable {
@@ -139,6 +153,10 @@ export abstract class SipMessage {
   private sBytes: Uint8Array | undefined = undefined;
   private sFields: HeaderField[] | undefined = undefined;
   private sOff: number[] | undefined = undefined;
+  // presence mask (see indexed): valid while `headers` is pArr and has pLen lines
+  private pMask = 0;
+  private pArr: HeaderField[] | undefined = undefined;
+  private pLen = 0;
 
   constructor(headers: HeaderField[], body: Buffer, version: string, startLineRaw: string | null) {
     this.headers = headers;
@@ -158,7 +176,8 @@ export abstract class SipMessage {
   }
 
   /** First value of the header with this key (lower-case long form). */
-  private first(key: string): string | undefined {
+  private first(key: string, bit: number = keyBit(key)): string | undefined {
+    if (!this.may(bit)) return undefined;
     const hs = this.headers;
     for (let i = 0; i < hs.length; i++) if (hs[i]!.key === key) return hs[i]!.value;
     return undefined;
@@ -171,6 +190,7 @@ export abstract class SipMessage {
 
   private valuesOf(key: string): string[] {
     const out: string[] = [];
+    if (!this.may(keyBit(key))) return out;
     const hs = this.headers;
     for (let i = 0; i < hs.length; i++) if (hs[i]!.key === key) out.push(hs[i]!.value);
     return out;
@@ -181,8 +201,9 @@ export abstract class SipMessage {
     return this.listOf(headerKey(name));
   }
 
-  private listOf(key: string): string[] {
+  private listOf(key: string, bit: number = keyBit(key)): string[] {
     const out: string[] = [];
+    if (!this.may(bit)) return out;
     const hs = this.headers;
     for (let i = 0; i < hs.length; i++) {
       const h = hs[i]!;
@@ -272,14 +293,16 @@ export abstract class SipMessage {
   }
 
   /** First line of a header. */
-  private firstField(key: string): HeaderField | undefined {
+  private firstField(key: string, bit: number = keyBit(key)): HeaderField | undefined {
+    if (!this.may(bit)) return undefined;
     const hs = this.headers;
     for (let i = 0; i < hs.length; i++) if (hs[i]!.key === key) return hs[i]!;
     return undefined;
   }
 
   /** List elements of a header with, for each, its line when the element is the whole line's value. */
-  private elementsOf(key: string, vs: string[], of: Array<HeaderField | undefined>): void {
+  private elementsOf(key: string, vs: string[], of: Array<HeaderField | undefined>, bit: number = keyBit(key)): void {
+    if (!this.may(bit)) return;
     const hs = this.headers;
     for (let i = 0; i < hs.length; i++) {
       const h = hs[i]!;
@@ -297,13 +320,48 @@ export abstract class SipMessage {
     }
   }
 
+  /**
+   * @internal (parseMessage) Every key with a presence bit (keyBit) that a line of `headers` has is in mask, so the
+   * accessors of a header that is absent return without scanning the lines. The mask holds while `headers` is this
+   * array with this many lines: edits through the methods below keep it; a new array, or lines pushed or spliced in
+   * or out, make the accessors scan again. (Replacing a line in place by one of another header is not seen: edit
+   * through the methods, or assign a new array.)
+   */
+  indexed(mask: number): void {
+    this.pMask = mask;
+    this.pArr = this.headers;
+    this.pLen = this.headers.length;
+  }
+
+  /** False only when no line has the key of this bit (bit 0: a key without a bit, which may be there). */
+  private may(bit: number): boolean {
+    return bit === 0 || (this.pMask & bit) !== 0 || this.headers !== this.pArr || this.headers.length !== this.pLen;
+  }
+
+  private maskValid(): boolean {
+    return this.pArr !== undefined && this.headers === this.pArr && this.headers.length === this.pLen;
+  }
+
+  /** After an edit through the methods that may have added lines of `key`: keep the mask if it held before (ok). */
+  private reindex(ok: boolean, key: string): void {
+    if (!ok) return;
+    this.pMask |= keyBit(key);
+    this.pArr = this.headers;
+    this.pLen = this.headers.length;
+  }
+
+  /** @internal (clone) the presence mask of `from`, when it holds, for a copy of its lines. */
+  protected copyIndex(from: SipMessage): void {
+    if (from.maskValid() && from.headers.length === this.headers.length) this.indexed(from.pMask);
+  }
+
   /** All Via values top to bottom. Throws SipParseError(BAD_VIA) if any is malformed. */
   vias(): Via[] {
     if (this.cVias !== undefined) return this.cVias;
     // every element first (as listValues('via')), then parsed in order
     const vs: string[] = [];
     const of: Array<HeaderField | undefined> = [];
-    this.elementsOf('via', vs, of);
+    this.elementsOf('via', vs, of, BIT_VIA);
     const out: Via[] = [];
     for (let i = 0; i < vs.length; i++) {
       const v = vs[i]!;
@@ -322,7 +380,7 @@ export abstract class SipMessage {
       this.cTopVia = this.cVias[0] ?? null;
       return this.cTopVia ?? undefined;
     }
-    const h = this.firstField('via');
+    const h = this.firstField('via', BIT_VIA);
     if (h === undefined) {
       this.cTopVia = null;
       return undefined;
@@ -338,7 +396,7 @@ export abstract class SipMessage {
 
   from(): NameAddr | undefined {
     if (this.cFrom === undefined) {
-      const h = this.firstField('from');
+      const h = this.firstField('from', BIT_FROM);
       this.cFrom = h === undefined ? null : this.nameAddrOf(h, h.value);
     }
     return this.cFrom ?? undefined;
@@ -346,7 +404,7 @@ export abstract class SipMessage {
 
   to(): NameAddr | undefined {
     if (this.cTo === undefined) {
-      const h = this.firstField('to');
+      const h = this.firstField('to', BIT_TO);
       this.cTo = h === undefined ? null : this.nameAddrOf(h, h.value);
     }
     return this.cTo ?? undefined;
@@ -368,7 +426,7 @@ export abstract class SipMessage {
   private tagOf(key: 'from' | 'to'): string | undefined {
     const parsed = key === 'from' ? this.cFrom : this.cTo;
     if (parsed !== undefined) return parsed?.params.get('tag') ?? undefined;
-    const h = this.firstField(key);
+    const h = this.firstField(key, key === 'from' ? BIT_FROM : BIT_TO);
     if (h === undefined) return undefined;
     const v = h.value;
     const at = this.srcAt(h);
@@ -379,34 +437,34 @@ export abstract class SipMessage {
   }
 
   callId(): string | undefined {
-    return this.first('call-id');
+    return this.first('call-id', BIT_CALL_ID);
   }
 
   cseq(): CSeq | undefined {
     if (this.cCSeq === undefined) {
-      const v = this.first('cseq');
+      const v = this.first('cseq', BIT_CSEQ);
       this.cCSeq = v === undefined ? null : parseCSeq(v);
     }
     return this.cCSeq ?? undefined;
   }
 
   maxForwards(): number | undefined {
-    const v = this.first('max-forwards');
+    const v = this.first('max-forwards', BIT_MAX_FORWARDS);
     return v === undefined ? undefined : parseBoundedInt(v, 0xffffffff, 'Max-Forwards');
   }
 
   contentLength(): number | undefined {
-    const v = this.first('content-length');
+    const v = this.first('content-length', BIT_CONTENT_LENGTH);
     return v === undefined ? undefined : parseBoundedInt(v, 0xffffffff, 'Content-Length');
   }
 
   contentType(): string | undefined {
-    return this.first('content-type');
+    return this.first('content-type', BIT_CONTENT_TYPE);
   }
 
   /** Expires header in seconds; values beyond 2^32-1 are treated as absent (RFC 4475 scalar02). */
   expires(): number | undefined {
-    const v = this.first('expires');
+    const v = this.first('expires', BIT_EXPIRES);
     if (v === undefined) return undefined;
     try {
       return parseBoundedInt(v, 0xffffffff, 'Expires');
@@ -417,7 +475,7 @@ export abstract class SipMessage {
   }
 
   minExpires(): number | undefined {
-    const v = this.first('min-expires');
+    const v = this.first('min-expires', BIT_MIN_EXPIRES);
     return v === undefined ? undefined : parseBoundedInt(v, 0xffffffff, 'Min-Expires');
   }
 
@@ -426,7 +484,7 @@ export abstract class SipMessage {
     const out: Array<NameAddr | ContactStar> = [];
     const vs: string[] = [];
     const of: Array<HeaderField | undefined> = [];
-    this.elementsOf('contact', vs, of);
+    this.elementsOf('contact', vs, of, BIT_CONTACT);
     for (let i = 0; i < vs.length; i++) {
       const v = vs[i]!;
       if (v.length === 0) throw new SipParseError('BAD_NAME_ADDR', 'empty Contact value');
@@ -476,6 +534,7 @@ export abstract class SipMessage {
     const hit = this.cAuth?.get(name);
     if (hit !== undefined) return hit;
     const v: AuthHeader[] = [];
+    if (!this.may(keyBit(name))) return v;
     const hs = this.headers;
     for (let i = 0; i < hs.length; i++) {
       const h = hs[i]!;
@@ -488,7 +547,7 @@ export abstract class SipMessage {
   }
 
   userAgent(): string | undefined {
-    return this.first('user-agent');
+    return this.first('user-agent', BIT_USER_AGENT);
   }
 
   // ---------------------------------------------------------------- in-place editing
@@ -498,12 +557,14 @@ export abstract class SipMessage {
     const key = headerKey(name);
     const field: HeaderField = { name: canonicalName(name), key, value, raw: null };
     this.invalidate(key);
+    const ok = this.maskValid();
     if (where === 'top') this.headers.unshift(field);
     else if (where === 'before') {
       const i = this.headers.findIndex((h) => h.key === key);
       if (i === -1) this.headers.unshift(field);
       else this.headers.splice(i, 0, field);
     } else this.headers.push(field);
+    this.reindex(ok, key);
   }
 
   /** Replace every line of a header by one line with `value` (kept at the position of the first). */
@@ -511,20 +572,25 @@ export abstract class SipMessage {
     const key = headerKey(name);
     const i = this.headers.findIndex((h) => h.key === key);
     this.invalidate(key);
+    const ok = this.maskValid();
     if (i === -1) {
       this.headers.push({ name: canonicalName(name), key, value, raw: null });
+      this.reindex(ok, key);
       return;
     }
     const old = this.headers[i]!;
     this.headers[i] = { name: old.name, key, value, raw: null };
     this.headers = this.headers.filter((h, j) => j === i || h.key !== key);
+    this.reindex(ok, key);
   }
 
   /** Remove every line of a header; returns how many lines were removed. */
   removeHeader(name: string): number {
     const key = headerKey(name);
     const before = this.headers.length;
+    const ok = this.maskValid();
     this.headers = this.headers.filter((h) => h.key !== key);
+    this.reindex(ok, key);
     this.invalidate(key);
     return before - this.headers.length;
   }
@@ -538,8 +604,10 @@ export abstract class SipMessage {
     const parts = splitList(h.value);
     const first = parts.shift();
     this.invalidate(key);
+    const ok = this.maskValid();
     if (parts.length === 0) this.headers.splice(i, 1);
     else this.headers[i] = { name: h.name, key, value: parts.join(', '), raw: null };
+    this.reindex(ok, key);
     return first;
   }
 
@@ -560,7 +628,7 @@ export abstract class SipMessage {
    * Only the top Via value is rewritten; other values and headers keep their bytes.
    */
   setViaReceived(received: string | undefined, rport: number | undefined): void {
-    const first = this.first('via');
+    const first = this.first('via', BIT_VIA);
     if (first === undefined) return;
     const top = first.indexOf(',') === -1 && !edgeWs(first) ? first : (splitList(first)[0] ?? '');
     let v = top;
@@ -658,7 +726,9 @@ export class SipRequest extends SipMessage {
 
   /** A deep-enough copy to edit independently (forking: one copy per branch). */
   clone(): SipRequest {
-    return new SipRequest(this.method, this.uriRaw, this.headers.slice(), this.body, this.version, this.startLineRaw, this.uriParsed);
+    const c = new SipRequest(this.method, this.uriRaw, this.headers.slice(), this.body, this.version, this.startLineRaw, this.uriParsed);
+    c.copyIndex(this);
+    return c;
   }
 }
 
@@ -699,7 +769,9 @@ export class SipResponse extends SipMessage {
   }
 
   clone(): SipResponse {
-    return new SipResponse(this.status, this.reasonRaw, this.headers.slice(), this.body, this.version, this.startLineRaw);
+    const c = new SipResponse(this.status, this.reasonRaw, this.headers.slice(), this.body, this.version, this.startLineRaw);
+    c.copyIndex(this);
+    return c;
   }
 }
 

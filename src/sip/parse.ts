@@ -1,5 +1,5 @@
 import { SipParseError, type PartialMessage } from './errors.js';
-import { headerKey, isToken, splitList } from './headers.js';
+import { headerKey, isToken, keyBit, splitList } from './headers.js';
 import { SipRequest, SipResponse, edgeWs, type HeaderField } from './message.js';
 import { parseUriAt } from './uri.js';
 
@@ -98,6 +98,8 @@ function parseGeneral(data: Buffer, start: number, limits: Readonly<ParseLimits>
   pos += 2;
   const headers: HeaderField[] = [];
   let viaCount = 0;
+  // presence bits of the header keys seen (see SipMessage.indexed)
+  let mask = 0;
   let clValues: string[] | undefined;
   let srcFields: HeaderField[] | undefined;
   let srcOff: number[] | undefined;
@@ -151,19 +153,15 @@ function parseGeneral(data: Buffer, start: number, limits: Readonly<ParseLimits>
     }
     const field: HeaderField = { name, key, value, raw };
     headers.push(field);
-    // comma in the value: -2 not looked for yet
-    let comma = -2;
+    mask |= known !== undefined ? known.bit : keyBit(key);
     if (known !== undefined && known.inPlace !== 0 && vs !== -1 && value.length > 0) {
-      // a value read as is (one list element, or a whole From/To/auth value): remember where it is in the received
-      // text (see SipMessage.source)
-      if (known.inPlace === 1) comma = value.indexOf(',');
-      if (known.inPlace === 2 || (comma === -1 && !edgeWs(value))) {
-        (srcFields ??= []).push(field);
-        (srcOff ??= []).push(vs);
-      }
+      // a value that may be read as is (a whole From/To/auth value, or a list line that turns out to hold one
+      // element, which the accessors check): remember where it is in the received text (see SipMessage.source)
+      (srcFields ??= []).push(field);
+      (srcOff ??= []).push(vs);
     }
     if (key === 'via') {
-      if (comma === -2) comma = value.indexOf(',');
+      const comma = value.indexOf(',');
       viaCount += comma === -1 ? 1 : splitList(value).length;
       if (viaCount > limits.maxVias) throw new SipParseError('TOO_MANY_VIAS', 'Too many Via headers', partialOf(startLine, headers));
     } else if (key === 'content-length') (clValues ??= []).push(value);
@@ -183,6 +181,7 @@ function parseGeneral(data: Buffer, start: number, limits: Readonly<ParseLimits>
   const body = bodyStart >= bodyEnd ? EMPTY : data.subarray(bodyStart, bodyEnd);
 
   const m = startLine.startsWith('SIP/') ? parseStatusLine(startLine, headers, body) : parseRequestLine(startLine, headers, body, head, bytes, hs);
+  m.indexed(mask);
   if (srcFields !== undefined) m.source(head, bytes, srcFields, srcOff!);
   return m;
 }
@@ -205,6 +204,8 @@ function parseSmall(data: Buffer, start: number, limits: Readonly<ParseLimits>):
   pos += 2;
   const headers: HeaderField[] = [];
   let viaCount = 0;
+  // presence bits of the header keys seen (see SipMessage.indexed)
+  let mask = 0;
   let clValues: string[] | undefined;
   let srcFields: HeaderField[] | undefined;
   let srcOff: number[] | undefined;
@@ -264,16 +265,13 @@ function parseSmall(data: Buffer, start: number, limits: Readonly<ParseLimits>):
     }
     const field: HeaderField = { name, key, value, raw };
     headers.push(field);
-    let comma = -2;
+    mask |= known !== undefined ? known.bit : keyBit(key);
     if (known !== undefined && known.inPlace !== 0 && vs !== -1 && ve > vs) {
-      if (known.inPlace === 1) comma = byteIn(d, vs, ve, 0x2c);
-      if (known.inPlace === 2 || (comma === -1 && !edgeWsIn(d, vs, ve))) {
-        (srcFields ??= []).push(field);
-        (srcOff ??= []).push(vs);
-      }
+      (srcFields ??= []).push(field);
+      (srcOff ??= []).push(vs);
     }
     if (key === 'via') {
-      if (comma === -2) comma = value.indexOf(',');
+      const comma = value.indexOf(',');
       viaCount += comma === -1 ? 1 : splitList(value).length;
       if (viaCount > limits.maxVias) throw new SipParseError('TOO_MANY_VIAS', 'Too many Via headers', partialOf(startLine, headers));
     } else if (key === 'content-length') (clValues ??= []).push(value);
@@ -291,21 +289,9 @@ function parseSmall(data: Buffer, start: number, limits: Readonly<ParseLimits>):
   }
   const body = bodyStart >= bodyEnd ? EMPTY : data.subarray(bodyStart, bodyEnd);
   const m = startLine.startsWith('SIP/') ? parseStatusLine(startLine, headers, body) : parseRequestLine(startLine, headers, body, head, data, start);
+  m.indexed(mask);
   if (srcFields !== undefined) m.source(head, data, srcFields, srcOff!);
   return m;
-}
-
-/** Index of byte c in d[from, to), or -1. */
-function byteIn(d: Buffer, from: number, to: number, c: number): number {
-  for (let i = from; i < to; i++) if (d[i] === c) return i;
-  return -1;
-}
-
-/** edgeWs for the value d[vs, ve) (not empty). */
-function edgeWsIn(d: Buffer, vs: number, ve: number): boolean {
-  const a = d[vs]!;
-  const b = d[ve - 1]!;
-  return a <= 0x20 || b <= 0x20 || a === 0xa0 || b === 0xa0;
 }
 
 /** knownName on the bytes d[start, end). */
@@ -374,10 +360,12 @@ interface KnownName {
   /** first and last char codes, checked before comparing the whole name */
   readonly c0: number;
   readonly cl: number;
-  /** values parsed in place in the received text: 1 list headers (one element per line), 2 whole values (From/To, auth), 0 none. */
+  /** values parsed in place in the received text: 1 list headers (where a line holds one element), 2 whole values (From/To, auth), 0 none. */
   readonly inPlace: 0 | 1 | 2;
   /** the name's char codes (latin1 bytes) */
   readonly codes: Uint8Array;
+  /** keyBit(key) */
+  readonly bit: number;
 }
 
 const IN_PLACE: Record<string, 1 | 2> = {
@@ -400,7 +388,7 @@ const KNOWN_BY_LENGTH: KnownName[][] = (() => {
   const table: KnownName[][] = [];
   for (const n of new Set(all)) {
     const key = headerKey(n);
-    (table[n.length] ??= []).push({ name: n, key, c0: n.charCodeAt(0), cl: n.charCodeAt(n.length - 1), inPlace: IN_PLACE[key] ?? 0, codes: Uint8Array.from(n, (ch) => ch.charCodeAt(0)) });
+    (table[n.length] ??= []).push({ name: n, key, c0: n.charCodeAt(0), cl: n.charCodeAt(n.length - 1), inPlace: IN_PLACE[key] ?? 0, codes: Uint8Array.from(n, (ch) => ch.charCodeAt(0)), bit: keyBit(key) });
   }
   return table;
 })();
