@@ -30,17 +30,20 @@ export function commonName(s: string, from: number, to: number): string | undefi
   return undefined;
 }
 
+/** COMMON with each name's octets. */
+const COMMON_CODES: Uint8Array[][] = COMMON.map((names) => names.map((n) => Uint8Array.from(n, (ch) => ch.charCodeAt(0))));
+
 /** commonName on the octets b[from, to). */
 export function commonNameIn(b: Uint8Array, from: number, to: number): string | undefined {
-  const cands = COMMON[to - from];
-  if (cands === undefined) return undefined;
+  const codes = COMMON_CODES[to - from];
+  if (codes === undefined) return undefined;
   const c0 = b[from];
-  for (let j = 0; j < cands.length; j++) {
-    const c = cands[j]!;
-    if (c.charCodeAt(0) !== c0) continue;
+  for (let j = 0; j < codes.length; j++) {
+    const c = codes[j]!;
+    if (c[0] !== c0) continue;
     let k = 1;
-    while (k < c.length && b[from + k] === c.charCodeAt(k)) k++;
-    if (k === c.length) return c;
+    while (k < c.length && b[from + k] === c[k]) k++;
+    if (k === c.length) return COMMON[to - from]![j];
   }
   return undefined;
 }

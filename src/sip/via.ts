@@ -142,13 +142,13 @@ export function parseViaAt(src: string, b: Uint8Array, start: number, end: numbe
   let rportValue: number | true | undefined;
   if (rport === null) rportValue = true;
   else if (rport !== undefined) {
-    if (!isDigits(rport, 5)) throw bad('bad rport');
-    rportValue = Number(rport);
+    rportValue = digitsValue(rport, 5);
+    if (rportValue === -1) throw bad('bad rport');
   }
   let ttlValue: number | undefined;
   if (ttl !== undefined && ttl !== null) {
-    if (!isDigits(ttl, 3)) throw bad('bad ttl');
-    ttlValue = Number(ttl);
+    ttlValue = digitsValue(ttl, 3);
+    if (ttlValue === -1) throw bad('bad ttl');
   }
   if (branch === null) throw bad('empty branch');
   if (received === null) throw bad('empty received');
@@ -167,13 +167,16 @@ export function parseViaAt(src: string, b: Uint8Array, start: number, end: numbe
   };
 }
 
-function isDigits(v: string, max: number): boolean {
-  if (v.length === 0 || v.length > max) return false;
+/** Value of 1 to max decimal digits (as Number(v)), or -1 when v is not that. */
+function digitsValue(v: string, max: number): number {
+  if (v.length === 0 || v.length > max) return -1;
+  let n = 0;
   for (let i = 0; i < v.length; i++) {
     const c = v.charCodeAt(i);
-    if (c < 0x30 || c > 0x39) return false;
+    if (c < 0x30 || c > 0x39) return -1;
+    n = n * 10 + (c - 0x30);
   }
-  return true;
+  return n;
 }
 
 /** sent-by with whitespace: remove LWS around the ':' (after an IPv6 reference's ']'); any other whitespace is an error. */
