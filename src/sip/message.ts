@@ -22,6 +22,62 @@ export interface HeaderField {
   readonly raw: string | null;
 }
 
+/**
+ * A header line as parsed from a message: its value and its raw text are sliced from the received text when first
+ * read, and its value is parsed there in place (see bytes.ts) by the accessors. Carries the received text, so it
+ * can be moved to another message (e.g. copied into a response) and still be parsed in place.
+ * @internal (parseMessage)
+ */
+export class ReceivedField implements HeaderField {
+  readonly name: string;
+  readonly key: string;
+  /** the received text and its octets (bytes[i] = src.charCodeAt(i)) */
+  readonly src: string;
+  readonly bytes: Uint8Array;
+  /** the value is src[vs, ve) when vs !== -1; otherwise it is `v` (folded or trimmed) */
+  readonly vs: number;
+  readonly ve: number;
+  /** the line (raw) is src[ls, le) */
+  private readonly ls: number;
+  private readonly le: number;
+  private v: string | undefined;
+  private r: string | undefined;
+
+  constructor(name: string, key: string, src: string, bytes: Uint8Array, ls: number, le: number, vs: number, ve: number, value: string | undefined) {
+    this.name = name;
+    this.key = key;
+    this.src = src;
+    this.bytes = bytes;
+    this.ls = ls;
+    this.le = le;
+    this.vs = vs;
+    this.ve = ve;
+    this.v = value;
+    this.r = undefined;
+  }
+
+  get value(): string {
+    let v = this.v;
+    if (v === undefined) v = this.v = this.src.slice(this.vs, this.ve);
+    return v;
+  }
+
+  get raw(): string {
+    let r = this.r;
+    if (r === undefined) r = this.r = this.src.slice(this.ls, this.le);
+    return r;
+  }
+
+  /** True when the value is a non-empty range of src (so it can be parsed there). */
+  inPlace(): boolean {
+    return this.vs !== -1 && this.ve > this.vs;
+  }
+
+  toJSON(): { name: string; key: string; value: string; raw: string } {
+    return { name: this.name, key: this.key, value: this.value, raw: this.raw };
+  }
+}
+
 export interface CSeq {
   readonly seq: number;
   readonly method: string;
@@ -149,10 +205,6 @@ export abstract class SipMessage {
   private cPaths: NameAddr[] | undefined = undefined;
   private cAuth: Map<string, AuthHeader[]> | undefined = undefined;
   // where some values sit in the received header text (see source)
-  private sSrc: string | undefined = undefined;
-  private sBytes: Uint8Array | undefined = undefined;
-  private sFields: HeaderField[] | undefined = undefined;
-  private sOff: number[] | undefined = undefined;
   // presence mask (see indexed): valid while `headers` is pArr and has pLen lines
   private pMask = 0;
   private pArr: HeaderField[] | undefined = undefined;
@@ -260,36 +312,14 @@ export abstract class SipMessage {
 
   // ---------------------------------------------------------------- structured access (lazy, cached)
 
-  /**
-   * @internal (parseMessage) Lines whose value is one element as received: fields[k].value starts at off[k] in src,
- * whose octets are bytes (bytes[i] = src.charCodeAt(i), see bytes.ts).
-   * Such a value is parsed in place in src (a flat string) rather than in its slice, which V8 reads more slowly.
-   * Fields are compared by identity, so lines replaced or edited since are parsed from their value as usual.
-   */
-  source(src: string, bytes: Uint8Array, fields: HeaderField[], off: number[]): void {
-    this.sSrc = src;
-    this.sBytes = bytes;
-    this.sFields = fields;
-    this.sOff = off;
-  }
-
-  /** Offset of line h's value in sSrc, or -1. */
-  private srcAt(h: HeaderField): number {
-    const f = this.sFields;
-    if (f !== undefined) for (let k = 0; k < f.length; k++) if (f[k] === h) return this.sOff![k]!;
-    return -1;
-  }
-
   /** parseVia(v) for the value v of line h (v = h.value, one element). */
   private viaOf(h: HeaderField, v: string): Via {
-    const at = this.srcAt(h);
-    return at === -1 ? parseVia(v) : parseViaAt(this.sSrc!, this.sBytes!, at, at + v.length, v);
+    return h instanceof ReceivedField && h.inPlace() ? parseViaAt(h.src, h.bytes, h.vs, h.ve, v) : parseVia(v);
   }
 
   /** parseNameAddr(v) for the value v of line h (v = h.value). */
   private nameAddrOf(h: HeaderField, v: string): NameAddr {
-    const at = this.srcAt(h);
-    return at === -1 ? parseNameAddr(v) : parseNameAddrAt(this.sSrc!, this.sBytes!, at, at + v.length, v);
+    return h instanceof ReceivedField && h.inPlace() ? parseNameAddrAt(h.src, h.bytes, h.vs, h.ve, v) : parseNameAddr(v);
   }
 
   /** First line of a header. */
@@ -429,8 +459,7 @@ export abstract class SipMessage {
     const h = this.firstField(key, key === 'from' ? BIT_FROM : BIT_TO);
     if (h === undefined) return undefined;
     const v = h.value;
-    const at = this.srcAt(h);
-    const tag = at === -1 ? nameAddrParamAt(v, scratchBytes(v), 0, v.length, 'tag') : nameAddrParamAt(this.sSrc!, this.sBytes!, at, at + v.length, 'tag');
+    const tag = h instanceof ReceivedField && h.inPlace() ? nameAddrParamAt(h.src, h.bytes, h.vs, h.ve, 'tag') : nameAddrParamAt(v, scratchBytes(v), 0, v.length, 'tag');
     if (tag !== false) return tag ?? undefined;
     const full = key === 'from' ? this.from() : this.to();
     return full?.params.get('tag') ?? undefined;
@@ -539,8 +568,7 @@ export abstract class SipMessage {
     for (let i = 0; i < hs.length; i++) {
       const h = hs[i]!;
       if (h.key !== name) continue;
-      const at = this.srcAt(h);
-      v.push(at === -1 ? parseAuthHeader(h.value) : parseAuthHeaderAt(this.sSrc!, this.sBytes!, at, at + h.value.length, h.value));
+      v.push(h instanceof ReceivedField && h.inPlace() ? parseAuthHeaderAt(h.src, h.bytes, h.vs, h.ve, h.value) : parseAuthHeader(h.value));
     }
     (this.cAuth ??= new Map()).set(name, v);
     return v;

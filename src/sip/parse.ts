@@ -1,6 +1,6 @@
 import { SipParseError, type PartialMessage } from './errors.js';
 import { headerKey, isToken, keyBit, splitList } from './headers.js';
-import { SipRequest, SipResponse, edgeWs, type HeaderField } from './message.js';
+import { ReceivedField, SipRequest, SipResponse, type HeaderField } from './message.js';
 import { parseUriAt } from './uri.js';
 
 export interface ParseLimits {
@@ -101,8 +101,6 @@ function parseGeneral(data: Buffer, start: number, limits: Readonly<ParseLimits>
   // presence bits of the header keys seen (see SipMessage.indexed)
   let mask = 0;
   let clValues: string[] | undefined;
-  let srcFields: HeaderField[] | undefined;
-  let srcOff: number[] | undefined;
   const maxLine = limits.maxHeaderLine;
 
   while (pos < he) {
@@ -134,37 +132,30 @@ function parseGeneral(data: Buffer, start: number, limits: Readonly<ParseLimits>
       key = keyOfName(name);
       if (key === undefined) throw new SipParseError('BAD_HEADER', 'Bad header name', partialOf(startLine, headers));
     }
-    const raw = head.slice(lineStart, end);
-    let value: string;
-    // value = head[vs, vs + value.length) when plain (no folding, no trimming beyond SP/HTAB)
+    // value = head[vs, ve) when plain (no folding, no trimming beyond SP/HTAB); otherwise vs = -1 and it is `value`
+    let value: string | undefined;
     let vs = -1;
+    let ve = -1;
     if (folded) value = head.slice(colon + 1, end).replace(/\r\n[ \t]+/g, ' ').trim();
     else {
       vs = colon + 1;
-      let ve = end;
+      ve = end;
       while (vs < ve && (head.charCodeAt(vs) === 0x20 || head.charCodeAt(vs) === 0x09)) vs++;
       while (ve > vs && (head.charCodeAt(ve - 1) === 0x20 || head.charCodeAt(ve - 1) === 0x09)) ve--;
-      value = head.slice(vs, ve);
       // anything else String.prototype.trim would remove (CR, LF, VT, FF, NBSP) at either end
       if (ve > vs && (trimmable(head.charCodeAt(vs)) || trimmable(head.charCodeAt(ve - 1)))) {
-        value = value.trim();
+        value = head.slice(vs, ve).trim();
         vs = -1;
       }
     }
-    const field: HeaderField = { name, key, value, raw };
+    const field = new ReceivedField(name, key, head, bytes, lineStart, end, vs, ve, value);
     headers.push(field);
     mask |= known !== undefined ? known.bit : keyBit(key);
-    if (known !== undefined && known.inPlace !== 0 && vs !== -1 && value.length > 0) {
-      // a value that may be read as is (a whole From/To/auth value, or a list line that turns out to hold one
-      // element, which the accessors check): remember where it is in the received text (see SipMessage.source)
-      (srcFields ??= []).push(field);
-      (srcOff ??= []).push(vs);
-    }
     if (key === 'via') {
-      const comma = value.indexOf(',');
-      viaCount += comma === -1 ? 1 : splitList(value).length;
+      const comma = field.value.indexOf(',');
+      viaCount += comma === -1 ? 1 : splitList(field.value).length;
       if (viaCount > limits.maxVias) throw new SipParseError('TOO_MANY_VIAS', 'Too many Via headers', partialOf(startLine, headers));
-    } else if (key === 'content-length') (clValues ??= []).push(value);
+    } else if (key === 'content-length') (clValues ??= []).push(field.value);
   }
 
   // body framing (RFC 3261 §18.3): Content-Length decides; a missing one means the rest of the datagram
@@ -182,7 +173,6 @@ function parseGeneral(data: Buffer, start: number, limits: Readonly<ParseLimits>
 
   const m = startLine.startsWith('SIP/') ? parseStatusLine(startLine, headers, body) : parseRequestLine(startLine, headers, body, head, bytes, hs);
   m.indexed(mask);
-  if (srcFields !== undefined) m.source(head, bytes, srcFields, srcOff!);
   return m;
 }
 
@@ -207,8 +197,6 @@ function parseSmall(data: Buffer, start: number, limits: Readonly<ParseLimits>):
   // presence bits of the header keys seen (see SipMessage.indexed)
   let mask = 0;
   let clValues: string[] | undefined;
-  let srcFields: HeaderField[] | undefined;
-  let srcOff: number[] | undefined;
   const maxLine = limits.maxHeaderLine;
   const maxHeaders = limits.maxHeaders;
   let bodyStart = -1;
@@ -247,8 +235,7 @@ function parseSmall(data: Buffer, start: number, limits: Readonly<ParseLimits>):
       key = keyOfName(name);
       if (key === undefined) throw new SipParseError('BAD_HEADER', 'Bad header name', partialOf(startLine, headers));
     }
-    const raw = head.slice(lineStart, end);
-    let value: string;
+    let value: string | undefined;
     let vs = -1;
     let ve = -1;
     if (folded) value = head.slice(colon + 1, end).replace(/\r\n[ \t]+/g, ' ').trim();
@@ -257,24 +244,19 @@ function parseSmall(data: Buffer, start: number, limits: Readonly<ParseLimits>):
       ve = end;
       while (vs < ve && (d[vs] === 0x20 || d[vs] === 0x09)) vs++;
       while (ve > vs && (d[ve - 1] === 0x20 || d[ve - 1] === 0x09)) ve--;
-      value = head.slice(vs, ve);
       if (ve > vs && (trimmable(d[vs]!) || trimmable(d[ve - 1]!))) {
-        value = value.trim();
+        value = head.slice(vs, ve).trim();
         vs = -1;
       }
     }
-    const field: HeaderField = { name, key, value, raw };
+    const field = new ReceivedField(name, key, head, d, lineStart, end, vs, ve, value);
     headers.push(field);
     mask |= known !== undefined ? known.bit : keyBit(key);
-    if (known !== undefined && known.inPlace !== 0 && vs !== -1 && ve > vs) {
-      (srcFields ??= []).push(field);
-      (srcOff ??= []).push(vs);
-    }
     if (key === 'via') {
-      const comma = value.indexOf(',');
-      viaCount += comma === -1 ? 1 : splitList(value).length;
+      const comma = field.value.indexOf(',');
+      viaCount += comma === -1 ? 1 : splitList(field.value).length;
       if (viaCount > limits.maxVias) throw new SipParseError('TOO_MANY_VIAS', 'Too many Via headers', partialOf(startLine, headers));
-    } else if (key === 'content-length') (clValues ??= []).push(value);
+    } else if (key === 'content-length') (clValues ??= []).push(field.value);
   }
   if (bodyStart === -1) return undefined;
 
@@ -290,7 +272,6 @@ function parseSmall(data: Buffer, start: number, limits: Readonly<ParseLimits>):
   const body = bodyStart >= bodyEnd ? EMPTY : data.subarray(bodyStart, bodyEnd);
   const m = startLine.startsWith('SIP/') ? parseStatusLine(startLine, headers, body) : parseRequestLine(startLine, headers, body, head, data, start);
   m.indexed(mask);
-  if (srcFields !== undefined) m.source(head, data, srcFields, srcOff!);
   return m;
 }
 
@@ -360,18 +341,11 @@ interface KnownName {
   /** first and last char codes, checked before comparing the whole name */
   readonly c0: number;
   readonly cl: number;
-  /** values parsed in place in the received text: 1 list headers (where a line holds one element), 2 whole values (From/To, auth), 0 none. */
-  readonly inPlace: 0 | 1 | 2;
   /** the name's char codes (latin1 bytes) */
   readonly codes: Uint8Array;
   /** keyBit(key) */
   readonly bit: number;
 }
-
-const IN_PLACE: Record<string, 1 | 2> = {
-  via: 1, contact: 1, route: 1, 'record-route': 1, path: 1, from: 2, to: 2,
-  authorization: 2, 'proxy-authorization': 2, 'www-authenticate': 2, 'proxy-authenticate': 2,
-};
 
 /** Frequent header spellings by length, recognised in place without slicing or hashing the name. */
 const KNOWN_BY_LENGTH: KnownName[][] = (() => {
@@ -388,7 +362,7 @@ const KNOWN_BY_LENGTH: KnownName[][] = (() => {
   const table: KnownName[][] = [];
   for (const n of new Set(all)) {
     const key = headerKey(n);
-    (table[n.length] ??= []).push({ name: n, key, c0: n.charCodeAt(0), cl: n.charCodeAt(n.length - 1), inPlace: IN_PLACE[key] ?? 0, codes: Uint8Array.from(n, (ch) => ch.charCodeAt(0)), bit: keyBit(key) });
+    (table[n.length] ??= []).push({ name: n, key, c0: n.charCodeAt(0), cl: n.charCodeAt(n.length - 1), codes: Uint8Array.from(n, (ch) => ch.charCodeAt(0)), bit: keyBit(key) });
   }
   return table;
 })();
