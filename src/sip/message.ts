@@ -189,7 +189,11 @@ function parseCSeq(v: string): CSeq {
 
 export abstract class SipMessage {
   headers: HeaderField[];
-  body: Buffer;
+  // the body: bodyBuf, or (when that is undefined) bodySrc[bodyStart, bodyEnd), made a Buffer view on first read
+  private bodyBuf: Buffer | undefined;
+  private bodySrc: Buffer | undefined = undefined;
+  private bodyStart = 0;
+  private bodyEnd = 0;
   /** version as written in the start line, upper-cased, e.g. "SIP/2.0". */
   version: string;
   protected startLineRaw: string | null;
@@ -212,9 +216,31 @@ export abstract class SipMessage {
 
   constructor(headers: HeaderField[], body: Buffer, version: string, startLineRaw: string | null) {
     this.headers = headers;
-    this.body = body;
+    this.bodyBuf = body;
     this.version = version;
     this.startLineRaw = startLineRaw;
+  }
+
+  get body(): Buffer {
+    let b = this.bodyBuf;
+    if (b === undefined) {
+      b = this.bodyBuf = this.bodySrc!.subarray(this.bodyStart, this.bodyEnd);
+      this.bodySrc = undefined;
+    }
+    return b;
+  }
+
+  set body(b: Buffer) {
+    this.bodyBuf = b;
+    this.bodySrc = undefined;
+  }
+
+  /** @internal (parseMessage) the body is data[start, end) (not empty); its Buffer view is made when first read. */
+  bodyIn(data: Buffer, start: number, end: number): void {
+    this.bodyBuf = undefined;
+    this.bodySrc = data;
+    this.bodyStart = start;
+    this.bodyEnd = end;
   }
 
   abstract readonly isRequest: boolean;
@@ -684,7 +710,8 @@ export abstract class SipMessage {
   toBuffer(): Buffer {
     let head = (this.startLineRaw ?? this.buildStartLine()) + CRLF;
     let sawLength = false;
-    const bodyLen = this.body.length;
+    const src = this.bodyBuf === undefined ? this.bodySrc : undefined;
+    const bodyLen = src !== undefined ? this.bodyEnd - this.bodyStart : this.body.length;
     const hs = this.headers;
     for (let i = 0; i < hs.length; i++) {
       const h = hs[i]!;
@@ -703,7 +730,8 @@ export abstract class SipMessage {
     if (bodyLen === 0) return Buffer.from(head, 'latin1');
     const out = Buffer.allocUnsafe(head.length + bodyLen);
     (out as unknown as Latin1Writable).latin1Write(head, 0);
-    if (bodyLen > 0) this.body.copy(out, head.length);
+    if (src !== undefined) src.copy(out, head.length, this.bodyStart, this.bodyEnd);
+    else this.body.copy(out, head.length);
     return out;
   }
 

@@ -169,10 +169,11 @@ function parseGeneral(data: Buffer, start: number, limits: Readonly<ParseLimits>
     if (cl > available) throw new SipParseError('BODY_TRUNCATED', 'Content-Length exceeds body', partialOf(startLine, headers));
     bodyEnd = bodyStart + cl;
   }
-  const body = bodyStart >= bodyEnd ? EMPTY : data.subarray(bodyStart, bodyEnd);
+  const body = EMPTY; // the body itself is set below, as a range of data (SipMessage.bodyIn)
 
   const m = startLine.startsWith('SIP/') ? parseStatusLine(startLine, headers, body) : parseRequestLine(startLine, headers, body, head, bytes, hs);
   m.indexed(mask);
+  if (bodyStart < bodyEnd) m.bodyIn(data, bodyStart, bodyEnd);
   return m;
 }
 
@@ -269,9 +270,10 @@ function parseSmall(data: Buffer, start: number, limits: Readonly<ParseLimits>):
     if (cl > n - bodyStart) throw new SipParseError('BODY_TRUNCATED', 'Content-Length exceeds body', partialOf(startLine, headers));
     bodyEnd = bodyStart + cl;
   }
-  const body = bodyStart >= bodyEnd ? EMPTY : data.subarray(bodyStart, bodyEnd);
+  const body = EMPTY; // the body itself is set below, as a range of data (SipMessage.bodyIn)
   const m = startLine.startsWith('SIP/') ? parseStatusLine(startLine, headers, body) : parseRequestLine(startLine, headers, body, head, data, start);
   m.indexed(mask);
+  if (bodyStart < bodyEnd) m.bodyIn(data, bodyStart, bodyEnd);
   return m;
 }
 
