@@ -188,7 +188,8 @@ function parseCSeq(v: string): CSeq {
 }
 
 export abstract class SipMessage {
-  headers: HeaderField[];
+  /** the header lines (see `headers`) */
+  protected hs: HeaderField[];
   // the body: bodyBuf, or (when that is undefined) bodySrc[bodyStart, bodyEnd), made a Buffer view on first read
   private bodyBuf: Buffer | undefined;
   private bodySrc: Buffer | undefined = undefined;
@@ -209,16 +210,29 @@ export abstract class SipMessage {
   private cPaths: NameAddr[] | undefined = undefined;
   private cAuth: Map<string, AuthHeader[]> | undefined = undefined;
   // where some values sit in the received header text (see source)
-  // presence mask (see indexed): valid while `headers` is pArr and has pLen lines
+  // presence mask (see indexed): valid while the lines are pArr
   private pMask = 0;
   private pArr: HeaderField[] | undefined = undefined;
-  private pLen = 0;
 
   constructor(headers: HeaderField[], body: Buffer, version: string, startLineRaw: string | null) {
-    this.headers = headers;
+    this.hs = headers;
     this.bodyBuf = body;
     this.version = version;
     this.startLineRaw = startLineRaw;
+  }
+
+  /**
+   * The header lines, in order. Editing through the methods below is cheapest; the array may also be edited directly
+   * or replaced (reading it here makes the accessors scan the lines from then on instead of using the presence mask).
+   */
+  get headers(): HeaderField[] {
+    this.pArr = undefined;
+    return this.hs;
+  }
+
+  set headers(hs: HeaderField[]) {
+    this.hs = hs;
+    this.pArr = undefined;
   }
 
   get body(): Buffer {
@@ -256,7 +270,7 @@ export abstract class SipMessage {
   /** First value of the header with this key (lower-case long form). */
   private first(key: string, bit: number = keyBit(key)): string | undefined {
     if (!this.may(bit)) return undefined;
-    const hs = this.headers;
+    const hs = this.hs;
     for (let i = 0; i < hs.length; i++) if (hs[i]!.key === key) return hs[i]!.value;
     return undefined;
   }
@@ -269,7 +283,7 @@ export abstract class SipMessage {
   private valuesOf(key: string): string[] {
     const out: string[] = [];
     if (!this.may(keyBit(key))) return out;
-    const hs = this.headers;
+    const hs = this.hs;
     for (let i = 0; i < hs.length; i++) if (hs[i]!.key === key) out.push(hs[i]!.value);
     return out;
   }
@@ -282,7 +296,7 @@ export abstract class SipMessage {
   private listOf(key: string, bit: number = keyBit(key)): string[] {
     const out: string[] = [];
     if (!this.may(bit)) return out;
-    const hs = this.headers;
+    const hs = this.hs;
     for (let i = 0; i < hs.length; i++) {
       const h = hs[i]!;
       if (h.key !== key) continue;
@@ -300,7 +314,7 @@ export abstract class SipMessage {
   count(name: string): number {
     const key = headerKey(name);
     let n = 0;
-    for (const h of this.headers) if (h.key === key) n++;
+    for (const h of this.hs) if (h.key === key) n++;
     return n;
   }
 
@@ -351,7 +365,7 @@ export abstract class SipMessage {
   /** First line of a header. */
   private firstField(key: string, bit: number = keyBit(key)): HeaderField | undefined {
     if (!this.may(bit)) return undefined;
-    const hs = this.headers;
+    const hs = this.hs;
     for (let i = 0; i < hs.length; i++) if (hs[i]!.key === key) return hs[i]!;
     return undefined;
   }
@@ -359,7 +373,7 @@ export abstract class SipMessage {
   /** List elements of a header with, for each, its line when the element is the whole line's value. */
   private elementsOf(key: string, vs: string[], of: Array<HeaderField | undefined>, bit: number = keyBit(key)): void {
     if (!this.may(bit)) return;
-    const hs = this.headers;
+    const hs = this.hs;
     for (let i = 0; i < hs.length; i++) {
       const h = hs[i]!;
       if (h.key !== key) continue;
@@ -377,38 +391,37 @@ export abstract class SipMessage {
   }
 
   /**
-   * @internal (parseMessage) Every key with a presence bit (keyBit) that a line of `headers` has is in mask, so the
-   * accessors of a header that is absent return without scanning the lines. The mask holds while `headers` is this
-   * array with this many lines: edits through the methods below keep it; a new array, or lines pushed or spliced in
-   * or out, make the accessors scan again. (Replacing a line in place by one of another header is not seen: edit
-   * through the methods, or assign a new array.)
+   * @internal (parseMessage) Every key with a presence bit (keyBit) that a line has is in mask, so the accessors of a
+   * header that is absent return without scanning the lines. The mask holds while the lines are only edited through
+   * the methods below (which keep it) and `headers` is not read from outside (which could edit the array).
    */
   indexed(mask: number): void {
     this.pMask = mask;
-    this.pArr = this.headers;
-    this.pLen = this.headers.length;
+    this.pArr = this.hs;
   }
 
   /** False only when no line has the key of this bit (bit 0: a key without a bit, which may be there). */
   private may(bit: number): boolean {
-    return bit === 0 || (this.pMask & bit) !== 0 || this.headers !== this.pArr || this.headers.length !== this.pLen;
+    return bit === 0 || (this.pMask & bit) !== 0 || this.hs !== this.pArr;
   }
 
   private maskValid(): boolean {
-    return this.pArr !== undefined && this.headers === this.pArr && this.headers.length === this.pLen;
+    return this.pArr !== undefined && this.hs === this.pArr;
   }
 
   /** After an edit through the methods that may have added lines of `key`: keep the mask if it held before (ok). */
   private reindex(ok: boolean, key: string): void {
-    if (!ok) return;
+    if (!ok) {
+      this.pArr = undefined;
+      return;
+    }
     this.pMask |= keyBit(key);
-    this.pArr = this.headers;
-    this.pLen = this.headers.length;
+    this.pArr = this.hs;
   }
 
   /** @internal (clone) the presence mask of `from`, when it holds, for a copy of its lines. */
   protected copyIndex(from: SipMessage): void {
-    if (from.maskValid() && from.headers.length === this.headers.length) this.indexed(from.pMask);
+    if (from.maskValid()) this.indexed(from.pMask);
   }
 
   /** All Via values top to bottom. Throws SipParseError(BAD_VIA) if any is malformed. */
@@ -590,7 +603,7 @@ export abstract class SipMessage {
     if (hit !== undefined) return hit;
     const v: AuthHeader[] = [];
     if (!this.may(keyBit(name))) return v;
-    const hs = this.headers;
+    const hs = this.hs;
     for (let i = 0; i < hs.length; i++) {
       const h = hs[i]!;
       if (h.key !== name) continue;
@@ -612,55 +625,55 @@ export abstract class SipMessage {
     const field: HeaderField = { name: canonicalName(name), key, value, raw: null };
     this.invalidate(key);
     const ok = this.maskValid();
-    if (where === 'top') this.headers.unshift(field);
+    if (where === 'top') this.hs.unshift(field);
     else if (where === 'before') {
-      const i = this.headers.findIndex((h) => h.key === key);
-      if (i === -1) this.headers.unshift(field);
-      else this.headers.splice(i, 0, field);
-    } else this.headers.push(field);
+      const i = this.hs.findIndex((h) => h.key === key);
+      if (i === -1) this.hs.unshift(field);
+      else this.hs.splice(i, 0, field);
+    } else this.hs.push(field);
     this.reindex(ok, key);
   }
 
   /** Replace every line of a header by one line with `value` (kept at the position of the first). */
   setHeader(name: string, value: string): void {
     const key = headerKey(name);
-    const i = this.headers.findIndex((h) => h.key === key);
+    const i = this.hs.findIndex((h) => h.key === key);
     this.invalidate(key);
     const ok = this.maskValid();
     if (i === -1) {
-      this.headers.push({ name: canonicalName(name), key, value, raw: null });
+      this.hs.push({ name: canonicalName(name), key, value, raw: null });
       this.reindex(ok, key);
       return;
     }
-    const old = this.headers[i]!;
-    this.headers[i] = { name: old.name, key, value, raw: null };
-    this.headers = this.headers.filter((h, j) => j === i || h.key !== key);
+    const old = this.hs[i]!;
+    this.hs[i] = { name: old.name, key, value, raw: null };
+    this.hs = this.hs.filter((h, j) => j === i || h.key !== key);
     this.reindex(ok, key);
   }
 
   /** Remove every line of a header; returns how many lines were removed. */
   removeHeader(name: string): number {
     const key = headerKey(name);
-    const before = this.headers.length;
+    const before = this.hs.length;
     const ok = this.maskValid();
-    this.headers = this.headers.filter((h) => h.key !== key);
+    this.hs = this.hs.filter((h) => h.key !== key);
     this.reindex(ok, key);
     this.invalidate(key);
-    return before - this.headers.length;
+    return before - this.hs.length;
   }
 
   /** Remove the first list element of a list header (top Via, first Route); returns it, or undefined. */
   removeFirstValue(name: string): string | undefined {
     const key = headerKey(name);
-    const i = this.headers.findIndex((h) => h.key === key);
+    const i = this.hs.findIndex((h) => h.key === key);
     if (i === -1) return undefined;
-    const h = this.headers[i]!;
+    const h = this.hs[i]!;
     const parts = splitList(h.value);
     const first = parts.shift();
     this.invalidate(key);
     const ok = this.maskValid();
-    if (parts.length === 0) this.headers.splice(i, 1);
-    else this.headers[i] = { name: h.name, key, value: parts.join(', '), raw: null };
+    if (parts.length === 0) this.hs.splice(i, 1);
+    else this.hs[i] = { name: h.name, key, value: parts.join(', '), raw: null };
     this.reindex(ok, key);
     return first;
   }
@@ -668,13 +681,13 @@ export abstract class SipMessage {
   /** Replace the first list element of a header (e.g. the top Via after adding received/rport). */
   replaceFirstValue(name: string, value: string): void {
     const key = headerKey(name);
-    const i = this.headers.findIndex((h) => h.key === key);
+    const i = this.hs.findIndex((h) => h.key === key);
     if (i === -1) throw new Error(`no ${name} header`);
-    const h = this.headers[i]!;
+    const h = this.hs[i]!;
     const parts = splitList(h.value);
     parts[0] = value;
     this.invalidate(key);
-    this.headers[i] = { name: h.name, key, value: parts.join(', '), raw: null };
+    this.hs[i] = { name: h.name, key, value: parts.join(', '), raw: null };
   }
 
   /**
@@ -712,7 +725,7 @@ export abstract class SipMessage {
     let sawLength = false;
     const src = this.bodyBuf === undefined ? this.bodySrc : undefined;
     const bodyLen = src !== undefined ? this.bodyEnd - this.bodyStart : this.body.length;
-    const hs = this.headers;
+    const hs = this.hs;
     for (let i = 0; i < hs.length; i++) {
       const h = hs[i]!;
       if (h.key === 'content-length') {
@@ -782,7 +795,7 @@ export class SipRequest extends SipMessage {
 
   /** A deep-enough copy to edit independently (forking: one copy per branch). */
   clone(): SipRequest {
-    const c = new SipRequest(this.method, this.uriRaw, this.headers.slice(), this.body, this.version, this.startLineRaw, this.uriParsed);
+    const c = new SipRequest(this.method, this.uriRaw, this.hs.slice(), this.body, this.version, this.startLineRaw, this.uriParsed);
     c.copyIndex(this);
     return c;
   }
@@ -825,7 +838,7 @@ export class SipResponse extends SipMessage {
   }
 
   clone(): SipResponse {
-    const c = new SipResponse(this.status, this.reasonRaw, this.headers.slice(), this.body, this.version, this.startLineRaw);
+    const c = new SipResponse(this.status, this.reasonRaw, this.hs.slice(), this.body, this.version, this.startLineRaw);
     c.copyIndex(this);
     return c;
   }
