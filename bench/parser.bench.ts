@@ -12,7 +12,7 @@
  * Measurements per message (both sides produce the same information; see routableTheirs / fullTheirs):
  *  (a) parse to routable: ours = parseMessage + topVia + routes + maxForwards + callId + cseq + fromTag + toTag;
  *      theirs = sip.parse (which parses every header it knows, eagerly) + the Request-URI, which it leaves a string.
- *  (b) full parse: ours reads every header it knows; theirs sip.parse + the URIs and lists it leaves unparsed.
+ *  (b) full parse: ours reads every header it knows and the body; theirs sip.parse + the URIs and lists it leaves unparsed.
  *  (a', b') routable-bare / full-bare: theirs = bare sip.parse (the definitions of runs before 2026-11-26 09:30).
  *  (c) proxy edit + serialize: requests: add received/rport to the top Via, push a Via, pop the first Route,
  *      decrement Max-Forwards, push a Record-Route (INVITE); responses: pop the top Via. Then serialise.
@@ -66,6 +66,8 @@ function readAll(m: SipRequest | SipResponse): void {
   do_not_optimize(m.auth('www-authenticate'));
   do_not_optimize(m.auth('proxy-authenticate'));
   do_not_optimize(m.userAgent());
+  // the body: sip.parse cuts its content out eagerly; ours makes its Buffer view on first read (since 2026-12-01 15:00)
+  do_not_optimize(m.body);
 }
 
 function full(buf: Buffer): unknown {
@@ -178,7 +180,8 @@ const CASES = ['routable', 'full', 'edit', 'routable-bare', 'full-bare'] as cons
 type Case = (typeof CASES)[number];
 const OURS: Record<Case, (b: Buffer) => unknown> = { routable, full, edit: editOurs, 'routable-bare': routable, 'full-bare': full };
 const THEIRS: Record<Case, (b: Buffer) => unknown> = { routable: routableTheirs, full: fullTheirs, edit: editTheirs, 'routable-bare': theirsParse, 'full-bare': theirsParse };
-const TARGET: Record<Case, number> = { routable: 3, full: 1.5, edit: 3, 'routable-bare': 3, 'full-bare': 1.5 };
+// issue 9: >= 3x on every message and mode (full was >= 1.5x before 2026-12-01 15:00)
+const TARGET: Record<Case, number> = { routable: 3, full: 3, edit: 3, 'routable-bare': 3, 'full-bare': 3 };
 const ROUNDS = quick ? 3 : 9;
 const SAMPLE = { min_cpu_time: (quick ? 40 : 150) * 1e6 };
 

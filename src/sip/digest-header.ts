@@ -1,4 +1,5 @@
 import { SipParseError } from './errors.js';
+import { scratchBytes } from './bytes.js';
 import { isToken, isTokenChar } from './headers.js';
 
 /** Authorization / Proxy-Authorization credentials or WWW-/Proxy-Authenticate challenge. */
@@ -12,6 +13,13 @@ export interface AuthHeader {
 
 const isWs = (c: number): boolean => c === 0x20 || c === 0x09;
 
+/** RFC 3261 token characters, by octet. */
+const TOKEN = (() => {
+  const t = new Uint8Array(256);
+  for (let c = 0; c < 128; c++) if (isTokenChar(c)) t[c] = 1;
+  return t;
+})();
+
 function bad(reason: string): SipParseError {
   return new SipParseError('BAD_AUTH', reason);
 }
@@ -21,47 +29,47 @@ function bad(reason: string): SipParseError {
  * Parameter counts are bounded by the header length limit of the parser.
  */
 export function parseAuthHeader(raw: string): AuthHeader {
-  return parseAuthHeaderAt(raw, 0, raw.length, raw);
+  return parseAuthHeaderAt(raw, scratchBytes(raw), 0, raw.length, raw);
 }
 
-/** parseAuthHeader(raw) where raw = src.slice(start, end), scanning src in place. */
-export function parseAuthHeaderAt(src: string, start: number, end: number, raw: string): AuthHeader {
+/** parseAuthHeader(raw) where raw = src.slice(start, end), scanning in place (b: the octets of src, see bytes.ts). */
+export function parseAuthHeaderAt(src: string, b: Uint8Array, start: number, end: number, raw: string): AuthHeader {
   const s = src;
   const n = end;
   let i = start;
-  while (i < n && isWs(s.charCodeAt(i))) i++;
+  while (i < n && isWs(b[i]!)) i++;
   const ss = i;
-  while (i < n && !isWs(s.charCodeAt(i))) i++;
+  while (i < n && !isWs(b[i]!)) i++;
   const scheme = s.slice(ss, i);
   if (!isToken(scheme)) throw bad('bad auth scheme');
   const params = new Map<string, string>();
   for (;;) {
-    while (i < n && (isWs(s.charCodeAt(i)) || s.charCodeAt(i) === 0x2c)) i++;
+    while (i < n && (isWs(b[i]!) || b[i]! === 0x2c)) i++;
     if (i >= n) break;
     const ns = i;
     // token check and case while scanning (as isToken(name), then name.toLowerCase() only when needed)
     let upper = false;
     let token = true;
     while (i < n) {
-      const c = s.charCodeAt(i);
+      const c = b[i]!;
       if (c === 0x3d || c === 0x2c || isWs(c)) break;
       if (c >= 0x41 && c <= 0x5a) upper = true;
-      else if (!isTokenChar(c)) token = false;
+      else if (TOKEN[c] !== 1) token = false;
       i++;
     }
     if (i === ns || !token) throw bad('bad auth parameter');
     const name = s.slice(ns, i);
-    while (i < n && isWs(s.charCodeAt(i))) i++;
-    if (i >= n || s.charCodeAt(i) !== 0x3d) throw bad('auth parameter without value');
+    while (i < n && isWs(b[i]!)) i++;
+    if (i >= n || b[i]! !== 0x3d) throw bad('auth parameter without value');
     i++;
-    while (i < n && isWs(s.charCodeAt(i))) i++;
+    while (i < n && isWs(b[i]!)) i++;
     let value = '';
-    if (i < n && s.charCodeAt(i) === 0x22) {
+    if (i < n && b[i]! === 0x22) {
       i++;
       let closed = false;
       let start = i;
       while (i < n) {
-        const c = s.charCodeAt(i);
+        const c = b[i]!;
         if (c === 0x5c) {
           value += s.slice(start, i);
           if (i + 1 < n) value += s[i + 1];
@@ -80,14 +88,14 @@ export function parseAuthHeaderAt(src: string, start: number, end: number, raw: 
       if (!closed) throw bad('unterminated quoted auth value');
     } else {
       const vs = i;
-      while (i < n && s.charCodeAt(i) !== 0x2c && !isWs(s.charCodeAt(i))) i++;
+      while (i < n && b[i]! !== 0x2c && !isWs(b[i]!)) i++;
       value = s.slice(vs, i);
     }
     const key = upper ? name.toLowerCase() : name;
     if (params.has(key)) throw bad('duplicate auth parameter');
     params.set(key, value);
-    while (i < n && isWs(s.charCodeAt(i))) i++;
-    if (i < n && s.charCodeAt(i) !== 0x2c) throw bad('bad auth parameter list');
+    while (i < n && isWs(b[i]!)) i++;
+    if (i < n && b[i]! !== 0x2c) throw bad('bad auth parameter list');
   }
   return { scheme, params, raw };
 }

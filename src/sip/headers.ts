@@ -58,6 +58,22 @@ export const LIST_HEADERS: ReadonlySet<string> = new Set([
   'warning',
 ]);
 
+/**
+ * Keys with a bit in a parsed message's presence mask (SipMessage: the accessors of these headers skip the line scan
+ * when the header is absent). At most 31.
+ */
+const INDEXED_KEYS = [
+  'via', 'from', 'to', 'call-id', 'cseq', 'max-forwards', 'content-length', 'content-type', 'expires', 'min-expires',
+  'contact', 'route', 'record-route', 'path', 'require', 'proxy-require', 'supported', 'unsupported', 'allow',
+  'authorization', 'proxy-authorization', 'www-authenticate', 'proxy-authenticate', 'user-agent',
+];
+const KEY_BITS: ReadonlyMap<string, number> = new Map(INDEXED_KEYS.map((k, i) => [k, 1 << i]));
+
+/** The presence-mask bit of a header key (lower-case long form), 0 when it has none. */
+export function keyBit(key: string): number {
+  return KEY_BITS.get(key) ?? 0;
+}
+
 /** Lower-case long form of a header name (compact forms expanded). */
 export function headerKey(name: string): string {
   const l = name.toLowerCase();
@@ -104,6 +120,15 @@ export function isToken(s: string): boolean {
 export function splitList(value: string): string[] {
   const out: string[] = [];
   let start = 0;
+  if (value.indexOf('"') === -1 && value.indexOf('<') === -1) {
+    // no quoted string and no < >: every comma separates (found with indexOf, which is much cheaper than a loop)
+    for (let c = value.indexOf(','); c !== -1; c = value.indexOf(',', start)) {
+      out.push(trimmedSlice(value, start, c));
+      start = c + 1;
+    }
+    out.push(trimmedSlice(value, start, value.length));
+    return out;
+  }
   let inQuote = false;
   let angle = 0;
   for (let i = 0; i < value.length; i++) {

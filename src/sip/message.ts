@@ -1,6 +1,7 @@
 import { parseAuthHeader, parseAuthHeaderAt, type AuthHeader } from './digest-header.js';
+import { scratchBytes } from './bytes.js';
 import { SipParseError } from './errors.js';
-import { canonicalName, headerKey, splitList } from './headers.js';
+import { canonicalName, headerKey, keyBit, splitList } from './headers.js';
 import { nameAddrParamAt, parseContact, parseNameAddr, parseNameAddrAt, type ContactStar, type NameAddr } from './name-addr.js';
 import { parseUri, type Uri } from './uri.js';
 import { parseVia, parseViaAt, type Via } from './via.js';
@@ -21,12 +22,82 @@ export interface HeaderField {
   readonly raw: string | null;
 }
 
+/**
+ * A header line as parsed from a message: its value and its raw text are sliced from the received text when first
+ * read, and its value is parsed there in place (see bytes.ts) by the accessors. Carries the received text, so it
+ * can be moved to another message (e.g. copied into a response) and still be parsed in place.
+ * @internal (parseMessage)
+ */
+export class ReceivedField implements HeaderField {
+  readonly name: string;
+  readonly key: string;
+  /** the received text and its octets (bytes[i] = src.charCodeAt(i)) */
+  readonly src: string;
+  readonly bytes: Uint8Array;
+  /** the value is src[vs, ve) when vs !== -1; otherwise it is `v` (folded or trimmed) */
+  readonly vs: number;
+  readonly ve: number;
+  /** the line (raw) is src[ls, le) */
+  private readonly ls: number;
+  private readonly le: number;
+  private v: string | undefined;
+  private r: string | undefined;
+
+  constructor(name: string, key: string, src: string, bytes: Uint8Array, ls: number, le: number, vs: number, ve: number, value: string | undefined) {
+    this.name = name;
+    this.key = key;
+    this.src = src;
+    this.bytes = bytes;
+    this.ls = ls;
+    this.le = le;
+    this.vs = vs;
+    this.ve = ve;
+    this.v = value;
+    this.r = undefined;
+  }
+
+  get value(): string {
+    let v = this.v;
+    if (v === undefined) v = this.v = this.src.slice(this.vs, this.ve);
+    return v;
+  }
+
+  get raw(): string {
+    let r = this.r;
+    if (r === undefined) r = this.r = this.src.slice(this.ls, this.le);
+    return r;
+  }
+
+  /** True when the value is a non-empty range of src (so it can be parsed there). */
+  inPlace(): boolean {
+    return this.vs !== -1 && this.ve > this.vs;
+  }
+
+  toJSON(): { name: string; key: string; value: string; raw: string } {
+    return { name: this.name, key: this.key, value: this.value, raw: this.raw };
+  }
+}
+
 export interface CSeq {
   readonly seq: number;
   readonly method: string;
 }
 
 const CRLF = '\r\n';
+
+/** Presence-mask bits of the headers the accessors read (see SipMessage.indexed). */
+const BIT_VIA = keyBit('via');
+const BIT_FROM = keyBit('from');
+const BIT_TO = keyBit('to');
+const BIT_CALL_ID = keyBit('call-id');
+const BIT_CSEQ = keyBit('cseq');
+const BIT_MAX_FORWARDS = keyBit('max-forwards');
+const BIT_CONTENT_LENGTH = keyBit('content-length');
+const BIT_CONTENT_TYPE = keyBit('content-type');
+const BIT_EXPIRES = keyBit('expires');
+const BIT_MIN_EXPIRES = keyBit('min-expires');
+const BIT_CONTACT = keyBit('contact');
+const BIT_USER_AGENT = keyBit('user-agent');
 
 /** Buffer's own latin1 writer (what buf.write(s, o, 'latin1') ends in), without the argument juggling. */
 interface Latin1Writable {
@@ -117,8 +188,13 @@ function parseCSeq(v: string): CSeq {
 }
 
 export abstract class SipMessage {
-  headers: HeaderField[];
-  body: Buffer;
+  /** the header lines (see `headers`) */
+  protected hs: HeaderField[];
+  // the body: bodyBuf, or (when that is undefined) bodySrc[bodyStart, bodyEnd), made a Buffer view on first read
+  private bodyBuf: Buffer | undefined;
+  private bodySrc: Buffer | undefined = undefined;
+  private bodyStart = 0;
+  private bodyEnd = 0;
   /** version as written in the start line, upper-cased, e.g. "SIP/2.0". */
   version: string;
   protected startLineRaw: string | null;
@@ -134,15 +210,51 @@ export abstract class SipMessage {
   private cPaths: NameAddr[] | undefined = undefined;
   private cAuth: Map<string, AuthHeader[]> | undefined = undefined;
   // where some values sit in the received header text (see source)
-  private sSrc: string | undefined = undefined;
-  private sFields: HeaderField[] | undefined = undefined;
-  private sOff: number[] | undefined = undefined;
+  // presence mask (see indexed): valid while the lines are pArr
+  private pMask = 0;
+  private pArr: HeaderField[] | undefined = undefined;
 
   constructor(headers: HeaderField[], body: Buffer, version: string, startLineRaw: string | null) {
-    this.headers = headers;
-    this.body = body;
+    this.hs = headers;
+    this.bodyBuf = body;
     this.version = version;
     this.startLineRaw = startLineRaw;
+  }
+
+  /**
+   * The header lines, in order. Editing through the methods below is cheapest; the array may also be edited directly
+   * or replaced (reading it here makes the accessors scan the lines from then on instead of using the presence mask).
+   */
+  get headers(): HeaderField[] {
+    this.pArr = undefined;
+    return this.hs;
+  }
+
+  set headers(hs: HeaderField[]) {
+    this.hs = hs;
+    this.pArr = undefined;
+  }
+
+  get body(): Buffer {
+    let b = this.bodyBuf;
+    if (b === undefined) {
+      b = this.bodyBuf = this.bodySrc!.subarray(this.bodyStart, this.bodyEnd);
+      this.bodySrc = undefined;
+    }
+    return b;
+  }
+
+  set body(b: Buffer) {
+    this.bodyBuf = b;
+    this.bodySrc = undefined;
+  }
+
+  /** @internal (parseMessage) the body is data[start, end) (not empty); its Buffer view is made when first read. */
+  bodyIn(data: Buffer, start: number, end: number): void {
+    this.bodyBuf = undefined;
+    this.bodySrc = data;
+    this.bodyStart = start;
+    this.bodyEnd = end;
   }
 
   abstract readonly isRequest: boolean;
@@ -156,8 +268,9 @@ export abstract class SipMessage {
   }
 
   /** First value of the header with this key (lower-case long form). */
-  private first(key: string): string | undefined {
-    const hs = this.headers;
+  private first(key: string, bit: number = keyBit(key)): string | undefined {
+    if (!this.may(bit)) return undefined;
+    const hs = this.hs;
     for (let i = 0; i < hs.length; i++) if (hs[i]!.key === key) return hs[i]!.value;
     return undefined;
   }
@@ -169,7 +282,8 @@ export abstract class SipMessage {
 
   private valuesOf(key: string): string[] {
     const out: string[] = [];
-    const hs = this.headers;
+    if (!this.may(keyBit(key))) return out;
+    const hs = this.hs;
     for (let i = 0; i < hs.length; i++) if (hs[i]!.key === key) out.push(hs[i]!.value);
     return out;
   }
@@ -179,9 +293,10 @@ export abstract class SipMessage {
     return this.listOf(headerKey(name));
   }
 
-  private listOf(key: string): string[] {
+  private listOf(key: string, bit: number = keyBit(key)): string[] {
     const out: string[] = [];
-    const hs = this.headers;
+    if (!this.may(bit)) return out;
+    const hs = this.hs;
     for (let i = 0; i < hs.length; i++) {
       const h = hs[i]!;
       if (h.key !== key) continue;
@@ -199,7 +314,7 @@ export abstract class SipMessage {
   count(name: string): number {
     const key = headerKey(name);
     let n = 0;
-    for (const h of this.headers) if (h.key === key) n++;
+    for (const h of this.hs) if (h.key === key) n++;
     return n;
   }
 
@@ -237,46 +352,28 @@ export abstract class SipMessage {
 
   // ---------------------------------------------------------------- structured access (lazy, cached)
 
-  /**
-   * @internal (parseMessage) Lines whose value is one element as received: fields[k].value starts at off[k] in src.
-   * Such a value is parsed in place in src (a flat string) rather than in its slice, which V8 reads more slowly.
-   * Fields are compared by identity, so lines replaced or edited since are parsed from their value as usual.
-   */
-  source(src: string, fields: HeaderField[], off: number[]): void {
-    this.sSrc = src;
-    this.sFields = fields;
-    this.sOff = off;
-  }
-
-  /** Offset of line h's value in sSrc, or -1. */
-  private srcAt(h: HeaderField): number {
-    const f = this.sFields;
-    if (f !== undefined) for (let k = 0; k < f.length; k++) if (f[k] === h) return this.sOff![k]!;
-    return -1;
-  }
-
   /** parseVia(v) for the value v of line h (v = h.value, one element). */
   private viaOf(h: HeaderField, v: string): Via {
-    const at = this.srcAt(h);
-    return at === -1 ? parseVia(v) : parseViaAt(this.sSrc!, at, at + v.length, v);
+    return h instanceof ReceivedField && h.inPlace() ? parseViaAt(h.src, h.bytes, h.vs, h.ve, v) : parseVia(v);
   }
 
   /** parseNameAddr(v) for the value v of line h (v = h.value). */
   private nameAddrOf(h: HeaderField, v: string): NameAddr {
-    const at = this.srcAt(h);
-    return at === -1 ? parseNameAddr(v) : parseNameAddrAt(this.sSrc!, at, at + v.length, v);
+    return h instanceof ReceivedField && h.inPlace() ? parseNameAddrAt(h.src, h.bytes, h.vs, h.ve, v) : parseNameAddr(v);
   }
 
   /** First line of a header. */
-  private firstField(key: string): HeaderField | undefined {
-    const hs = this.headers;
+  private firstField(key: string, bit: number = keyBit(key)): HeaderField | undefined {
+    if (!this.may(bit)) return undefined;
+    const hs = this.hs;
     for (let i = 0; i < hs.length; i++) if (hs[i]!.key === key) return hs[i]!;
     return undefined;
   }
 
   /** List elements of a header with, for each, its line when the element is the whole line's value. */
-  private elementsOf(key: string, vs: string[], of: Array<HeaderField | undefined>): void {
-    const hs = this.headers;
+  private elementsOf(key: string, vs: string[], of: Array<HeaderField | undefined>, bit: number = keyBit(key)): void {
+    if (!this.may(bit)) return;
+    const hs = this.hs;
     for (let i = 0; i < hs.length; i++) {
       const h = hs[i]!;
       if (h.key !== key) continue;
@@ -293,13 +390,47 @@ export abstract class SipMessage {
     }
   }
 
+  /**
+   * @internal (parseMessage) Every key with a presence bit (keyBit) that a line has is in mask, so the accessors of a
+   * header that is absent return without scanning the lines. The mask holds while the lines are only edited through
+   * the methods below (which keep it) and `headers` is not read from outside (which could edit the array).
+   */
+  indexed(mask: number): void {
+    this.pMask = mask;
+    this.pArr = this.hs;
+  }
+
+  /** False only when no line has the key of this bit (bit 0: a key without a bit, which may be there). */
+  private may(bit: number): boolean {
+    return bit === 0 || (this.pMask & bit) !== 0 || this.hs !== this.pArr;
+  }
+
+  private maskValid(): boolean {
+    return this.pArr !== undefined && this.hs === this.pArr;
+  }
+
+  /** After an edit through the methods that may have added lines of `key`: keep the mask if it held before (ok). */
+  private reindex(ok: boolean, key: string): void {
+    if (!ok) {
+      this.pArr = undefined;
+      return;
+    }
+    this.pMask |= keyBit(key);
+    this.pArr = this.hs;
+  }
+
+  /** @internal (clone) the presence mask of `from`, when it holds, for a copy of its lines. */
+  protected copyIndex(from: SipMessage): void {
+    if (from.maskValid()) this.indexed(from.pMask);
+  }
+
   /** All Via values top to bottom. Throws SipParseError(BAD_VIA) if any is malformed. */
   vias(): Via[] {
     if (this.cVias !== undefined) return this.cVias;
     // every element first (as listValues('via')), then parsed in order
     const vs: string[] = [];
     const of: Array<HeaderField | undefined> = [];
-    this.elementsOf('via', vs, of);
+    this.elementsOf('via', vs, of, BIT_VIA);
     const out: Via[] = [];
     for (let i = 0; i < vs.length; i++) {
       const v = vs[i]!;
@@ -318,7 +449,7 @@ export abstract class SipMessage {
       this.cTopVia = this.cVias[0] ?? null;
       return this.cTopVia ?? undefined;
     }
-    const h = this.firstField('via');
+    const h = this.firstField('via', BIT_VIA);
     if (h === undefined) {
       this.cTopVia = null;
       return undefined;
@@ -334,7 +465,7 @@ export abstract class SipMessage {
 
   from(): NameAddr | undefined {
     if (this.cFrom === undefined) {
-      const h = this.firstField('from');
+      const h = this.firstField('from', BIT_FROM);
       this.cFrom = h === undefined ? null : this.nameAddrOf(h, h.value);
     }
     return this.cFrom ?? undefined;
@@ -342,7 +473,7 @@ export abstract class SipMessage {
 
   to(): NameAddr | undefined {
     if (this.cTo === undefined) {
-      const h = this.firstField('to');
+      const h = this.firstField('to', BIT_TO);
       this.cTo = h === undefined ? null : this.nameAddrOf(h, h.value);
     }
     return this.cTo ?? undefined;
@@ -364,45 +495,44 @@ export abstract class SipMessage {
   private tagOf(key: 'from' | 'to'): string | undefined {
     const parsed = key === 'from' ? this.cFrom : this.cTo;
     if (parsed !== undefined) return parsed?.params.get('tag') ?? undefined;
-    const h = this.firstField(key);
+    const h = this.firstField(key, key === 'from' ? BIT_FROM : BIT_TO);
     if (h === undefined) return undefined;
     const v = h.value;
-    const at = this.srcAt(h);
-    const tag = at === -1 ? nameAddrParamAt(v, 0, v.length, 'tag') : nameAddrParamAt(this.sSrc!, at, at + v.length, 'tag');
+    const tag = h instanceof ReceivedField && h.inPlace() ? nameAddrParamAt(h.src, h.bytes, h.vs, h.ve, 'tag') : nameAddrParamAt(v, scratchBytes(v), 0, v.length, 'tag');
     if (tag !== false) return tag ?? undefined;
     const full = key === 'from' ? this.from() : this.to();
     return full?.params.get('tag') ?? undefined;
   }
 
   callId(): string | undefined {
-    return this.first('call-id');
+    return this.first('call-id', BIT_CALL_ID);
   }
 
   cseq(): CSeq | undefined {
     if (this.cCSeq === undefined) {
-      const v = this.first('cseq');
+      const v = this.first('cseq', BIT_CSEQ);
       this.cCSeq = v === undefined ? null : parseCSeq(v);
     }
     return this.cCSeq ?? undefined;
   }
 
   maxForwards(): number | undefined {
-    const v = this.first('max-forwards');
+    const v = this.first('max-forwards', BIT_MAX_FORWARDS);
     return v === undefined ? undefined : parseBoundedInt(v, 0xffffffff, 'Max-Forwards');
   }
 
   contentLength(): number | undefined {
-    const v = this.first('content-length');
+    const v = this.first('content-length', BIT_CONTENT_LENGTH);
     return v === undefined ? undefined : parseBoundedInt(v, 0xffffffff, 'Content-Length');
   }
 
   contentType(): string | undefined {
-    return this.first('content-type');
+    return this.first('content-type', BIT_CONTENT_TYPE);
   }
 
   /** Expires header in seconds; values beyond 2^32-1 are treated as absent (RFC 4475 scalar02). */
   expires(): number | undefined {
-    const v = this.first('expires');
+    const v = this.first('expires', BIT_EXPIRES);
     if (v === undefined) return undefined;
     try {
       return parseBoundedInt(v, 0xffffffff, 'Expires');
@@ -413,7 +543,7 @@ export abstract class SipMessage {
   }
 
   minExpires(): number | undefined {
-    const v = this.first('min-expires');
+    const v = this.first('min-expires', BIT_MIN_EXPIRES);
     return v === undefined ? undefined : parseBoundedInt(v, 0xffffffff, 'Min-Expires');
   }
 
@@ -422,7 +552,7 @@ export abstract class SipMessage {
     const out: Array<NameAddr | ContactStar> = [];
     const vs: string[] = [];
     const of: Array<HeaderField | undefined> = [];
-    this.elementsOf('contact', vs, of);
+    this.elementsOf('contact', vs, of, BIT_CONTACT);
     for (let i = 0; i < vs.length; i++) {
       const v = vs[i]!;
       if (v.length === 0) throw new SipParseError('BAD_NAME_ADDR', 'empty Contact value');
@@ -472,19 +602,19 @@ export abstract class SipMessage {
     const hit = this.cAuth?.get(name);
     if (hit !== undefined) return hit;
     const v: AuthHeader[] = [];
-    const hs = this.headers;
+    if (!this.may(keyBit(name))) return v;
+    const hs = this.hs;
     for (let i = 0; i < hs.length; i++) {
       const h = hs[i]!;
       if (h.key !== name) continue;
-      const at = this.srcAt(h);
-      v.push(at === -1 ? parseAuthHeader(h.value) : parseAuthHeaderAt(this.sSrc!, at, at + h.value.length, h.value));
+      v.push(h instanceof ReceivedField && h.inPlace() ? parseAuthHeaderAt(h.src, h.bytes, h.vs, h.ve, h.value) : parseAuthHeader(h.value));
     }
     (this.cAuth ??= new Map()).set(name, v);
     return v;
   }
 
   userAgent(): string | undefined {
-    return this.first('user-agent');
+    return this.first('user-agent', BIT_USER_AGENT);
   }
 
   // ---------------------------------------------------------------- in-place editing
@@ -494,61 +624,70 @@ export abstract class SipMessage {
     const key = headerKey(name);
     const field: HeaderField = { name: canonicalName(name), key, value, raw: null };
     this.invalidate(key);
-    if (where === 'top') this.headers.unshift(field);
+    const ok = this.maskValid();
+    if (where === 'top') this.hs.unshift(field);
     else if (where === 'before') {
-      const i = this.headers.findIndex((h) => h.key === key);
-      if (i === -1) this.headers.unshift(field);
-      else this.headers.splice(i, 0, field);
-    } else this.headers.push(field);
+      const i = this.hs.findIndex((h) => h.key === key);
+      if (i === -1) this.hs.unshift(field);
+      else this.hs.splice(i, 0, field);
+    } else this.hs.push(field);
+    this.reindex(ok, key);
   }
 
   /** Replace every line of a header by one line with `value` (kept at the position of the first). */
   setHeader(name: string, value: string): void {
     const key = headerKey(name);
-    const i = this.headers.findIndex((h) => h.key === key);
+    const i = this.hs.findIndex((h) => h.key === key);
     this.invalidate(key);
+    const ok = this.maskValid();
     if (i === -1) {
-      this.headers.push({ name: canonicalName(name), key, value, raw: null });
+      this.hs.push({ name: canonicalName(name), key, value, raw: null });
+      this.reindex(ok, key);
       return;
     }
-    const old = this.headers[i]!;
-    this.headers[i] = { name: old.name, key, value, raw: null };
-    this.headers = this.headers.filter((h, j) => j === i || h.key !== key);
+    const old = this.hs[i]!;
+    this.hs[i] = { name: old.name, key, value, raw: null };
+    this.hs = this.hs.filter((h, j) => j === i || h.key !== key);
+    this.reindex(ok, key);
   }
 
   /** Remove every line of a header; returns how many lines were removed. */
   removeHeader(name: string): number {
     const key = headerKey(name);
-    const before = this.headers.length;
-    this.headers = this.headers.filter((h) => h.key !== key);
+    const before = this.hs.length;
+    const ok = this.maskValid();
+    this.hs = this.hs.filter((h) => h.key !== key);
+    this.reindex(ok, key);
     this.invalidate(key);
-    return before - this.headers.length;
+    return before - this.hs.length;
   }
 
   /** Remove the first list element of a list header (top Via, first Route); returns it, or undefined. */
   removeFirstValue(name: string): string | undefined {
     const key = headerKey(name);
-    const i = this.headers.findIndex((h) => h.key === key);
+    const i = this.hs.findIndex((h) => h.key === key);
     if (i === -1) return undefined;
-    const h = this.headers[i]!;
+    const h = this.hs[i]!;
     const parts = splitList(h.value);
     const first = parts.shift();
     this.invalidate(key);
-    if (parts.length === 0) this.headers.splice(i, 1);
-    else this.headers[i] = { name: h.name, key, value: parts.join(', '), raw: null };
+    const ok = this.maskValid();
+    if (parts.length === 0) this.hs.splice(i, 1);
+    else this.hs[i] = { name: h.name, key, value: parts.join(', '), raw: null };
+    this.reindex(ok, key);
     return first;
   }
 
   /** Replace the first list element of a header (e.g. the top Via after adding received/rport). */
   replaceFirstValue(name: string, value: string): void {
     const key = headerKey(name);
-    const i = this.headers.findIndex((h) => h.key === key);
+    const i = this.hs.findIndex((h) => h.key === key);
     if (i === -1) throw new Error(`no ${name} header`);
-    const h = this.headers[i]!;
+    const h = this.hs[i]!;
     const parts = splitList(h.value);
     parts[0] = value;
     this.invalidate(key);
-    this.headers[i] = { name: h.name, key, value: parts.join(', '), raw: null };
+    this.hs[i] = { name: h.name, key, value: parts.join(', '), raw: null };
   }
 
   /**
@@ -556,7 +695,7 @@ export abstract class SipMessage {
    * Only the top Via value is rewritten; other values and headers keep their bytes.
    */
   setViaReceived(received: string | undefined, rport: number | undefined): void {
-    const first = this.first('via');
+    const first = this.first('via', BIT_VIA);
     if (first === undefined) return;
     const top = first.indexOf(',') === -1 && !edgeWs(first) ? first : (splitList(first)[0] ?? '');
     let v = top;
@@ -584,8 +723,9 @@ export abstract class SipMessage {
   toBuffer(): Buffer {
     let head = (this.startLineRaw ?? this.buildStartLine()) + CRLF;
     let sawLength = false;
-    const bodyLen = this.body.length;
-    const hs = this.headers;
+    const src = this.bodyBuf === undefined ? this.bodySrc : undefined;
+    const bodyLen = src !== undefined ? this.bodyEnd - this.bodyStart : this.body.length;
+    const hs = this.hs;
     for (let i = 0; i < hs.length; i++) {
       const h = hs[i]!;
       if (h.key === 'content-length') {
@@ -603,7 +743,8 @@ export abstract class SipMessage {
     if (bodyLen === 0) return Buffer.from(head, 'latin1');
     const out = Buffer.allocUnsafe(head.length + bodyLen);
     (out as unknown as Latin1Writable).latin1Write(head, 0);
-    if (bodyLen > 0) this.body.copy(out, head.length);
+    if (src !== undefined) src.copy(out, head.length, this.bodyStart, this.bodyEnd);
+    else this.body.copy(out, head.length);
     return out;
   }
 
@@ -654,7 +795,9 @@ export class SipRequest extends SipMessage {
 
   /** A deep-enough copy to edit independently (forking: one copy per branch). */
   clone(): SipRequest {
-    return new SipRequest(this.method, this.uriRaw, this.headers.slice(), this.body, this.version, this.startLineRaw, this.uriParsed);
+    const c = new SipRequest(this.method, this.uriRaw, this.hs.slice(), this.body, this.version, this.startLineRaw, this.uriParsed);
+    c.copyIndex(this);
+    return c;
   }
 }
 
@@ -695,7 +838,9 @@ export class SipResponse extends SipMessage {
   }
 
   clone(): SipResponse {
-    return new SipResponse(this.status, this.reasonRaw, this.headers.slice(), this.body, this.version, this.startLineRaw);
+    const c = new SipResponse(this.status, this.reasonRaw, this.hs.slice(), this.body, this.version, this.startLineRaw);
+    c.copyIndex(this);
+    return c;
   }
 }
 

@@ -1,6 +1,7 @@
 import { SipParseError } from './errors.js';
 import { isTokenChar } from './headers.js';
-import { EMPTY_PARAMS, headerParam, parseHeaderParams, type Params } from './params.js';
+import { scratchBytes } from './bytes.js';
+import { EMPTY_PARAMS, headerParam, headerParamsAt, parseHeaderParams, type Params } from './params.js';
 import { parseUriAt, type Uri } from './uri.js';
 
 /** name-addr / addr-spec with header parameters: From, To, Contact, Route, Record-Route, Path. */
@@ -30,28 +31,28 @@ function bad(reason: string): SipParseError {
 
 /** Parse one name-addr or addr-spec followed by optional header params. */
 export function parseNameAddr(raw: string): NameAddr {
-  return parseNameAddrAt(raw, 0, raw.length, raw);
+  return parseNameAddrAt(raw, scratchBytes(raw), 0, raw.length, raw);
 }
 
-/** parseNameAddr(raw) where raw = src.slice(start, end), scanning src in place (see parseViaAt). */
-export function parseNameAddrAt(src: string, start: number, end: number, raw: string): NameAddr {
+/** parseNameAddr(raw) where raw = src.slice(start, end), scanning in place (b: the octets of src, see parseViaAt). */
+export function parseNameAddrAt(src: string, b: Uint8Array, start: number, end: number, raw: string): NameAddr {
   const s = src;
   const n = end;
   let i = start;
-  while (i < n && isWs(s.charCodeAt(i))) i++;
+  while (i < n && isWs(b[i]!)) i++;
   if (i >= n) throw bad('empty address');
   let displayName: string | undefined;
   let bracketed = false;
   let uriText: string;
   let uriStart: number;
-  if (s.charCodeAt(i) === 0x22) {
+  if (b[i] === 0x22) {
     // quoted display name: quoted-pairs decoded
     i++;
     let dn = '';
     let from = i;
     for (;;) {
       if (i >= n) throw bad('unterminated display name');
-      const c = s.charCodeAt(i);
+      const c = b[i]!;
       if (c === 0x5c) {
         if (i + 1 >= n) throw bad('unterminated display name');
         dn += s.slice(from, i) + s[i + 1];
@@ -67,10 +68,10 @@ export function parseNameAddrAt(src: string, start: number, end: number, raw: st
       i++;
     }
     displayName = dn;
-    while (i < n && isWs(s.charCodeAt(i))) i++;
-    if (i >= n || s.charCodeAt(i) !== 0x3c) throw bad('expected < after display name');
+    while (i < n && isWs(b[i]!)) i++;
+    if (i >= n || b[i] !== 0x3c) throw bad('expected < after display name');
   }
-  const lt = displayName === undefined ? findLt(s, i, n) : i;
+  const lt = displayName === undefined ? findLt(b, i, n) : i;
   if (lt !== -1) {
     if (displayName === undefined && lt > i) {
       const dn = s.slice(i, lt).trim();
@@ -82,9 +83,9 @@ export function parseNameAddrAt(src: string, start: number, end: number, raw: st
       }
       displayName = inner ? dn.replace(/[ \t]+/g, ' ') : dn;
     }
-    const gt = s.indexOf('>', lt + 1);
-    if (gt === -1 || gt >= n) throw bad('missing >');
-    if (gt === lt + 1 || isWs(s.charCodeAt(lt + 1)) || isWs(s.charCodeAt(gt - 1))) throw bad('spaces inside < >');
+    const gt = byteAt(b, 0x3e, lt + 1, n);
+    if (gt === -1) throw bad('missing >');
+    if (gt === lt + 1 || isWs(b[lt + 1]!) || isWs(b[gt - 1]!)) throw bad('spaces inside < >');
     uriText = s.slice(lt + 1, gt);
     uriStart = lt + 1;
     bracketed = true;
@@ -93,16 +94,16 @@ export function parseNameAddrAt(src: string, start: number, end: number, raw: st
     // addr-spec: the URI runs to the first ';' (params belong to the header) or whitespace
     const us = i;
     while (i < n) {
-      const c = s.charCodeAt(i);
+      const c = b[i]!;
       if (c === 0x3b || isWs(c)) break;
       i++;
     }
     uriText = s.slice(us, i);
     uriStart = us;
-    if (uriText.indexOf('?') !== -1 || uriText.indexOf(',') !== -1) throw bad('URI with ? or , must be in < >');
+    for (let k = us; k < i; k++) if (b[k] === 0x3f || b[k] === 0x2c) throw bad('URI with ? or , must be in < >');
   }
-  const uri = parseUriAt(s, uriStart, uriStart + uriText.length, uriText);
-  const params = i === n ? EMPTY_PARAMS : parseHeaderParams(s, 'BAD_NAME_ADDR', 'address', i, n);
+  const uri = parseUriAt(s, b, uriStart, uriStart + uriText.length, uriText);
+  const params = i === n ? EMPTY_PARAMS : headerParamsAt(s, b, 'BAD_NAME_ADDR', 'address', i, n);
   return { displayName, uri, bracketed, params, raw };
 }
 
@@ -112,15 +113,15 @@ export function parseNameAddrAt(src: string, start: number, end: number, raw: st
  * Used for From/To tags, which routing needs before (or without) the full address.
  */
 export function nameAddrParams(raw: string): Params | undefined {
-  return nameAddrParamsAt(raw, 0, raw.length);
+  return nameAddrParamsAt(raw, scratchBytes(raw), 0, raw.length);
 }
 
 /** nameAddrParams(src.slice(start, end)), scanning src in place. */
-export function nameAddrParamsAt(src: string, start: number, end: number): Params | undefined {
-  const i = paramsStart(src, start, end);
+export function nameAddrParamsAt(src: string, b: Uint8Array, start: number, end: number): Params | undefined {
+  const i = paramsStart(b, start, end);
   if (i === -1) return undefined;
   try {
-    return i === end ? EMPTY_PARAMS : parseHeaderParams(src, 'BAD_NAME_ADDR', 'address', i, end);
+    return i === end ? EMPTY_PARAMS : headerParamsAt(src, b, 'BAD_NAME_ADDR', 'address', i, end);
   } catch {
     return undefined;
   }
@@ -130,47 +131,46 @@ export function nameAddrParamsAt(src: string, start: number, end: number): Param
  * nameAddrParamsAt(src, start, end)?.get(want) without building the Map; false where nameAddrParamsAt gives
  * undefined (shape not recognised, or bad parameters).
  */
-export function nameAddrParamAt(src: string, start: number, end: number, want: string): string | null | undefined | false {
-  const i = paramsStart(src, start, end);
+export function nameAddrParamAt(src: string, b: Uint8Array, start: number, end: number, want: string): string | null | undefined | false {
+  const i = paramsStart(b, start, end);
   if (i === -1) return false;
   if (i === end) return undefined;
   try {
-    return headerParam(src, 'BAD_NAME_ADDR', 'address', i, end, want);
+    return headerParam(src, b, 'BAD_NAME_ADDR', 'address', i, end, want);
   } catch {
     return false;
   }
 }
 
 /** Where the header parameters of the name-addr / addr-spec src[start, end) start (end if none), or -1. */
-function paramsStart(src: string, start: number, end: number): number {
-  const s = src;
+function paramsStart(b: Uint8Array, start: number, end: number): number {
   const n = end;
   let i = start;
-  while (i < n && isWs(s.charCodeAt(i))) i++;
+  while (i < n && isWs(b[i]!)) i++;
   if (i >= n) return -1;
   let quoted = false;
-  if (s.charCodeAt(i) === 0x22) {
+  if (b[i] === 0x22) {
     quoted = true;
     i++;
     for (;;) {
       if (i >= n) return -1;
-      const c = s.charCodeAt(i);
+      const c = b[i]!;
       if (c === 0x5c) i += 2;
       else if (c === 0x22) break;
       else i++;
     }
     i++;
-    while (i < n && isWs(s.charCodeAt(i))) i++;
-    if (i >= n || s.charCodeAt(i) !== 0x3c) return -1;
+    while (i < n && isWs(b[i]!)) i++;
+    if (i >= n || b[i] !== 0x3c) return -1;
   }
-  const lt = quoted ? i : findLt(s, i, n);
+  const lt = quoted ? i : findLt(b, i, n);
   if (lt !== -1) {
-    const gt = s.indexOf('>', lt + 1);
-    if (gt === -1 || gt >= n) return -1;
+    const gt = byteAt(b, 0x3e, lt + 1, n);
+    if (gt === -1) return -1;
     i = gt + 1;
   } else {
     while (i < n) {
-      const c = s.charCodeAt(i);
+      const c = b[i]!;
       if (c === 0x3b || isWs(c)) break;
       i++;
     }
@@ -179,12 +179,18 @@ function paramsStart(src: string, start: number, end: number): number {
 }
 
 /** Position of a '<' that starts a name-addr URI (outside quotes), or -1. */
-function findLt(s: string, from: number, end: number): number {
+function findLt(b: Uint8Array, from: number, end: number): number {
   for (let i = from; i < end; i++) {
-    const c = s.charCodeAt(i);
+    const c = b[i]!;
     if (c === 0x3c) return i;
     if (c === 0x3b) return -1; // a ';' before any '<' means addr-spec with params
   }
+  return -1;
+}
+
+/** Index of octet c in b[from, to), or -1. */
+function byteAt(b: Uint8Array, c: number, from: number, to: number): number {
+  for (let i = from; i < to; i++) if (b[i] === c) return i;
   return -1;
 }
 

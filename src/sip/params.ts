@@ -1,4 +1,5 @@
 import { SipParseError, type SipParseErrorCode } from './errors.js';
+import { scratchBytes } from './bytes.js';
 import { isTokenChar } from './headers.js';
 
 /** Parameters keyed by lower-case name; a value of null means the parameter had no `=value`. */
@@ -6,8 +7,6 @@ export type Params = ReadonlyMap<string, string | null>;
 
 /** The parameters of an element without any: one shared instance (read-only, so sharing it is safe). */
 export const EMPTY_PARAMS: Params = new Map<string, string | null>();
-
-const isWs = (c: number): boolean => c === 0x20 || c === 0x09;
 
 /** Frequent parameter names, by length: a match reuses the constant (hash already computed for Map keys). */
 const COMMON: string[][] = (() => {
@@ -31,6 +30,31 @@ export function commonName(s: string, from: number, to: number): string | undefi
   return undefined;
 }
 
+/** COMMON with each name's octets. */
+const COMMON_CODES: Uint8Array[][] = COMMON.map((names) => names.map((n) => Uint8Array.from(n, (ch) => ch.charCodeAt(0))));
+
+/** commonName on the octets b[from, to). */
+export function commonNameIn(b: Uint8Array, from: number, to: number): string | undefined {
+  const codes = COMMON_CODES[to - from];
+  if (codes === undefined) return undefined;
+  const c0 = b[from];
+  for (let j = 0; j < codes.length; j++) {
+    const c = codes[j]!;
+    if (c[0] !== c0) continue;
+    let k = 1;
+    while (k < c.length && b[from + k] === c[k]) k++;
+    if (k === c.length) return COMMON[to - from]![j];
+  }
+  return undefined;
+}
+
+/** RFC 3261 token characters, by octet (0 above 0x7f). */
+const TOKEN = (() => {
+  const t = new Uint8Array(256);
+  for (let c = 0; c < 128; c++) if (isTokenChar(c)) t[c] = 1;
+  return t;
+})();
+
 /**
  * Parse generic header parameters (`;name[=value]` repeated), as in Via, From/To, Contact.
  * `s` (from `start`) is what follows the element's main part; it must be empty or start with `;`.
@@ -38,65 +62,71 @@ export function commonName(s: string, from: number, to: number): string | undefi
  * LWS around `;` and `=` is allowed. Empty parameters are an error. Only s[start, end) is read.
  */
 export function parseHeaderParams(s: string, code: SipParseErrorCode, what: string, start = 0, end = s.length): Params {
+  return headerParamsAt(s, scratchBytes(s), code, what, start, end);
+}
+
+/** parseHeaderParams where b holds the octets of s (see bytes.ts). */
+export function headerParamsAt(s: string, b: Uint8Array, code: SipParseErrorCode, what: string, start: number, end: number): Params {
   const params = new Map<string, string | null>();
-  scanHeaderParams(s, code, what, start, end, params, undefined);
+  scanHeaderParams(s, b, code, what, start, end, params, undefined);
   return params;
 }
 
 /**
  * parseHeaderParams(s, code, what, start, end).get(want) without building the Map: the value of the last
  * parameter named `want` (lower case), null when it has no value, undefined when absent. Throws as parseHeaderParams.
+ * b holds the octets of s.
  */
-export function headerParam(s: string, code: SipParseErrorCode, what: string, start: number, end: number, want: string): string | null | undefined {
-  return scanHeaderParams(s, code, what, start, end, undefined, want);
+export function headerParam(s: string, b: Uint8Array, code: SipParseErrorCode, what: string, start: number, end: number, want: string): string | null | undefined {
+  return scanHeaderParams(s, b, code, what, start, end, undefined, want);
 }
 
 /** The parser of parseHeaderParams / headerParam: fills `params` if given, returns the value of `want` if given. */
-function scanHeaderParams(s: string, code: SipParseErrorCode, what: string, start: number, end: number, params: Map<string, string | null> | undefined, want: string | undefined): string | null | undefined {
+function scanHeaderParams(s: string, b: Uint8Array, code: SipParseErrorCode, what: string, start: number, end: number, params: Map<string, string | null> | undefined, want: string | undefined): string | null | undefined {
   let found: string | null | undefined;
   let i = start;
   const n = end;
-  while (i < n && isWs(s.charCodeAt(i))) i++;
+  while (i < n && (b[i] === 0x20 || b[i] === 0x09)) i++;
   while (i < n) {
-    if (s.charCodeAt(i) !== 0x3b) throw new SipParseError(code, `bad ${what} parameters`);
+    if (b[i] !== 0x3b) throw new SipParseError(code, `bad ${what} parameters`);
     i++;
-    while (i < n && isWs(s.charCodeAt(i))) i++;
+    while (i < n && (b[i] === 0x20 || b[i] === 0x09)) i++;
     const ns = i;
     let upper = false;
     let token = true;
     while (i < n) {
-      const c = s.charCodeAt(i);
+      const c = b[i]!;
       if (c === 0x3b || c === 0x3d || c === 0x20 || c === 0x09) break;
       if (c >= 0x41 && c <= 0x5a) upper = true;
-      else if (!isTokenChar(c)) token = false;
+      else if (TOKEN[c] !== 1) token = false;
       i++;
     }
     if (i === ns || !token) throw new SipParseError(code, `bad ${what} parameter name`);
-    const name = upper ? s.slice(ns, i).toLowerCase() : (commonName(s, ns, i) ?? s.slice(ns, i));
-    while (i < n && isWs(s.charCodeAt(i))) i++;
+    const name = upper ? s.slice(ns, i).toLowerCase() : (commonNameIn(b, ns, i) ?? s.slice(ns, i));
+    while (i < n && (b[i] === 0x20 || b[i] === 0x09)) i++;
     let value: string | null = null;
-    if (i < n && s.charCodeAt(i) === 0x3d) {
+    if (i < n && b[i] === 0x3d) {
       i++;
-      while (i < n && isWs(s.charCodeAt(i))) i++;
+      while (i < n && (b[i] === 0x20 || b[i] === 0x09)) i++;
       const vs = i;
-      if (i < n && s.charCodeAt(i) === 0x22) {
+      if (i < n && b[i] === 0x22) {
         i++;
-        while (i < n && s.charCodeAt(i) !== 0x22) {
-          if (s.charCodeAt(i) === 0x5c) i++;
+        while (i < n && b[i] !== 0x22) {
+          if (b[i] === 0x5c) i++;
           i++;
         }
         if (i >= n) throw new SipParseError(code, `unterminated quote in ${what}`);
         i++;
       } else {
         while (i < n) {
-          const c = s.charCodeAt(i);
-          if (c === 0x3b || isWs(c)) break;
+          const c = b[i];
+          if (c === 0x3b || c === 0x20 || c === 0x09) break;
           i++;
         }
       }
+      if (i === vs) throw new SipParseError(code, `empty ${what} parameter value`);
       value = s.slice(vs, i);
-      if (value.length === 0) throw new SipParseError(code, `empty ${what} parameter value`);
-      while (i < n && isWs(s.charCodeAt(i))) i++;
+      while (i < n && (b[i] === 0x20 || b[i] === 0x09)) i++;
     }
     if (params !== undefined) params.set(name, value);
     else if (name === want) found = value;

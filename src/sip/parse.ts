@@ -1,6 +1,6 @@
 import { SipParseError, type PartialMessage } from './errors.js';
-import { headerKey, isToken, splitList } from './headers.js';
-import { SipRequest, SipResponse, edgeWs, type HeaderField } from './message.js';
+import { headerKey, isToken, keyBit, splitList } from './headers.js';
+import { ReceivedField, SipRequest, SipResponse, type HeaderField } from './message.js';
 import { parseUriAt } from './uri.js';
 
 export interface ParseLimits {
@@ -89,6 +89,8 @@ function parseGeneral(data: Buffer, start: number, limits: Readonly<ParseLimits>
     hs = 0;
     he = head.length;
   }
+  // the octets of head, at the same offsets
+  const bytes = hs === start ? data : data.subarray(start, start + head.length);
 
   let pos = head.indexOf('\r\n', hs);
   if (pos === -1 || pos > he) pos = he;
@@ -96,9 +98,9 @@ function parseGeneral(data: Buffer, start: number, limits: Readonly<ParseLimits>
   pos += 2;
   const headers: HeaderField[] = [];
   let viaCount = 0;
+  // presence bits of the header keys seen (see SipMessage.indexed)
+  let mask = 0;
   let clValues: string[] | undefined;
-  let srcFields: HeaderField[] | undefined;
-  let srcOff: number[] | undefined;
   const maxLine = limits.maxHeaderLine;
 
   while (pos < he) {
@@ -130,41 +132,30 @@ function parseGeneral(data: Buffer, start: number, limits: Readonly<ParseLimits>
       key = keyOfName(name);
       if (key === undefined) throw new SipParseError('BAD_HEADER', 'Bad header name', partialOf(startLine, headers));
     }
-    const raw = head.slice(lineStart, end);
-    let value: string;
-    // value = head[vs, vs + value.length) when plain (no folding, no trimming beyond SP/HTAB)
+    // value = head[vs, ve) when plain (no folding, no trimming beyond SP/HTAB); otherwise vs = -1 and it is `value`
+    let value: string | undefined;
     let vs = -1;
+    let ve = -1;
     if (folded) value = head.slice(colon + 1, end).replace(/\r\n[ \t]+/g, ' ').trim();
     else {
       vs = colon + 1;
-      let ve = end;
+      ve = end;
       while (vs < ve && (head.charCodeAt(vs) === 0x20 || head.charCodeAt(vs) === 0x09)) vs++;
       while (ve > vs && (head.charCodeAt(ve - 1) === 0x20 || head.charCodeAt(ve - 1) === 0x09)) ve--;
-      value = head.slice(vs, ve);
       // anything else String.prototype.trim would remove (CR, LF, VT, FF, NBSP) at either end
       if (ve > vs && (trimmable(head.charCodeAt(vs)) || trimmable(head.charCodeAt(ve - 1)))) {
-        value = value.trim();
+        value = head.slice(vs, ve).trim();
         vs = -1;
       }
     }
-    const field: HeaderField = { name, key, value, raw };
+    const field = new ReceivedField(name, key, head, bytes, lineStart, end, vs, ve, value);
     headers.push(field);
-    // comma in the value: -2 not looked for yet
-    let comma = -2;
-    if (known !== undefined && known.inPlace !== 0 && vs !== -1 && value.length > 0) {
-      // a value read as is (one list element, or a whole From/To/auth value): remember where it is in the received
-      // text (see SipMessage.source)
-      if (known.inPlace === 1) comma = value.indexOf(',');
-      if (known.inPlace === 2 || (comma === -1 && !edgeWs(value))) {
-        (srcFields ??= []).push(field);
-        (srcOff ??= []).push(vs);
-      }
-    }
+    mask |= known !== undefined ? known.bit : keyBit(key);
     if (key === 'via') {
-      if (comma === -2) comma = value.indexOf(',');
-      viaCount += comma === -1 ? 1 : splitList(value).length;
+      const comma = field.value.indexOf(',');
+      viaCount += comma === -1 ? 1 : splitList(field.value).length;
       if (viaCount > limits.maxVias) throw new SipParseError('TOO_MANY_VIAS', 'Too many Via headers', partialOf(startLine, headers));
-    } else if (key === 'content-length') (clValues ??= []).push(value);
+    } else if (key === 'content-length') (clValues ??= []).push(field.value);
   }
 
   // body framing (RFC 3261 §18.3): Content-Length decides; a missing one means the rest of the datagram
@@ -178,10 +169,11 @@ function parseGeneral(data: Buffer, start: number, limits: Readonly<ParseLimits>
     if (cl > available) throw new SipParseError('BODY_TRUNCATED', 'Content-Length exceeds body', partialOf(startLine, headers));
     bodyEnd = bodyStart + cl;
   }
-  const body = bodyStart >= bodyEnd ? EMPTY : data.subarray(bodyStart, bodyEnd);
+  const body = EMPTY; // the body itself is set below, as a range of data (SipMessage.bodyIn)
 
-  const m = startLine.startsWith('SIP/') ? parseStatusLine(startLine, headers, body) : parseRequestLine(startLine, headers, body, head, hs);
-  if (srcFields !== undefined) m.source(head, srcFields, srcOff!);
+  const m = startLine.startsWith('SIP/') ? parseStatusLine(startLine, headers, body) : parseRequestLine(startLine, headers, body, head, bytes, hs);
+  m.indexed(mask);
+  if (bodyStart < bodyEnd) m.bodyIn(data, bodyStart, bodyEnd);
   return m;
 }
 
@@ -203,9 +195,9 @@ function parseSmall(data: Buffer, start: number, limits: Readonly<ParseLimits>):
   pos += 2;
   const headers: HeaderField[] = [];
   let viaCount = 0;
+  // presence bits of the header keys seen (see SipMessage.indexed)
+  let mask = 0;
   let clValues: string[] | undefined;
-  let srcFields: HeaderField[] | undefined;
-  let srcOff: number[] | undefined;
   const maxLine = limits.maxHeaderLine;
   const maxHeaders = limits.maxHeaders;
   let bodyStart = -1;
@@ -244,8 +236,7 @@ function parseSmall(data: Buffer, start: number, limits: Readonly<ParseLimits>):
       key = keyOfName(name);
       if (key === undefined) throw new SipParseError('BAD_HEADER', 'Bad header name', partialOf(startLine, headers));
     }
-    const raw = head.slice(lineStart, end);
-    let value: string;
+    let value: string | undefined;
     let vs = -1;
     let ve = -1;
     if (folded) value = head.slice(colon + 1, end).replace(/\r\n[ \t]+/g, ' ').trim();
@@ -254,27 +245,19 @@ function parseSmall(data: Buffer, start: number, limits: Readonly<ParseLimits>):
       ve = end;
       while (vs < ve && (d[vs] === 0x20 || d[vs] === 0x09)) vs++;
       while (ve > vs && (d[ve - 1] === 0x20 || d[ve - 1] === 0x09)) ve--;
-      value = head.slice(vs, ve);
       if (ve > vs && (trimmable(d[vs]!) || trimmable(d[ve - 1]!))) {
-        value = value.trim();
+        value = head.slice(vs, ve).trim();
         vs = -1;
       }
     }
-    const field: HeaderField = { name, key, value, raw };
+    const field = new ReceivedField(name, key, head, d, lineStart, end, vs, ve, value);
     headers.push(field);
-    let comma = -2;
-    if (known !== undefined && known.inPlace !== 0 && vs !== -1 && ve > vs) {
-      if (known.inPlace === 1) comma = byteIn(d, vs, ve, 0x2c);
-      if (known.inPlace === 2 || (comma === -1 && !edgeWsIn(d, vs, ve))) {
-        (srcFields ??= []).push(field);
-        (srcOff ??= []).push(vs);
-      }
-    }
+    mask |= known !== undefined ? known.bit : keyBit(key);
     if (key === 'via') {
-      if (comma === -2) comma = value.indexOf(',');
-      viaCount += comma === -1 ? 1 : splitList(value).length;
+      const comma = field.value.indexOf(',');
+      viaCount += comma === -1 ? 1 : splitList(field.value).length;
       if (viaCount > limits.maxVias) throw new SipParseError('TOO_MANY_VIAS', 'Too many Via headers', partialOf(startLine, headers));
-    } else if (key === 'content-length') (clValues ??= []).push(value);
+    } else if (key === 'content-length') (clValues ??= []).push(field.value);
   }
   if (bodyStart === -1) return undefined;
 
@@ -287,23 +270,11 @@ function parseSmall(data: Buffer, start: number, limits: Readonly<ParseLimits>):
     if (cl > n - bodyStart) throw new SipParseError('BODY_TRUNCATED', 'Content-Length exceeds body', partialOf(startLine, headers));
     bodyEnd = bodyStart + cl;
   }
-  const body = bodyStart >= bodyEnd ? EMPTY : data.subarray(bodyStart, bodyEnd);
-  const m = startLine.startsWith('SIP/') ? parseStatusLine(startLine, headers, body) : parseRequestLine(startLine, headers, body, head, start);
-  if (srcFields !== undefined) m.source(head, srcFields, srcOff!);
+  const body = EMPTY; // the body itself is set below, as a range of data (SipMessage.bodyIn)
+  const m = startLine.startsWith('SIP/') ? parseStatusLine(startLine, headers, body) : parseRequestLine(startLine, headers, body, head, data, start);
+  m.indexed(mask);
+  if (bodyStart < bodyEnd) m.bodyIn(data, bodyStart, bodyEnd);
   return m;
-}
-
-/** Index of byte c in d[from, to), or -1. */
-function byteIn(d: Buffer, from: number, to: number, c: number): number {
-  for (let i = from; i < to; i++) if (d[i] === c) return i;
-  return -1;
-}
-
-/** edgeWs for the value d[vs, ve) (not empty). */
-function edgeWsIn(d: Buffer, vs: number, ve: number): boolean {
-  const a = d[vs]!;
-  const b = d[ve - 1]!;
-  return a <= 0x20 || b <= 0x20 || a === 0xa0 || b === 0xa0;
 }
 
 /** knownName on the bytes d[start, end). */
@@ -372,16 +343,11 @@ interface KnownName {
   /** first and last char codes, checked before comparing the whole name */
   readonly c0: number;
   readonly cl: number;
-  /** values parsed in place in the received text: 1 list headers (one element per line), 2 whole values (From/To, auth), 0 none. */
-  readonly inPlace: 0 | 1 | 2;
   /** the name's char codes (latin1 bytes) */
   readonly codes: Uint8Array;
+  /** keyBit(key) */
+  readonly bit: number;
 }
-
-const IN_PLACE: Record<string, 1 | 2> = {
-  via: 1, contact: 1, route: 1, 'record-route': 1, path: 1, from: 2, to: 2,
-  authorization: 2, 'proxy-authorization': 2, 'www-authenticate': 2, 'proxy-authenticate': 2,
-};
 
 /** Frequent header spellings by length, recognised in place without slicing or hashing the name. */
 const KNOWN_BY_LENGTH: KnownName[][] = (() => {
@@ -398,7 +364,7 @@ const KNOWN_BY_LENGTH: KnownName[][] = (() => {
   const table: KnownName[][] = [];
   for (const n of new Set(all)) {
     const key = headerKey(n);
-    (table[n.length] ??= []).push({ name: n, key, c0: n.charCodeAt(0), cl: n.charCodeAt(n.length - 1), inPlace: IN_PLACE[key] ?? 0, codes: Uint8Array.from(n, (ch) => ch.charCodeAt(0)) });
+    (table[n.length] ??= []).push({ name: n, key, c0: n.charCodeAt(0), cl: n.charCodeAt(n.length - 1), codes: Uint8Array.from(n, (ch) => ch.charCodeAt(0)), bit: keyBit(key) });
   }
   return table;
 })();
@@ -435,8 +401,11 @@ function keyOfName(name: string): string | undefined {
 }
 const VERSION_RE = /^SIP\/\d{1,3}\.\d{1,3}$/i;
 
-/** Request-Line `line`, which is head[hs, hs + line.length) (the Request-URI is parsed there, in the flat string). */
-function parseRequestLine(line: string, headers: HeaderField[], body: Buffer, head: string, hs: number): SipRequest {
+/**
+ * Request-Line `line`, which is head[hs, hs + line.length) (the Request-URI is parsed there, in the flat string, whose
+ * octets are `bytes`).
+ */
+function parseRequestLine(line: string, headers: HeaderField[], body: Buffer, head: string, bytes: Uint8Array, hs: number): SipRequest {
   const sp1 = line.indexOf(' ');
   const sp2 = sp1 === -1 ? -1 : line.indexOf(' ', sp1 + 1);
   if (sp1 <= 0 || sp2 === -1 || line.indexOf(' ', sp2 + 1) !== -1 || sp2 === sp1 + 1 || sp2 === line.length - 1) {
@@ -449,7 +418,7 @@ function parseRequestLine(line: string, headers: HeaderField[], body: Buffer, he
   if (version !== 'SIP/2.0' && !VERSION_RE.test(version)) throw new SipParseError('BAD_VERSION', 'Bad SIP version', partialOf(line, headers));
   let uri;
   try {
-    uri = parseUriAt(head, hs + sp1 + 1, hs + sp2, uriText);
+    uri = parseUriAt(head, bytes, hs + sp1 + 1, hs + sp2, uriText);
   } catch (e) {
     if (e instanceof SipParseError) throw new SipParseError('BAD_URI', 'Bad Request-URI', partialOf(line, headers));
     throw e;

@@ -1,5 +1,6 @@
 import { SipParseError } from './errors.js';
-import { EMPTY_PARAMS, commonName, type Params } from './params.js';
+import { freshBytes, scratchBytes } from './bytes.js';
+import { EMPTY_PARAMS, commonNameIn, type Params } from './params.js';
 
 /** URI headers of a URI without any: one shared read-only instance. */
 const EMPTY_HEADERS: ReadonlyMap<string, string> = new Map<string, string>();
@@ -86,9 +87,14 @@ function checkIPv6(inner: string): void {
  * the optional port and the index where parsing stopped.
  */
 export function parseHostPort(s: string, start: number, stopAt: string, limit: number = s.length): { host: string; port: number | undefined; end: number } {
+  return hostPortAt(s, freshBytes(s), start, stopAt, limit);
+}
+
+/** parseHostPort where b holds the octets of s (see bytes.ts). */
+export function hostPortAt(s: string, b: Uint8Array, start: number, stopAt: string, limit: number): { host: string; port: number | undefined; end: number } {
   let i = start;
   let host: string;
-  if (s.charCodeAt(i) === 0x5b) {
+  if (b[i] === 0x5b) {
     const close = s.indexOf(']', i);
     if (close === -1 || close >= limit) throw bad('unterminated IPv6 reference');
     checkIPv6(s.slice(i + 1, close));
@@ -98,7 +104,7 @@ export function parseHostPort(s: string, start: number, stopAt: string, limit: n
     const hs = i;
     let upper = false;
     while (i < limit) {
-      const c = s.charCodeAt(i);
+      const c = b[i]!;
       if ((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x2d || c === 0x5f) i++;
       else if (c >= 0x41 && c <= 0x5a) {
         upper = true;
@@ -106,17 +112,17 @@ export function parseHostPort(s: string, start: number, stopAt: string, limit: n
       } else break;
     }
     if (i === hs) throw bad('missing host');
-    const c0 = s.charCodeAt(hs);
+    const c0 = b[hs];
     if (c0 === 0x2d || c0 === 0x2e) throw bad('bad host');
     host = upper ? s.slice(hs, i).toLowerCase() : s.slice(hs, i);
   }
   let port: number | undefined;
-  if (i < limit && s.charCodeAt(i) === 0x3a) {
+  if (i < limit && b[i] === 0x3a) {
     i++;
     const ps = i;
     let p = 0;
     while (i < limit) {
-      const c = s.charCodeAt(i);
+      const c = b[i]!;
       if (c < 0x30 || c > 0x39) break;
       p = p * 10 + (c - 0x30);
       i++;
@@ -165,15 +171,18 @@ function hasSpaceOrCtl(s: string): boolean {
 /** Parse any URI. SIP/SIPS are parsed fully, tel partly, others kept opaque. Throws SipParseError(BAD_URI). */
 export function parseUri(raw: string): Uri {
   // the usual shape (lower-case sip:/sips:, no escapes, headers, IPv6 or errors) in one pass; anything else below
-  return parseUriAt(raw, 0, raw.length, raw);
+  return parseUriAt(raw, scratchBytes(raw), 0, raw.length, raw);
 }
 
-/** parseUri(raw) where raw = src.slice(start, end); the usual shape is scanned in src in place (see parseViaAt). */
-export function parseUriAt(src: string, start: number, end: number, raw: string): Uri {
-  if (end - start >= 4 && src.charCodeAt(start) === 0x73 && src.charCodeAt(start + 1) === 0x69 && src.charCodeAt(start + 2) === 0x70) {
-    const c3 = src.charCodeAt(start + 3);
+/**
+ * parseUri(raw) where raw = src.slice(start, end) and b holds the octets of src (see bytes.ts); the usual shape is
+ * scanned in place (see parseViaAt).
+ */
+export function parseUriAt(src: string, b: Uint8Array, start: number, end: number, raw: string): Uri {
+  if (end - start >= 4 && b[start] === 0x73 && b[start + 1] === 0x69 && b[start + 2] === 0x70) {
+    const c3 = b[start + 3];
     const fast =
-      c3 === 0x3a ? plainSipUri('sip', src, start + 4, end, raw) : c3 === 0x73 && end - start >= 5 && src.charCodeAt(start + 4) === 0x3a ? plainSipUri('sips', src, start + 5, end, raw) : undefined;
+      c3 === 0x3a ? plainSipUri('sip', src, b, start + 4, end, raw) : c3 === 0x73 && end - start >= 5 && b[start + 4] === 0x3a ? plainSipUri('sips', src, b, start + 5, end, raw) : undefined;
     if (fast !== undefined) return fast;
   }
   return parseUriGeneral(raw);
@@ -185,11 +194,11 @@ export function parseUriAt(src: string, start: number, end: number, raw: string)
  * parseSipUriRest returns for such a URI, or undefined (not that shape, or an error to report): the caller then
  * runs the general parser.
  */
-function plainSipUri(scheme: 'sip' | 'sips', src: string, p: number, n: number, raw: string): SipUri | undefined {
+function plainSipUri(scheme: 'sip' | 'sips', src: string, b: Uint8Array, p: number, n: number, raw: string): SipUri | undefined {
   let at = -1;
   let colon = -1;
   for (let i = p; i < n; i++) {
-    const c = src.charCodeAt(i);
+    const c = b[i]!;
     if (c <= 0x20 || c >= 0x7f || c === 0x25 || c === 0x3f || c === 0x5b || c === 0x5d || c === 0x3c || c === 0x3e || c === 0x22) return undefined;
     if (c === 0x40) at = i;
     else if (c === 0x3a && colon === -1) colon = i;
@@ -208,7 +217,7 @@ function plainSipUri(scheme: 'sip' | 'sips', src: string, p: number, n: number, 
   const hs = i;
   let upper = false;
   while (i < n) {
-    const c = src.charCodeAt(i);
+    const c = b[i]!;
     if ((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x2d || c === 0x5f) i++;
     else if (c >= 0x41 && c <= 0x5a) {
       upper = true;
@@ -216,16 +225,16 @@ function plainSipUri(scheme: 'sip' | 'sips', src: string, p: number, n: number, 
     } else break;
   }
   if (i === hs) return undefined;
-  const h0 = src.charCodeAt(hs);
+  const h0 = b[hs];
   if (h0 === 0x2d || h0 === 0x2e) return undefined;
   const host = upper ? src.slice(hs, i).toLowerCase() : src.slice(hs, i);
   let port: number | undefined;
-  if (i < n && src.charCodeAt(i) === 0x3a) {
+  if (i < n && b[i] === 0x3a) {
     i++;
     const ps = i;
     let v = 0;
     while (i < n) {
-      const c = src.charCodeAt(i);
+      const c = b[i]!;
       if (c < 0x30 || c > 0x39) break;
       v = v * 10 + (c - 0x30);
       i++;
@@ -235,7 +244,7 @@ function plainSipUri(scheme: 'sip' | 'sips', src: string, p: number, n: number, 
   }
   let params: Params = EMPTY_PARAMS;
   if (i < n) {
-    if (src.charCodeAt(i) !== 0x3b) return undefined;
+    if (b[i] !== 0x3b) return undefined;
     const ps = new Map<string, string | null>();
     params = ps;
     i++;
@@ -245,7 +254,7 @@ function plainSipUri(scheme: 'sip' | 'sips', src: string, p: number, n: number, 
       let eq = -1;
       let up = false;
       while (i < n) {
-        const c = src.charCodeAt(i);
+        const c = b[i]!;
         if (c === 0x3b) break;
         if (c === 0x3d) {
           if (eq === -1) eq = i;
@@ -254,7 +263,7 @@ function plainSipUri(scheme: 'sip' | 'sips', src: string, p: number, n: number, 
       }
       if (i === ns || eq === ns) return undefined;
       const ne = eq === -1 ? i : eq;
-      const name = up ? src.slice(ns, ne).toLowerCase() : (commonName(src, ns, ne) ?? src.slice(ns, ne));
+      const name = up ? src.slice(ns, ne).toLowerCase() : (commonNameIn(b, ns, ne) ?? src.slice(ns, ne));
       ps.set(name, eq === -1 ? null : src.slice(eq + 1, i));
       if (i >= n) break;
       i++;

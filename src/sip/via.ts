@@ -1,7 +1,8 @@
 import { SipParseError } from './errors.js';
 import { isToken } from './headers.js';
-import { EMPTY_PARAMS, parseHeaderParams, type Params } from './params.js';
-import { parseHostPort } from './uri.js';
+import { freshBytes, scratchBytes } from './bytes.js';
+import { EMPTY_PARAMS, headerParamsAt, type Params } from './params.js';
+import { hostPortAt } from './uri.js';
 
 export interface Via {
   /** e.g. "SIP/2.0" */
@@ -23,21 +24,19 @@ export interface Via {
   readonly raw: string;
 }
 
-const isWs = (c: number): boolean => c === 0x20 || c === 0x09;
-
 function bad(reason: string): SipParseError {
   return new SipParseError('BAD_VIA', reason);
 }
 
-function skipWs(s: string, i: number, n: number): number {
-  while (i < n && isWs(s.charCodeAt(i))) i++;
+function skipWs(b: Uint8Array, i: number, n: number): number {
+  while (i < n && (b[i] === 0x20 || b[i] === 0x09)) i++;
   return i;
 }
 
 /** End of a sent-protocol token: stops at '/', ';' or whitespace. */
-function tokenEnd(s: string, i: number, n: number): number {
+function tokenEnd(b: Uint8Array, i: number, n: number): number {
   while (i < n) {
-    const c = s.charCodeAt(i);
+    const c = b[i];
     if (c === 0x2f || c === 0x3b || c === 0x20 || c === 0x09) break;
     i++;
   }
@@ -45,92 +44,111 @@ function tokenEnd(s: string, i: number, n: number): number {
 }
 
 /** Position after a '/' surrounded by optional whitespace. */
-function slashAt(s: string, i: number, n: number): number {
-  i = skipWs(s, i, n);
-  if (i >= n || s.charCodeAt(i) !== 0x2f) throw bad('bad sent-protocol');
-  return skipWs(s, i + 1, n);
+function slashAt(b: Uint8Array, i: number, n: number): number {
+  i = skipWs(b, i, n);
+  if (i >= n || b[i] !== 0x2f) throw bad('bad sent-protocol');
+  return skipWs(b, i + 1, n);
 }
 
-function hasWsIn(s: string, from: number, to: number): boolean {
-  for (let i = from; i < to; i++) if (isWs(s.charCodeAt(i))) return true;
-  return false;
-}
-
-/** UDP, TCP or TLS (any case) at s[i, i+3) as the upper-case constant, or ''. */
-function knownTransport(s: string, i: number): string {
-  const a = s.charCodeAt(i) & 0xdf;
-  const b = s.charCodeAt(i + 1) & 0xdf;
-  const c = s.charCodeAt(i + 2) & 0xdf;
-  if (a === 0x55 && b === 0x44 && c === 0x50) return 'UDP';
-  if (a === 0x54 && b === 0x43 && c === 0x50) return 'TCP';
-  if (a === 0x54 && b === 0x4c && c === 0x53) return 'TLS';
+/** UDP, TCP or TLS (any case) at b[i, i+3) as the upper-case constant, or ''. */
+function knownTransport(b: Uint8Array, i: number): string {
+  const x = b[i]! & 0xdf;
+  const y = b[i + 1]! & 0xdf;
+  const z = b[i + 2]! & 0xdf;
+  if (x === 0x55 && y === 0x44 && z === 0x50) return 'UDP';
+  if (x === 0x54 && y === 0x43 && z === 0x50) return 'TCP';
+  if (x === 0x54 && y === 0x4c && z === 0x53) return 'TLS';
   return '';
+}
+
+/** "SIP/2.0/" at b[i, i+8). */
+function sip20At(b: Uint8Array, i: number): boolean {
+  return b[i] === 0x53 && b[i + 1] === 0x49 && b[i + 2] === 0x50 && b[i + 3] === 0x2f && b[i + 4] === 0x32 && b[i + 5] === 0x2e && b[i + 6] === 0x30 && b[i + 7] === 0x2f;
 }
 
 /** Parse one via-parm (one element of the comma list). */
 export function parseVia(raw: string): Via {
-  return parseViaAt(raw, 0, raw.length, raw);
+  return parseViaAt(raw, scratchBytes(raw), 0, raw.length, raw);
 }
 
 /**
- * parseVia(raw) where raw = src.slice(start, end), scanning src in place: a header value is a slice of the
- * received text, and characters of a flat string are cheaper to read than those of a slice.
+ * parseVia(raw) where raw = src.slice(start, end), scanning in place: a header value is a slice of the received
+ * text, whose octets b (b[k] = src.charCodeAt(k), see bytes.ts) are cheaper to read than the characters of a slice.
  */
-export function parseViaAt(src: string, start: number, end: number, raw: string): Via {
+export function parseViaAt(src: string, b: Uint8Array, start: number, end: number, raw: string): Via {
   const s = src;
   const n = end;
-  let i = skipWs(s, start, n);
+  let i = skipWs(b, start, n);
   let protocol: string;
   let transport: string;
-  if (i + 8 <= n && s.startsWith('SIP/2.0/', i)) {
+  if (i + 8 <= n && sip20At(b, i)) {
     // the usual spelling, without slicing name and version
     protocol = 'SIP/2.0';
-    i = skipWs(s, i + 8, n);
+    i = skipWs(b, i + 8, n);
   } else {
-    let e = tokenEnd(s, i, n);
+    let e = tokenEnd(b, i, n);
     const name = s.slice(i, e);
-    i = slashAt(s, e, n);
-    e = tokenEnd(s, i, n);
+    i = slashAt(b, e, n);
+    e = tokenEnd(b, i, n);
     const version = s.slice(i, e);
-    i = slashAt(s, e, n);
+    i = slashAt(b, e, n);
     if (!isToken(name) || !isToken(version)) throw bad('bad sent-protocol');
     protocol = name.length === 3 && version === '2.0' && (name === 'SIP' || name === 'sip') ? 'SIP/2.0' : `${name.toUpperCase()}/${version}`;
   }
-  const e = tokenEnd(s, i, n);
-  transport = e - i === 3 ? knownTransport(s, i) : '';
+  const e = tokenEnd(b, i, n);
+  transport = e - i === 3 ? knownTransport(b, i) : '';
   if (transport === '') {
     const t = s.slice(i, e);
     if (!isToken(t)) throw bad('bad sent-protocol');
     transport = t.toUpperCase();
   }
-  i = skipWs(s, e, n);
+  i = skipWs(b, e, n);
   if (i >= n) throw bad('missing sent-by');
   // sent-by = host [ SWS ":" SWS port ]; it ends at the first ';' (sent-by holds none)
-  let end2 = s.indexOf(';', i);
-  if (end2 === -1 || end2 > n) end2 = n;
+  let end2 = i;
+  let ws = false;
+  while (end2 < n) {
+    const c = b[end2];
+    if (c === 0x3b) break;
+    if (c === 0x20 || c === 0x09) ws = true;
+    end2++;
+  }
   let hp;
   try {
-    hp = hasWsIn(s, i, end2) ? parseHostPort(compactSentBy(s.slice(i, end2)), 0, ';') : parseHostPort(s, i, ';', end2);
+    if (ws) {
+      const sb = compactSentBy(s.slice(i, end2));
+      hp = hostPortAt(sb, freshBytes(sb), 0, ';', sb.length);
+    } else hp = hostPortAt(s, b, i, ';', end2);
   } catch (err) {
     if (err instanceof SipParseError) throw bad('bad sent-by');
     throw err;
   }
-  const params = end2 === n ? EMPTY_PARAMS : parseHeaderParams(s, 'BAD_VIA', 'Via', end2, n);
-  const branch = params.get('branch');
-  const received = params.get('received');
-  const rport = params.get('rport');
-  const maddr = params.get('maddr');
-  const ttl = params.get('ttl');
+  // the parameters, with the five Via reads of them picked up during the scan
+  let branch: string | null | undefined;
+  let received: string | null | undefined;
+  let rport: string | null | undefined;
+  let maddr: string | null | undefined;
+  let ttl: string | null | undefined;
+  let params: Params = EMPTY_PARAMS;
+  if (end2 !== n) {
+    const pm = headerParamsAt(s, b, 'BAD_VIA', 'Via', end2, n) as Map<string, string | null>;
+    params = pm;
+    branch = pm.get('branch');
+    received = pm.get('received');
+    rport = pm.get('rport');
+    maddr = pm.get('maddr');
+    ttl = pm.get('ttl');
+  }
   let rportValue: number | true | undefined;
   if (rport === null) rportValue = true;
   else if (rport !== undefined) {
-    if (!isDigits(rport, 5)) throw bad('bad rport');
-    rportValue = Number(rport);
+    rportValue = digitsValue(rport, 5);
+    if (rportValue === -1) throw bad('bad rport');
   }
   let ttlValue: number | undefined;
   if (ttl !== undefined && ttl !== null) {
-    if (!isDigits(ttl, 3)) throw bad('bad ttl');
-    ttlValue = Number(ttl);
+    ttlValue = digitsValue(ttl, 3);
+    if (ttlValue === -1) throw bad('bad ttl');
   }
   if (branch === null) throw bad('empty branch');
   if (received === null) throw bad('empty received');
@@ -149,13 +167,16 @@ export function parseViaAt(src: string, start: number, end: number, raw: string)
   };
 }
 
-function isDigits(v: string, max: number): boolean {
-  if (v.length === 0 || v.length > max) return false;
+/** Value of 1 to max decimal digits (as Number(v)), or -1 when v is not that. */
+function digitsValue(v: string, max: number): number {
+  if (v.length === 0 || v.length > max) return -1;
+  let n = 0;
   for (let i = 0; i < v.length; i++) {
     const c = v.charCodeAt(i);
-    if (c < 0x30 || c > 0x39) return false;
+    if (c < 0x30 || c > 0x39) return -1;
+    n = n * 10 + (c - 0x30);
   }
-  return true;
+  return n;
 }
 
 /** sent-by with whitespace: remove LWS around the ':' (after an IPv6 reference's ']'); any other whitespace is an error. */

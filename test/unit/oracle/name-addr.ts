@@ -1,0 +1,210 @@
+/** Oracle for test/unit/sip-bytes.test.ts: this file as it was in src/sip at main 85887c8 (string scans, before the octet scans). Do not edit. */
+import { SipParseError } from '../../../src/sip/errors.js';
+import { isTokenChar } from './headers.js';
+import { EMPTY_PARAMS, headerParam, parseHeaderParams, type Params } from './params.js';
+import { parseUriAt, type Uri } from './uri.js';
+
+/** name-addr / addr-spec with header parameters: From, To, Contact, Route, Record-Route, Path. */
+export interface NameAddr {
+  /** display name: quotes removed and quoted-pairs decoded; undefined when absent. */
+  readonly displayName: string | undefined;
+  readonly uri: Uri;
+  /** true when the URI was written inside < >. */
+  readonly bracketed: boolean;
+  /** header parameters (tag, expires, q, unknown ...), names lower-cased, values as written. */
+  readonly params: Params;
+  /** the element text as received. */
+  readonly raw: string;
+}
+
+export interface ContactStar {
+  readonly star: true;
+  readonly params: Params;
+  readonly raw: string;
+}
+
+const isWs = (c: number): boolean => c === 0x20 || c === 0x09;
+
+function bad(reason: string): SipParseError {
+  return new SipParseError('BAD_NAME_ADDR', reason);
+}
+
+/** Parse one name-addr or addr-spec followed by optional header params. */
+export function parseNameAddr(raw: string): NameAddr {
+  return parseNameAddrAt(raw, 0, raw.length, raw);
+}
+
+/** parseNameAddr(raw) where raw = src.slice(start, end), scanning src in place (see parseViaAt). */
+export function parseNameAddrAt(src: string, start: number, end: number, raw: string): NameAddr {
+  const s = src;
+  const n = end;
+  let i = start;
+  while (i < n && isWs(s.charCodeAt(i))) i++;
+  if (i >= n) throw bad('empty address');
+  let displayName: string | undefined;
+  let bracketed = false;
+  let uriText: string;
+  let uriStart: number;
+  if (s.charCodeAt(i) === 0x22) {
+    // quoted display name: quoted-pairs decoded
+    i++;
+    let dn = '';
+    let from = i;
+    for (;;) {
+      if (i >= n) throw bad('unterminated display name');
+      const c = s.charCodeAt(i);
+      if (c === 0x5c) {
+        if (i + 1 >= n) throw bad('unterminated display name');
+        dn += s.slice(from, i) + s[i + 1];
+        i += 2;
+        from = i;
+        continue;
+      }
+      if (c === 0x22) {
+        dn += s.slice(from, i);
+        i++;
+        break;
+      }
+      i++;
+    }
+    displayName = dn;
+    while (i < n && isWs(s.charCodeAt(i))) i++;
+    if (i >= n || s.charCodeAt(i) !== 0x3c) throw bad('expected < after display name');
+  }
+  const lt = displayName === undefined ? findLt(s, i, n) : i;
+  if (lt !== -1) {
+    if (displayName === undefined && lt > i) {
+      const dn = s.slice(i, lt).trim();
+      let inner = false;
+      for (let k = 0; k < dn.length; k++) {
+        const c = dn.charCodeAt(k);
+        if (isWs(c)) inner = true;
+        else if (!isTokenChar(c)) throw bad('bad display name');
+      }
+      displayName = inner ? dn.replace(/[ \t]+/g, ' ') : dn;
+    }
+    const gt = s.indexOf('>', lt + 1);
+    if (gt === -1 || gt >= n) throw bad('missing >');
+    if (gt === lt + 1 || isWs(s.charCodeAt(lt + 1)) || isWs(s.charCodeAt(gt - 1))) throw bad('spaces inside < >');
+    uriText = s.slice(lt + 1, gt);
+    uriStart = lt + 1;
+    bracketed = true;
+    i = gt + 1;
+  } else {
+    // addr-spec: the URI runs to the first ';' (params belong to the header) or whitespace
+    const us = i;
+    while (i < n) {
+      const c = s.charCodeAt(i);
+      if (c === 0x3b || isWs(c)) break;
+      i++;
+    }
+    uriText = s.slice(us, i);
+    uriStart = us;
+    if (uriText.indexOf('?') !== -1 || uriText.indexOf(',') !== -1) throw bad('URI with ? or , must be in < >');
+  }
+  const uri = parseUriAt(s, uriStart, uriStart + uriText.length, uriText);
+  const params = i === n ? EMPTY_PARAMS : parseHeaderParams(s, 'BAD_NAME_ADDR', 'address', i, n);
+  return { displayName, uri, bracketed, params, raw };
+}
+
+/**
+ * Header parameters of a name-addr / addr-spec (tag, expires ...) without parsing its URI or display name.
+ * Equal to parseNameAddr(raw).params whenever that succeeds; undefined when the shape is not recognised.
+ * Used for From/To tags, which routing needs before (or without) the full address.
+ */
+export function nameAddrParams(raw: string): Params | undefined {
+  return nameAddrParamsAt(raw, 0, raw.length);
+}
+
+/** nameAddrParams(src.slice(start, end)), scanning src in place. */
+export function nameAddrParamsAt(src: string, start: number, end: number): Params | undefined {
+  const i = paramsStart(src, start, end);
+  if (i === -1) return undefined;
+  try {
+    return i === end ? EMPTY_PARAMS : parseHeaderParams(src, 'BAD_NAME_ADDR', 'address', i, end);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * nameAddrParamsAt(src, start, end)?.get(want) without building the Map; false where nameAddrParamsAt gives
+ * undefined (shape not recognised, or bad parameters).
+ */
+export function nameAddrParamAt(src: string, start: number, end: number, want: string): string | null | undefined | false {
+  const i = paramsStart(src, start, end);
+  if (i === -1) return false;
+  if (i === end) return undefined;
+  try {
+    return headerParam(src, 'BAD_NAME_ADDR', 'address', i, end, want);
+  } catch {
+    return false;
+  }
+}
+
+/** Where the header parameters of the name-addr / addr-spec src[start, end) start (end if none), or -1. */
+function paramsStart(src: string, start: number, end: number): number {
+  const s = src;
+  const n = end;
+  let i = start;
+  while (i < n && isWs(s.charCodeAt(i))) i++;
+  if (i >= n) return -1;
+  let quoted = false;
+  if (s.charCodeAt(i) === 0x22) {
+    quoted = true;
+    i++;
+    for (;;) {
+      if (i >= n) return -1;
+      const c = s.charCodeAt(i);
+      if (c === 0x5c) i += 2;
+      else if (c === 0x22) break;
+      else i++;
+    }
+    i++;
+    while (i < n && isWs(s.charCodeAt(i))) i++;
+    if (i >= n || s.charCodeAt(i) !== 0x3c) return -1;
+  }
+  const lt = quoted ? i : findLt(s, i, n);
+  if (lt !== -1) {
+    const gt = s.indexOf('>', lt + 1);
+    if (gt === -1 || gt >= n) return -1;
+    i = gt + 1;
+  } else {
+    while (i < n) {
+      const c = s.charCodeAt(i);
+      if (c === 0x3b || isWs(c)) break;
+      i++;
+    }
+  }
+  return i;
+}
+
+/** Position of a '<' that starts a name-addr URI (outside quotes), or -1. */
+function findLt(s: string, from: number, end: number): number {
+  for (let i = from; i < end; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x3c) return i;
+    if (c === 0x3b) return -1; // a ';' before any '<' means addr-spec with params
+  }
+  return -1;
+}
+
+export function parseContact(raw: string): NameAddr | ContactStar {
+  const t = raw.trim();
+  if (t.charCodeAt(0) === 0x2a) {
+    const params = parseHeaderParams(t.slice(1), 'BAD_NAME_ADDR', 'contact');
+    return { star: true, params, raw };
+  }
+  return parseNameAddr(raw);
+}
+
+export function isStar(c: NameAddr | ContactStar): c is ContactStar {
+  return 'star' in c;
+}
+
+/** Format a name-addr for a header we generate. */
+export function formatNameAddr(uri: string, params: Params | undefined, displayName?: string): string {
+  let out = displayName !== undefined ? `"${displayName.replace(/(["\\])/g, '\\$1')}" <${uri}>` : `<${uri}>`;
+  if (params) for (const [k, v] of params) out += v === null ? `;${k}` : `;${k}=${v}`;
+  return out;
+}
