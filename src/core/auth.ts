@@ -196,6 +196,9 @@ function realmMatches(a: string | undefined, realm: string): boolean {
  * were removed.
  */
 export function stripCredentials(req: SipRequest, realm: string): number {
+  // without credentials, nothing to do (and the raw header array, which would turn off the parser's
+  // presence mask for this message, is not read)
+  if (req.header('proxy-authorization') === undefined) return 0;
   const kept = req.headers.filter((f) => {
     if (f.key !== 'proxy-authorization') return true;
     const c = parseCredentials(f.value);

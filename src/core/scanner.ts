@@ -44,9 +44,9 @@ export class ScannerFilter {
   /** Whether any User-Agent header line of the request names a scanner. */
   matches(req: SipRequest): boolean {
     if (this.needles.length === 0) return false;
-    // every User-Agent line counts (no array of their values made)
-    const hs = req.headers;
-    for (let i = 0; i < hs.length; i++) if (hs[i]!.key === 'user-agent' && this.matchesUserAgent(hs[i]!.value)) return true;
+    // every User-Agent line counts; the accessors (not the raw header array) keep the parser's presence mask
+    if (req.header('user-agent') === undefined) return false;
+    for (const v of req.headerValues('user-agent')) if (this.matchesUserAgent(v)) return true;
     return false;
   }
 }
