@@ -266,7 +266,9 @@ export class NonceCountTracker {
     if (st === undefined) {
       if (issued < this.startTime || seq < this.seqFloor) return 'stale';
       st = { issued, seq, max: nc, bits: 1n };
-      this.map.set(nonce, st);
+      // the nonce arrives as a slice of the received message's text: a key kept as it is would keep
+      // the whole message alive as long as the entry (~800 B per nonce, promoted to old space). A copy.
+      this.map.set(Buffer.from(nonce, 'latin1').toString('latin1'), st);
       this.evict(now);
       return 'ok';
     }
