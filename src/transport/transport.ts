@@ -97,9 +97,10 @@ export interface Transport {
   /**
    * Send one message. Connection-oriented transports use `connectionId` when still open, else an open
    * connection to address:port, else open one (where the transport can: WS cannot dial browsers).
-   * `address` is an IP address (the layer resolves names). Rejects with TransportError.
+   * `address` is an IP address (the layer resolves names); (additive) `serverName` is the name it was
+   * resolved from, when it was one (TLS: SNI and the certificate name check). Rejects with TransportError.
    */
-  send(data: Buffer, address: string, port: number, connectionId: number | undefined, local: LocalEndpoint | undefined): Promise<void>;
+  send(data: Buffer, address: string, port: number, connectionId: number | undefined, local: LocalEndpoint | undefined, serverName?: string): Promise<void>;
   /** open connections (connectionless transports: none). */
   connections(): ConnectionInfo[];
   connectionCounts(): { total: number; inbound: number; outbound: number };
