@@ -25,6 +25,8 @@ import { isSipParseError, parseMessage, parseVia, SipParseError, SipRequest, spl
 import { Counters, ipFamily, noLog, normaliseAddress, peerName, toTransportError, type TransportLog, type TransportStats } from './common.js';
 import { Resolver, type LookupFn, type SrvLookupFn } from './resolve.js';
 import { TcpTransport, type TcpConnectionInfo } from './tcp.js';
+import { TlsTransport } from './tls.js';
+import type { TlsContexts } from './tls-context.js';
 import { UdpListener, type UdpBufferSizes } from './udp.js';
 import { viaReceivedParams } from './via-handling.js';
 import {
@@ -43,6 +45,7 @@ export { Resolver, TtlCache, systemLookup, systemSrv, type LookupFn, type SrvLoo
 export { ListenError, type UdpBufferSizes } from './udp.js';
 export { normaliseAddress, DROP_REASONS, type DropReason, type TransportStats, type TransportLog, type LogLevel } from './common.js';
 export type { TcpConnectionInfo } from './tcp.js';
+export { TlsContexts, TlsMaterialError, type TlsMaterial, type TlsSettings, type TlsMinVersion } from './tls-context.js';
 
 /** RFC 3261 §18.1.1: a request within 200 bytes of the path MTU (1500) must go over a congestion-controlled transport. */
 export const UDP_MAX_REQUEST = 1300;
@@ -95,6 +98,8 @@ export interface TransportLayerOptions {
   limits: TransportLimits;
   events: TransportEvents;
   log?: TransportLog;
+  /** TLS certificate material and settings; required for `tls` listeners (and outbound TLS). */
+  tls?: TlsContexts;
   /** SO_RCVBUF / SO_SNDBUF for every UDP socket, set after bind (default: the OS defaults). */
   udpBuffers?: UdpBufferSizes;
   /** A/AAAA lookup (default `dns.promises.lookup(host, { all: true })`). */
@@ -253,9 +258,13 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
     receive(data, { transport: 'udp', address: ip, port, local });
   };
 
+  // connection ids are unique across the stream transports (tcp, tls)
+  let connectionSeq = 0;
+  const nextConnectionId = (): number => ++connectionSeq;
   const tcp = new TcpTransport(
     limits,
     {
+      connectionId: nextConnectionId,
       admit: (address, port, _local, kind) => admitted({ transport: 'tcp', address, port }, kind),
       message: (data, c) => receive(data, { transport: 'tcp', address: c.remoteAddress, port: c.remotePort, connectionId: c.id, local: c.local }),
       framingError: (err, c) => {
@@ -270,6 +279,30 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
     counters,
     log,
   );
+  // TLS: the same stream transport under a TLS layer (./tls.ts), fed into the same receive path
+  const tls =
+    opts.tls === undefined
+      ? undefined
+      : new TlsTransport(
+          {
+            log,
+            counters,
+            nextConnectionId,
+            admit: (transport, address, port, what) => admitted({ transport, address, port }, what),
+            message: (data, transport, address, port, local, connectionId) => receive(data, { transport, address, port, connectionId, local }),
+            framingError: (err, c) => {
+              const src: Source = { transport: c.transport, address: c.remoteAddress, port: c.remotePort, connectionId: c.id, local: c.local };
+              safe('parseError', () => events.parseError(err, src, Buffer.alloc(0)));
+            },
+            closed: (c, reason) => {
+              const cb = events.connectionClosed;
+              if (cb !== undefined) safe('connectionClosed', () => cb.call(events, c.id, { address: c.remoteAddress, port: c.remotePort, local: c.local }, reason));
+            },
+          },
+          { limits, contexts: opts.tls },
+        );
+  /** the stream transport owning an open connection id. */
+  const streamOf = (id: number): TcpTransport | TlsTransport | undefined => (tcp.isOpen(id) ? tcp : tls?.isOpen(id) === true ? tls : undefined);
 
   const endpointFor = (transport: TransportName, family: 4 | 6): LocalEndpoint | undefined =>
     eps.find((e) => e.transport === transport && ipFamily(e.address) === family);
@@ -286,17 +319,21 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
   const sendNow = async (data: Buffer, target: Target): Promise<void> => {
     if (state !== 'running') throw new TransportError('closed', 'transport layer is not running');
     // a response on a still-open connection needs no address at all
-    if (target.transport === 'tcp' && target.connectionId !== undefined && tcp.isOpen(target.connectionId)) {
-      if (dropHook !== undefined && dropHook('out', data, { transport: 'tcp', address: target.address, port: target.port })) {
+    const id = target.connectionId;
+    const open = id === undefined ? undefined : target.transport === 'tcp' ? (tcp.isOpen(id) ? tcp : undefined) : target.transport === 'tls' && tls?.isOpen(id) === true ? tls : undefined;
+    if (open !== undefined) {
+      if (dropHook !== undefined && dropHook('out', data, { transport: target.transport, address: target.address, port: target.port })) {
         counters.drop('hook');
         return;
       }
-      await tcp.send(data, target.address, target.port, target.connectionId, undefined);
+      await open.send(data, target.address, target.port, target.connectionId, undefined);
       counters.messagesOut++;
       return;
     }
     let address = target.address;
     let family = ipFamily(address);
+    // TLS: the name the target was given by is the SNI and the name its certificate must carry
+    const serverName = family === 0 ? address : undefined;
     if (family === 0) {
       const addrs = await resolver.lookupHost(address);
       const usable = addrs.find((a) => pickLocal(target.transport, a.family, target.local) !== undefined);
@@ -315,9 +352,12 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
       if (l === undefined) throw new TransportError('no-listener', `no UDP listener for IPv${family}`);
       await l.send(data, address, target.port);
       counters.bytesOut += data.length;
-    } else {
+    } else if (target.transport === 'tls') {
+      if (tls === undefined) throw new TransportError('no-listener', 'no TLS transport (tls settings missing)');
+      await tls.send(data, address, target.port, target.connectionId, local, serverName);
+    } else if (target.transport === 'tcp') {
       await tcp.send(data, address, target.port, target.connectionId, local);
-    }
+    } else throw new TransportError('no-listener', `no ${target.transport} transport`);
     counters.messagesOut++;
   };
 
@@ -338,14 +378,18 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
             const u = new UdpListener(host, l.port, opts.advertise, onUdp, log, opts.udpBuffers);
             started.push(await u.start());
             udp.push(u);
-          } else {
+          } else if (l.transport === 'tcp') {
             started.push(await tcp.listen(host, l.port, opts.advertise));
-          }
+          } else if (l.transport === 'tls') {
+            if (tls === undefined) throw new TransportError('no-listener', `cannot listen on tls:${l.host}:${l.port}: no TLS certificate settings`);
+            started.push(await tls.listen(host, l.port, opts.advertise));
+          } else throw new TransportError('no-listener', `cannot listen on ${l.transport}:${l.host}:${l.port}: transport not served`);
         }
       } catch (e) {
         state = 'closed';
         await Promise.all(udp.map((u) => u.close()));
         await tcp.close();
+        await tls?.close();
         throw e;
       }
       eps = started;
@@ -356,7 +400,7 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
     async close() {
       if (state === 'closed') return;
       state = 'closed';
-      await Promise.all([...udp.map((u) => u.close()), tcp.close()]);
+      await Promise.all([...udp.map((u) => u.close()), tcp.close(), ...(tls !== undefined ? [tls.close()] : [])]);
     },
 
     send(data, target) {
@@ -391,7 +435,7 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
 
     stats() {
       return {
-        connections: tcp.connectionCounts,
+        connections: sumCounts(tcp.connectionCounts, tls?.connectionCounts()),
         connectionsOpened: counters.connectionsOpened,
         connectionsClosed: counters.connectionsClosed,
         bytesIn: counters.bytesIn,
@@ -403,9 +447,13 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
       };
     },
 
-    connections: () => tcp.connections(),
-    isConnectionOpen: (id) => tcp.isOpen(id),
-    closeConnection: (id) => tcp.closeConnection(id),
+    connections: () => [...tcp.connections(), ...(tls?.tcp.connections() ?? [])],
+    isConnectionOpen: (id) => streamOf(id) !== undefined,
+    closeConnection: (id) => streamOf(id)?.closeConnection(id) ?? false,
   };
   return layer;
+}
+
+function sumCounts(a: { total: number; inbound: number; outbound: number }, b: { total: number; inbound: number; outbound: number } | undefined): { total: number; inbound: number; outbound: number } {
+  return b === undefined ? a : { total: a.total + b.total, inbound: a.inbound + b.inbound, outbound: a.outbound + b.outbound };
 }

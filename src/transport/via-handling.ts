@@ -32,7 +32,7 @@ export function viaTransport(token: string): { transport: TransportName; default
     case 'TCP':
       return { transport: 'tcp', defaultPort: 5060 };
     case 'TLS':
-      return { transport: 'tcp', defaultPort: 5061 };
+      return { transport: 'tls', defaultPort: 5061 };
     default:
       return undefined;
   }
@@ -65,16 +65,19 @@ export function responseTarget(res: SipResponse, src?: Source): Target {
   if (vt === undefined) throw new TransportError('unreachable', `unsupported Via transport ${via.transport}`);
   // a request that arrived over UDP is answered over UDP, whatever its Via claims (as Kamailio does):
   // opening a TCP connection towards a datagram peer would usually fail and is never what it expects
-  const transport = src !== undefined && src.transport === 'udp' ? 'udp' : vt.transport;
+  // likewise a request that arrived on a stream (TCP or TLS) is answered on that stream's transport
+  // (its connection, §18.2.2), whether its Via says TCP or TLS
+  const streamSrc = src !== undefined && (src.transport === 'tcp' || src.transport === 'tls');
+  const transport = src !== undefined && src.transport === 'udp' ? 'udp' : streamSrc && (vt.transport === 'tcp' || vt.transport === 'tls') ? src.transport : vt.transport;
   const local = src !== undefined && src.local.transport === transport ? src.local : undefined;
   const rport = typeof via.rport === 'number' ? via.rport : undefined;
   const withLocal = (t: Target): Target => (local !== undefined ? { ...t, local } : t);
   if (transport === 'udp' && vt.transport !== 'udp') {
     return withLocal({ transport: 'udp', address: hostAddress(via.received ?? via.host), port: rport ?? via.port ?? 5060 });
   }
-  if (vt.transport === 'tcp') {
-    const t: Target = { transport: 'tcp', address: hostAddress(via.received ?? via.host), port: via.port ?? vt.defaultPort };
-    if (src !== undefined && src.transport === 'tcp' && src.connectionId !== undefined) return withLocal({ ...t, connectionId: src.connectionId });
+  if (transport === 'tcp' || transport === 'tls') {
+    const t: Target = { transport, address: hostAddress(via.received ?? via.host), port: via.port ?? vt.defaultPort };
+    if (src !== undefined && src.transport === transport && src.connectionId !== undefined) return withLocal({ ...t, connectionId: src.connectionId });
     return withLocal(t);
   }
   if (via.received !== undefined) return withLocal({ transport: 'udp', address: hostAddress(via.received), port: rport ?? via.port ?? vt.defaultPort });

@@ -12,6 +12,14 @@ import { Counters, type TransportLog } from '../../src/transport/common.js';
 import type { TcpLimits } from '../../src/transport/tcp.js';
 import { TlsContexts, type TlsMaterial, type TlsSettings } from '../../src/transport/tls-context.js';
 import { TlsTransport } from '../../src/transport/tls.js';
+import { createTransportLayer, responseTarget, type SipTransportLayer, type Source } from '../../src/transport/index.js';
+import { parseMessage, SipResponse as SipResponseClass, type SipRequest, type SipResponse } from '../../src/sip/index.js';
+
+function parseResponse(b: Buffer): SipResponse {
+  const m = parseMessage(b);
+  if (!(m instanceof SipResponseClass)) throw new Error('not a response');
+  return m;
+}
 import type { ConnectionInfo, TransportContext } from '../../src/transport/transport.js';
 import { TransportError, type LocalEndpoint, type TransportName } from '../../src/transport/types.js';
 import { makePki, type CertFiles, type TestPki } from '../helpers/certs.js';
@@ -240,5 +248,60 @@ describe('TLS transport', () => {
     expect(a.counters.drops['tcp-per-ip-limit']).toBe(1);
     expect(a.counters.drops['tls-handshake']).toBe(0);
     expect(a.t.connectionCounts().inbound).toBe(1);
+  });
+});
+
+describe('TLS in the transport layer (createTransportLayer)', () => {
+  const limits = { ...LIMITS, maxHeaders: 256, maxHeaderLine: 8192, maxVias: 70 };
+
+  async function layer(material: CertFiles, events: { request?: (req: SipRequest, src: Source, t: SipTransportLayer) => void; response?: (res: SipResponse, src: Source) => void } = {}): Promise<SipTransportLayer> {
+    const t: SipTransportLayer = createTransportLayer({
+      listen: [
+        { transport: 'tls', host: '127.0.0.1', port: 0 },
+        { transport: 'tcp', host: '127.0.0.1', port: 0 },
+      ],
+      limits,
+      tls: new TlsContexts(mat(material), SETTINGS),
+      // 'sip.test' is this host: the name is the SNI and the certificate name checked
+      resolver: async (host) => (host === 'sip.test' ? [{ address: '127.0.0.1', family: 4 }] : []),
+      events: {
+        request: (req, src) => events.request?.(req, src, t),
+        response: (res, src) => events.response?.(res, src),
+        parseError: () => undefined,
+      },
+    });
+    await t.start();
+    cleanups.push(() => t.close());
+    return t;
+  }
+
+  it('a request over TLS by host name reaches the other layer as transport tls; its response comes back on the same connection; ids are unique across tcp and tls', async () => {
+    const got: Array<{ req: SipRequest; src: Source }> = [];
+    const sl = await layer(server, {
+      request: (req, src, t) => {
+        got.push({ req, src });
+        const res = Buffer.from(`SIP/2.0 200 OK\r\n${req.headerValues('via').map((v) => `Via: ${v}`).join('\r\n')}\r\nCall-ID: ${req.callId()}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n`, 'latin1');
+        void t.send(res, responseTarget(parseResponse(res), src));
+      },
+    });
+    const responses: Array<{ src: Source }> = [];
+    let wake: (() => void) | undefined;
+    const cl = await layer(client, { response: (_res, src) => { responses.push({ src }); wake?.(); } });
+    const tlsEp = sl.endpoints().find((e) => e.transport === 'tls')!;
+    const tcpEp = sl.endpoints().find((e) => e.transport === 'tcp')!;
+    await cl.send(sip('OPTIONS', 20), { transport: 'tls', address: 'sip.test', port: tlsEp.port });
+    await cl.send(sip('OPTIONS', 21), { transport: 'tcp', address: '127.0.0.1', port: tcpEp.port });
+    for (let i = 0; i < 100 && responses.length < 2; i++) await new Promise<void>((r) => (wake = r));
+    expect(got.map((g) => g.src.transport).sort()).toEqual(['tcp', 'tls']);
+    const ids = got.map((g) => g.src.connectionId);
+    expect(new Set(ids).size).toBe(2);
+    expect(responses.map((r) => r.src.transport).sort()).toEqual(['tcp', 'tls']);
+    expect(cl.connections()).toHaveLength(2);
+    expect(sl.stats().connections).toEqual({ total: 2, inbound: 2, outbound: 0 });
+  });
+
+  it('a tls listener without TLS settings does not start (one error)', async () => {
+    const t = createTransportLayer({ listen: [{ transport: 'tls', host: '127.0.0.1', port: 0 }], limits, events: { request: () => undefined, response: () => undefined, parseError: () => undefined } });
+    await expect(t.start()).rejects.toThrow('cannot listen on tls:127.0.0.1:0: no TLS certificate settings');
   });
 });

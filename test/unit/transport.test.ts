@@ -154,7 +154,14 @@ describe('responseTarget (RFC 3261 §18.2.2, RFC 3581)', () => {
     });
   });
   it('TLS: default port 5061; no source: no connection id', () => {
-    expect(responseTarget(response('SIP/2.0/TLS h.example;received=198.51.100.2;branch=z9hG4bK1'))).toEqual({ transport: 'tcp', address: '198.51.100.2', port: 5061 });
+    expect(responseTarget(response('SIP/2.0/TLS h.example;received=198.51.100.2;branch=z9hG4bK1'))).toEqual({ transport: 'tls', address: '198.51.100.2', port: 5061 });
+  });
+  it('TLS: a request that came over a TLS connection is answered on it; a TLS Via on a TCP connection is answered on that TCP connection', () => {
+    const TLS_EP = { transport: 'tls' as const, address: '127.0.0.1', port: 5061, advertise: '127.0.0.1' };
+    const tlsSrc = { transport: 'tls' as const, address: '198.51.100.2', port: 40000, connectionId: 9, local: TLS_EP };
+    expect(responseTarget(response('SIP/2.0/TLS h.example;received=198.51.100.2;branch=z9hG4bK1'), tlsSrc)).toEqual({ transport: 'tls', address: '198.51.100.2', port: 5061, connectionId: 9, local: TLS_EP });
+    const tcpSrc = { transport: 'tcp' as const, address: '198.51.100.2', port: 40000, connectionId: 7, local: TCP_EP };
+    expect(responseTarget(response('SIP/2.0/TLS h.example;received=198.51.100.2;branch=z9hG4bK1'), tcpSrc)).toEqual({ transport: 'tcp', address: '198.51.100.2', port: 5061, connectionId: 7, local: TCP_EP });
   });
   it('a request with a transport sipd does not know in its Via is answered over the transport it came in on (found by the wire fuzzer)', () => {
     // it got no answer at all, and a warning with a stack trace per request
