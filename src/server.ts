@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { networkInterfaces } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { readProcNetSnmp, type Config, type Secrets } from './config.js';
+import { ConfigError, loadTlsFiles, readProcNetSnmp, watchTlsFiles, type Config, type Secrets } from './config.js';
 import { Acl } from './core/acl.js';
 import { DigestAuthenticator, stripCredentials, type AuthResult } from './core/auth.js';
 import { FloodGuard } from './core/flood.js';
@@ -22,7 +22,7 @@ import { Metrics, parseUdpSnmp } from './metrics.js';
 import { buildResponse, isSipParseError, parseMessage, parseVia, SipRequest, splitList, type PartialMessage, type SipParseError, type SipResponse } from './sip/index.js';
 import { openStores, type Stores, type WriteBackEvents } from './store/index.js';
 import { createTransactionLayer, realClock } from './transaction/index.js';
-import { createTransportLayer, normaliseAddress, responseTarget } from './transport/index.js';
+import { createTransportLayer, normaliseAddress, responseTarget, TlsContexts, TlsMaterialError } from './transport/index.js';
 import type { Source, Target } from './transport/types.js';
 
 export interface RunningServer {
@@ -33,6 +33,12 @@ export interface RunningServer {
   endpoints(): ReadonlyArray<{ transport: string; address: string; port: number }>;
   /** the HTTP metrics address, when enabled. */
   metricsAddress(): { host: string; port: number } | undefined;
+  /**
+   * Re-read the TLS certificate and key (what SIGHUP and a change of the files do): new handshakes
+   * use them, established connections keep theirs; a bad new certificate is logged (one error
+   * line) and the old one kept. False when there is no TLS listener or the reload failed.
+   */
+  reloadTls(): boolean;
   /**
    * graceful stop: stop accepting, let transactions end (at most shutdown_grace_ms), write the pending
    * location changes (at most location.final_flush_ms), close the stores and endpoints. Bounded
@@ -65,6 +71,8 @@ function ephemeralSecrets(config: Config): Secrets {
 
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
   const log = opts.log ?? createLogger(config.log_level);
+  // ---- TLS material first: a missing or bad certificate is one error line before anything opens
+  const tlsContexts = config.listen.some((l) => l.transport === 'tls') ? openTls(config) : undefined;
   const metrics = new Metrics();
   // the log level is fixed for the life of the server: per-message debug calls are skipped (their
   // objects not built) when debug is off
@@ -133,6 +141,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       tcpMaxBuffer: config.limits.tcp_max_buffer,
     },
     udpBuffers: { recvBytes: config.udp.recv_buffer_bytes, sendBytes: config.udp.send_buffer_bytes },
+    ...(tlsContexts !== undefined ? { tls: tlsContexts } : {}),
     events: {
       request: (req, src) => {
         metrics.requestReceived(req.method);
@@ -363,6 +372,32 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     });
   }
 
+  // ---- TLS reload: SIGHUP and a change of the certificate files (new handshakes only)
+  const reloadTls = (why: string): boolean => {
+    if (tlsContexts === undefined) return false;
+    let error: string;
+    try {
+      const r = tlsContexts.reload(loadTlsFiles(config.tls));
+      if (r.ok) {
+        log.info({ why, generation: tlsContexts.generation }, 'tls certificate reloaded');
+        return true;
+      }
+      error = r.error;
+    } catch (e) {
+      error = e instanceof Error ? e.message : String(e);
+    }
+    log.error({ why, err: error }, 'tls certificate reload failed; keeping the current certificate');
+    return false;
+  };
+  const onSighup = (): void => {
+    reloadTls('SIGHUP');
+  };
+  let unwatchTls: (() => void) | undefined;
+  if (tlsContexts !== undefined) {
+    process.on('SIGHUP', onSighup);
+    unwatchTls = watchTlsFiles(config.tls, () => reloadTls('file change'));
+  }
+
   // ---- event-loop delay, read and reset at each scrape (sipd_event_loop_delay_*); disabled in stop()
   const loopDelay = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
   loopDelay.enable();
@@ -383,6 +418,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     log,
     metrics,
     endpoints: () => transport.endpoints(),
+    reloadTls: () => reloadTls('request'),
     metricsAddress: () => {
       const a = http?.address();
       return a && typeof a === 'object' ? { host: a.address, port: a.port } : undefined;
@@ -390,6 +426,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     async stop() {
       if (stopping) return;
       stopping = true;
+      process.removeListener('SIGHUP', onSighup);
+      unwatchTls?.();
       log.info('stopping: waiting for transactions to finish');
       // wait for requests still being decided or forwarded, not for completed transactions that only
       // linger to absorb retransmissions (Timer J/K): those end with the process
@@ -433,6 +471,24 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
 }
 
 export { buildResponse };
+
+/** The TLS contexts from the configured files; StartupError (one line) when they cannot be used. */
+function openTls(config: Config): TlsContexts {
+  const t = config.tls;
+  try {
+    return new TlsContexts(loadTlsFiles(t), {
+      verifyClient: t.verify_client,
+      verifyServer: t.verify_server,
+      minVersion: t.min_version,
+      ...(t.ciphers !== null ? { ciphers: t.ciphers } : {}),
+      handshakeTimeoutMs: t.handshake_timeout_ms,
+    });
+  } catch (e) {
+    if (e instanceof ConfigError) throw new StartupError(e.message);
+    if (e instanceof TlsMaterialError) throw new StartupError(`config: tls: ${t.cert ?? ''}, ${t.key ?? ''}: ${e.message}`);
+    throw e;
+  }
+}
 
 /** routing's view of a digest-auth result (one function, not a closure per request). */
 function authOutcome(r: AuthResult): AuthOutcome {
