@@ -236,9 +236,10 @@ export class Proxy {
     // maddr is never obeyed: a URI of someone else's choosing must not redirect us (issue 8)
     const host = uri.host;
     const tp = uri.params.get('transport')?.toLowerCase();
-    // a transport sipd does not serve (tls, sctp, ws, wss) is no next hop: never downgraded to
-    // cleartext TCP or UDP (RFC 3261 §26.2.2 for tls; the branch fails like an unresolvable one)
-    if (tp !== undefined && tp !== 'udp' && tp !== 'tcp') {
+    // a transport sipd does not serve (sctp, ws, wss; tls without a tls listener: resolve finds no
+    // target for it) is no next hop: never downgraded to cleartext TCP or UDP (RFC 3261 §26.2.2 for
+    // tls; the branch fails like an unresolvable one)
+    if (tp !== undefined && tp !== 'udp' && tp !== 'tcp' && tp !== 'tls') {
       this.debug?.({ transport: tp }, 'next hop needs a transport sipd does not serve: not sent');
       return undefined;
     }
@@ -579,7 +580,7 @@ export function decrementMaxForwards(req: SipRequest): void {
 
 /** Our Record-Route value for a listener, with the dialog's integrity token (route-token.ts). */
 export function recordRouteFor(ep: LocalEndpoint, token?: string): string {
-  return `<sip:${ep.advertise}:${ep.port}${ep.transport === 'tcp' ? ';transport=tcp' : ''};lr${token !== undefined ? `;${TOKEN_PARAM}=${token}` : ''}>`;
+  return `<sip:${ep.advertise}:${ep.port}${ep.transport !== 'udp' ? `;transport=${ep.transport}` : ''};lr${token !== undefined ? `;${TOKEN_PARAM}=${token}` : ''}>`;
 }
 
 /** Does the response carry a Via besides ours (the top one)? Only then can it be forwarded. */

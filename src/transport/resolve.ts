@@ -6,8 +6,9 @@
  *   explicit port), or TCP when there is no UDP listener. Default port 5060.
  * - SRV (`_sip._udp.HOST`, `_sip._tcp.HOST`) is consulted only when an SRV lookup is configured and
  *   the URI has a name and no port; NAPTR is not used. Without SRV records, A/AAAA on port 5060.
- * - `sips:` resolves to no targets: there is no TLS transport yet, and RFC 3261 §26.2.2 forbids
- *   sending a SIPS request over a non-TLS hop.
+ * - `sips:` resolves to TLS targets only (default port 5061, SRV `_sips._tcp.HOST`): RFC 3261
+ *   §26.2.2 forbids sending a SIPS request over a non-TLS hop; without a tls listener, or with a
+ *   `transport` other than tls, there is no target. `transport=tls` likewise defaults to 5061.
  * - Targets of an address family (or transport) with no local listener are left out; lookup failures
  *   resolve to [] (negative-cached briefly). `resolve` never rejects.
  */
@@ -176,11 +177,16 @@ export class Resolver {
 
   /** RFC 3263 (simplified): targets in preference order. Never rejects. */
   async resolve(host: string, port: number | undefined, transport: TransportName | undefined, sips: boolean, has: HasListener): Promise<Target[]> {
-    if (sips) return [];
+    // RFC 3261 §26.2.2: a sips: URI is reached over TLS only (no tls listener: no target at all)
+    if (sips) {
+      if (transport !== undefined && transport !== 'tls') return [];
+      transport = 'tls';
+    }
     const h = stripBrackets(host);
     if (h === '') return [];
     const anyOf = (t: TransportName): boolean => has(t, 4) || has(t, 6);
     const fallback: TransportName = transport ?? (anyOf('udp') || !anyOf('tcp') ? 'udp' : 'tcp');
+    const defaultPort = fallback === 'tls' ? 5061 : 5060;
     const out: Target[] = [];
     const seen = new Set<string>();
     const add = (t: TransportName, a: ResolvedAddress, p: number): void => {
@@ -193,13 +199,13 @@ export class Resolver {
     if (ipFamily(h) === 0 && port === undefined && this.srvFn !== undefined) {
       const transports: TransportName[] = transport !== undefined ? [transport] : (['udp', 'tcp'] as const).filter(anyOf);
       for (const t of transports) {
-        for (const rec of await this.lookupSrv(`_sip._${t}.${h}`)) {
+        for (const rec of await this.lookupSrv(t === 'tls' ? `_sips._tcp.${h}` : `_sip._${t}.${h}`)) {
           for (const a of await this.lookupHost(rec.name)) add(t, a, rec.port);
         }
       }
       if (out.length > 0) return out;
     }
-    for (const a of await this.lookupHost(h)) add(fallback, a, port ?? 5060);
+    for (const a of await this.lookupHost(h)) add(fallback, a, port ?? defaultPort);
     return out;
   }
 }

@@ -276,9 +276,15 @@ describe('Resolver', () => {
     expect(r.cacheSize).toBeLessThanOrEqual(20);
   });
 
-  it('sips resolves to nothing (no TLS transport)', async () => {
+  it('sips resolves to TLS only (port 5061), never to UDP or TCP (RFC 3261 §26.2.2); nothing without a tls listener', async () => {
     const r = new Resolver();
-    expect(await r.resolve('192.0.2.1', undefined, undefined, true, all)).toEqual([]);
+    expect(await r.resolve('192.0.2.1', undefined, undefined, true, all)).toEqual([{ transport: 'tls', address: '192.0.2.1', port: 5061 }]);
+    expect(await r.resolve('192.0.2.1', 5071, undefined, true, all)).toEqual([{ transport: 'tls', address: '192.0.2.1', port: 5071 }]);
+    expect(await r.resolve('192.0.2.1', undefined, 'udp', true, all)).toEqual([]);
+    expect(await r.resolve('192.0.2.1', undefined, 'tcp', true, all)).toEqual([]);
+    const noTls = (t: TransportName): boolean => t !== 'tls';
+    expect(await r.resolve('192.0.2.1', undefined, undefined, true, noTls)).toEqual([]);
+    expect(await r.resolve('192.0.2.1', undefined, 'tls', false, all)).toEqual([{ transport: 'tls', address: '192.0.2.1', port: 5061 }]);
   });
 
   it('SRV (RFC 3263): used for a name without port, ordered by priority then weight, UDP before TCP', async () => {
