@@ -1,3 +1,4 @@
+import { isSecure } from '../transport/transport.js';
 import { createHash } from 'node:crypto';
 import {
   buildResponse, formatHost, hostAddress, isSipUri, isStar, parseSipUri, splitList, MAGIC_COOKIE,
@@ -339,6 +340,12 @@ export class Proxy {
     decrementMaxForwards(out);
     const hop = await this.nextHop(out, target);
     if (hop === undefined) return undefined;
+    // RFC 3261 §26.2.2: a sips: request never leaves over a hop that is not TLS (the binding's or the
+    // route's URI may be sip:); without any branch the caller gets 480
+    if (isSipUri(req.uri) && req.uri.scheme === 'sips' && !isSecure(hop.target.transport)) {
+      this.debug?.({ transport: hop.target.transport }, 'sips request: next hop is not TLS: not sent');
+      return undefined;
+    }
     if (opts.recordRoute) {
       const outEp = hop.local;
       const token = this.d.routeTokens.issue(req.callId() ?? '', req.fromTag() ?? '', this.dialogParties(req, src, target, hop.target, opts.privileged));
@@ -425,7 +432,8 @@ class ResponseContext {
     }
     if (prepared === undefined) {
       this.p.debug?.({ uri: target.uri ?? this.req.uriText }, 'no route to target');
-      this.branchDone(b, this.localResponse(503));
+      // a sips: request without a TLS route to the target (RFC 3261 §26.2.2): 480, not a server error
+      this.branchDone(b, this.localResponse(isSipUri(this.req.uri) && this.req.uri.scheme === 'sips' ? 480 : 503));
       return;
     }
     this.p.debug?.({ target: prepared.hop.target, branch: prepared.branch }, 'forwarding');

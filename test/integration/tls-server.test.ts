@@ -389,4 +389,25 @@ describe('calls over TLS through sipd', () => {
     expect(rr).toMatch(new RegExp(`<sip:${HOST.replace(/\./g, '\\.')}:${port};lr`));
     expect(r.bye.status).toBe(200);
   });
+
+  it('a sips: request for a phone registered over UDP never leaves over UDP: 480, the phone gets nothing', async () => {
+    const c = await TlsSipClient.connect({ host: HOST, port, ca: pki.ca.certPem, servername: 'sip.test' });
+    closers.push(() => c.close());
+    const alice = tlsLeg(c, users[0]!.user, users[0]!.password);
+    const cc = await new SipClient().open();
+    closers.push(() => cc.close());
+    const carol = udpLeg(cc, port, users[2]!.user, users[2]!.password);
+    await register(alice);
+    await register(carol);
+    const callId = uniq('sips');
+    const ruri = `sips:${carol.user}@${HOST}`;
+    const invite = (cseq: number, auth?: string): string =>
+      [`INVITE ${ruri} SIP/2.0`, via(alice), 'Max-Forwards: 70', `From: <sips:${alice.user}@${HOST}>;tag=f${cseq}`, `To: <${ruri}>`, `Call-ID: ${callId}`, `CSeq: ${cseq} INVITE`, `Contact: <sips:${alice.user}@${HOST}:${alice.port}>`, ...(auth !== undefined ? [`Proxy-Authorization: ${auth}`] : []), 'Content-Length: 0', '', ''].join('\r\n');
+    const ch = await alice.request(invite(1));
+    expect(ch.status).toBe(407);
+    const r = await alice.request(invite(2, proxyAuth(ch, alice, 'INVITE', ruri)));
+    expect(r.status).toBe(480);
+    const inbox = (cc as unknown as { inbox: Buffer[] }).inbox;
+    expect(inbox.map((b) => b.toString('latin1')).filter((t) => t.startsWith('INVITE'))).toEqual([]);
+  });
 });
