@@ -10,7 +10,7 @@ import tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Counters, type TransportLog } from '../../src/transport/common.js';
 import type { TcpLimits } from '../../src/transport/tcp.js';
-import { TlsContexts, type TlsMaterial, type TlsSettings } from '../../src/transport/tls-context.js';
+import { TlsContexts, TlsMaterialError, type TlsMaterial, type TlsSettings } from '../../src/transport/tls-context.js';
 import { TlsTransport } from '../../src/transport/tls.js';
 import { createTransportLayer, responseTarget, type SipTransportLayer, type Source } from '../../src/transport/index.js';
 import { parseMessage, SipResponse as SipResponseClass, type SipRequest, type SipResponse } from '../../src/sip/index.js';
@@ -248,6 +248,47 @@ describe('TLS transport', () => {
     expect(a.counters.drops['tcp-per-ip-limit']).toBe(1);
     expect(a.counters.drops['tls-handshake']).toBe(0);
     expect(a.t.connectionCounts().inbound).toBe(1);
+  });
+});
+
+describe('TLS settings', () => {
+  it('min_version TLSv1.3 refuses a client limited to TLS 1.2 (counted); TLS 1.2 is the default minimum', async () => {
+    const strict = await node(mat(server), { minVersion: 'TLSv1.3' });
+    const code = await new Promise<string>((resolve) => {
+      const s = tls.connect({ host: '127.0.0.1', port: strict.ep.port, ca: pki.ca.certPem, servername: 'sip.test', maxVersion: 'TLSv1.2' });
+      s.on('secureConnect', () => resolve('connected'));
+      s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+    });
+    expect(code).toMatch(/ALERT|VERSION/);
+    await until(strict.got, () => strict.counters.drops['tls-handshake'] === 1);
+    const dflt = await node(mat(server));
+    const proto = await new Promise<string | null>((resolve, reject) => {
+      const s = tls.connect({ host: '127.0.0.1', port: dflt.ep.port, ca: pki.ca.certPem, servername: 'sip.test', maxVersion: 'TLSv1.2' }, () => {
+        resolve(s.getProtocol());
+        s.end();
+      });
+      s.on('error', reject);
+    });
+    expect(proto).toBe('TLSv1.2');
+    const old = await new Promise<string>((resolve) => {
+      const s = tls.connect({ host: '127.0.0.1', port: dflt.ep.port, ca: pki.ca.certPem, servername: 'sip.test', minVersion: 'TLSv1', maxVersion: 'TLSv1.1' });
+      s.on('secureConnect', () => resolve('connected'));
+      s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+    });
+    expect(old).not.toBe('connected');
+  });
+
+  it('a cipher list OpenSSL does not know, or a key that does not match, is a TlsMaterialError (one line)', () => {
+    expect(() => new TlsContexts(mat(server), { ...SETTINGS, ciphers: 'NOT-A-CIPHER' })).toThrow(TlsMaterialError);
+    expect(() => new TlsContexts({ cert: server.certPem, key: client.keyPem }, SETTINGS)).toThrow(/key values mismatch/);
+    let err: unknown;
+    try {
+      new TlsContexts({ cert: 'garbage', key: server.keyPem }, SETTINGS);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(TlsMaterialError);
+    expect((err as Error).message).not.toContain('\n');
   });
 });
 
