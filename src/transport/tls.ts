@@ -18,14 +18,18 @@ import tls from 'node:tls';
 import { formatHost } from '../sip/index.js';
 import { TcpTransport, type StreamHooks, type TcpLimits } from './tcp.js';
 import type { TlsContexts } from './tls-context.js';
-import { TRANSPORT_INFO, type ConnectionInfo, type Transport, type TransportContext, type TransportFactory, type TransportInfo } from './transport.js';
-import type { LocalEndpoint } from './types.js';
+import { TRANSPORT_INFO, type ConnectionInfo, type Transport, type TransportContext, type TransportInfo } from './transport.js';
+import { TransportError, type LocalEndpoint } from './types.js';
+import { ListenError } from './udp.js';
 
 export interface TlsTransportOptions {
   /** the stream limits (shared meaning with TCP: tcpMaxConnections, tcpMaxPerIp, ...). */
   readonly limits: TcpLimits;
-  /** certificate material and settings (verifyClient, verifyServer, minVersion, handshakeTimeoutMs). */
-  readonly contexts: TlsContexts;
+  /**
+   * certificate material and settings (verifyClient, verifyServer, minVersion, handshakeTimeoutMs);
+   * without them the transport is not made (ListenError at start: never a cleartext listener).
+   */
+  readonly contexts: TlsContexts | undefined;
 }
 
 /** An Error with a `code`, so TcpTransport records it as the connection's close reason. */
@@ -50,10 +54,17 @@ export class TlsTransport implements Transport {
   readonly name = 'tls' as const;
   readonly info: TransportInfo = TRANSPORT_INFO.tls;
   readonly tcp: TcpTransport;
+  private readonly hasContexts: boolean;
 
   constructor(ctx: TransportContext, opts: TlsTransportOptions) {
     const name = this.name;
     const contexts = opts.contexts;
+    this.hasContexts = contexts !== undefined;
+    // without TLS material nothing is bound or dialled (listen and send refuse): never cleartext
+    if (contexts === undefined) {
+      this.tcp = new TcpTransport(opts.limits, { admit: () => false, message: () => undefined, framingError: () => undefined, closed: () => undefined }, ctx.counters, ctx.log, { name });
+      return;
+    }
     const settings = contexts.settings;
     const counters = ctx.counters;
     const log = ctx.log;
@@ -140,11 +151,16 @@ export class TlsTransport implements Transport {
   }
 
   listen(host: string, port: number, advertise: string | undefined): Promise<LocalEndpoint> {
+    if (!this.hasContexts) {
+      const where = `tls:${formatHost(host)}:${port}`;
+      return Promise.reject(new ListenError('ENOTLS', where, `cannot listen on ${where}: no TLS certificate settings`));
+    }
     return this.tcp.listen(host, port, advertise);
   }
 
   /** `serverName`: the target's host name when it was given by name (SNI, certificate name check). */
   send(data: Buffer, address: string, port: number, connectionId: number | undefined, local: LocalEndpoint | undefined, serverName?: string): Promise<void> {
+    if (!this.hasContexts) return Promise.reject(new TransportError('no-listener', 'no TLS transport (no TLS certificate settings)'));
     return this.tcp.send(data, address, port, connectionId, local, serverName);
   }
 
@@ -168,9 +184,3 @@ export class TlsTransport implements Transport {
     return this.tcp.close();
   }
 }
-
-/** The registry entry: `tls: tlsTransportFactory(opts)` (or, with per-transport options in the context, `(ctx) => new TlsTransport(ctx, ctx.options.tls)`). */
-export const tlsTransportFactory =
-  (opts: TlsTransportOptions): TransportFactory =>
-  (ctx) =>
-    new TlsTransport(ctx, opts);

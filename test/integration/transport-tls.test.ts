@@ -67,7 +67,10 @@ function context(got: Got, log: TransportLog = () => undefined): { ctx: Transpor
     for (const w of got.waiters.splice(0)) w();
   };
   const ctx: TransportContext = {
+    name: 'tls',
     log,
+    limits: { ...LIMITS, maxHeaders: 256, maxHeaderLine: 8192, maxVias: 70 },
+    options: {},
     counters,
     nextConnectionId: () => ++id,
     admit: () => true,
@@ -302,7 +305,7 @@ describe('TLS in the transport layer (createTransportLayer)', () => {
         { transport: 'tcp', host: '127.0.0.1', port: 0 },
       ],
       limits,
-      tls: new TlsContexts(mat(material), SETTINGS),
+      transportOptions: { tls: new TlsContexts(mat(material), SETTINGS) },
       // 'sip.test' is this host: the name is the SNI and the certificate name checked
       resolver: async (host) => (host === 'sip.test' ? [{ address: '127.0.0.1', family: 4 }] : []),
       events: {
