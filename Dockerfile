@@ -42,7 +42,7 @@ RUN groupadd --system sipd && useradd --system --gid sipd --home /var/lib/sipd s
 USER sipd
 VOLUME ["/var/lib/sipd"]
 # 9090: /metrics and /healthz (admin verbs off without SIPD_ADMIN_TOKEN, see above)
-EXPOSE 5060/udp 5060/tcp 9090/tcp
+EXPOSE 5060/udp 5060/tcp 5061/tcp 9090/tcp
 # /healthz: 200 when the transports are bound and the store answers, 503 otherwise
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:9090/healthz').then(r=>process.exit(r.ok?0:1)).catch(()=>process.exit(1))"

@@ -6,7 +6,7 @@
  * working directory) < `--config FILE` < environment variables
  * (SIPD_LISTEN, SIPD_DB, SIPD_DOMAINS, SIPD_METRICS, SIPD_LOG_LEVEL,
  * SIPD_STATE_DIR, SIPD_ADMIN_TOKEN, SIPD_UDP_RECV_BUFFER_BYTES,
- * SIPD_UDP_SEND_BUFFER_BYTES).
+ * SIPD_UDP_SEND_BUFFER_BYTES, SIPD_TLS_CERT, SIPD_TLS_KEY).
  *
  * Secrets not given in the configuration (auth.secret, admin.token) live in
  * files under `state_dir`, created on first start: `resolveSecrets` (sipd)
@@ -20,7 +20,7 @@
  * `metrics` (HostPort | null).
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, unwatchFile, watchFile, writeSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -262,6 +262,25 @@ const UdpSchema = z.strictObject({
   send_buffer_bytes: int(0).max(MAX_UDP_BUFFER_BYTES),
 });
 
+export const TLS_MIN_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
+
+const TlsSchema = z.strictObject({
+  /** certificate chain (PEM file); required when a tls listener is configured. Env: SIPD_TLS_CERT. */
+  cert: z.string().min(1).nullable(),
+  /** private key (PEM file). Env: SIPD_TLS_KEY. */
+  key: z.string().min(1).nullable(),
+  /** CA bundle (PEM file) verifying peers; null: the system / Node default roots. */
+  ca: z.string().min(1).nullable(),
+  /** request a client certificate and refuse clients whose certificate does not verify (trunks). */
+  verify_client: z.boolean(),
+  /** outbound: verify the server certificate against `ca` and the target name. */
+  verify_server: z.boolean(),
+  min_version: z.enum(TLS_MIN_VERSIONS),
+  /** OpenSSL cipher list (TLS 1.2); null: Node's default. */
+  ciphers: z.string().min(1).nullable(),
+  handshake_timeout_ms: int(1),
+});
+
 const ScannersSchema = z.strictObject({
   enabled: z.boolean(),
   user_agents: z.array(z.string().min(1)),
@@ -296,7 +315,13 @@ export const ConfigSchema = z.strictObject({
   flood: FloodSchema,
   scanners: ScannersSchema,
   udp: UdpSchema,
+  tls: TlsSchema,
   shutdown_grace_ms: int(0),
+}).superRefine((c, ctx) => {
+  if (!c.listen.some((l) => l.transport === 'tls')) return;
+  for (const k of ['cert', 'key'] as const) {
+    if (c.tls[k] === null) ctx.addIssue({ code: 'custom', path: ['tls', k], message: `required for the tls listener (set tls.${k} or SIPD_TLS_${k.toUpperCase()})` });
+  }
 });
 
 /** The validated configuration (YAML key names; listen/db/metrics parsed). */
@@ -397,6 +422,17 @@ function envLayer(env: NodeJS.ProcessEnv): { layer: Raw; sources: EnvSources } {
     sources.set(`udp.${key}`, name);
   }
   if (Object.keys(udp).length > 0) layer.udp = udp;
+  const tls: Raw = {};
+  for (const [name, key] of [
+    ['SIPD_TLS_CERT', 'cert'],
+    ['SIPD_TLS_KEY', 'key'],
+  ] as const) {
+    const v = env[name]?.trim();
+    if (v === undefined || v === '') continue;
+    tls[key] = v;
+    sources.set(`tls.${key}`, name);
+  }
+  if (Object.keys(tls).length > 0) layer.tls = tls;
   return { layer, sources };
 }
 
@@ -640,4 +676,71 @@ export function adminTokenForClient(config: Config): { token: string } | { probl
   } catch (e) {
     return { problem: e instanceof ConfigError ? e.message.replace(/^config: state_dir: /, '') : String(e) };
   }
+}
+
+// ------------------------------------------------------------------------------------ TLS files
+
+/** Largest certificate, key or CA bundle file read (bytes). */
+export const MAX_TLS_FILE = 1024 * 1024;
+
+/** PEM texts of the TLS settings (shape of src/transport/tls-context.ts TlsMaterial). */
+export interface TlsFiles {
+  readonly cert: string;
+  readonly key: string;
+  readonly ca?: string;
+}
+
+function readTlsFile(key: 'cert' | 'key' | 'ca', path: string): string {
+  let text: string;
+  try {
+    const st = statSync(path);
+    if (!st.isFile()) throw new ConfigError(`tls.${key}`, `${path}: not a regular file`);
+    if (st.size > MAX_TLS_FILE) throw new ConfigError(`tls.${key}`, `${path}: too large (${st.size} bytes)`);
+    text = readFileSync(path, 'latin1');
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    const err = e as NodeJS.ErrnoException;
+    const why = err.code === 'ENOENT' ? 'no such file' : err.code === 'EACCES' ? 'permission denied' : (err.code ?? err.message);
+    throw new ConfigError(`tls.${key}`, `${path}: ${why}`);
+  }
+  if (!text.includes('-----BEGIN ')) throw new ConfigError(`tls.${key}`, `${path}: not a PEM file`);
+  return text;
+}
+
+/**
+ * Read the certificate, key and CA bundle named by the `tls` settings (at start and at each
+ * reload). Throws ConfigError, one line naming the key and the file, e.g.
+ * "config: tls.cert: /x/y.pem: no such file". Whether the PEM is a usable certificate and key is
+ * checked by the transport (TlsContexts).
+ */
+export function loadTlsFiles(tls: Config['tls']): TlsFiles {
+  if (tls.cert === null) throw new ConfigError('tls.cert', 'not set (set tls.cert or SIPD_TLS_CERT)');
+  if (tls.key === null) throw new ConfigError('tls.key', 'not set (set tls.key or SIPD_TLS_KEY)');
+  const cert = readTlsFile('cert', tls.cert);
+  const key = readTlsFile('key', tls.key);
+  return tls.ca === null ? { cert, key } : { cert, key, ca: readTlsFile('ca', tls.ca) };
+}
+
+/**
+ * Call `onChange` (once per burst, `debounceMs` after the last change) when any of the TLS files
+ * changes (polled with fs.watchFile every `intervalMs`: stat follows symlinks, so a Kubernetes
+ * secret swap or an atomic rename is seen). Returns the function that stops watching.
+ */
+export function watchTlsFiles(tls: Config['tls'], onChange: () => void, intervalMs = 2000, debounceMs = 300): () => void {
+  const paths = [tls.cert, tls.key, tls.ca].filter((p): p is string => p !== null);
+  let timer: NodeJS.Timeout | undefined;
+  const changed = (cur: { mtimeMs: number; ino: number; size: number }, prev: { mtimeMs: number; ino: number; size: number }): void => {
+    if (cur.mtimeMs === prev.mtimeMs && cur.ino === prev.ino && cur.size === prev.size) return;
+    if (timer !== undefined) clearTimeout(timer);
+    timer = setTimeout(() => {
+      timer = undefined;
+      onChange();
+    }, debounceMs);
+    timer.unref();
+  };
+  for (const p of paths) watchFile(p, { interval: intervalMs, persistent: false }, changed);
+  return () => {
+    if (timer !== undefined) clearTimeout(timer);
+    for (const p of paths) unwatchFile(p, changed);
+  };
 }

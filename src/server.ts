@@ -10,7 +10,7 @@ import { createHash, randomBytes, randomFillSync } from 'node:crypto';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { networkInterfaces } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { readProcNetSnmp, type Config, type Secrets } from './config.js';
+import { ConfigError, loadTlsFiles, readProcNetSnmp, watchTlsFiles, type Config, type Secrets } from './config.js';
 import { Acl } from './core/acl.js';
 import { DigestAuthenticator, stripCredentials, type AuthResult } from './core/auth.js';
 import { FloodGuard } from './core/flood.js';
@@ -31,7 +31,7 @@ import { openStores, type Stores, type WriteBackEvents } from './store/index.js'
 import type { LocationStore, SubscriberStore } from './store/types.js';
 import { createTransactionLayer, realClock, type TransactionLayerImpl, type TransactionLayerOptions } from './transaction/index.js';
 import type { Clock } from './transaction/types.js';
-import { createTransportLayer, isConnectionOriented, normaliseAddress, responseTarget, type SipTransportLayer } from './transport/index.js';
+import { createTransportLayer, isConnectionOriented, normaliseAddress, responseTarget, TlsContexts, TlsMaterialError, type SipTransportLayer } from './transport/index.js';
 import type { Source, Target, TransportEvents, TransportLayer } from './transport/types.js';
 
 export interface RunningServer {
@@ -42,6 +42,12 @@ export interface RunningServer {
   endpoints(): ReadonlyArray<{ transport: string; address: string; port: number }>;
   /** the HTTP metrics address, when enabled. */
   metricsAddress(): { host: string; port: number } | undefined;
+  /**
+   * Re-read the TLS certificate and key (what SIGHUP and a change of the files do): new handshakes
+   * use them, established connections keep theirs; a bad new certificate is logged (one error
+   * line) and the old one kept. False when there is no TLS listener or the reload failed.
+   */
+  reloadTls(): boolean;
   /**
    * graceful stop: stop accepting, let transactions end (at most shutdown_grace_ms), write the pending
    * location changes (at most location.final_flush_ms), close the stores and endpoints. Bounded
@@ -279,7 +285,7 @@ function floodGuard(config: Config, log: Logger, metrics: Metrics, now: () => nu
 }
 
 /** The transport layer for `listen` (no socket yet: `start(events)` creates the transports and binds). */
-function transportLayer(config: Config, log: Logger, metrics: Metrics, flood: FloodGuard | undefined): SipTransportLayer {
+function transportLayer(config: Config, log: Logger, metrics: Metrics, flood: FloodGuard | undefined, tls: TlsContexts | undefined): SipTransportLayer {
   return createTransportLayer({
     listen: config.listen,
     advertise: config.advertise ?? undefined,
@@ -295,6 +301,8 @@ function transportLayer(config: Config, log: Logger, metrics: Metrics, flood: Fl
       tcpMaxBuffer: config.limits.tcp_max_buffer,
     },
     udpBuffers: { recvBytes: config.udp.recv_buffer_bytes, sendBytes: config.udp.send_buffer_bytes },
+    // the TLS material of the tls transport (src/transport/registry.ts); without it a tls listener fails at start
+    ...(tls !== undefined ? { transportOptions: { tls } } : {}),
     log: (level, obj, msg) => log[level](obj, msg),
     admit:
       flood === undefined
@@ -305,6 +313,59 @@ function transportLayer(config: Config, log: Logger, metrics: Metrics, flood: Fl
             return false;
           },
   });
+}
+
+/** The TLS contexts from the configured files; StartupError (one line) when they cannot be used. */
+function openTls(config: Config): TlsContexts {
+  const t = config.tls;
+  try {
+    return new TlsContexts(loadTlsFiles(t), {
+      verifyClient: t.verify_client,
+      verifyServer: t.verify_server,
+      minVersion: t.min_version,
+      ...(t.ciphers !== null ? { ciphers: t.ciphers } : {}),
+      handshakeTimeoutMs: t.handshake_timeout_ms,
+    });
+  } catch (e) {
+    if (e instanceof ConfigError) throw new StartupError(e.message);
+    if (e instanceof TlsMaterialError) throw new StartupError(`config: tls: ${t.cert ?? ''}, ${t.key ?? ''}: ${e.message}`);
+    throw e;
+  }
+}
+
+/**
+ * TLS certificate reload (SIGHUP, a change of the files, `RunningServer.reloadTls`): new handshakes
+ * use the new material, established connections keep theirs; a bad new certificate is one error
+ * line and the old one is kept.
+ */
+function startTlsReload(config: Config, log: Logger, contexts: TlsContexts): { reload(why: string): boolean; stop(): void } {
+  const reload = (why: string): boolean => {
+    let error: string;
+    try {
+      const r = contexts.reload(loadTlsFiles(config.tls));
+      if (r.ok) {
+        log.info({ why, generation: contexts.generation }, 'tls certificate reloaded');
+        return true;
+      }
+      error = r.error;
+    } catch (e) {
+      error = e instanceof Error ? e.message : String(e);
+    }
+    log.error({ why, err: error }, 'tls certificate reload failed; keeping the current certificate');
+    return false;
+  };
+  const onSighup = (): void => {
+    reload('SIGHUP');
+  };
+  process.on('SIGHUP', onSighup);
+  const unwatch = watchTlsFiles(config.tls, () => reload('file change'));
+  return {
+    reload,
+    stop: () => {
+      process.removeListener('SIGHUP', onSighup);
+      unwatch();
+    },
+  };
 }
 
 /** What the transport layer hands up goes to the transactions; unparseable requests get their 400. */
@@ -436,6 +497,8 @@ async function startAdminHttp(
  */
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
   const log = opts.log ?? createLogger(config.log_level);
+  // ---- TLS material first: a missing or bad certificate is one error line before anything opens
+  const tlsContexts = config.listen.some((l) => l.transport === 'tls') ? openTls(config) : undefined;
   const metrics = new Metrics();
   // the log level is fixed for the life of the server: per-message debug calls are skipped (their
   // objects not built) when debug is off
@@ -463,7 +526,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   // ---- core, on a transport layer that has no socket yet
   let stopping = false;
   const flood = floodGuard(config, log, metrics, now);
-  const transport = transportLayer(config, log, metrics, flood);
+  const transport = transportLayer(config, log, metrics, flood, tlsContexts);
   // the host's own addresses, for "is this next hop sipd itself?" behind wildcard listeners
   const localAddresses = new Set<string>();
   for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) localAddresses.add(normaliseAddress(a.address));
@@ -510,6 +573,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     throw new StartupError((e as Error).message);
   }
 
+  // ---- TLS reload: SIGHUP and a change of the certificate files (new handshakes only)
+  const tlsReload = tlsContexts === undefined ? undefined : startTlsReload(config, log, tlsContexts);
+
   // ---- event-loop delay, read and reset at each scrape (sipd_event_loop_delay_*); disabled in stop()
   const loopDelay = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
   loopDelay.enable();
@@ -530,6 +596,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     log,
     metrics,
     endpoints: () => transport.endpoints(),
+    reloadTls: () => tlsReload?.reload('request') ?? false,
     metricsAddress: () => {
       const a = http?.address();
       return a && typeof a === 'object' ? { host: a.address, port: a.port } : undefined;
@@ -537,6 +604,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     async stop() {
       if (stopping) return;
       stopping = true;
+      tlsReload?.stop();
       log.info('stopping: waiting for transactions to finish');
       // wait for requests still being decided or forwarded, not for completed transactions that only
       // linger to absorb retransmissions (Timer J/K): those end with the process

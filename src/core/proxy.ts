@@ -571,7 +571,12 @@ class ResponseContext {
         provisional: (res) => this.onProvisional(res, b),
         final: (res) => this.onFinal(res, b),
         timeout: () => this.branchDone(b, this.localResponse(408)),
-        transportError: () => this.branchDone(b, this.localResponse(503)),
+        transportError: () => {
+          // a sips: request whose TLS hop cannot be reached (a phone registered over UDP with a plain
+          // sip: contact has no TLS listener there): no secure route, 480 as for no TLS hop at all
+          if (needsSecure(this.req)) this.insecure = true;
+          this.branchDone(b, this.localResponse(503));
+        },
       },
       { branch: prepared.branch, viaParams: ';rport' },
     );

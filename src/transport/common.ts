@@ -35,6 +35,8 @@ export type DropReason =
   | 'tcp-output-overflow'
   /** a TCP message not complete within tcpMsgTimeoutMs of its first byte (or of accept): connection closed */
   | 'tcp-msg-timeout'
+  /** a TLS handshake failed or timed out (inbound: connection closed; outbound: the send fails) */
+  | 'tls-handshake'
   /** refused by the admission hook (`admit`): a datagram, a TCP message or ping (connection closed) or a new connection */
   | 'banned';
 
@@ -50,6 +52,7 @@ export const DROP_REASONS: readonly DropReason[] = [
   'tcp-too-large',
   'tcp-output-overflow',
   'tcp-msg-timeout',
+  'tls-handshake',
   'banned',
 ];
 

@@ -50,6 +50,7 @@ export { ListenError, type UdpBufferSizes } from './udp.js';
 export { normaliseAddress, DROP_REASONS, type DropReason, type TransportStats, type TransportLog, type LogLevel } from './common.js';
 export type { TcpConnectionInfo } from './tcp.js';
 export * from './transport.js';
+export { TlsContexts, TlsMaterialError, type TlsMaterial, type TlsSettings, type TlsMinVersion } from './tls-context.js';
 export { TRANSPORT_FACTORIES } from './registry.js';
 
 /** RFC 3261 §18.1.1: a request within 200 bytes of the path MTU (1500) must go over a congestion-controlled transport. */
@@ -291,6 +292,8 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
     }
     let address = target.address;
     let family = ipFamily(address);
+    // the name the target was given by (TLS: the SNI and the name its certificate must carry)
+    const serverName = family === 0 ? address : undefined;
     if (family === 0) {
       const addrs = await resolver.lookupHost(address);
       const usable = addrs.find((a) => pickLocal(target.transport, a.family, target.local) !== undefined);
@@ -304,7 +307,7 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
       counters.drop('hook');
       return;
     }
-    await t.send(data, address, target.port, target.connectionId, local);
+    await t.send(data, address, target.port, target.connectionId, local, serverName);
     counters.messagesOut++;
   };
 

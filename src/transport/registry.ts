@@ -4,6 +4,7 @@
  * refused at start (one error line naming the transports there are).
  */
 import { createTcpTransport } from './tcp.js';
+import { TlsTransport } from './tls.js';
 import type { TransportFactory } from './transport.js';
 import type { TransportName } from './types.js';
 import { createUdpTransport } from './udp.js';
@@ -11,4 +12,5 @@ import { createUdpTransport } from './udp.js';
 export const TRANSPORT_FACTORIES: Partial<Record<TransportName, TransportFactory>> = {
   udp: createUdpTransport,
   tcp: createTcpTransport,
+  tls: (ctx) => new TlsTransport(ctx, { limits: ctx.limits, contexts: ctx.options.tls }),
 };

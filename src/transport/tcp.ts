@@ -67,6 +67,28 @@ export interface TcpHandlers {
   connectionId?(): number;
 }
 
+/**
+ * (optional) How the streams of a TcpTransport are made: plain TCP by default; TLS (./tls.ts) wraps
+ * the accepted socket and dials with tls.connect. Framing, limits, deadlines and connection tables
+ * stay TcpTransport's, so a TLS connection is counted, limited and reused exactly like a TCP one.
+ */
+export interface StreamHooks {
+  /** the transport name of the listeners' LocalEndpoints and of log lines ('tls'). */
+  readonly name: 'tcp' | 'tls';
+  /**
+   * An accepted socket, after admission and the connection limits: returns the socket to read
+   * and write (e.g. a server-side TLSSocket over `raw`), registered at once (its slot counts from
+   * accept; its close frees it). Must not throw.
+   */
+  wrapInbound?(raw: net.Socket, ep: LocalEndpoint): net.Socket;
+  /**
+   * Open an outbound socket (instead of net.connect). `serverName`: the host name the target was
+   * given by, when it was a name (TLS SNI and certificate check). The connection is registered on
+   * `readyEvent` ('secureConnect': after the handshake), within the connect timeout. May throw.
+   */
+  connect?(opts: { host: string; port: number; localAddress: string | undefined; serverName: string | undefined }): { socket: net.Socket; readyEvent: 'connect' | 'secureConnect' };
+}
+
 const CRLF = Buffer.from('\r\n');
 
 class Connection {
@@ -121,6 +143,7 @@ export class TcpTransport {
     private readonly handlers: TcpHandlers,
     private readonly counters: Counters,
     private readonly log: TransportLog = noLog,
+    private readonly hooks: StreamHooks = { name: 'tcp' },
   ) {}
 
   get connectionCounts(): { total: number; inbound: number; outbound: number } {
@@ -147,23 +170,24 @@ export class TcpTransport {
 
   listen(host: string, port: number, advertise: string | undefined): Promise<LocalEndpoint> {
     return new Promise((resolve, reject) => {
+      const name = this.hooks.name;
       const server = net.createServer({ noDelay: true });
       const onError = (err: Error): void => {
         server.removeListener('listening', onListening);
         server.close();
-        reject(listenError(err, 'tcp', host, port));
+        reject(listenError(err, name, host, port));
       };
       const onListening = (): void => {
         server.removeListener('error', onError);
         const a = server.address();
         if (a === null || typeof a === 'string') {
           server.close();
-          reject(listenError(new Error('no address'), 'tcp', host, port));
+          reject(listenError(new Error('no address'), name, host, port));
           return;
         }
-        const ep: LocalEndpoint = { transport: 'tcp', address: a.address, port: a.port, advertise: advertise ?? formatHost(a.address) };
+        const ep: LocalEndpoint = { transport: name, address: a.address, port: a.port, advertise: advertise ?? formatHost(a.address) };
         server.on('connection', (sock) => this.accept(sock, ep));
-        server.on('error', (e) => this.log('warn', { err: e.message, local: `tcp:${formatHost(ep.address)}:${ep.port}` }, 'tcp server error'));
+        server.on('error', (e) => this.log('warn', { err: e.message, local: `${name}:${formatHost(ep.address)}:${ep.port}` }, `${name} server error`));
         this.servers.push({ server, ep });
         resolve(ep);
       };
@@ -198,7 +222,7 @@ export class TcpTransport {
     }
     this.perIp.set(ip, n + 1);
     this.inbound++;
-    this.register(sock, 'in', ip, rp, ep);
+    this.register(this.hooks.wrapInbound === undefined ? sock : this.hooks.wrapInbound(sock, ep), 'in', ip, rp, ep);
   }
 
   private register(sock: net.Socket, direction: 'in' | 'out', address: string, port: number, local: LocalEndpoint): Connection {
@@ -358,7 +382,7 @@ export class TcpTransport {
    * Send a framed message: on `connectionId` when still open, else on an open connection to
    * address:port, else on a new outbound connection from `local`. Rejects with TransportError.
    */
-  async send(data: Buffer, address: string, port: number, connectionId: number | undefined, local: LocalEndpoint | undefined): Promise<void> {
+  async send(data: Buffer, address: string, port: number, connectionId: number | undefined, local: LocalEndpoint | undefined, serverName?: string): Promise<void> {
     if (this.closing) throw new TransportError('closed', 'transport is closed');
     if (connectionId !== undefined) {
       const c = this.conns.get(connectionId);
@@ -366,23 +390,26 @@ export class TcpTransport {
     }
     const existing = this.findByPeer(address, port);
     if (existing !== undefined) return this.write(this.conns.get(existing)!, data);
-    const conn = await this.connect(address, port, local);
+    const conn = await this.connect(address, port, local, serverName);
     return this.write(conn, data);
   }
 
-  private connect(address: string, port: number, local: LocalEndpoint | undefined): Promise<Connection> {
+  private connect(address: string, port: number, local: LocalEndpoint | undefined, serverName: string | undefined): Promise<Connection> {
     const key = peerKey(address, port);
     const p = this.pending.get(key);
     if (p !== undefined) return p;
-    const where = `tcp connect to ${formatHost(address)}:${port}`;
-    if (local === undefined) return Promise.reject(new TransportError('no-listener', `${where}: no TCP listener to send from`));
+    const name = this.hooks.name;
+    const where = `${name} connect to ${formatHost(address)}:${port}`;
+    if (local === undefined) return Promise.reject(new TransportError('no-listener', `${where}: no ${name.toUpperCase()} listener to send from`));
     if (this.outbound >= this.limits.tcpMaxConnections) return Promise.reject(new TransportError('unreachable', `${where}: outbound connection limit reached`));
     const promise = new Promise<Connection>((resolve, reject) => {
       const fam = ipFamily(address);
       const localAddress = !isAnyAddress(local.address) && ipFamily(local.address) === fam ? local.address : undefined;
       let sock: net.Socket;
+      let readyEvent: 'connect' | 'secureConnect' = 'connect';
       try {
-        sock = net.connect({ host: address, port, localAddress, noDelay: true });
+        if (this.hooks.connect === undefined) sock = net.connect({ host: address, port, localAddress, noDelay: true });
+        else ({ socket: sock, readyEvent } = this.hooks.connect({ host: address, port, localAddress, serverName }));
       } catch (err) {
         reject(toTransportError(err, where));
         return;
@@ -396,7 +423,7 @@ export class TcpTransport {
         this.connecting.delete(sock);
         sock.removeListener('error', onError);
         sock.removeListener('close', onClose);
-        sock.removeListener('connect', onConnect);
+        sock.removeListener(readyEvent, onConnect);
       };
       const fail = (err: TransportError): void => {
         done();
@@ -418,7 +445,7 @@ export class TcpTransport {
       };
       sock.once('error', onError);
       sock.once('close', onClose);
-      sock.once('connect', onConnect);
+      sock.once(readyEvent, onConnect);
     });
     this.pending.set(key, promise);
     const clear = (): void => {
@@ -478,8 +505,8 @@ export class TcpStreamTransport implements Transport {
     return this.tcp.listen(host, port, advertise);
   }
 
-  send(data: Buffer, address: string, port: number, connectionId: number | undefined, local: LocalEndpoint | undefined): Promise<void> {
-    return this.tcp.send(data, address, port, connectionId, local);
+  send(data: Buffer, address: string, port: number, connectionId: number | undefined, local: LocalEndpoint | undefined, serverName?: string): Promise<void> {
+    return this.tcp.send(data, address, port, connectionId, local, serverName);
   }
 
   connections(): ConnectionInfo[] {

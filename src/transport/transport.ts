@@ -11,6 +11,7 @@
  */
 import type { ParseLimits, SipParseError } from '../sip/index.js';
 import type { Counters, TransportLog } from './common.js';
+import type { TlsContexts } from './tls-context.js';
 import type { LocalEndpoint, TransportName } from './types.js';
 import type { UdpBufferSizes } from './udp.js';
 
@@ -98,6 +99,8 @@ export interface TransportLimits extends ParseLimits {
 export interface TransportOptions {
   udp?: { readonly buffers?: UdpBufferSizes };
   tcp?: Record<string, never>;
+  /** TLS certificate material and settings: required by a `tls` listener (and outbound TLS). */
+  tls?: TlsContexts;
 }
 
 export type AdmitWhat = 'datagram' | 'keepalive' | 'message' | 'connection';
@@ -133,9 +136,10 @@ export interface Transport {
   /**
    * Send one message. Connection-oriented transports use `connectionId` when still open, else an open
    * connection to address:port, else open one (where the transport can: WS cannot dial browsers).
-   * `address` is an IP address (the layer resolves names). Rejects with TransportError.
+   * `address` is an IP address (the layer resolves names); (additive) `serverName` is the name it was
+   * resolved from, when it was one (TLS: SNI and the certificate name check). Rejects with TransportError.
    */
-  send(data: Buffer, address: string, port: number, connectionId: number | undefined, local: LocalEndpoint | undefined): Promise<void>;
+  send(data: Buffer, address: string, port: number, connectionId: number | undefined, local: LocalEndpoint | undefined, serverName?: string): Promise<void>;
   /** open connections (connectionless transports: none). */
   connections(): ConnectionInfo[];
   connectionCounts(): { total: number; inbound: number; outbound: number };

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, parseDbUrl, parseListen } from '../../src/config.js';
+import { ConfigError, loadConfig, loadTlsFiles, parseDbUrl, parseListen } from '../../src/config.js';
 
 let dir: string;
 beforeAll(() => {
@@ -264,7 +264,8 @@ describe('parseListen', () => {
   });
 
   it('a tls listen entry is valid configuration (whether the build serves it is checked at start)', () => {
-    const c = loadConfig({ env: { SIPD_LISTEN: 'udp:127.0.0.1:5060,tls:127.0.0.1' } });
+    // (merge: a tls listener needs tls.cert and tls.key, i10-tls; the files are read at start, not here)
+    const c = loadConfig({ env: { SIPD_LISTEN: 'udp:127.0.0.1:5060,tls:127.0.0.1', SIPD_TLS_CERT: '/x/cert.pem', SIPD_TLS_KEY: '/x/key.pem' } });
     expect(c.listen).toEqual([
       { transport: 'udp', host: '127.0.0.1', port: 5060 },
       { transport: 'tls', host: '127.0.0.1', port: 5061 },
@@ -300,5 +301,52 @@ describe('parseDbUrl', () => {
 
   it.each(['sqlite:', 'mysql://127.0.0.1/db', 'mysql://u@h:1/', 'postgres://u@h/db', 'data.sqlite'])('rejects %j', (s) => {
     expect(() => parseDbUrl(s)).toThrow();
+  });
+});
+
+describe('tls settings', () => {
+  const PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+
+  it('defaults: no certificate, verify the server, not the client, TLS 1.2 at least', () => {
+    expect(loadConfig({ env: {} }).tls).toEqual({
+      cert: null,
+      key: null,
+      ca: null,
+      verify_client: false,
+      verify_server: true,
+      min_version: 'TLSv1.2',
+      ciphers: null,
+      handshake_timeout_ms: 5000,
+    });
+  });
+
+  it('tls:HOST:PORT listens; SIPD_TLS_CERT / SIPD_TLS_KEY override the file', () => {
+    expect(parseListen('tls:0.0.0.0:5061')).toEqual({ transport: 'tls', host: '0.0.0.0', port: 5061 });
+    const f = file('tls.yaml', 'tls:\n  cert: /from/file.crt\n  key: /from/file.key\n  min_version: TLSv1.3\n');
+    const c = loadConfig({ file: f, env: { SIPD_LISTEN: 'tls:127.0.0.1:5061', SIPD_TLS_CERT: '/env/cert.pem', SIPD_TLS_KEY: '/env/key.pem' } });
+    expect(c.listen).toEqual([{ transport: 'tls', host: '127.0.0.1', port: 5061 }]);
+    expect(c.tls).toMatchObject({ cert: '/env/cert.pem', key: '/env/key.pem', min_version: 'TLSv1.3' });
+  });
+
+  it('a tls listener without a certificate or key is one error naming the key', () => {
+    expect(errorOf(() => loadConfig({ env: { SIPD_LISTEN: 'tls:127.0.0.1:5061' } })).message).toBe(
+      'config: tls.cert: required for the tls listener (set tls.cert or SIPD_TLS_CERT) (+1 more problem)',
+    );
+    expect(errorOf(() => loadConfig({ env: { SIPD_LISTEN: 'tls:127.0.0.1:5061', SIPD_TLS_CERT: '/x.pem' } })).message).toBe(
+      'config: tls.key: required for the tls listener (set tls.key or SIPD_TLS_KEY)',
+    );
+    expect(errorOf(() => loadConfig({ env: {}, file: file('tlsv.yaml', 'tls:\n  min_version: TLSv1.1\n') })).message).toMatch(/^config: tls\.min_version: expected one of TLSv1\.2, TLSv1\.3/);
+  });
+
+  it('loadTlsFiles: a missing, unreadable or non-PEM file is one line naming the key and the path', () => {
+    const base = loadConfig({ env: {} }).tls;
+    const cert = file('c.pem', PEM);
+    const key = file('k.pem', '-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n');
+    expect(loadTlsFiles({ ...base, cert, key })).toEqual({ cert: PEM, key: expect.stringContaining('PRIVATE KEY') });
+    expect(loadTlsFiles({ ...base, cert, key, ca: cert })).toMatchObject({ ca: PEM });
+    const missing = join(dir, 'nope.pem');
+    expect(errorOf(() => loadTlsFiles({ ...base, cert: missing, key })).message).toBe(`config: tls.cert: ${missing}: no such file`);
+    expect(errorOf(() => loadTlsFiles({ ...base, cert, key: dir })).message).toBe(`config: tls.key: ${dir}: not a regular file`);
+    expect(errorOf(() => loadTlsFiles({ ...base, cert: file('t.txt', 'hello'), key })).message).toMatch(/^config: tls\.cert: .*t\.txt: not a PEM file$/);
   });
 });

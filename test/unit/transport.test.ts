@@ -170,6 +170,9 @@ describe('responseTarget (RFC 3261 §18.2.2, RFC 3581)', () => {
       connectionId: 9,
       local: WS_EP,
     });
+    const TLS_EP = { transport: 'tls' as const, address: '127.0.0.1', port: 5061, advertise: '127.0.0.1' };
+    const tlsSrc: Source = { transport: 'tls', address: '198.51.100.2', port: 40000, connectionId: 9, local: TLS_EP };
+    expect(responseTarget(response('SIP/2.0/TLS h.example;received=198.51.100.2;branch=z9hG4bK1'), tlsSrc)).toEqual({ transport: 'tls', address: '198.51.100.2', port: 5061, connectionId: 9, local: TLS_EP });
     expect(responseTarget(response('SIP/2.0/TLS h.example;received=198.51.100.2;branch=z9hG4bK1'), tcpSrc)).toEqual({
       transport: 'tcp',
       address: '198.51.100.2',
@@ -302,6 +305,7 @@ describe('Resolver', () => {
     const r = new Resolver();
     expect(await r.resolve('192.0.2.1', undefined, undefined, true, all)).toEqual([{ transport: 'tls', address: '192.0.2.1', port: 5061 }]);
     expect(await r.resolve('192.0.2.1', 5071, 'tcp', true, all)).toEqual([{ transport: 'tls', address: '192.0.2.1', port: 5071 }]);
+    expect(await r.resolve('192.0.2.1', 5071, undefined, true, all)).toEqual([{ transport: 'tls', address: '192.0.2.1', port: 5071 }]);
     expect(await r.resolve('192.0.2.1', undefined, 'udp', true, all)).toEqual([]);
     expect(await r.resolve('192.0.2.1', undefined, 'ws', true, all)).toEqual([]);
     expect(await r.resolve('192.0.2.1', undefined, 'wss', true, all)).toEqual([{ transport: 'wss', address: '192.0.2.1', port: 443 }]);
