@@ -38,7 +38,7 @@ export class ConfigError extends Error {
   }
 }
 
-export type Transport = 'udp' | 'tcp';
+export type Transport = 'udp' | 'tcp' | 'ws' | 'wss';
 
 export interface ListenAddr {
   transport: Transport;
@@ -79,10 +79,10 @@ export function parseHostPort(s: string): HostPort {
   return { host, port: parsePort(m[2]!, `"${s}"`) };
 }
 
-/** Parse `udp:127.0.0.1:5060`, `tcp:[::1]:5060`. Throws Error with a short reason. */
+/** Parse `udp:127.0.0.1:5060`, `tcp:[::1]:5060`, `ws:127.0.0.1:8080`, `wss:0.0.0.0:8443`. Throws Error with a short reason. */
 export function parseListen(s: string): ListenAddr {
-  const m = /^(udp|tcp):(.+)$/i.exec(s.trim());
-  if (!m) throw new Error(`expected udp|tcp:HOST:PORT, got "${s}"`);
+  const m = /^(udp|tcp|ws|wss):(.+)$/i.exec(s.trim());
+  if (!m) throw new Error(`expected udp|tcp|ws|wss:HOST:PORT, got "${s}"`);
   const hp = parseHostPort(m[2]!);
   return { transport: m[1]!.toLowerCase() as Transport, host: hp.host, port: hp.port };
 }
@@ -248,6 +248,27 @@ const UdpSchema = z.strictObject({
   send_buffer_bytes: int(0).max(MAX_UDP_BUFFER_BYTES),
 });
 
+/** WebSocket listeners (ws:, wss: in listen; RFC 7118). */
+const WsSchema = z.strictObject({
+  /** allowed Origin values of the pages a browser phone runs on (scheme://host[:port]); empty: any. */
+  origins: z.array(
+    z
+      .string()
+      .regex(/^[a-z][a-z0-9+.-]*:\/\/[^/\s]+\/?$/i, 'expected scheme://host[:port]')
+      .transform((o) => o.replace(/\/$/, '')),
+  ),
+  /** the only HTTP path accepted for the handshake (e.g. /ws); null: any path. */
+  path: z.string().regex(/^\/\S*$/, 'expected a path starting with /').nullable(),
+  /** ping every this many ms; a connection that stays silent until the next ping is closed. 0: off. */
+  ping_interval_ms: int(0),
+  /** accepted WebSocket (TCP) connections in total, handshakes included. */
+  max_connections: int(1),
+  /** accepted WebSocket (TCP) connections per source IP. */
+  max_per_ip: int(1),
+  /** from accept to a completed WebSocket handshake. */
+  handshake_timeout_ms: int(1),
+});
+
 const ScannersSchema = z.strictObject({
   enabled: z.boolean(),
   user_agents: z.array(z.string().min(1)),
@@ -282,6 +303,7 @@ export const ConfigSchema = z.strictObject({
   flood: FloodSchema,
   scanners: ScannersSchema,
   udp: UdpSchema,
+  ws: WsSchema,
   shutdown_grace_ms: int(0),
 });
 

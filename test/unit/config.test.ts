@@ -203,7 +203,7 @@ describe('loadConfig errors: one line naming the key', () => {
 
   it('bad env values name the key and the variable', () => {
     expect(errorOf(() => loadConfig({ env: { SIPD_LISTEN: 'udp:127.0.0.1:5060,sctp:1.2.3.4:5060' } })).message).toBe(
-      'config: listen[1]: expected udp|tcp:HOST:PORT, got "sctp:1.2.3.4:5060" (from SIPD_LISTEN)',
+      'config: listen[1]: expected udp|tcp|ws|wss:HOST:PORT, got "sctp:1.2.3.4:5060" (from SIPD_LISTEN)',
     );
     expect(errorOf(() => loadConfig({ env: { SIPD_DB: 'postgres://x' } })).message).toMatch(/^config: db: .*\(from SIPD_DB\)$/);
     expect(errorOf(() => loadConfig({ env: { SIPD_METRICS: 'localhost' } })).message).toMatch(/^config: metrics: expected HOST:PORT/);
@@ -282,5 +282,24 @@ describe('parseDbUrl', () => {
 
   it.each(['sqlite:', 'mysql://127.0.0.1/db', 'mysql://u@h:1/', 'postgres://u@h/db', 'data.sqlite'])('rejects %j', (s) => {
     expect(() => parseDbUrl(s)).toThrow();
+  });
+});
+
+describe('websocket settings', () => {
+  it('parses ws: and wss: listen entries', () => {
+    expect(parseListen('ws:127.0.0.1:8080')).toEqual({ transport: 'ws', host: '127.0.0.1', port: 8080 });
+    expect(parseListen('WSS:[::1]:8443')).toEqual({ transport: 'wss', host: '::1', port: 8443 });
+    expect(() => parseListen('ws:127.0.0.1')).toThrow();
+  });
+
+  it('has defaults and validates the ws block', () => {
+    expect(loadConfig({ env: {} }).ws).toEqual({ origins: [], path: null, ping_interval_ms: 30000, max_connections: 1000, max_per_ip: 100, handshake_timeout_ms: 10000 });
+    const f = file('ws.yaml', 'ws:\n  origins: ["https://phone.example.com/", "http://127.0.0.1:8080"]\n  path: /ws\n  ping_interval_ms: 0\n');
+    expect(loadConfig({ file: f, env: {} }).ws).toMatchObject({ origins: ['https://phone.example.com', 'http://127.0.0.1:8080'], path: '/ws', ping_interval_ms: 0 });
+    const bad = (yaml: string): string => errorOf(() => loadConfig({ file: file('ws-bad.yaml', yaml), env: {} })).message;
+    expect(bad('ws:\n  origins: [phone.example.com]\n')).toMatch(/^config: ws\.origins\[0\]: expected scheme:\/\/host\[:port\]/);
+    expect(bad('ws:\n  path: ws\n')).toMatch(/^config: ws\.path: expected a path starting with \//);
+    expect(bad('ws:\n  max_per_ip: 0\n')).toMatch(/^config: ws\.max_per_ip: /);
+    expect(bad('ws:\n  bogus: 1\n')).toMatch(/^config: ws/);
   });
 });
