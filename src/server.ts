@@ -133,6 +133,15 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       tcpMaxBuffer: config.limits.tcp_max_buffer,
     },
     udpBuffers: { recvBytes: config.udp.recv_buffer_bytes, sendBytes: config.udp.send_buffer_bytes },
+    ws: {
+      maxConnections: config.ws.max_connections,
+      maxPerIp: config.ws.max_per_ip,
+      handshakeTimeoutMs: config.ws.handshake_timeout_ms,
+      pingIntervalMs: config.ws.ping_interval_ms,
+      origins: config.ws.origins,
+      path: config.ws.path ?? undefined,
+      maxBuffer: config.limits.tcp_max_buffer,
+    },
     events: {
       request: (req, src) => {
         metrics.requestReceived(req.method);

@@ -236,9 +236,10 @@ export class Proxy {
     // maddr is never obeyed: a URI of someone else's choosing must not redirect us (issue 8)
     const host = uri.host;
     const tp = uri.params.get('transport')?.toLowerCase();
-    // a transport sipd does not serve (tls, sctp, ws, wss) is no next hop: never downgraded to
-    // cleartext TCP or UDP (RFC 3261 §26.2.2 for tls; the branch fails like an unresolvable one)
-    if (tp !== undefined && tp !== 'udp' && tp !== 'tcp') {
+    // a transport sipd does not serve (tls, sctp) is no next hop: never downgraded to cleartext TCP
+    // or UDP (RFC 3261 §26.2.2 for tls; the branch fails like an unresolvable one). ws/wss are served
+    // when a listener exists (resolve finds none otherwise); they only reach open connections.
+    if (tp !== undefined && tp !== 'udp' && tp !== 'tcp' && tp !== 'ws' && tp !== 'wss') {
       this.debug?.({ transport: tp }, 'next hop needs a transport sipd does not serve: not sent');
       return undefined;
     }

@@ -1,5 +1,6 @@
 import type { SipRequest, SipResponse } from '../sip/index.js';
 import type { Target, TransportError } from '../transport/types.js';
+import { isReliable } from '../transport/transport.js';
 import { NamedTimers, safe, type TxContext } from './common.js';
 import { LingerEntry, type LingerKind } from './linger.js';
 import type { TimerValues } from './timers.js';
@@ -26,7 +27,7 @@ export abstract class ClientTxBase implements ClientTransaction {
     initial: ClientTxState,
   ) {
     this.state = initial;
-    this.reliable = target.transport === 'tcp';
+    this.reliable = isReliable(target.transport);
     this.tv = ctx.timerValues(this.reliable);
     this.timers = new NamedTimers(ctx.timers);
     this.data = request.toBuffer();

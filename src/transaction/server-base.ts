@@ -1,5 +1,6 @@
 import { SipRequest, type SipResponse } from '../sip/index.js';
 import type { Source, Target, TransportError } from '../transport/types.js';
+import { isReliable } from '../transport/transport.js';
 import { detach, DETACH_MIN, NamedTimers, safe, type TxContext } from './common.js';
 import { LingerEntry, type LingerKind } from './linger.js';
 import type { TimerValues } from './timers.js';
@@ -50,7 +51,7 @@ export abstract class ServerTxBase implements ServerTransaction {
     this.state = initial;
     this.req = request;
     this.method = internMethod(request.method);
-    this.tv = ctx.timerValues(source.transport === 'tcp');
+    this.tv = ctx.timerValues(isReliable(source.transport));
     this.timers = new NamedTimers(ctx.timers);
     this.requestToTag = legacy ? detachTag(request) : undefined;
   }

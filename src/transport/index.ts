@@ -25,7 +25,9 @@ import { isSipParseError, parseMessage, parseVia, SipParseError, SipRequest, spl
 import { Counters, ipFamily, noLog, normaliseAddress, peerName, toTransportError, type TransportLog, type TransportStats } from './common.js';
 import { Resolver, type LookupFn, type SrvLookupFn } from './resolve.js';
 import { TcpTransport, type TcpConnectionInfo } from './tcp.js';
+import type { Transport, TransportContext } from './transport.js';
 import { UdpListener, type UdpBufferSizes } from './udp.js';
+import { wssTransport, wsTransport, type WsOptions, type WssOptions } from './ws.js';
 import { viaReceivedParams } from './via-handling.js';
 import {
   TransportError,
@@ -43,6 +45,7 @@ export { Resolver, TtlCache, systemLookup, systemSrv, type LookupFn, type SrvLoo
 export { ListenError, type UdpBufferSizes } from './udp.js';
 export { normaliseAddress, DROP_REASONS, type DropReason, type TransportStats, type TransportLog, type LogLevel } from './common.js';
 export type { TcpConnectionInfo } from './tcp.js';
+export type { WsOptions, WssOptions } from './ws.js';
 
 /** RFC 3261 §18.1.1: a request within 200 bytes of the path MTU (1500) must go over a congestion-controlled transport. */
 export const UDP_MAX_REQUEST = 1300;
@@ -95,6 +98,10 @@ export interface TransportLayerOptions {
   limits: TransportLimits;
   events: TransportEvents;
   log?: TransportLog;
+  /** WebSocket settings for ws: / wss: listeners (maxMessageSize comes from `limits`). */
+  ws?: Omit<WsOptions, 'maxMessageSize'>;
+  /** TLS material for wss: listeners (a wss: listener without it fails to start). */
+  wssTls?: WssOptions['tls'];
   /** SO_RCVBUF / SO_SNDBUF for every UDP socket, set after bind (default: the OS defaults). */
   udpBuffers?: UdpBufferSizes;
   /** A/AAAA lookup (default `dns.promises.lookup(host, { all: true })`). */
@@ -271,6 +278,49 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
     log,
   );
 
+  // WebSocket transports (Transport interface, ./transport.ts), made when a ws:/wss: listener starts.
+  // Connection ids: TCP still numbers its own from 1, so these start far above (until TCP takes its
+  // ids from the shared counter too).
+  const streams = new Map<TransportName, Transport>();
+  let nextConnId = 1_000_000_000;
+  const ctx: TransportContext = {
+    log,
+    counters,
+    nextConnectionId: () => ++nextConnId,
+    admit: (transport, address, port, what) => admitted({ transport, address, port }, what),
+    message: (data, transport, address, port, local, connectionId) =>
+      receive(data, connectionId === undefined ? { transport, address, port, local } : { transport, address, port, connectionId, local }),
+    framingError: (err, c) => {
+      const src: Source = { transport: c.transport, address: c.remoteAddress, port: c.remotePort, connectionId: c.id, local: c.local };
+      safe('parseError', () => events.parseError(err, src, Buffer.alloc(0)));
+    },
+    closed: (c, reason) => {
+      const cb = events.connectionClosed;
+      if (cb !== undefined) safe('connectionClosed', () => cb.call(events, c.id, { address: c.remoteAddress, port: c.remotePort, local: c.local }, reason));
+    },
+  };
+  const streamFor = (transport: TransportName): Transport => {
+    let t = streams.get(transport);
+    if (t !== undefined) return t;
+    const base: WsOptions = {
+      maxConnections: limits.tcpMaxConnections,
+      maxPerIp: limits.tcpMaxPerIp,
+      ...opts.ws,
+      maxMessageSize: limits.maxMessageSize,
+    };
+    if (transport === 'ws') t = wsTransport(base)(ctx);
+    else if (transport === 'wss') {
+      if (opts.wssTls === undefined) throw new TransportError('no-listener', 'cannot listen on wss: no TLS certificate configured');
+      t = wssTransport({ ...base, tls: opts.wssTls })(ctx);
+    } else throw new TransportError('no-listener', `no transport ${transport}`);
+    streams.set(transport, t);
+    return t;
+  };
+  const openStream = (id: number): Transport | undefined => {
+    for (const t of streams.values()) if (t.isOpen(id)) return t;
+    return undefined;
+  };
+
   const endpointFor = (transport: TransportName, family: 4 | 6): LocalEndpoint | undefined =>
     eps.find((e) => e.transport === transport && ipFamily(e.address) === family);
   const has = (transport: TransportName, family: 4 | 6): boolean => endpointFor(transport, family) !== undefined;
@@ -285,6 +335,17 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
 
   const sendNow = async (data: Buffer, target: Target): Promise<void> => {
     if (state !== 'running') throw new TransportError('closed', 'transport layer is not running');
+    // WebSocket: responses and requests to a browser go on its connection, which needs no address
+    const ws = streams.get(target.transport);
+    if (ws !== undefined && target.connectionId !== undefined && ws.isOpen(target.connectionId)) {
+      if (dropHook !== undefined && dropHook('out', data, { transport: target.transport, address: target.address, port: target.port })) {
+        counters.drop('hook');
+        return;
+      }
+      await ws.send(data, target.address, target.port, target.connectionId, undefined);
+      counters.messagesOut++;
+      return;
+    }
     // a response on a still-open connection needs no address at all
     if (target.transport === 'tcp' && target.connectionId !== undefined && tcp.isOpen(target.connectionId)) {
       if (dropHook !== undefined && dropHook('out', data, { transport: 'tcp', address: target.address, port: target.port })) {
@@ -315,8 +376,12 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
       if (l === undefined) throw new TransportError('no-listener', `no UDP listener for IPv${family}`);
       await l.send(data, address, target.port);
       counters.bytesOut += data.length;
-    } else {
+    } else if (target.transport === 'tcp') {
       await tcp.send(data, address, target.port, target.connectionId, local);
+    } else {
+      const t = streams.get(target.transport);
+      if (t === undefined) throw new TransportError('no-listener', `no ${target.transport} listener`);
+      await t.send(data, address, target.port, target.connectionId, local);
     }
     counters.messagesOut++;
   };
@@ -338,14 +403,17 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
             const u = new UdpListener(host, l.port, opts.advertise, onUdp, log, opts.udpBuffers);
             started.push(await u.start());
             udp.push(u);
-          } else {
+          } else if (l.transport === 'tcp') {
             started.push(await tcp.listen(host, l.port, opts.advertise));
+          } else {
+            started.push(await streamFor(l.transport).listen(host, l.port, opts.advertise));
           }
         }
       } catch (e) {
         state = 'closed';
         await Promise.all(udp.map((u) => u.close()));
         await tcp.close();
+        await Promise.all([...streams.values()].map((t) => t.close()));
         throw e;
       }
       eps = started;
@@ -356,7 +424,7 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
     async close() {
       if (state === 'closed') return;
       state = 'closed';
-      await Promise.all([...udp.map((u) => u.close()), tcp.close()]);
+      await Promise.all([...udp.map((u) => u.close()), tcp.close(), ...[...streams.values()].map((t) => t.close())]);
     },
 
     send(data, target) {
@@ -391,7 +459,10 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
 
     stats() {
       return {
-        connections: tcp.connectionCounts,
+        connections: [...streams.values()].reduce((a, t) => {
+          const c = t.connectionCounts();
+          return { total: a.total + c.total, inbound: a.inbound + c.inbound, outbound: a.outbound + c.outbound };
+        }, tcp.connectionCounts),
         connectionsOpened: counters.connectionsOpened,
         connectionsClosed: counters.connectionsClosed,
         bytesIn: counters.bytesIn,
@@ -403,9 +474,9 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
       };
     },
 
-    connections: () => tcp.connections(),
-    isConnectionOpen: (id) => tcp.isOpen(id),
-    closeConnection: (id) => tcp.closeConnection(id),
+    connections: () => [...tcp.connections(), ...[...streams.values()].flatMap((t) => t.connections())],
+    isConnectionOpen: (id) => tcp.isOpen(id) || openStream(id) !== undefined,
+    closeConnection: (id) => tcp.closeConnection(id) || (openStream(id)?.closeConnection(id) ?? false),
   };
   return layer;
 }

@@ -4,6 +4,7 @@
  */
 import { hostAddress, type SipResponse, type Via } from '../sip/index.js';
 import { normaliseAddress } from './common.js';
+import { isConnectionOriented } from './transport.js';
 import { TransportError, type Source, type Target, type TransportName } from './types.js';
 
 /**
@@ -33,6 +34,10 @@ export function viaTransport(token: string): { transport: TransportName; default
       return { transport: 'tcp', defaultPort: 5060 };
     case 'TLS':
       return { transport: 'tcp', defaultPort: 5061 };
+    case 'WS':
+      return { transport: 'ws', defaultPort: 80 };
+    case 'WSS':
+      return { transport: 'wss', defaultPort: 443 };
     default:
       return undefined;
   }
@@ -72,9 +77,10 @@ export function responseTarget(res: SipResponse, src?: Source): Target {
   if (transport === 'udp' && vt.transport !== 'udp') {
     return withLocal({ transport: 'udp', address: hostAddress(via.received ?? via.host), port: rport ?? via.port ?? 5060 });
   }
-  if (vt.transport === 'tcp') {
-    const t: Target = { transport: 'tcp', address: hostAddress(via.received ?? via.host), port: via.port ?? vt.defaultPort };
-    if (src !== undefined && src.transport === 'tcp' && src.connectionId !== undefined) return withLocal({ ...t, connectionId: src.connectionId });
+  if (isConnectionOriented(vt.transport)) {
+    // WS/WSS: browsers put an unreachable `*.invalid` sent-by in Via; the connection is what counts
+    const t: Target = { transport: vt.transport, address: hostAddress(via.received ?? via.host), port: via.port ?? vt.defaultPort };
+    if (src !== undefined && src.transport === vt.transport && src.connectionId !== undefined) return withLocal({ ...t, connectionId: src.connectionId });
     return withLocal(t);
   }
   if (via.received !== undefined) return withLocal({ transport: 'udp', address: hostAddress(via.received), port: rport ?? via.port ?? vt.defaultPort });

@@ -334,3 +334,59 @@ describe('wss transport', () => {
     expect((await rx).data.toString()).toBe('SIP/2.0 200 OK\r\n\r\n');
   });
 });
+
+describe('ws through the transport layer', () => {
+  it('a request over WS gets received= on its .invalid Via, and its response goes back on the connection', async () => {
+    const { createTransportLayer, responseTarget } = await import('../../src/transport/index.js');
+    const { buildResponse } = await import('../../src/sip/index.js');
+    const closed: number[] = [];
+    const reqs: Array<{ via: string | undefined; src: import('../../src/transport/types.js').Source }> = [];
+    let wake: () => void = () => undefined;
+    const layer = createTransportLayer({
+      listen: [
+        { transport: 'udp', host: '127.0.0.1', port: 0 },
+        { transport: 'ws', host: '127.0.0.1', port: 0 },
+      ],
+      limits: { maxMessageSize: 65536, maxHeaders: 256, maxHeaderLine: 8192, maxVias: 70, tcpMaxConnections: 10, tcpMaxPerIp: 10, tcpIdleTimeoutMs: 60_000, tcpMaxBuffer: 131072 },
+      ws: { maxConnections: 10, maxPerIp: 10, pingIntervalMs: 0 },
+      events: {
+        request: (req, src) => {
+          reqs.push({ via: req.headerValues('via')[0], src });
+          const res = buildResponse(req, 200);
+          void layer.send(res.toBuffer(), responseTarget(res, src));
+          wake();
+        },
+        response: () => undefined,
+        parseError: () => undefined,
+        connectionClosed: (id) => {
+          closed.push(id);
+          wake();
+        },
+      },
+    });
+    await layer.start();
+    cleanups.push(() => layer.close());
+    const ep = layer.endpoints().find((e) => e.transport === 'ws')!;
+    expect(ep).toBeDefined();
+    const { ws } = await open(`ws://127.0.0.1:${ep.port}`);
+    const rx = nextMessage(ws!);
+    ws!.send(REGISTER(3));
+    const res = (await rx).data.toString();
+    expect(res).toMatch(/^SIP\/2\.0 200 OK\r\n/);
+    expect(res).toContain('Via: SIP/2.0/WS abc.invalid;branch=z9hG4bK-3;received=127.0.0.1');
+    expect(reqs[0]!.src).toMatchObject({ transport: 'ws', address: '127.0.0.1', local: ep });
+    const id = reqs[0]!.src.connectionId!;
+    expect(layer.isConnectionOpen(id)).toBe(true);
+    expect(layer.connections().map((c) => c.id)).toContain(id);
+    expect(layer.stats().connections.inbound).toBe(1);
+    // a request to the browser's address:port goes over its connection; to any other, unreachable
+    const rx2 = nextMessage(ws!);
+    await layer.send(Buffer.from('OPTIONS sip:a@abc.invalid SIP/2.0\r\n\r\n'), { transport: 'ws', address: '127.0.0.1', port: reqs[0]!.src.port });
+    expect((await rx2).data.toString()).toMatch(/^OPTIONS /);
+    await expect(layer.send(Buffer.from('x'), { transport: 'ws', address: '127.0.0.1', port: 1 })).rejects.toMatchObject({ kind: 'unreachable' });
+    await expect(layer.send(Buffer.from('x'), { transport: 'ws', address: 'abc.invalid', port: 80 })).rejects.toMatchObject({ kind: 'unreachable' });
+    expect(layer.closeConnection(id)).toBe(true);
+    while (!closed.includes(id)) await new Promise<void>((r) => (wake = r));
+    expect(layer.isConnectionOpen(id)).toBe(false);
+  });
+});
