@@ -22,6 +22,7 @@ import { Metrics, parseUdpSnmp } from './metrics.js';
 import { buildResponse, isSipParseError, parseMessage, parseVia, SipRequest, splitList, type PartialMessage, type SipParseError, type SipResponse } from './sip/index.js';
 import { openStores, type Stores, type WriteBackEvents } from './store/index.js';
 import { createTransactionLayer, realClock } from './transaction/index.js';
+import { fixWebSocketContact } from './core/ws-contact.js';
 import { createTransportLayer, normaliseAddress, responseTarget } from './transport/index.js';
 import type { Source, Target } from './transport/types.js';
 
@@ -145,9 +146,14 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     events: {
       request: (req, src) => {
         metrics.requestReceived(req.method);
+        // a browser's *.invalid Contact → its connection's address (until flows bind dialogs)
+        fixWebSocketContact(req, src);
         onRequest(req, src);
       },
-      response: (res, src) => onResponse(res, src),
+      response: (res, src) => {
+        fixWebSocketContact(res, src);
+        onResponse(res, src);
+      },
       parseError: (err, src, raw) => {
         metrics.parseErrors.inc({ code: err.code });
         // answer 400 when we could read enough of a request to address a response
