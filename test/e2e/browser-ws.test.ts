@@ -300,7 +300,7 @@ window.hangup = (name, i) => window.phones[name].sessions[i].session.terminate()
 type Page = import('playwright-core').Page;
 type Browser = import('playwright-core').BrowserContext;
 
-describe.skipIf(SKIP)('browser phones (JsSIP in headless Chromium) over WebSocket', () => {
+describe.skipIf(SKIP)('browser phones (JsSIP in headless Chromium) over WebSocket', { timeout: 90_000 }, () => {
   let dir: string;
   let sipd: SipdProcess | undefined;
   let web: http.Server | undefined;
@@ -391,7 +391,7 @@ describe.skipIf(SKIP)('browser phones (JsSIP in headless Chromium) over WebSocke
   /** Wait (bounded) until the session's states include `state`; returns them. */
   const waitState = async (p: Page, name: string, i: number, state: string): Promise<string[]> => {
     try {
-      await p.waitForFunction(([n, k, s]) => (window as unknown as { states: (a: string, b: number) => string[] }).states(n as string, k as number).some((x) => x === s || x.startsWith(`${s as string}:`)), [name, i, state] as const, { timeout: 30_000 });
+      await p.waitForFunction(([n, k, s]) => (window as unknown as { states: (a: string, b: number) => string[] }).states(n as string, k as number).some((x) => x === s || x.startsWith(`${s as string}:`)), [name, i, state] as const, { timeout: 45_000 });
     } catch (e) {
       throw new Error(`${name} session ${i} never reached ${state}: states ${JSON.stringify(await states(p, name, i))}\n${consoleLines.slice(-40).join('\n')}\nsipd: ${sipd?.stdout.slice(-3000)}`, { cause: e });
     }
