@@ -312,14 +312,57 @@ describe('ws transport: keep-alive, limits, admission', () => {
   });
 });
 
+/** Wait until the client has seen `n` pings (event-driven: time passes on the server's ping timer). */
+function pings(ws: WebSocket, n: number): Promise<void> {
+  let seen = 0;
+  return new Promise((r) => {
+    const on = (): void => {
+      if (++seen >= n) {
+        ws.off('ping', on);
+        r();
+      }
+    };
+    ws.on('ping', on);
+  });
+}
+
+function certificate(): { cert: Buffer; key: Buffer } {
+  const dir = mkdtempSync(join(tmpdir(), 'sipd-wss-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  return { cert: readFileSync(join(dir, 'cert.pem')), key: readFileSync(join(dir, 'key.pem')) };
+}
+
+describe('handshake deadline stops at the upgrade', () => {
+  it('ws: an upgraded connection outlives the handshake timeout', async () => {
+    const { t, got, url } = await start({ handshakeTimeoutMs: 60, pingIntervalMs: 40 });
+    const { ws } = await open(url);
+    await pings(ws!, 4); // well past the handshake deadline
+    expect(ws!.readyState).toBe(WebSocket.OPEN);
+    expect(got.closed).toEqual([]);
+    expect(got.counters.drops['ws-handshake-timeout']).toBe(0);
+    expect(t.connections()).toHaveLength(1);
+  });
+
+  it('wss: an upgraded connection outlives the handshake timeout (the TLS socket is not the accepted one)', async () => {
+    const { cert, key } = certificate();
+    const { ctx, got } = context();
+    const t = wssTransport({ ...OPTS, handshakeTimeoutMs: 60, pingIntervalMs: 40, tls: { options: { cert, key } } })(ctx);
+    cleanups.push(() => t.close());
+    const ep = await t.listen('127.0.0.1', 0, undefined);
+    const { ws } = await open(`wss://127.0.0.1:${ep.port}`, 'sip', {}, { ca: cert });
+    await pings(ws!, 4);
+    expect(ws!.readyState).toBe(WebSocket.OPEN);
+    expect(got.closed).toEqual([]);
+    expect(got.counters.drops['ws-handshake-timeout']).toBe(0);
+  });
+});
+
 describe('wss transport', () => {
   it('serves the sip sub-protocol over TLS with the material given from outside', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'sipd-wss-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
-    const cert = readFileSync(join(dir, 'cert.pem'));
+    const { cert, key } = certificate();
     const { ctx, got } = context();
-    const t = wssTransport({ ...OPTS, tls: { options: { cert, key: readFileSync(join(dir, 'key.pem')) } } })(ctx);
+    const t = wssTransport({ ...OPTS, tls: { options: { cert, key } } })(ctx);
     cleanups.push(() => t.close());
     const ep = await t.listen('127.0.0.1', 0, undefined);
     expect(ep.transport).toBe('wss');
