@@ -75,8 +75,20 @@ interface Conn {
   reason: string | undefined;
 }
 
-/** an accepted socket with its handshake deadline, marked once upgraded. */
-type UpgradableSocket = net.Socket & { sipdHandshakeTimer?: NodeJS.Timeout; sipdUpgraded?: boolean };
+/** An accepted TCP connection until it closes: its handshake deadline, and whether it was upgraded. */
+interface Accepted {
+  readonly sock: net.Socket;
+  readonly timer: NodeJS.Timeout;
+  upgraded: boolean;
+}
+
+/**
+ * The key of a TCP connection, the same for the accepted socket and for the TLS socket an HTTPS
+ * server wraps it in (the upgrade arrives on the latter): local port and remote address and port.
+ */
+function socketKey(sock: net.Socket): string {
+  return `${sock.localPort ?? 0}|${normaliseAddress(sock.remoteAddress ?? '')}|${sock.remotePort ?? 0}`;
+}
 
 interface Server {
   readonly server: http.Server | https.Server;
@@ -124,7 +136,7 @@ class WsTransport implements Transport {
   private readonly byPeer = new Map<string, Set<Conn>>();
   /** accepted TCP sockets (handshake phase and upgraded), per source IP. */
   private readonly perIp = new Map<string, number>();
-  private readonly sockets = new Set<net.Socket>();
+  private readonly sockets = new Map<string, Accepted>();
   private readonly wss: WebSocketServer;
   private readonly origins: ReadonlySet<string> | undefined;
   private pingTimer: NodeJS.Timeout | undefined;
@@ -241,7 +253,7 @@ class WsTransport implements Transport {
       return;
     }
     this.perIp.set(ip, n + 1);
-    this.sockets.add(sock);
+    const key = socketKey(sock);
     sock.setNoDelay(true);
     const timer = setTimeout(() => {
       this.ctx.counters.drop('ws-handshake-timeout');
@@ -249,10 +261,10 @@ class WsTransport implements Transport {
       sock.destroy();
     }, this.opts.handshakeTimeoutMs ?? 10_000);
     timer.unref();
-    (sock as UpgradableSocket).sipdHandshakeTimer = timer;
+    this.sockets.set(key, { sock, timer, upgraded: false });
     sock.once('close', () => {
       clearTimeout(timer);
-      this.sockets.delete(sock);
+      if (this.sockets.get(key)?.sock === sock) this.sockets.delete(key);
       const m = (this.perIp.get(ip) ?? 1) - 1;
       if (m <= 0) this.perIp.delete(ip);
       else this.perIp.set(ip, m);
@@ -286,9 +298,11 @@ class WsTransport implements Transport {
       return;
     }
     this.wss.handleUpgrade(req, sock, head, (ws) => {
-      const u = sock as UpgradableSocket;
-      if (u.sipdHandshakeTimer !== undefined) clearTimeout(u.sipdHandshakeTimer);
-      u.sipdUpgraded = true;
+      const a = this.sockets.get(socketKey(sock));
+      if (a !== undefined) {
+        clearTimeout(a.timer);
+        a.upgraded = true;
+      }
       this.register(ws, sock, ep);
     });
   }
@@ -441,9 +455,9 @@ class WsTransport implements Transport {
       this.drop(c, 'shutdown', 1001);
     }
     // sockets still in the handshake phase
-    for (const s of this.sockets) if (!(s as UpgradableSocket).sipdUpgraded) s.destroy();
+    for (const a of this.sockets.values()) if (!a.upgraded) a.sock.destroy();
     await Promise.all(done);
-    for (const s of this.sockets) s.destroy();
+    for (const a of this.sockets.values()) a.sock.destroy();
     this.wss.close();
   }
 }

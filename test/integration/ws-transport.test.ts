@@ -335,9 +335,9 @@ function certificate(): { cert: Buffer; key: Buffer } {
 
 describe('handshake deadline stops at the upgrade', () => {
   it('ws: an upgraded connection outlives the handshake timeout', async () => {
-    const { t, got, url } = await start({ handshakeTimeoutMs: 60, pingIntervalMs: 40 });
+    const { t, got, url } = await start({ handshakeTimeoutMs: 1500, pingIntervalMs: 400 });
     const { ws } = await open(url);
-    await pings(ws!, 4); // well past the handshake deadline
+    await pings(ws!, 5); // past the handshake deadline (2 s of pings against 1.5 s)
     expect(ws!.readyState).toBe(WebSocket.OPEN);
     expect(got.closed).toEqual([]);
     expect(got.counters.drops['ws-handshake-timeout']).toBe(0);
@@ -347,11 +347,11 @@ describe('handshake deadline stops at the upgrade', () => {
   it('wss: an upgraded connection outlives the handshake timeout (the TLS socket is not the accepted one)', async () => {
     const { cert, key } = certificate();
     const { ctx, got } = context();
-    const t = wssTransport({ ...OPTS, handshakeTimeoutMs: 60, pingIntervalMs: 40, tls: { options: { cert, key } } })(ctx);
+    const t = wssTransport({ ...OPTS, handshakeTimeoutMs: 1500, pingIntervalMs: 400, tls: { options: { cert, key } } })(ctx);
     cleanups.push(() => t.close());
     const ep = await t.listen('127.0.0.1', 0, undefined);
     const { ws } = await open(`wss://127.0.0.1:${ep.port}`, 'sip', {}, { ca: cert });
-    await pings(ws!, 4);
+    await pings(ws!, 5);
     expect(ws!.readyState).toBe(WebSocket.OPEN);
     expect(got.closed).toEqual([]);
     expect(got.counters.drops['ws-handshake-timeout']).toBe(0);
