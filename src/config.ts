@@ -26,6 +26,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { TRANSPORT_INFO } from './transport/transport.js';
+import type { TransportName } from './transport/types.js';
 
 /** Thrown for any configuration problem; `message` is one line naming the key. */
 export class ConfigError extends Error {
@@ -38,7 +40,8 @@ export class ConfigError extends Error {
   }
 }
 
-export type Transport = 'udp' | 'tcp' | 'ws' | 'wss';
+/** A listen entry's transport; whether this build has it is checked at start (src/transport/registry.ts). */
+export type Transport = TransportName;
 
 export interface ListenAddr {
   transport: Transport;
@@ -79,12 +82,23 @@ export function parseHostPort(s: string): HostPort {
   return { host, port: parsePort(m[2]!, `"${s}"`) };
 }
 
-/** Parse `udp:127.0.0.1:5060`, `tcp:[::1]:5060`, `ws:127.0.0.1:8080`, `wss:0.0.0.0:8443`. Throws Error with a short reason. */
+/**
+ * Parse `udp:127.0.0.1:5060`, `tcp:[::1]:5060`, `tls:HOST:PORT`, `ws:HOST:PORT`, `wss:HOST:PORT`.
+ * The port may be left out for tls, ws and wss (then 5061, 80, 443: TRANSPORT_INFO's default);
+ * udp and tcp name theirs. Throws Error with a short reason.
+ */
 export function parseListen(s: string): ListenAddr {
-  const m = /^(udp|tcp|ws|wss):(.+)$/i.exec(s.trim());
-  if (!m) throw new Error(`expected udp|tcp|ws|wss:HOST:PORT, got "${s}"`);
-  const hp = parseHostPort(m[2]!);
-  return { transport: m[1]!.toLowerCase() as Transport, host: hp.host, port: hp.port };
+  const m = /^(udp|tcp|tls|wss|ws):(.+)$/i.exec(s.trim());
+  if (!m) throw new Error(`expected udp|tcp|tls|ws|wss:HOST:PORT, got "${s}"`);
+  const transport = m[1]!.toLowerCase() as Transport;
+  const rest = m[2]!;
+  if (transport !== 'udp' && transport !== 'tcp' && (/^[^:[\]\s]+$/.test(rest) || /^\[[^\]]+\]$/.test(rest))) {
+    const host = rest.startsWith('[') ? rest.slice(1, -1) : rest;
+    if (rest.startsWith('[') && isIP(host) !== 6) throw new Error(`invalid IPv6 address "${host}" in "${s}"`);
+    return { transport, host, port: TRANSPORT_INFO[transport].defaultPort };
+  }
+  const hp = parseHostPort(rest);
+  return { transport, host: hp.host, port: hp.port };
 }
 
 /**

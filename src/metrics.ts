@@ -154,6 +154,12 @@ export class Metrics {
   });
 
   readonly tcpConnections = new Gauge({ name: 'sipd_tcp_connections', help: 'Open TCP connections', labelNames: ['direction'] as const, registers: [this.registry] });
+  readonly transportConnections = new Gauge({
+    name: 'sipd_transport_connections',
+    help: 'Open connections by transport (every transport served; connectionless ones 0) and direction (inbound, outbound)',
+    labelNames: ['transport', 'direction'] as const,
+    registers: [this.registry],
+  });
   readonly transportDrops = new Gauge({
     name: 'sipd_transport_dropped_total',
     help: 'Messages and connections dropped by the transport layer since start, by reason (oversize, limits, parse errors ...)',

@@ -1,8 +1,12 @@
 /**
- * Composition root: config → log → metrics → stores → transports → transactions → core.
+ * Composition root, in named parts: `buildCore` (transactions → proxy, auth, registrar → router;
+ * also what the test harness builds), `transportLayer` + `transportEvents` (the transports, from
+ * the registry in src/transport/registry.ts), `startAdminHttp` (metrics, health, admin verbs),
+ * `startHousekeeping` (binding expiry, gauges). `startServer` runs them in that order with the
+ * transports started last, once every handler exists.
  * Nothing else in src/ reads the environment or files (config.ts does, for this module).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomFillSync } from 'node:crypto';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { networkInterfaces } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -12,19 +16,24 @@ import { DigestAuthenticator, stripCredentials, type AuthResult } from './core/a
 import { FloodGuard } from './core/flood.js';
 import { ScannerFilter } from './core/scanner.js';
 import { Proxy } from './core/proxy.js';
+import { RandomPool } from './core/random.js';
 import { RouteTokens } from './core/route-token.js';
 import { Registrar } from './core/registrar.js';
-import { Router, type AuthOutcome, type Authenticator } from './core/routing.js';
+import { FlowTable } from './core/flows.js';
+import type { ResponseSteps } from './core/response-steps.js';
+import { Router, type AuthOutcome, type Authenticator, type RoutingEvents } from './core/routing.js';
 import { deterministicToTag } from './core/tags.js';
 import { adminPolicy, createHttpHandler } from './http.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics, parseUdpSnmp } from './metrics.js';
-import { buildResponse, isSipParseError, parseMessage, parseVia, SipRequest, splitList, type PartialMessage, type SipParseError, type SipResponse } from './sip/index.js';
+import { buildResponse, isSipParseError, MAGIC_COOKIE, parseMessage, parseVia, SipRequest, splitList, type PartialMessage, type SipParseError, type SipResponse } from './sip/index.js';
 import { openStores, type Stores, type WriteBackEvents } from './store/index.js';
-import { createTransactionLayer, realClock } from './transaction/index.js';
+import type { LocationStore, SubscriberStore } from './store/types.js';
+import { createTransactionLayer, realClock, type TransactionLayerImpl, type TransactionLayerOptions } from './transaction/index.js';
+import type { Clock } from './transaction/types.js';
 import { fixWebSocketContact } from './core/ws-contact.js';
-import { createTransportLayer, normaliseAddress, responseTarget } from './transport/index.js';
-import type { Source, Target } from './transport/types.js';
+import { createTransportLayer, isConnectionOriented, normaliseAddress, responseTarget, type SipTransportLayer } from './transport/index.js';
+import type { Source, Target, TransportEvents, TransportLayer } from './transport/types.js';
 
 export interface RunningServer {
   readonly config: Config;
@@ -64,6 +73,385 @@ function ephemeralSecrets(config: Config): Secrets {
   };
 }
 
+// ================================================================================ core wiring
+
+/** The settings the core is built from (the YAML sections, as validated by src/config.ts). */
+export type CoreSettings = Pick<Config, 'domains' | 'auth' | 'registrar' | 'timers' | 'limits' | 'scanners'>;
+
+/** Everything the core takes from outside: no sockets, files or clocks of its own. */
+export interface CoreDeps {
+  readonly settings: CoreSettings;
+  /** the transport layer (or a fake): only sent through; it starts after the core exists. */
+  readonly transport: Pick<TransportLayer, 'send' | 'endpoints' | 'endpointFor' | 'resolve'>;
+  readonly subscribers: SubscriberStore;
+  readonly locations: LocationStore;
+  /** the auth secret (digest nonces, Record-Route tokens, branch MACs). */
+  readonly secret: Buffer;
+  readonly clock: Clock;
+  readonly now: () => number;
+  /** randomness: the proxy's branch suffixes, the authenticator's nonces, registrar ruids. */
+  /** `txBranch`: the transaction layer's own Via branches (default: its randomBytes-based one). */
+  readonly random: { readonly branch: () => string; readonly bytes: (n: number) => Buffer; readonly ruid: () => string; readonly txBranch?: () => string };
+  /** §18.2.2 response routing (src/transport's `responseTarget`; the harness passes its own). */
+  readonly responseTarget: (res: SipResponse, src?: Source) => Target;
+  /** routing's events (log lines, metrics); `drop` also gets the proxy's stray-response drops. */
+  readonly events: RoutingEvents;
+  /** to-tags of stateless responses (default `deterministicToTag`). */
+  readonly toTag?: (req: SipRequest) => string;
+  /** the host's own addresses, for "is this next hop sipd itself?" behind wildcard listeners. */
+  readonly localAddresses?: () => ReadonlySet<string>;
+  readonly txLog?: TransactionLayerOptions['log'];
+  /** true once a stop has begun: new requests are answered 503 (ACKs dropped). */
+  readonly stopping?: () => boolean;
+  /** RFC 5626 flows (src/core/flows.ts): registrations bound to their connection (the server keeps one). */
+  readonly flows?: FlowTable;
+  /** the proxy's response steps (src/core/response-steps.ts; default none). */
+  readonly steps?: ResponseSteps;
+}
+
+export interface Core {
+  readonly tx: TransactionLayerImpl;
+  readonly proxy: Proxy;
+  readonly router: Router;
+  readonly registrar: Registrar;
+  readonly authenticator: DigestAuthenticator;
+  /** requests still being decided or forwarded (not lingering transactions). */
+  busy(): boolean;
+}
+
+/**
+ * The core: transactions → proxy, authenticator, registrar → router. The one wiring of it, used by
+ * `startServer` and by the test harness (test/helpers/core-harness.ts). Feed it with
+ * `core.tx.receiveRequest` / `receiveResponse` (see `transportEvents`).
+ */
+export function buildCore(d: CoreDeps): Core {
+  const s = d.settings;
+  const events = d.events;
+  const domains = new Set(s.domains.map((x) => x.toLowerCase()));
+  const isOurDomain = (host: string): boolean => domains.has(host.toLowerCase());
+
+  /**
+   * A stray 2xx the proxy passes on statelessly (§16.7 step 10 for 2xx without a transaction). Its
+   * next Via comes from the peer unchecked: a malformed or unsupported one is a counted drop at
+   * debug, not an exception (that would be a warn line with a stack trace per datagram).
+   */
+  const sendStray = (r: SipResponse): void => {
+    let target: Target;
+    try {
+      target = d.responseTarget(r);
+    } catch (e) {
+      events.drop('stray-unroutable');
+      events.debug?.({ err: e instanceof Error ? e.message : String(e) }, 'stray response dropped: no route');
+      return;
+    }
+    d.transport.send(r.toBuffer(), target).catch((e: unknown) => events.debug?.({ err: String(e) }, 'stray response not sent'));
+  };
+
+  const stopping = d.stopping;
+  const toTag = d.toTag ?? deterministicToTag;
+  const tx = createTransactionLayer({
+    transport: d.transport,
+    user: {
+      request: (req, src) => {
+        if (stopping?.() === true) {
+          if (req.method !== 'ACK') tx.respondStateless(buildResponse(req, 503, { reason: 'Shutting Down', toTag: deterministicToTag(req) }), src);
+          return;
+        }
+        router.onRequest(req, src);
+      },
+      strayResponse: (res) => proxy.strayResponse(res, sendStray, (reason) => events.drop(reason)),
+    },
+    timers: {
+      t1: s.timers.t1_ms,
+      t2: s.timers.t2_ms,
+      t4: s.timers.t4_ms,
+      timerC: s.timers.timer_c_ms,
+      trying: s.timers.trying_ms,
+    },
+    clock: d.clock,
+    responseTarget: d.responseTarget,
+    ...(d.random.txBranch !== undefined ? { newBranch: d.random.txBranch } : {}),
+    maxTransactions: s.limits.max_transactions,
+    ...(d.txLog !== undefined ? { log: d.txLog } : {}),
+  });
+
+  const proxy = new Proxy({
+    tx,
+    transport: d.transport,
+    random: d.random.branch,
+    routeTokens: new RouteTokens(d.secret),
+    ...(d.localAddresses !== undefined ? { localAddresses: d.localAddresses } : {}),
+    ...(events.debug !== undefined ? { debug: (obj: Record<string, unknown>, msg: string) => events.debug?.(obj, msg) } : {}),
+    onResponse: (status) => events.response(status),
+    ...(d.steps !== undefined ? { steps: d.steps } : {}),
+  });
+  const authenticator = new DigestAuthenticator({
+    subscribers: d.subscribers,
+    secret: d.secret,
+    nonceLifetimeS: s.auth.nonce_lifetime_s,
+    algorithms: s.auth.algorithms,
+    qop: s.auth.qop,
+    checkUri: s.auth.check_uri,
+    ncWindow: s.auth.nc_window,
+    now: d.now,
+    random: d.random.bytes,
+  });
+  const auth: Authenticator = {
+    verify: (req, realm, kind) => {
+      // synchronous when the credentials are cached (no Promise on the hot path)
+      const r = authenticator.verify(req, realm, kind);
+      return r instanceof Promise ? r.then(authOutcome) : authOutcome(r);
+    },
+    stripCredentials: (req, realm) => stripCredentials(req, realm),
+  };
+  const registrar = new Registrar({
+    ...(d.flows !== undefined ? { flows: d.flows } : {}),
+    locations: d.locations,
+    domains: isOurDomain,
+    minExpires: s.registrar.min_expires,
+    defaultExpires: s.registrar.default_expires,
+    maxExpires: s.registrar.max_expires,
+    maxContacts: s.registrar.max_contacts,
+    natReceived: s.registrar.nat_received,
+    now: d.now,
+    newRuid: d.random.ruid,
+  });
+  const router: Router = new Router({
+    tx,
+    proxy,
+    auth: s.auth.enabled ? auth : undefined,
+    registrar,
+    ...(d.flows !== undefined ? { flows: d.flows } : {}),
+    locations: d.locations,
+    scanners: s.scanners.enabled ? new ScannerFilter(s.scanners.user_agents) : undefined,
+    trusted: new Acl(s.auth.trusted_ips),
+    isOurDomain,
+    toTag,
+    events,
+  });
+  return { tx, proxy, router, registrar, authenticator, busy: () => router.busy > 0 || proxy.pending > 0 };
+}
+
+/** routing's events in the server: one info line per request, metrics. */
+function routingEvents(log: Logger, metrics: Metrics, debugOn: boolean): RoutingEvents {
+  return {
+    handled: (req, src, result, why, ms) => {
+      metrics.requestHandled(req.method, ms / 1000);
+      if (!log.isLevelEnabled('info')) return;
+      let from: string | undefined;
+      let to: string | undefined;
+      try {
+        from = req.from()?.uri.raw;
+        to = req.to()?.uri.raw;
+      } catch {
+        /* malformed From/To: logged without them */
+      }
+      log.info({ method: req.method, callId: req.callId(), from, to, src: `${src.transport}:${src.address}:${src.port}`, result, why, ms: Math.round(ms * 1000) / 1000 }, 'request');
+    },
+    challenge: (kind) => metrics.authChallenges.inc({ kind }),
+    authFailure: (reason) => metrics.authFailures.inc({ reason }),
+    drop: (reason) => metrics.drops.inc({ reason }),
+    denied: (reason) => metrics.relayDenied.inc({ reason }),
+    response: (status) => metrics.responseSent(status),
+    ...(debugOn ? { debug: (obj: Record<string, unknown>, msg: string) => log.debug(obj, msg) } : {}),
+    error: (obj, msg) => log.error(obj, msg),
+  };
+}
+
+// ================================================================================ transports
+
+/** The flood limiter the transport asks about every datagram, TCP message and connection (undefined: off). */
+function floodGuard(config: Config, log: Logger, metrics: Metrics, now: () => number): FloodGuard | undefined {
+  const fl = config.flood;
+  if (!fl.enabled || fl.max_requests <= 0) return undefined;
+  return new FloodGuard({
+    windowMs: fl.window_ms,
+    maxRequests: fl.max_requests,
+    banMs: fl.ban_s * 1000,
+    exempt: new Acl([...config.auth.trusted_ips, ...fl.exempt]),
+    maxSources: fl.max_sources,
+    now,
+    // the one line per ban fail2ban reads ("ban":"<HOST>")
+    onBan: (b) => {
+      metrics.floodBans.inc();
+      log.warn({ ban: b.ip, requests: b.requests, seconds: b.seconds }, 'flood: source banned');
+    },
+  });
+}
+
+/** The transport layer for `listen` (no socket yet: `start(events)` creates the transports and binds). */
+function transportLayer(config: Config, log: Logger, metrics: Metrics, flood: FloodGuard | undefined): SipTransportLayer {
+  return createTransportLayer({
+    listen: config.listen,
+    advertise: config.advertise ?? undefined,
+    limits: {
+      maxMessageSize: config.limits.max_message_size,
+      maxHeaders: config.limits.max_headers,
+      maxHeaderLine: config.limits.max_header_line,
+      maxVias: config.limits.max_vias,
+      tcpMaxConnections: config.limits.tcp_max_connections,
+      tcpMaxPerIp: config.limits.tcp_max_per_ip,
+      tcpIdleTimeoutMs: config.limits.tcp_idle_timeout_ms,
+      tcpMsgTimeoutMs: config.limits.tcp_msg_timeout_ms,
+      tcpMaxBuffer: config.limits.tcp_max_buffer,
+    },
+    udpBuffers: { recvBytes: config.udp.recv_buffer_bytes, sendBytes: config.udp.send_buffer_bytes },
+    transportOptions: {
+      // every ws: and wss: listener (wss TLS material: transportOptions.wss, none configured yet)
+      ws: {
+        maxConnections: config.ws.max_connections,
+        maxPerIp: config.ws.max_per_ip,
+        handshakeTimeoutMs: config.ws.handshake_timeout_ms,
+        pingIntervalMs: config.ws.ping_interval_ms,
+        origins: config.ws.origins,
+        path: config.ws.path ?? undefined,
+        maxBuffer: config.limits.tcp_max_buffer,
+      },
+    },
+    log: (level, obj, msg) => log[level](obj, msg),
+    admit:
+      flood === undefined
+        ? undefined
+        : (peer, kind) => {
+            if (flood.admit(peer.address)) return true;
+            metrics.floodDrop(kind);
+            return false;
+          },
+  });
+}
+
+/** What the transport layer hands up goes to the transactions; unparseable requests get their 400. */
+function transportEvents(core: Core, transport: TransportLayer, log: Logger, metrics: Metrics, debugOn: boolean): TransportEvents {
+  const tx = core.tx;
+  return {
+    request: (req, src) => {
+      metrics.requestReceived(req.method);
+      // a browser's *.invalid Contact → its connection's address (until flows bind dialogs)
+      fixWebSocketContact(req, src);
+      tx.receiveRequest(req, src);
+    },
+    response: (res, src) => {
+      fixWebSocketContact(res, src);
+      tx.receiveResponse(res, src);
+    },
+    // a connection's flows end with it (RFC 5626; the registrar's close policy)
+    connectionClosed: (id) => void core.registrar.connectionClosed(id),
+    parseError: (err, src, raw) => {
+      metrics.parseErrors.inc({ code: err.code });
+      // answer 400 when we could read enough of a request to address a response
+      const reply = malformedRequestReply(err, raw);
+      if (reply !== undefined) {
+        transport.send(reply.data, malformedReplyTarget(reply.topVia, src)).catch((e: unknown) => log.debug({ err: String(e) }, 'cannot answer malformed request'));
+        metrics.responseSent(400);
+      } else metrics.drops.inc({ reason: 'unparseable' });
+      if (debugOn) log.debug({ code: err.code, reason: err.reason, src: `${src.transport}:${src.address}:${src.port}` }, 'parse error');
+    },
+  };
+}
+
+// ================================================================================ housekeeping
+
+interface Housekeeping {
+  /** refresh the transaction / transport / flood gauges (each scrape). */
+  refreshGauges(): void;
+  stop(): void;
+}
+
+/** Expire bindings and refresh the location gauges every location.expire_interval_s; gauges on demand. */
+function startHousekeeping(config: Config, log: Logger, metrics: Metrics, stores: Stores, core: Core, transport: SipTransportLayer, flood: FloodGuard | undefined, now: () => number): Housekeeping {
+  const timer = setInterval(() => {
+    void (async () => {
+      try {
+        await stores.locations.expire(now());
+        const c = await stores.locations.counts();
+        metrics.aors.set(c.aors);
+        metrics.contacts.set(c.contacts);
+      } catch (e) {
+        log.warn({ err: (e as Error).message }, 'location expiry failed');
+      }
+    })();
+  }, config.location.expire_interval_s * 1000);
+  timer.unref();
+  return {
+    refreshGauges() {
+      const s = core.tx.stats();
+      metrics.transactions.set({ kind: 'server' }, s.server);
+      metrics.transactions.set({ kind: 'client' }, s.client);
+      metrics.transactions.set({ kind: 'lingering' }, s.lingering);
+      const t = transport.stats();
+      metrics.tcpConnections.set({ direction: 'inbound' }, t.byTransport.tcp?.inbound ?? 0);
+      metrics.tcpConnections.set({ direction: 'outbound' }, t.byTransport.tcp?.outbound ?? 0);
+      for (const [name, c] of Object.entries(t.byTransport)) {
+        metrics.transportConnections.set({ transport: name, direction: 'inbound' }, c.inbound);
+        metrics.transportConnections.set({ transport: name, direction: 'outbound' }, c.outbound);
+      }
+      for (const [reason, n] of Object.entries(t.drops)) metrics.transportDrops.set({ reason }, n);
+      for (const [kind, n] of Object.entries(t.sendErrors)) metrics.transportSendErrors.set({ kind }, n);
+      if (flood !== undefined) {
+        const f = flood.stats();
+        metrics.floodBanned.set(f.banned);
+        metrics.floodTracked.set(f.tracked);
+      }
+    },
+    stop: () => clearInterval(timer),
+  };
+}
+
+// ================================================================================ admin / metrics HTTP
+
+/** The metrics / health / admin-verb endpoint (src/http.ts), listening; undefined when metrics are off. Rejects with StartupError. */
+async function startAdminHttp(
+  config: Config,
+  secrets: Secrets,
+  log: Logger,
+  metrics: Metrics,
+  stores: Stores,
+  transport: SipTransportLayer,
+  housekeeping: Housekeeping,
+  stopping: () => boolean,
+): Promise<{ http: HttpServer | undefined; admin: ReturnType<typeof adminPolicy> | undefined }> {
+  if (config.metrics === null) return { http: undefined, admin: undefined };
+  const m = config.metrics;
+  const admin = adminPolicy(m.host, secrets.admin, config.admin.allowed_hosts);
+  const http: HttpServer = createHttpServer(
+    createHttpHandler({
+      metrics: async () => {
+        housekeeping.refreshGauges();
+        try {
+          const c = await stores.locations.counts();
+          metrics.aors.set(c.aors);
+          metrics.contacts.set(c.contacts);
+        } catch {
+          /* store down: gauges keep their last value */
+        }
+        return { contentType: metrics.registry.contentType, body: await metrics.registry.metrics() };
+      },
+      health: async () => {
+        const ok = !stopping() && (await stores.ping());
+        return { ok, body: { status: ok ? 'ok' : 'unavailable', store: ok, transports: transport.endpoints().length } };
+      },
+      removeLocation: (aor) => stores.locations.removeAll(aor),
+      admin,
+      listen: () => {
+        const a = http.address();
+        return { host: m.host, port: a && typeof a === 'object' ? a.port : m.port };
+      },
+      log: { info: (obj, msg) => log.info(obj, msg), warn: (obj, msg) => log.warn(obj, msg) },
+    }),
+  );
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', (e) => reject(new StartupError(`metrics ${m.host}:${m.port}: ${(e as Error).message}`)));
+    http.listen(m.port, m.host, () => resolve());
+  });
+  return { http, admin };
+}
+
+// ================================================================================ the server
+
+/**
+ * Start sipd: stores → core (transactions, proxy, auth, registrar, router) → admin/metrics HTTP and
+ * housekeeping → transports, LAST: when the first message can arrive every handler exists.
+ */
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
   const log = opts.log ?? createLogger(config.log_level);
   const metrics = new Metrics();
@@ -71,7 +459,6 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   // objects not built) when debug is off
   const debugOn = log.isLevelEnabled('debug');
   const now = (): number => Date.now();
-  const clock = realClock();
 
   // ---- stores
   let stores: Stores;
@@ -89,293 +476,56 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     const text = readProcNetSnmp();
     return text === undefined ? undefined : parseUdpSnmp(text);
   });
-
-  const domains = new Set(config.domains.map((d) => d.toLowerCase()));
-  const isOurDomain = (host: string): boolean => domains.has(host.toLowerCase());
   const secrets = opts.secrets ?? ephemeralSecrets(config);
-  const secret = Buffer.from(secrets.authSecret);
 
-  const trusted = new Acl(config.auth.trusted_ips);
-  // ---- flood limiter: the transport asks it about every datagram, TCP message and connection
-  const fl = config.flood;
-  const flood =
-    fl.enabled && fl.max_requests > 0
-      ? new FloodGuard({
-          windowMs: fl.window_ms,
-          maxRequests: fl.max_requests,
-          banMs: fl.ban_s * 1000,
-          exempt: new Acl([...config.auth.trusted_ips, ...fl.exempt]),
-          maxSources: fl.max_sources,
-          now,
-          // the one line per ban fail2ban reads ("ban":"<HOST>")
-          onBan: (b) => {
-            metrics.floodBans.inc();
-            log.warn({ ban: b.ip, requests: b.requests, seconds: b.seconds }, 'flood: source banned');
-          },
-        })
-      : undefined;
-
+  // ---- core, on a transport layer that has no socket yet
   let stopping = false;
-  // ---- transports (events are bound once the transaction layer exists)
-  let onRequest: (req: SipRequest, src: Source) => void = () => undefined;
-  let onResponse: (res: SipResponse, src: Source) => void = () => undefined;
-  const transport = createTransportLayer({
-    listen: config.listen,
-    advertise: config.advertise ?? undefined,
-    limits: {
-      maxMessageSize: config.limits.max_message_size,
-      maxHeaders: config.limits.max_headers,
-      maxHeaderLine: config.limits.max_header_line,
-      maxVias: config.limits.max_vias,
-      tcpMaxConnections: config.limits.tcp_max_connections,
-      tcpMaxPerIp: config.limits.tcp_max_per_ip,
-      tcpIdleTimeoutMs: config.limits.tcp_idle_timeout_ms,
-      tcpMsgTimeoutMs: config.limits.tcp_msg_timeout_ms,
-      tcpMaxBuffer: config.limits.tcp_max_buffer,
-    },
-    udpBuffers: { recvBytes: config.udp.recv_buffer_bytes, sendBytes: config.udp.send_buffer_bytes },
-    ws: {
-      maxConnections: config.ws.max_connections,
-      maxPerIp: config.ws.max_per_ip,
-      handshakeTimeoutMs: config.ws.handshake_timeout_ms,
-      pingIntervalMs: config.ws.ping_interval_ms,
-      origins: config.ws.origins,
-      path: config.ws.path ?? undefined,
-      maxBuffer: config.limits.tcp_max_buffer,
-    },
-    events: {
-      request: (req, src) => {
-        metrics.requestReceived(req.method);
-        // a browser's *.invalid Contact → its connection's address (until flows bind dialogs)
-        fixWebSocketContact(req, src);
-        onRequest(req, src);
-      },
-      response: (res, src) => {
-        fixWebSocketContact(res, src);
-        onResponse(res, src);
-      },
-      parseError: (err, src, raw) => {
-        metrics.parseErrors.inc({ code: err.code });
-        // answer 400 when we could read enough of a request to address a response
-        const reply = malformedRequestReply(err, raw);
-        if (reply !== undefined) {
-          transport.send(reply.data, malformedReplyTarget(reply.topVia, src)).catch((e: unknown) => log.debug({ err: String(e) }, 'cannot answer malformed request'));
-          metrics.responseSent(400);
-        } else metrics.drops.inc({ reason: 'unparseable' });
-        if (debugOn) log.debug({ code: err.code, reason: err.reason, src: `${src.transport}:${src.address}:${src.port}` }, 'parse error');
-      },
-    },
-    log: (level, obj, msg) => log[level](obj, msg),
-    admit:
-      flood === undefined
-        ? undefined
-        : (peer, kind) => {
-            if (flood.admit(peer.address)) return true;
-            metrics.floodDrop(kind);
-            return false;
-          },
-  });
-  try {
-    await transport.start();
-  } catch (e) {
-    await stores.close();
-    throw new StartupError((e as Error).message);
-  }
-
-  /**
-   * A stray 2xx the proxy passes on statelessly (§16.7 step 10 for 2xx without a transaction). Its
-   * next Via comes from the peer unchecked: a malformed or unsupported one is a counted drop at
-   * debug, not an exception (that would be a warn line with a stack trace per datagram).
-   */
-  const sendStray = (r: SipResponse): void => {
-    let target: Target;
-    try {
-      target = responseTarget(r);
-    } catch (e) {
-      metrics.drops.inc({ reason: 'stray-unroutable' });
-      log.debug({ err: e instanceof Error ? e.message : String(e) }, 'stray response dropped: no route');
-      return;
-    }
-    transport.send(r.toBuffer(), target).catch((e: unknown) => log.debug({ err: String(e) }, 'stray response not sent'));
-  };
-
-  // ---- transactions
-  const random = (): string => randomBytes(8).toString('hex');
-  const tx = createTransactionLayer({
-    transport,
-    user: {
-      request: (req, src) => {
-        if (stopping) {
-          if (req.method !== 'ACK') tx.respondStateless(buildResponse(req, 503, { reason: 'Shutting Down', toTag: deterministicToTag(req) }), src);
-          return;
-        }
-        router.onRequest(req, src);
-      },
-      strayResponse: (res) => proxy.strayResponse(res, sendStray, (reason) => metrics.drops.inc({ reason })),
-    },
-    timers: {
-      t1: config.timers.t1_ms,
-      t2: config.timers.t2_ms,
-      t4: config.timers.t4_ms,
-      timerC: config.timers.timer_c_ms,
-      trying: config.timers.trying_ms,
-    },
-    clock,
-    responseTarget,
-    maxTransactions: config.limits.max_transactions,
-    log: { debug: (obj, msg) => log.debug(obj, msg), warn: (obj, msg) => log.warn(obj, msg) },
-  });
-  onRequest = (req, src) => tx.receiveRequest(req, src);
-  onResponse = (res, src) => tx.receiveResponse(res, src);
-
-  // ---- core
+  const flood = floodGuard(config, log, metrics, now);
+  const transport = transportLayer(config, log, metrics, flood);
   // the host's own addresses, for "is this next hop sipd itself?" behind wildcard listeners
   const localAddresses = new Set<string>();
   for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) localAddresses.add(normaliseAddress(a.address));
-  const proxy = new Proxy({
-    tx,
+  const pool = new RandomPool((b) => randomFillSync(b));
+  const core = buildCore({
+    settings: config,
     transport,
-    random,
-    routeTokens: new RouteTokens(secret),
-    localAddresses: () => localAddresses,
-    ...(debugOn ? { debug: (obj: Record<string, unknown>, msg: string) => log.debug(obj, msg) } : {}),
-    onResponse: (status) => metrics.responseSent(status),
-  });
-  const authenticator = new DigestAuthenticator({
     subscribers: stores.subscribers,
-    secret,
-    nonceLifetimeS: config.auth.nonce_lifetime_s,
-    algorithms: config.auth.algorithms,
-    qop: config.auth.qop,
-    checkUri: config.auth.check_uri,
-    ncWindow: config.auth.nc_window,
-    now,
-    random: (n: number) => randomBytes(n),
-  });
-  const auth: Authenticator = {
-    verify: (req, realm, kind) => {
-      // synchronous when the credentials are cached (no Promise on the hot path)
-      const r = authenticator.verify(req, realm, kind);
-      return r instanceof Promise ? r.then(authOutcome) : authOutcome(r);
-    },
-    stripCredentials: (req, realm) => stripCredentials(req, realm),
-  };
-  const registrar = new Registrar({
     locations: stores.locations,
-    domains: isOurDomain,
-    minExpires: config.registrar.min_expires,
-    defaultExpires: config.registrar.default_expires,
-    maxExpires: config.registrar.max_expires,
-    maxContacts: config.registrar.max_contacts,
-    natReceived: config.registrar.nat_received,
+    secret: Buffer.from(secrets.authSecret),
+    clock: realClock(),
     now,
-    newRuid: () => randomBytes(12).toString('hex'),
+    // one randomFillSync per 4 KiB serves tags, branches, nonces and ruids (not a randomBytes call each)
+    random: { branch: () => pool.hex(8), bytes: (n) => pool.bytes(n), ruid: () => pool.hex(12), txBranch: () => MAGIC_COOKIE + pool.base64url(12) },
+    responseTarget,
+    events: routingEvents(log, metrics, debugOn),
+    localAddresses: () => localAddresses,
+    txLog: { debug: (obj, msg) => log.debug(obj, msg), warn: (obj, msg) => log.warn(obj, msg) },
+    stopping: () => stopping,
+    flows: new FlowTable(),
   });
 
-  const router = new Router({
-    tx,
-    proxy,
-    auth: config.auth.enabled ? auth : undefined,
-    registrar,
-    locations: stores.locations,
-    scanners: config.scanners.enabled ? new ScannerFilter(config.scanners.user_agents) : undefined,
-    trusted,
-    isOurDomain,
-    toTag: (req) => deterministicToTag(req),
-    events: {
-      handled: (req, src, result, why, ms) => {
-        metrics.requestHandled(req.method, ms / 1000);
-        if (!log.isLevelEnabled('info')) return;
-        let from: string | undefined;
-        let to: string | undefined;
-        try {
-          from = req.from()?.uri.raw;
-          to = req.to()?.uri.raw;
-        } catch {
-          /* malformed From/To: logged without them */
-        }
-        log.info({ method: req.method, callId: req.callId(), from, to, src: `${src.transport}:${src.address}:${src.port}`, result, why, ms: Math.round(ms * 1000) / 1000 }, 'request');
-      },
-      challenge: (kind) => metrics.authChallenges.inc({ kind }),
-      authFailure: (reason) => metrics.authFailures.inc({ reason }),
-      drop: (reason) => metrics.drops.inc({ reason }),
-      denied: (reason) => metrics.relayDenied.inc({ reason }),
-      response: (status) => metrics.responseSent(status),
-      ...(debugOn ? { debug: (obj: Record<string, unknown>, msg: string) => log.debug(obj, msg) } : {}),
-      error: (obj, msg) => log.error(obj, msg),
-    },
-  });
+  // ---- housekeeping, admin / metrics HTTP
+  const housekeeping = startHousekeeping(config, log, metrics, stores, core, transport, flood, now);
+  let web: Awaited<ReturnType<typeof startAdminHttp>>;
+  try {
+    web = await startAdminHttp(config, secrets, log, metrics, stores, transport, housekeeping, () => stopping);
+  } catch (e) {
+    housekeeping.stop();
+    core.tx.close();
+    await stores.close();
+    throw e;
+  }
+  const { http, admin } = web;
 
-  // ---- housekeeping: expire bindings, refresh gauges
-  const houseKeeping = setInterval(() => {
-    void (async () => {
-      try {
-        await stores.locations.expire(now());
-        const c = await stores.locations.counts();
-        metrics.aors.set(c.aors);
-        metrics.contacts.set(c.contacts);
-      } catch (e) {
-        log.warn({ err: (e as Error).message }, 'location expiry failed');
-      }
-    })();
-  }, config.location.expire_interval_s * 1000);
-  houseKeeping.unref();
-  const refreshTxGauge = (): void => {
-    const s = tx.stats();
-    metrics.transactions.set({ kind: 'server' }, s.server);
-    metrics.transactions.set({ kind: 'client' }, s.client);
-    metrics.transactions.set({ kind: 'lingering' }, s.lingering);
-    const t = transport.stats();
-    metrics.tcpConnections.set({ direction: 'inbound' }, t.connections.inbound);
-    metrics.tcpConnections.set({ direction: 'outbound' }, t.connections.outbound);
-    for (const [reason, n] of Object.entries(t.drops)) metrics.transportDrops.set({ reason }, n);
-    for (const [kind, n] of Object.entries(t.sendErrors)) metrics.transportSendErrors.set({ kind }, n);
-    if (flood !== undefined) {
-      const f = flood.stats();
-      metrics.floodBanned.set(f.banned);
-      metrics.floodTracked.set(f.tracked);
-    }
-  };
-
-  // ---- metrics / health / admin verbs (src/http.ts)
-  let http: HttpServer | undefined;
-  const admin = config.metrics !== null ? adminPolicy(config.metrics.host, secrets.admin, config.admin.allowed_hosts) : undefined;
-  if (config.metrics !== null && admin !== undefined) {
-    const m = config.metrics;
-    http = createHttpServer(
-      createHttpHandler({
-        metrics: async () => {
-          refreshTxGauge();
-          try {
-            const c = await stores.locations.counts();
-            metrics.aors.set(c.aors);
-            metrics.contacts.set(c.contacts);
-          } catch {
-            /* store down: gauges keep their last value */
-          }
-          return { contentType: metrics.registry.contentType, body: await metrics.registry.metrics() };
-        },
-        health: async () => {
-          const ok = !stopping && (await stores.ping());
-          return { ok, body: { status: ok ? 'ok' : 'unavailable', store: ok, transports: transport.endpoints().length } };
-        },
-        removeLocation: (aor) => stores.locations.removeAll(aor),
-        admin,
-        listen: () => {
-          const a = http?.address();
-          return { host: m.host, port: a && typeof a === 'object' ? a.port : m.port };
-        },
-        log: { info: (obj, msg) => log.info(obj, msg), warn: (obj, msg) => log.warn(obj, msg) },
-      }),
-    );
-    await new Promise<void>((resolve, reject) => {
-      http!.once('error', (e) => reject(new StartupError(`metrics ${m.host}:${m.port}: ${(e as Error).message}`)));
-      http!.listen(m.port, m.host, () => resolve());
-    }).catch(async (e: unknown) => {
-      await transport.close();
-      await stores.close();
-      throw e;
-    });
+  // ---- transports, last: every handler exists
+  try {
+    await transport.start(transportEvents(core, transport, log, metrics, debugOn));
+  } catch (e) {
+    housekeeping.stop();
+    core.tx.close();
+    if (http !== undefined) await new Promise<void>((r) => http.close(() => r()));
+    await stores.close();
+    throw new StartupError((e as Error).message);
   }
 
   // ---- event-loop delay, read and reset at each scrape (sipd_event_loop_delay_*); disabled in stop()
@@ -386,7 +536,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   log.info(
     {
       listen: transport.endpoints().map((e) => `${e.transport}:${e.address}:${e.port}`),
-      domains: [...domains],
+      domains: config.domains.map((d) => d.toLowerCase()),
       db: config.db.kind,
       admin: admin === undefined ? 'off: no metrics endpoint' : admin.on ? 'on' : `off: ${admin.reason}`,
     },
@@ -409,9 +559,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       // wait for requests still being decided or forwarded, not for completed transactions that only
       // linger to absorb retransmissions (Timer J/K): those end with the process
       const deadline = Date.now() + config.shutdown_grace_ms;
-      while (Date.now() < deadline && (router.busy > 0 || proxy.pending > 0)) await new Promise((r) => setTimeout(r, 20));
-      clearInterval(houseKeeping);
-      tx.close();
+      while (Date.now() < deadline && core.busy()) await new Promise((r) => setTimeout(r, 20));
+      housekeeping.stop();
+      core.tx.close();
       // every step is bounded, so that a stop finishes whatever the database (or a peer) does:
       // the stores' own bounds (location.final_flush_ms for the write-back queue, then the pool's
       // end) come first, these are the backstop
@@ -535,7 +685,7 @@ function partialFromRaw(raw: Buffer): PartialMessage {
  */
 export function malformedReplyTarget(topVia: string, src: Source): Target {
   const back: Target = { transport: src.transport, address: src.address, port: src.port, connectionId: src.connectionId, local: src.local };
-  if (src.transport !== 'udp') return back;
+  if (isConnectionOriented(src.transport)) return back;
   try {
     const v = parseVia(splitList(topVia)[0] ?? '');
     if (v.rport !== undefined) return back;

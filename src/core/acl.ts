@@ -1,8 +1,16 @@
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 
+/** Most verdicts an Acl remembers. */
+export const ACL_CACHE_MAX = 4096;
+
 /** Trusted source addresses (CIDR list); requests from them skip authentication (Kamailio permissions/allow_source_address). */
 export class Acl {
   private readonly list = new BlockList();
+  /**
+   * address → verdict, bounded (cleared when full: an address-spraying source only loses the cache).
+   * The list never changes after construction, so a verdict never goes stale.
+   */
+  private readonly verdicts = new Map<string, boolean>();
   readonly size: number;
 
   constructor(cidrs: readonly string[]) {
@@ -19,6 +27,12 @@ export class Acl {
 
   has(address: string): boolean {
     if (this.size === 0) return false;
-    return this.list.check(address, isIPv6(address) ? 'ipv6' : 'ipv4');
+    // BlockList.check makes a native SocketAddress per call: remember the verdicts of recent sources
+    const known = this.verdicts.get(address);
+    if (known !== undefined) return known;
+    const v = this.list.check(address, isIPv6(address) ? 'ipv6' : 'ipv4');
+    if (this.verdicts.size >= ACL_CACHE_MAX) this.verdicts.clear();
+    this.verdicts.set(address, v);
+    return v;
   }
 }

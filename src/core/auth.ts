@@ -51,7 +51,6 @@
  *
  * Nothing secret is logged: no password, HA1, response or Authorization header.
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import {
   buildResponse,
   formatAuthHeader,
@@ -65,6 +64,7 @@ import {
   type SipResponse,
 } from '../sip/index.js';
 import type { Subscriber, SubscriberStore } from '../store/types.js';
+import { constantTimeEqual, hashLatin1Hex, HmacSha256 } from './mac.js';
 import { deterministicToTag } from './tags.js';
 import { isStoreUnavailable, retryAfterHeader } from './unavailable.js';
 
@@ -130,8 +130,8 @@ function hashName(alg: DigestHashAlgorithm): 'md5' | 'sha256' {
 }
 
 function h(alg: DigestHashAlgorithm, s: string): string {
-  // SIP strings hold bytes as latin1 characters (see src/sip/message.ts)
-  return createHash(hashName(alg)).update(s, 'latin1').digest('hex');
+  // SIP strings hold bytes as latin1 characters (see src/sip/message.ts); one-shot, no Hash object
+  return hashLatin1Hex(hashName(alg), s);
 }
 
 /** HA1 = H(username:realm:password) (RFC 7616 §3.4.2, non-sess). */
@@ -217,6 +217,8 @@ const RND_LEN = 4;
 const MAC_LEN = 32;
 const SIGNED_LEN = TS_LEN + SEQ_LEN + RND_LEN;
 const NONCE_LEN = SIGNED_LEN + MAC_LEN;
+const NONCE_B64_LEN = Math.ceil((NONCE_LEN * 4) / 3);
+const B64URL_RE = /^[A-Za-z0-9_-]+$/;
 const WINDOW_BITS = 64n;
 const WINDOW_MASK = (1n << WINDOW_BITS) - 1n;
 
@@ -302,6 +304,7 @@ interface CheckedNonce {
   readonly seq: number;
 }
 
+const FORGED: CheckedNonce = { status: 'forged', issued: 0, seq: 0 };
 const HEX_RE = /^[0-9a-f]+$/;
 const NC_RE = /^[0-9a-fA-F]{8}$/;
 
@@ -311,11 +314,17 @@ export class DigestAuthenticator {
   /** stands in for the HA1 of users that do not exist, so their answers cost the same work. */
   private readonly dummyPassword: string;
   private seq = 0;
+  /** keyed once: nonce and opaque MACs without an Hmac object each */
+  private readonly hmac: HmacSha256;
+  /** scratch for making and checking nonces (synchronous use only) */
+  private readonly nonceBuf = Buffer.alloc(NONCE_LEN);
+  private readonly signedView = this.nonceBuf.subarray(0, SIGNED_LEN);
 
   constructor(opts: DigestAuthOptions) {
     if (opts.secret.length < 16) throw new RangeError('auth secret must be at least 16 bytes');
     if (opts.algorithms.length === 0) throw new RangeError('at least one digest algorithm is required');
     this.o = opts;
+    this.hmac = new HmacSha256(opts.secret);
     this.tracker = new NonceCountTracker(opts.ncWindow, opts.nonceLifetimeS * 1000, opts.now());
     this.dummyPassword = opts.random(16).toString('hex');
   }
@@ -347,29 +356,30 @@ export class DigestAuthenticator {
   }
 
   private makeNonce(realm: string): string {
-    const buf = Buffer.alloc(NONCE_LEN);
+    const buf = this.nonceBuf;
     buf.writeUIntBE(Math.max(0, Math.floor(this.o.now())), 0, TS_LEN);
     buf.writeUIntBE(this.seq++, TS_LEN, SEQ_LEN);
     this.o.random(RND_LEN).copy(buf, TS_LEN + SEQ_LEN, 0, RND_LEN);
-    this.mac(buf.subarray(0, SIGNED_LEN), realm).copy(buf, SIGNED_LEN);
+    buf.write(this.mac(this.signedView, realm), SIGNED_LEN, 'hex');
     return b64url(buf);
   }
 
-  private mac(signed: Buffer, realm: string): Buffer {
-    return createHmac('sha256', this.o.secret).update(signed).update(realm.toLowerCase(), 'latin1').digest();
+  /** HMAC-SHA256(secret, signed ‖ lower(realm)), hex. */
+  private mac(signed: Buffer, realm: string): string {
+    return this.hmac.begin().bytes(signed).str(realm.toLowerCase()).hex();
   }
 
   private opaqueFor(nonce: string): string {
-    return b64url(createHmac('sha256', this.o.secret).update('opaque\u0000').update(nonce, 'latin1').digest().subarray(0, 12));
+    // base64url of the first 12 bytes of the MAC = its first 16 characters (12 bytes = 4 groups of 3)
+    return this.hmac.begin().str('opaque\u0000').str(nonce).base64url().slice(0, 16);
   }
 
   private checkNonce(nonce: string, realm: string): CheckedNonce {
-    const forged: CheckedNonce = { status: 'forged', issued: 0, seq: 0 };
-    if (nonce.length !== Math.ceil((NONCE_LEN * 4) / 3) || !/^[A-Za-z0-9_-]+$/.test(nonce)) return forged;
-    const buf = Buffer.from(nonce, 'base64url');
-    if (buf.length !== NONCE_LEN) return forged;
-    const want = this.mac(buf.subarray(0, SIGNED_LEN), realm);
-    if (!timingSafeEqual(want, buf.subarray(SIGNED_LEN))) return forged;
+    if (nonce.length !== NONCE_B64_LEN || !B64URL_RE.test(nonce)) return FORGED;
+    const buf = this.nonceBuf;
+    if (buf.write(nonce, 0, 'base64url') !== NONCE_LEN) return FORGED;
+    const want = this.mac(this.signedView, realm);
+    if (!constantTimeEqual(want, buf.toString('hex', SIGNED_LEN, NONCE_LEN))) return FORGED;
     const issued = buf.readUIntBE(0, TS_LEN);
     const seq = buf.readUIntBE(TS_LEN, SEQ_LEN);
     const age = this.o.now() - issued;
@@ -387,10 +397,6 @@ export class DigestAuthenticator {
    * credentials are cached (SubscriberStore.peek); a Promise when the store must be asked.
    */
   verify(req: SipRequest, realm: string, kind: AuthKind): AuthResult | Promise<AuthResult> {
-    const fail = (reason: AuthFailureReason, response: SipResponse): AuthResult => this.fail(req, realm, reason, response);
-    const chal = (): SipResponse => this.challenge(req, realm, kind, { stale: false });
-    const badRequest = (why: string): SipResponse => buildResponse(req, 400, { toTag: statelessToTag(req), reason: `Bad Request (${why})` });
-
     // 1. the Digest credentials for our realm (other realms belong to other hops)
     let cred: AuthHeader | undefined;
     for (const v of req.headerValues(credentialHeaderName(kind))) {
@@ -400,7 +406,7 @@ export class DigestAuthenticator {
         break;
       }
     }
-    if (cred === undefined) return fail('no-credentials', chal());
+    if (cred === undefined) return this.fail(req, realm, 'no-credentials', this.challenge(req, realm, kind, NOT_STALE));
     const p = cred.params;
 
     // 2. well-formed?
@@ -409,25 +415,24 @@ export class DigestAuthenticator {
     const duri = p.get('uri');
     const response = p.get('response')?.toLowerCase();
     const credRealm = p.get('realm')!;
-    if (!username || !nonce || duri === undefined || !response) return fail('bad', badRequest('incomplete credentials'));
-    const algParam = p.get('algorithm') ?? 'MD5';
-    const algorithm = this.o.algorithms.find((a) => a.toLowerCase() === algParam.toLowerCase());
-    if (algorithm === undefined) return fail('bad', chal());
+    if (!username || !nonce || duri === undefined || !response) return this.badRequest(req, realm, 'incomplete credentials');
+    const algorithm = this.algorithmOf(p.get('algorithm') ?? 'MD5');
+    if (algorithm === undefined) return this.fail(req, realm, 'bad', this.challenge(req, realm, kind, NOT_STALE));
     const qopParam = p.get('qop');
     let qop: 'auth' | undefined;
     let nc = 0;
     let ncText: string | undefined;
     let cnonce: string | undefined;
     if (qopParam !== undefined) {
-      if (qopParam.toLowerCase() !== 'auth') return fail('bad', chal());
+      if (qopParam.toLowerCase() !== 'auth') return this.fail(req, realm, 'bad', this.challenge(req, realm, kind, NOT_STALE));
       qop = 'auth';
       ncText = p.get('nc');
       cnonce = p.get('cnonce');
-      if (ncText === undefined || !NC_RE.test(ncText) || !cnonce) return fail('bad', badRequest('bad nc or cnonce'));
+      if (ncText === undefined || !NC_RE.test(ncText) || !cnonce) return this.badRequest(req, realm, 'bad nc or cnonce');
       nc = parseInt(ncText, 16);
-      if (nc === 0) return fail('bad', badRequest('nc must be positive'));
+      if (nc === 0) return this.badRequest(req, realm, 'nc must be positive');
     }
-    if (this.o.checkUri && !sameUri(duri, req.uriText)) return fail('bad', badRequest('digest uri does not match the Request-URI'));
+    if (this.o.checkUri && !sameUri(duri, req.uriText)) return this.badRequest(req, realm, 'digest uri does not match the Request-URI');
 
     // 3. the nonce and opaque must be ours (checked here, but acted on only after the hashing
     //    below, so that the work done does not depend on them or on the user)
@@ -453,11 +458,22 @@ export class DigestAuthenticator {
       (e: unknown) => {
         this.o.logger?.warn({ realm, err: e instanceof Error ? e.message : String(e) }, 'subscriber lookup failed');
         if (isStoreUnavailable(e)) {
-          return fail('unavailable', buildResponse(req, 503, { toTag: statelessToTag(req), reason: 'Service Unavailable (credentials store)', headers: [retryAfterHeader()] }));
+          return this.fail(req, realm, 'unavailable', buildResponse(req, 503, { toTag: statelessToTag(req), reason: 'Service Unavailable (credentials store)', headers: [retryAfterHeader()] }));
         }
-        return fail('error', buildResponse(req, 500, { toTag: statelessToTag(req), reason: 'Server Internal Error (credentials unavailable)' }));
+        return this.fail(req, realm, 'error', buildResponse(req, 500, { toTag: statelessToTag(req), reason: 'Server Internal Error (credentials unavailable)' }));
       },
     );
+  }
+
+  /** The configured algorithm named by an `algorithm=` parameter (case-insensitive). */
+  private algorithmOf(name: string): DigestAlgorithmName | undefined {
+    const want = name.toLowerCase();
+    for (const a of this.o.algorithms) if (a.toLowerCase() === want) return a;
+    return undefined;
+  }
+
+  private badRequest(req: SipRequest, realm: string, why: string): AuthResult {
+    return this.fail(req, realm, 'bad', buildResponse(req, 400, { toTag: statelessToTag(req), reason: `Bad Request (${why})` }));
   }
 
   private fail(req: SipRequest, realm: string, reason: AuthFailureReason, response: SipResponse): AuthResult {
@@ -468,8 +484,6 @@ export class DigestAuthenticator {
   /** Steps 4 (hashing) to 6 of verify(), once the subscriber (or its absence) is known. */
   private conclude(st: Pending, sub: Subscriber | null): AuthResult {
     const { req, realm, kind, username, lookupUser, at, credRealm, algorithm, duri, nonce, response, qop, ncText, cnonce, checked, opaqueOk } = st;
-    const fail = (reason: AuthFailureReason, response: SipResponse): AuthResult => this.fail(req, realm, reason, response);
-    const chal = (stale = false): SipResponse => this.challenge(req, realm, kind, { stale });
     let ha1: string | undefined;
     if (sub !== null) {
       if (algorithm === 'MD5') {
@@ -487,16 +501,16 @@ export class DigestAuthenticator {
     const matches = constantTimeEqualHex(expected, response) && known;
 
     // 5. verdicts, in an order that reveals nothing about the user before the password is right
-    if (checked.status === 'forged' || !opaqueOk || !matches) return fail('bad', chal());
-    if (checked.status === 'expired') return fail('stale', chal(true));
+    if (checked.status === 'forged' || !opaqueOk || !matches) return this.fail(req, realm, 'bad', this.challenge(req, realm, kind, NOT_STALE));
+    if (checked.status === 'expired') return this.fail(req, realm, 'stale', this.challenge(req, realm, kind, STALE));
     const ncVerdict = this.tracker.use(nonce, checked.issued, checked.seq, st.nc, this.o.now());
-    if (ncVerdict === 'stale') return fail('stale', chal(true));
-    if (ncVerdict === 'replay') return fail('replay', chal(true));
+    if (ncVerdict === 'stale') return this.fail(req, realm, 'stale', this.challenge(req, realm, kind, STALE));
+    if (ncVerdict === 'replay') return this.fail(req, realm, 'replay', this.challenge(req, realm, kind, STALE));
 
     // 6. auth_check: the authenticated user must be the one the request claims to be
-    const claimed = req.method === 'REGISTER' ? safeNameAddrUser(() => req.to()) : safeNameAddrUser(() => req.from());
+    const claimed = claimedUser(req);
     if (claimed !== lookupUser) {
-      return fail('user-mismatch', buildResponse(req, 403, { toTag: statelessToTag(req), reason: 'Forbidden (authentication user mismatch)' }));
+      return this.fail(req, realm, 'user-mismatch', buildResponse(req, 403, { toTag: statelessToTag(req), reason: 'Forbidden (authentication user mismatch)' }));
     }
     this.o.logger?.debug({ realm, user: lookupUser, method: req.method }, 'digest auth ok');
     return { ok: true, user: lookupUser, realm };
@@ -536,14 +550,19 @@ interface Pending {
   opaqueOk: boolean;
 }
 
-function safeNameAddrUser(get: () => NameAddr | undefined): string | undefined {
+/** The user a request claims to be: the To user of a REGISTER, else the From user (undefined when unreadable). */
+function claimedUser(req: SipRequest): string | undefined {
   try {
-    const u = get()?.uri;
+    const na: NameAddr | undefined = req.method === 'REGISTER' ? req.to() : req.from();
+    const u = na?.uri;
     return u !== undefined && isSipUri(u) ? u.user : undefined;
   } catch {
     return undefined;
   }
 }
+
+const NOT_STALE = { stale: false } as const;
+const STALE = { stale: true } as const;
 
 function sameUri(digestUri: string, requestUri: string): boolean {
   if (digestUri === requestUri) return true;
@@ -554,8 +573,7 @@ function sameUri(digestUri: string, requestUri: string): boolean {
   }
 }
 
+/** `got` equals `expected` (a digest, whose length is public); time independent of where they differ. */
 function constantTimeEqualHex(expected: string, got: string): boolean {
-  const a = Buffer.from(expected, 'latin1');
-  const b = Buffer.from(got.length === expected.length ? got : expected.replace(/./g, 'x'), 'latin1');
-  return timingSafeEqual(a, b) && got.length === expected.length;
+  return constantTimeEqual(expected, got);
 }

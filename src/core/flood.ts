@@ -131,6 +131,7 @@ export class FloodGuard {
   }
 
   private expireBans(t: number): void {
+    if (this.bans.size === 0) return; // the common case: no iterator per admission
     for (const [ip, until] of this.bans) {
       if (until > t) return;
       this.bans.delete(ip);

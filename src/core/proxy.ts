@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import {
   buildResponse, formatHost, hostAddress, isSipUri, isStar, parseSipUri, splitList, MAGIC_COOKIE,
   type NameAddr, type SipRequest, type SipResponse, type SipUri,
@@ -7,7 +7,13 @@ import type { ClientTransaction, ServerTransaction, TransactionLayer } from '../
 import type { LocalEndpoint, Source, Target, TransportLayer, TransportName } from '../transport/types.js';
 import { isIP } from 'node:net';
 import { normaliseAddress } from '../transport/common.js';
+import { isReliable, isSecure, TRANSPORT_INFO, transportFromToken } from '../transport/transport.js';
+import type { Flow } from './flows.js';
 import { BRANCH_MAC_LEN, hopKey, RouteTokens, TOKEN_PARAM, type DialogParties, type VerifiedRoute } from './route-token.js';
+import {
+  FORWARD, MAX_FAILURE_ROUNDS, MAX_RETRY_TARGETS,
+  type BranchInfo, type FailureStep, type FailureVerdict, type ReplyStep, type ResponseSteps,
+} from './response-steps.js';
 
 /** One destination of a forwarded request (a location binding, or the Request-URI itself). */
 export interface ForwardTarget {
@@ -19,6 +25,11 @@ export interface ForwardTarget {
   readonly received?: string;
   /** q-value (null = 1.0). */
   readonly q: number | null;
+  /**
+   * the open connection the binding registered over (RFC 5626 flow, ./flows.ts): sent on it, to its
+   * peer address and port, instead of resolving the URI. A Route (the binding's Path) comes first.
+   */
+  readonly flow?: Flow;
 }
 
 export interface ProxyDeps {
@@ -37,6 +48,8 @@ export interface ProxyDeps {
    * bound to a wildcard address; loopback addresses always count. Default: none besides loopback.
    */
   localAddresses?: () => ReadonlySet<string>;
+  /** the response side of the pipeline (reply and failure steps, response-steps.ts); default none. */
+  steps?: ResponseSteps;
 }
 
 /** What the top Route (or a strict router's Request-URI) of an in-dialog request says about us. */
@@ -61,7 +74,12 @@ interface Branch {
   ct: ClientTransaction | undefined;
   done: boolean;
   final: SipResponse | undefined;
+  /** what the reply steps are told about it (set once it was sent). */
+  info: BranchInfo | undefined;
 }
+
+const NO_REPLY_STEPS: readonly ReplyStep[] = [];
+const NO_FAILURE_STEPS: readonly FailureStep[] = [];
 
 /**
  * The stateful proxy of RFC 3261 §16: request forwarding (§16.6), response context and forking (§16.7),
@@ -70,6 +88,8 @@ interface Branch {
 export class Proxy {
   /** response contexts by server transaction id (for CANCEL). */
   private readonly contexts = new Map<string, ResponseContext>();
+  /** requests whose double Record-Route entries were popped: the endpoint named by the second (see processRoutes). */
+  private readonly leaveSide = new WeakMap<SipRequest, LocalEndpoint>();
 
   /**
    * Debug log sink, undefined when debug is off: call it as `debug?.(...)` so that the log object
@@ -77,8 +97,15 @@ export class Proxy {
    */
   readonly debug: ProxyDeps['debug'];
 
+  /** reply steps (onreply_route), in order. */
+  readonly replySteps: readonly ReplyStep[];
+  /** failure steps (failure_route), in order. */
+  readonly failureSteps: readonly FailureStep[];
+
   constructor(private readonly d: ProxyDeps) {
     this.debug = d.debug;
+    this.replySteps = d.steps?.reply ?? NO_REPLY_STEPS;
+    this.failureSteps = d.steps?.failure ?? NO_FAILURE_STEPS;
   }
 
   get activeContexts(): number {
@@ -120,29 +147,40 @@ export class Proxy {
         removed = true;
       }
     }
+    const popped: SipUri[] = [];
     for (let i = 0; i < 2; i++) {
       const routes = req.routes();
       const top = routes[0];
       if (top === undefined || !isSipUri(top.uri) || !this.isSelf(top.uri)) break;
       req.removeFirstValue('route');
+      popped.push(top.uri);
       removed = true;
     }
+    // double Record-Route (RFC 5658): the second of our entries names the side the request leaves
+    // on; like Kamailio's loose_route with r2=on, it picks the transport and socket of the next hop
+    const side = popped.length === 2 ? this.endpointNamed(popped[1]!) : undefined;
+    if (side !== undefined) this.leaveSide.set(req, side);
     return removed;
+  }
+
+  /** The local endpoint a Record-Route URI of ours names (transport parameter, host, port). */
+  private endpointNamed(uri: SipUri): LocalEndpoint | undefined {
+    const tp = uri.params.get('transport');
+    const transport = tp === undefined || tp === null ? URI_DEFAULT_TRANSPORT : transportFromToken(tp);
+    if (transport === undefined) return undefined;
+    const port = uri.port ?? TRANSPORT_INFO[transport].defaultPort;
+    return this.d.transport
+      .endpoints()
+      .find((ep) => ep.transport === transport && ep.port === port && (uri.host === ep.advertise.toLowerCase() || uri.host === formatHost(ep.address).toLowerCase()));
   }
 
   // ------------------------------------------------------------------ loops (§16.3 step 4)
 
   /** Hash of the fields that identify a request at this hop; it is part of our branch (§16.6 step 8). */
   loopHash(req: SipRequest): string {
-    const h = createHash('md5');
-    h.update(req.uriText);
-    h.update('\0' + (req.fromTag() ?? ''));
-    h.update('\0' + (req.toTag() ?? ''));
-    h.update('\0' + (req.callId() ?? ''));
-    h.update('\0' + (req.cseq()?.seq ?? ''));
-    h.update('\0' + req.headerValues('proxy-require').join(','));
-    h.update('\0' + req.headerValues('route').join(','));
-    return h.digest('hex').slice(0, 16);
+    // one string, one one-shot hash (UTF-8, as Hash.update(string) hashed it before)
+    const text = `${req.uriText}\0${req.fromTag() ?? ''}\0${req.toTag() ?? ''}\0${req.callId() ?? ''}\0${req.cseq()?.seq ?? ''}\0${req.headerValues('proxy-require').join(',')}\0${req.headerValues('route').join(',')}`;
+    return hash('md5', text, 'hex').slice(0, 16);
   }
 
   /** true when a Via we added carries the same loop hash: the request came back unchanged (482). */
@@ -190,11 +228,11 @@ export class Proxy {
     const out = req.clone();
     if (target?.uri !== undefined) out.setUri(target.uri);
     decrementMaxForwards(out);
-    const hop = await this.nextHop(out, target);
-    if (hop === undefined) return;
+    const hop = await this.findHop(out, target, needsSecure(req), this.leaveSide.get(req));
+    if (!hop.ok) return;
     // a stateless relay uses a branch derived from the incoming one, so retransmissions get the same branch
     const inBranch = req.topVia()?.branch ?? '';
-    const branch = MAGIC_COOKIE + 'sl' + createHash('md5').update(inBranch + req.method).digest('hex').slice(0, 16);
+    const branch = MAGIC_COOKIE + 'sl' + hash('md5', inBranch + req.method, 'hex').slice(0, 16);
     out.addHeader('via', viaFor(hop.local, hop.target.transport, branch), 'top');
     this.d.tx.sendStateless(out, hop.target);
   }
@@ -225,41 +263,88 @@ export class Proxy {
     return this.d.routeTokens.branchMac(unique) === branch.slice(branch.length - BRANCH_MAC_LEN);
   }
 
-  /** Where the request goes next: first Route, else the NAT address of the binding, else the Request-URI. */
+  /**
+   * Where the request goes next: first Route, else the binding's flow (its connection), else the NAT
+   * address of the binding, else the Request-URI.
+   */
   async nextHop(req: SipRequest, target: ForwardTarget | undefined): Promise<{ target: Target; local: LocalEndpoint } | undefined> {
+    const r = await this.findHop(req, target, needsSecure(req), this.leaveSide.get(req));
+    return r.ok ? r : undefined;
+  }
+
+  /** Does sipd serve a secure transport (TLS, WSS) at all? Without one a `sips:` Request-URI gets 416. */
+  servesSecure(): boolean {
+    return this.d.transport.endpoints().some((ep) => isSecure(ep.transport));
+  }
+
+  /**
+   * The next hop (see nextHop), or why there is none. `secure`: every hop must be secure (the
+   * Request-URI the request arrived with is sips:, RFC 3261 §26.2.2); a sips: next-hop URI or one
+   * asking for a secure transport requires it too. A secure hop is never replaced by a cleartext
+   * one: `insecure` when no secure transport reaches the target, `no-route` for everything else.
+   * `side`: the endpoint our second Record-Route entry names (in-dialog, double Record-Route): used
+   * when the next-hop URI names no transport, so the request leaves on the side it was recorded for.
+   */
+  async findHop(req: SipRequest, target: ForwardTarget | undefined, secure: boolean, side?: LocalEndpoint): Promise<HopResult> {
     let uri: SipUri | undefined;
     const routes = req.routes();
+    if (routes.length === 0 && target?.flow !== undefined) {
+      const f = target.flow;
+      if (secure && !isSecure(f.transport)) return INSECURE;
+      return { ok: true, target: { transport: f.transport, address: f.address, port: f.port, connectionId: f.connectionId, local: f.local }, local: f.local };
+    }
     if (routes.length > 0 && isSipUri(routes[0]!.uri)) uri = routes[0]!.uri;
     else if (target?.received !== undefined) uri = parseSipUri(target.received);
     else if (isSipUri(req.uri)) uri = req.uri;
-    if (uri === undefined) return undefined;
+    if (uri === undefined) return NO_ROUTE;
     // maddr is never obeyed: a URI of someone else's choosing must not redirect us (issue 8)
     const host = uri.host;
-    const tp = uri.params.get('transport')?.toLowerCase();
-    // a transport sipd does not serve (tls, sctp) is no next hop: never downgraded to cleartext TCP
-    // or UDP (RFC 3261 §26.2.2 for tls; the branch fails like an unresolvable one). ws/wss are served
-    // when a listener exists (resolve finds none otherwise); they only reach open connections.
-    if (tp !== undefined && tp !== 'udp' && tp !== 'tcp' && tp !== 'ws' && tp !== 'wss') {
-      this.debug?.({ transport: tp }, 'next hop needs a transport sipd does not serve: not sent');
-      return undefined;
+    const tp = uri.params.get('transport');
+    let transport: TransportName | undefined;
+    if (tp !== undefined && tp !== null) {
+      transport = transportFromToken(tp);
+      // a transport sipd knows nothing of (sctp): no next hop, never another transport instead
+      if (transport === undefined) {
+        this.debug?.({ transport: tp }, 'next hop needs a transport sipd does not know: not sent');
+        return NO_ROUTE;
+      }
     }
-    const transport: TransportName | undefined = tp;
+    const needSecure = secure || uri.scheme === 'sips' || (transport !== undefined && isSecure(transport));
+    if (needSecure) {
+      // sips: with transport=tcp means TLS over TCP (RFC 5630 §3.2); no secure form of UDP
+      const t: TransportName | undefined = transport === undefined ? SIPS_DEFAULT_TRANSPORT : isSecure(transport) ? transport : SECURE_FORM[transport];
+      if (t === undefined) {
+        this.debug?.({ transport }, 'next hop must be secure but asks for a cleartext transport: not sent');
+        return INSECURE;
+      }
+      transport = t;
+      if (!this.d.transport.endpoints().some((ep) => ep.transport === t)) {
+        this.debug?.({ transport: t }, 'next hop must be secure and sipd does not serve its transport: not sent');
+        return INSECURE;
+      }
+    } else if (transport === undefined && side !== undefined) transport = side.transport;
+    // a transport sipd does not serve (no listener: ws without one) is no next hop: never another instead
+    else if (transport !== undefined && !this.d.transport.endpoints().some((ep) => ep.transport === transport)) {
+      this.debug?.({ transport }, 'next hop needs a transport sipd does not serve: not sent');
+      return NO_ROUTE;
+    }
     const targets = await this.d.transport.resolve(host, uri.port, transport, uri.scheme === 'sips');
-    let t = targets[0];
-    if (t === undefined) return undefined;
+    let t = needSecure ? targets.find((x) => isSecure(x.transport)) : targets[0];
+    if (t === undefined) return needSecure ? INSECURE : NO_ROUTE;
     // §18.1.1: a request larger than 1300 bytes (MTU - 200) over UDP with no transport chosen goes over TCP
-    if (transport === undefined && t.transport === 'udp' && req.body.length + 800 > 1300) {
+    if (transport === undefined && !isReliable(t.transport) && req.body.length + 800 > 1300) {
       const tcpEp = this.d.transport.endpointFor('tcp', t.address.includes(':') ? 6 : 4);
       if (tcpEp !== undefined) t = { ...t, transport: 'tcp' };
     }
-    const local = this.d.transport.endpointFor(t.transport, t.address.includes(':') ? 6 : 4);
-    if (local === undefined) return undefined;
+    const family = t.address.includes(':') ? 6 : 4;
+    const local = side !== undefined && side.transport === t.transport && endpointFamily(side) === family ? side : this.d.transport.endpointFor(t.transport, family);
+    if (local === undefined) return needSecure ? INSECURE : NO_ROUTE;
     // never to ourselves: a URI naming sipd's own address and port would only bounce back out
     if (this.isOwnAddress(t.address, t.port)) {
       this.debug?.({ address: t.address, port: t.port }, 'next hop is this server: not sent');
-      return undefined;
+      return NO_ROUTE;
     }
-    return { target: { ...t, local }, local };
+    return { ok: true, target: { ...t, local }, local };
   }
 
   /** Is `address:port` one of our own listening sockets (wildcard listeners: any local address)? */
@@ -328,8 +413,10 @@ export class Proxy {
     target: ForwardTarget,
     opts: ForwardOptions,
     src: Source,
-  ): Promise<{ out: SipRequest; branch: string; hop: { target: Target; local: LocalEndpoint } } | undefined> {
+  ): Promise<PreparedBranch | NoHop> {
     const inbound = src.local;
+    const secure = needsSecure(req);
+    const side = this.leaveSide.get(req);
     const out = req.clone();
     if (target.uri !== undefined) out.setUri(target.uri);
     if (target.path !== undefined && target.path.length > 0) {
@@ -337,21 +424,22 @@ export class Proxy {
       for (let i = target.path.length - 1; i >= 0; i--) out.addHeader('route', target.path[i]!, 'before');
     }
     decrementMaxForwards(out);
-    const hop = await this.nextHop(out, target);
-    if (hop === undefined) return undefined;
+    const hop = await this.findHop(out, target, secure, side);
+    if (!hop.ok) return hop;
     if (opts.recordRoute) {
       const outEp = hop.local;
       const token = this.d.routeTokens.issue(req.callId() ?? '', req.fromTag() ?? '', this.dialogParties(req, src, target, hop.target, opts.privileged));
-      out.addHeader('record-route', recordRouteFor(inbound, token), 'before');
-      if (outEp.transport !== inbound.transport || outEp.address !== inbound.address || outEp.port !== inbound.port) {
-        out.addHeader('record-route', recordRouteFor(outEp, token), 'before');
-      }
+      // double Record-Route (RFC 5658, Kamailio's enable_double_rr) when the request changes
+      // transport or socket: one entry per side, the top one facing downstream, each with r2=on
+      const double = outEp.transport !== inbound.transport || outEp.address !== inbound.address || outEp.port !== inbound.port;
+      out.addHeader('record-route', recordRouteFor(inbound, token, double), 'before');
+      if (double) out.addHeader('record-route', recordRouteFor(outEp, token, true), 'before');
     }
     // the Via itself is added by the client transaction, with this branch (§16.6 step 8: loop hash +
     // unique part), signed so that a stray 2xx can be told from a forged one (strayResponse)
     const unique = `${this.loopHash(req)}.${this.d.random()}`;
     const branch = `${MAGIC_COOKIE}sd${unique}${this.d.routeTokens.branchMac(unique)}`;
-    return { out, branch, hop };
+    return { ok: true, out, branch, hop };
   }
 
 
@@ -370,6 +458,36 @@ export class Proxy {
   }
 }
 
+/** Why a branch got no next hop: none at all, or none that is secure where one must be. */
+export type HopFailure = 'no-route' | 'insecure';
+
+export type HopResult = { readonly ok: true; readonly target: Target; readonly local: LocalEndpoint } | NoHop;
+
+interface PreparedBranch {
+  readonly ok: true;
+  readonly out: SipRequest;
+  readonly branch: string;
+  readonly hop: { readonly target: Target; readonly local: LocalEndpoint };
+}
+
+interface NoHop {
+  readonly ok: false;
+  readonly reason: HopFailure;
+}
+const NO_ROUTE: NoHop = { ok: false, reason: 'no-route' };
+const INSECURE: NoHop = { ok: false, reason: 'insecure' };
+
+/** RFC 3263 §4.1: a sips: URI without a transport parameter is reached over TLS. */
+const SIPS_DEFAULT_TRANSPORT: TransportName = 'tls';
+/** the secure form of a cleartext transport a URI names (sips:…;transport=tcp is TLS); UDP has none here. */
+const SECURE_FORM: Partial<Record<TransportName, TransportName>> = { tcp: 'tls', ws: 'wss' };
+
+/** Every hop of this request must be secure: its Request-URI (as it reached us) is sips: (RFC 3261 §26.2.2). */
+function needsSecure(req: SipRequest): boolean {
+  const u = req.uri;
+  return isSipUri(u) && u.scheme === 'sips';
+}
+
 /** The response context of §16.7 for one server transaction. */
 class ResponseContext {
   private groupIndex = -1;
@@ -378,14 +496,26 @@ class ResponseContext {
   private cancelled = false;
   private readonly all: SipResponse[] = [];
   private best: SipResponse | undefined;
+  /** the q-groups still to try (failure steps append to it). */
+  private readonly groups: ForwardTarget[][];
+  /** branches started so far (BranchInfo.index). */
+  private branchCount = 0;
+  /** failure rounds retried so far. */
+  private round = 0;
+  /** the failure steps are being asked (async): nothing else may finish the context meanwhile. */
+  private consulting = false;
+  /** a branch found no secure next hop where one was required (answered 480 rather than 500). */
+  private insecure = false;
 
   constructor(
     private readonly p: Proxy,
     private readonly st: ServerTransaction,
     private readonly req: SipRequest,
-    private readonly groups: ForwardTarget[][],
+    groups: ForwardTarget[][],
     private readonly opts: ForwardOptions,
-  ) {}
+  ) {
+    this.groups = groups;
+  }
 
   start(): void {
     this.nextGroup();
@@ -399,13 +529,15 @@ class ResponseContext {
     this.groupIndex++;
     const group = this.groups[this.groupIndex];
     if (group === undefined || this.cancelled) {
+      // stay on the last group: targets a failure step adds are the next ones
+      this.groupIndex = this.groups.length - 1;
       this.finish();
       return;
     }
     // a later group (serial forking) may run past the guard the transaction keeps for a TU that
     // never answers: tell it we are still at work
     if (this.groupIndex > 0) this.st.keepAlive?.();
-    const pending = group.map(() => ({ ct: undefined, done: false, final: undefined }) as Branch);
+    const pending = group.map(() => ({ ct: undefined, done: false, final: undefined, info: undefined }) as Branch);
     this.branches = pending;
     group.forEach((t, i) => {
       void this.startBranch(t, pending[i]!);
@@ -413,27 +545,30 @@ class ResponseContext {
   }
 
   private async startBranch(target: ForwardTarget, b: Branch): Promise<void> {
-    let prepared;
+    let prepared: PreparedBranch | NoHop;
     try {
       prepared = await this.p.prepareBranch(this.req, target, this.opts, this.st.source);
     } catch {
-      prepared = undefined;
+      prepared = NO_ROUTE;
     }
     if (this.cancelled || this.finalSent) {
       this.branchDone(b, undefined);
       return;
     }
-    if (prepared === undefined) {
-      this.p.debug?.({ uri: target.uri ?? this.req.uriText }, 'no route to target');
+    if (!prepared.ok) {
+      this.p.debug?.({ uri: target.uri ?? this.req.uriText, reason: prepared.reason }, 'no route to target');
+      if (prepared.reason === 'insecure') this.insecure = true;
       this.branchDone(b, this.localResponse(503));
       return;
     }
     this.p.debug?.({ target: prepared.hop.target, branch: prepared.branch }, 'forwarding');
+    if (this.p.replySteps.length > 0) b.info = { index: this.branchCount, target, sentTo: prepared.hop.target, request: prepared.out };
+    this.branchCount++;
     b.ct = this.p.deps.tx.createClient(
       prepared.out,
       prepared.hop.target,
       {
-        provisional: (res) => this.onProvisional(res),
+        provisional: (res) => this.onProvisional(res, b),
         final: (res) => this.onFinal(res, b),
         timeout: () => this.branchDone(b, this.localResponse(408)),
         transportError: () => this.branchDone(b, this.localResponse(503)),
@@ -442,7 +577,31 @@ class ResponseContext {
     );
   }
 
-  private onProvisional(res: SipResponse): void {
+  /** The reply steps for a response received on branch `b`: false when one of them dropped it (provisionals only). */
+  private replySteps(res: SipResponse, b: Branch): boolean {
+    const steps = this.p.replySteps;
+    if (steps.length === 0 || b.info === undefined) return true;
+    for (const step of steps) {
+      let verdict;
+      try {
+        verdict = step.onReply({ request: this.req, branch: b.info, response: res });
+      } catch (err) {
+        this.p.debug?.({ step: step.name, err: String(err) }, 'reply step failed: response passed on');
+        continue;
+      }
+      if (verdict === 'drop') {
+        if (res.status < 200) {
+          this.p.debug?.({ step: step.name, status: res.status }, 'provisional dropped by a reply step');
+          return false;
+        }
+        this.p.debug?.({ step: step.name, status: res.status }, 'a final response cannot be dropped: passed on');
+      }
+    }
+    return true;
+  }
+
+  private onProvisional(res: SipResponse, b: Branch): void {
+    if (!this.replySteps(res, b)) return;
     if (res.status === 100 || this.finalSent) return;
     if (!hasViaBelowOurs(res)) return this.invalid(res);
     const up = res.clone();
@@ -463,6 +622,7 @@ class ResponseContext {
       this.branchDone(b, this.localResponse(502));
       return;
     }
+    this.replySteps(res, b);
     if (res.status >= 200 && res.status < 300) {
       // every 2xx goes upstream at once (§16.7 step 5), and the other branches are cancelled
       const up = res.clone();
@@ -509,19 +669,71 @@ class ResponseContext {
     }
   }
 
-  private finish(): void {
-    if (this.finalSent) return;
-    this.finalSent = true;
-    this.p.pending--;
+  /** The best final response as it goes upstream (before the 503 → 500 of §16.7 step 6). */
+  private upstreamFinal(): SipResponse {
     let res: SipResponse;
     if (this.best === undefined) res = this.localResponse(this.cancelled ? 487 : 480);
-    else {
+    else if (this.insecure && this.best.status === 503 && LOCAL.has(this.best)) {
+      // no branch answered and at least one target could not be reached securely: 480, as RFC 5630
+      // §3.1.3 has it for a target that cannot be reached over TLS (not the 500 of a failed branch)
+      res = this.localResponse(480);
+      res.setStatus(480, 'Temporarily Unavailable (no secure route)');
+    } else {
       res = this.best.clone();
       // a response received from downstream carries our Via on top; one we built carries only the upstream ones
       if (!LOCAL.has(this.best)) res.removeFirstValue('via');
     }
-    if (res.status === 503) res.setStatus(500, 'Server Internal Error'); // §16.7 step 6
     if (res.status === 401 || res.status === 407) mergeChallenges(res, this.all);
+    return res;
+  }
+
+  private finish(): void {
+    if (this.finalSent || this.consulting) return;
+    const res = this.upstreamFinal();
+    if (this.cancelled || this.p.failureSteps.length === 0 || this.round >= MAX_FAILURE_ROUNDS) {
+      this.sendFinal(res);
+      return;
+    }
+    this.consulting = true;
+    void this.consultFailureSteps(res, this.best === undefined || LOCAL.has(this.best)).then((targets) => {
+      this.consulting = false;
+      if (this.finalSent) return;
+      if (this.cancelled) {
+        this.sendFinal(this.localResponse(487));
+        return;
+      }
+      if (targets.length === 0) {
+        this.sendFinal(res);
+        return;
+      }
+      this.round++;
+      this.p.debug?.({ round: this.round, targets: targets.length }, 'failure step: new targets');
+      this.groups.push(...groupByQ(targets));
+      this.nextGroup();
+    });
+  }
+
+  /** Ask the failure steps in order; the targets of the first that retries (none: forward). Never rejects. */
+  private async consultFailureSteps(res: SipResponse, isLocal: boolean): Promise<readonly ForwardTarget[]> {
+    const e = { request: this.req, response: res, local: isLocal, finals: [...this.all], round: this.round };
+    for (const step of this.p.failureSteps) {
+      let v: FailureVerdict;
+      try {
+        v = await step.onFailure(e);
+      } catch (err) {
+        this.p.debug?.({ step: step.name, err: String(err) }, 'failure step failed: response passed on');
+        v = FORWARD;
+      }
+      if (v.action === 'retry' && v.targets.length > 0) return v.targets.slice(0, MAX_RETRY_TARGETS);
+    }
+    return [];
+  }
+
+  private sendFinal(res: SipResponse): void {
+    if (this.finalSent) return;
+    this.finalSent = true;
+    this.p.pending--;
+    if (res.status === 503) res.setStatus(500, 'Server Internal Error'); // §16.7 step 6
     this.p.sendUpstream(this.st, res);
   }
 }
@@ -579,8 +791,23 @@ export function decrementMaxForwards(req: SipRequest): void {
 }
 
 /** Our Record-Route value for a listener, with the dialog's integrity token (route-token.ts). */
-export function recordRouteFor(ep: LocalEndpoint, token?: string): string {
-  return `<sip:${ep.advertise}:${ep.port}${ep.transport === 'tcp' ? ';transport=tcp' : ''};lr${token !== undefined ? `;${TOKEN_PARAM}=${token}` : ''}>`;
+export function recordRouteFor(ep: LocalEndpoint, token?: string, double = false): string {
+  return `<sip:${ep.advertise}:${ep.port}${transportParam(ep.transport)};lr${double ? ';r2=on' : ''}${token !== undefined ? `;${TOKEN_PARAM}=${token}` : ''}>`;
+}
+
+/**
+ * The transport a sip: URI without a transport parameter is reached over (RFC 3263 §4.1 for a URI
+ * with a numeric host or a port, which ours always have): our UDP entries carry none.
+ */
+const URI_DEFAULT_TRANSPORT: TransportName = 'udp';
+
+/** `;transport=…` for a URI of ours on `t` (none for the URI default), from TRANSPORT_INFO. */
+function transportParam(t: TransportName): string {
+  return t === URI_DEFAULT_TRANSPORT ? '' : `;transport=${TRANSPORT_INFO[t].viaToken.toLowerCase()}`;
+}
+
+function endpointFamily(ep: LocalEndpoint): 4 | 6 {
+  return isIP(ep.address) === 6 ? 6 : 4;
 }
 
 /** Does the response carry a Via besides ours (the top one)? Only then can it be forwarded. */
@@ -616,7 +843,7 @@ function literalHop(u: SipUri): string | undefined {
 }
 
 export function viaFor(ep: LocalEndpoint, transport: TransportName, branch: string): string {
-  return `SIP/2.0/${transport.toUpperCase()} ${ep.advertise}:${ep.port};branch=${branch};rport`;
+  return `SIP/2.0/${TRANSPORT_INFO[transport].viaToken} ${ep.advertise}:${ep.port};branch=${branch};rport`;
 }
 
 function parseRouteUri(value: string): string | undefined {

@@ -14,7 +14,32 @@
  *     (Kamailio path_mode 1: stored either way)
  *   received (Kamailio fix_nated_register): with natReceived, the source address is stored for UDP
  *     REGISTERs, and for any transport when the Contact host:port differs from the source
+ *     and always when the Contact cannot be reached otherwise (a `.invalid` host, an outbound flow)
  *   200 OK: every current binding as `Contact: <uri>;expires=<remaining>[;q=]`, plus Date
+ *
+ * Flows (RFC 5626 outbound; browser phones over WebSocket, phones behind NAT over TCP/TLS). A
+ * REGISTER arriving over a connection-oriented transport (TRANSPORT_INFO.connectionOriented) is
+ * bound to its connection in the process-local flow table (./flows.ts: ruid → connection id,
+ * transport, peer address:port, local socket); the store keeps `received` and `socket`, as
+ * Kamailio's usrloc does. Routing sends requests for the binding on that connection while it is
+ * open (routing.ts). Not bound: a REGISTER with Path (its connection is the edge proxy's, and
+ * requests follow the Path), and REGISTERs over UDP (a refresh over UDP drops an earlier flow).
+ *   outbound processing: +sip.instance and reg-id with `Supported: outbound` → the 200 carries
+ *     `Require: outbound` (§6); one binding per instance + reg-id, so two flows of one instance are
+ *     two bindings; having passed a proxy that added no Path (more than one Via) → 439 (§6)
+ *   connection closed (transport `connectionClosed` → `connectionClosed(id)`):
+ *     - a flow binding (+sip.instance and reg-id) stays in the store until it expires or the UA
+ *       re-registers over a new flow (RFC 5626 §4.4: the UA notices the failure and registers
+ *       again); meanwhile routing skips it, and answers 430 Flow Failed when no other target is
+ *       left (§5.3). (Kamailio's usrloc `handle_lost_tcp` removes every contact of a lost
+ *       connection; RFC 5626 asks for the flow to fail instead, which is what this does.)
+ *     - a binding that cannot be reached without the connection (`.invalid` Contact, or `received`
+ *       set: the Contact is not where the REGISTER came from) is removed at once, as Kamailio's
+ *       usrloc `handle_lost_tcp` does: nothing could deliver to it.
+ *     - a Contact reachable as registered stays; routing falls back to it (a new connection).
+ *   After a restart the table is empty: flow bindings from the database over a connection-oriented
+ *   `socket` count as failed flows (430), `.invalid` ones as unreachable (skipped; Kamailio's
+ *   `db_clean_tcp` drops such rows at start).
  *
  * Expiry: the registrar runs no timers. LocationStore.lookup() never returns expired bindings,
  * and the server calls `locations.expire(now)` periodically (config location.expire_interval) to
@@ -45,6 +70,9 @@ import {
 } from '../sip/index.js';
 import { LOCATION_COLUMN_LENGTHS, LOCATION_INT_MAX, locationFieldProblem, type LocationColumn } from '../store/limits.js';
 import type { Binding, LocationStore } from '../store/types.js';
+import { isConnectionOriented, isSecure, transportFromToken } from '../transport/transport.js';
+import type { LocalEndpoint } from '../transport/types.js';
+import type { Flow, FlowTable, OnClose } from './flows.js';
 import { deterministicToTag } from './tags.js';
 import { isStoreUnavailable, retryAfterHeader } from './unavailable.js';
 
@@ -53,7 +81,9 @@ export interface RegisterSource {
   readonly transport: string;
   readonly address: string;
   readonly port: number;
-  readonly local: { readonly transport: string; readonly address: string; readonly port: number };
+  /** the connection it arrived on (connection-oriented transports). */
+  readonly connectionId?: number;
+  readonly local: { readonly transport: string; readonly address: string; readonly port: number; readonly advertise?: string };
 }
 
 export interface RegistrarLogger {
@@ -76,6 +106,11 @@ export interface RegistrarOptions {
   now: () => number;
   newRuid: () => string;
   logger?: RegistrarLogger;
+  /**
+   * the flow table (RFC 5626): registrations over a connection are bound to it. Without it, no
+   * flows are kept (and connectionClosed does nothing).
+   */
+  flows?: FlowTable;
 }
 
 /** Longest Contact URI accepted (Kamailio's location.contact column is VARCHAR(512)). */
@@ -131,6 +166,8 @@ interface ContactUpdate {
   readonly q: number | null;
   readonly instance: string | undefined;
   readonly regId: number | undefined;
+  /** RFC 5626 outbound processing: +sip.instance and reg-id with `Supported: outbound`. */
+  readonly outbound: boolean;
 }
 
 type Op = { kind: 'save'; binding: Binding; replaces?: string } | { kind: 'remove'; contact: string };
@@ -180,18 +217,26 @@ export class Registrar {
     const pathValues = req.listValues('path');
     if (pathValues.length > 0) req.paths(); // throws on a malformed Path
     const star = contacts.find(isStar);
+    const supportsOutbound = req.tokens('supported').some((t) => t.toLowerCase() === 'outbound');
     let updates: ContactUpdate[] = [];
     if (star !== undefined) {
       if (contacts.length !== 1) throw new RegisterError(400, 'Bad Request (* must be the only Contact)');
       if (headerExpires !== 0) throw new RegisterError(400, 'Bad Request (* requires Expires: 0)');
     } else {
-      updates = (contacts as NameAddr[]).map((c) => this.contactUpdate(c, headerExpires));
+      updates = (contacts as NameAddr[]).map((c) => this.contactUpdate(c, headerExpires, supportsOutbound));
       const tooBrief = updates.some((u) => u.expires !== 0 && u.expires < this.o.minExpires);
       if (tooBrief) throw new RegisterError(423, 'Interval Too Brief', [['Min-Expires', String(this.o.minExpires)]]);
+      // RFC 5626 §6: an outbound registration that passed a proxy without Path cannot have its flow
+      // at the first hop (here): 439
+      if (updates.some((u) => u.outbound && u.expires !== 0) && pathValues.length === 0 && req.vias().length > 1) {
+        throw new RegisterError(439, 'First Hop Lacks Outbound Support');
+      }
     }
 
     // 3. apply
     let bindings = await this.o.locations.lookup(aor);
+    const before = bindings;
+    let saved: Binding[] = [];
     if (star !== undefined) {
       for (const b of bindings) {
         // §10.3 step 6: a binding of the same Call-ID is only removed by a higher CSeq
@@ -208,6 +253,13 @@ export class Registrar {
           await this.o.locations.save(op.binding);
         }
       }
+      saved = ops.flatMap((op) => (op.kind === 'save' ? [op.binding] : []));
+      bindings = await this.o.locations.lookup(aor);
+    }
+    const lost = this.updateFlows(before, bindings, saved, src, pathValues.length > 0);
+    if (lost.length > 0) {
+      // the connection closed while this REGISTER was processed: what it would have done on close
+      for (const b of lost) await this.o.locations.remove(aor, b.contact);
       bindings = await this.o.locations.lookup(aor);
     }
 
@@ -217,11 +269,61 @@ export class Registrar {
     if (pathValues.length > 0 && req.tokens('supported').some((t) => t.toLowerCase() === 'path')) {
       for (const v of pathValues) headers.push(['Path', v]);
     }
+    // RFC 5626 §6: the registrar that did outbound processing says so with Require: outbound
+    if (updates.some((u) => u.outbound && u.expires !== 0)) headers.push(['Require', 'outbound']);
     headers.push(['Date', new Date(now).toUTCString()]);
     return buildResponse(req, 200, { toTag: tag, headers });
   }
 
-  private contactUpdate(c: NameAddr, headerExpires: number | undefined): ContactUpdate {
+  /**
+   * A connection closed (transport `connectionClosed`): its flows end. Bindings that cannot be
+   * reached without it (`onClose: 'remove'`) are removed from the location store, if they are still
+   * the binding that was bound (same ruid and contact); the others stay (see the header comment).
+   * Returns how many bindings were removed; store errors are logged, never thrown.
+   */
+  async connectionClosed(connectionId: number): Promise<number> {
+    const entries = this.o.flows?.connectionClosed(connectionId) ?? [];
+    let removed = 0;
+    for (const e of entries) {
+      if (e.onClose !== 'remove') continue;
+      try {
+        const current = await this.o.locations.lookup(e.aor);
+        if (!current.some((b) => b.ruid === e.ruid && b.contact === e.contact)) continue;
+        // re-registered over another connection meanwhile: that one owns it now
+        if (this.o.flows?.forBinding({ ruid: e.ruid, aor: e.aor, contact: e.contact }) !== undefined) continue;
+        if (await this.o.locations.remove(e.aor, e.contact)) removed++;
+      } catch (err) {
+        this.o.logger?.warn({ err: err instanceof Error ? err.message : String(err), aor: e.aor }, 'removing the binding of a closed connection failed');
+      }
+    }
+    return removed;
+  }
+
+  /**
+   * Keep the flow table in step with the store after a REGISTER (see the header comment). Returns
+   * the saved bindings to remove because their connection is already gone (onClose 'remove').
+   */
+  private updateFlows(before: readonly Binding[], after: readonly Binding[], saved: readonly Binding[], src: RegisterSource, viaPath: boolean): Binding[] {
+    const flows = this.o.flows;
+    const lost: Binding[] = [];
+    if (flows === undefined) return lost;
+    const live = new Set(after.map((b) => b.ruid));
+    for (const b of before) if (!live.has(b.ruid)) flows.drop(b.ruid);
+    const flow = flowOf(src);
+    for (const b of saved) {
+      // over a connection from the UA itself; a REGISTER with Path came from an edge proxy, whose
+      // connection is not the UA's flow (requests follow the Path)
+      if (flow === undefined || viaPath || !live.has(b.ruid)) {
+        flows.drop(b.ruid);
+        continue;
+      }
+      const onClose = onCloseOf(b);
+      if (!flows.bind({ ruid: b.ruid, aor: b.aor, contact: b.contact, flow, onClose }) && onClose === 'remove') lost.push(b);
+    }
+    return lost;
+  }
+
+  private contactUpdate(c: NameAddr, headerExpires: number | undefined, supportsOutbound: boolean): ContactUpdate {
     const contact = c.uri.raw;
     if (contact.length > MAX_CONTACT_LEN) throw new RegisterError(400, 'Bad Request (Contact URI too long)');
     const ep = c.params.get('expires');
@@ -253,7 +355,7 @@ export class Registrar {
       }
       regId = Number(rid);
     }
-    return { contact, parsed: c.uri, expires, q, instance, regId };
+    return { contact, parsed: c.uri, expires, q, instance, regId, outbound: supportsOutbound && instance !== undefined && regId !== undefined };
   }
 
   /** Turn the contact updates into store operations, enforcing ordering and max contacts. */
@@ -304,7 +406,7 @@ export class Registrar {
         flags: 0,
         cflags: 0,
       };
-      const received = this.received(u.parsed, ctx.src);
+      const received = this.received(u.parsed, ctx.src, isUnreachableContact(u.parsed) || u.outbound);
       if (received !== undefined) binding.received = received;
       if (ctx.path.length > 0) binding.path = [...ctx.path];
       if (userAgent) binding.userAgent = userAgent;
@@ -331,18 +433,54 @@ export class Registrar {
     return ops;
   }
 
-  /** The source as a SIP URI when the phone may be behind NAT (fix_nated_register). */
-  private received(contact: Uri, src: RegisterSource): string | undefined {
-    if (!this.o.natReceived) return undefined;
+  /**
+   * The source as a SIP URI when the phone may be behind NAT (fix_nated_register), and always when
+   * its Contact cannot be reached otherwise (`always`: a `.invalid` host, an outbound flow).
+   */
+  private received(contact: Uri, src: RegisterSource, always: boolean): string | undefined {
+    if (!this.o.natReceived && !always) return undefined;
     const transport = src.transport.toLowerCase();
+    const known = transportFromToken(transport);
+    // a connection (TCP, TLS, WS) is reached by its transport: the received URI names it
+    const connection = known === undefined || isConnectionOriented(known);
     let differs = true;
     if (isSipUri(contact)) {
-      const defaultPort = contact.scheme === 'sips' || transport === 'tls' ? 5061 : 5060;
+      const defaultPort = contact.scheme === 'sips' || (known !== undefined && isSecure(known)) ? 5061 : 5060;
       differs = contact.host !== formatHost(src.address).toLowerCase() || (contact.port ?? defaultPort) !== src.port;
     }
-    if (transport !== 'udp' && !differs) return undefined;
+    if (connection && !differs && !always) return undefined;
     const base = `sip:${formatHost(src.address)}:${src.port}`;
-    return transport === 'udp' ? base : `${base};transport=${transport}`;
+    return connection ? `${base};transport=${transport}` : base;
+  }
+}
+
+/** The flow a REGISTER arrived on: its connection, when the transport is connection-oriented. */
+function flowOf(src: RegisterSource): Flow | undefined {
+  const transport = transportFromToken(src.transport);
+  if (transport === undefined || !isConnectionOriented(transport) || src.connectionId === undefined) return undefined;
+  const localTransport = transportFromToken(src.local.transport) ?? transport;
+  const local: LocalEndpoint = { transport: localTransport, address: src.local.address, port: src.local.port, advertise: src.local.advertise ?? formatHost(src.local.address) };
+  return { connectionId: src.connectionId, transport, address: src.address, port: src.port, local };
+}
+
+/** A Contact nobody can send to: its host is under `.invalid` (RFC 2606; browser phones, RFC 7118 §5). */
+export function isUnreachableContact(contact: Uri): boolean {
+  return isSipUri(contact) && (contact.host === 'invalid' || contact.host.endsWith('.invalid'));
+}
+
+/**
+ * What a connection loss does to a binding: an RFC 5626 flow binding (+sip.instance and reg-id)
+ * stays — its UA re-registers over a new flow, and routing answers 430 until then; a binding that
+ * cannot be reached without the connection (`.invalid` Contact, or `received` set: the Contact is
+ * not where the REGISTER came from) is removed; a Contact reachable as registered stays.
+ */
+export function onCloseOf(b: Pick<Binding, 'contact' | 'instance' | 'regId' | 'received'>): OnClose {
+  if (b.instance !== undefined && b.regId !== undefined) return 'keep';
+  if (b.received !== undefined) return 'remove';
+  try {
+    return isUnreachableContact(parseUri(b.contact)) ? 'remove' : 'keep';
+  } catch {
+    return 'remove';
   }
 }
 

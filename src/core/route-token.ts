@@ -28,7 +28,7 @@
  * restart when the secret does. Hop hashes are keyed and per dialog: a token reveals nothing about
  * its hops and a 32-bit hash cannot be matched offline; a guess costs a request (flood bans apply).
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { constantTimeEqual, HmacSha256 } from './mac.js';
 
 const VERSION = 1;
 const HOP_LEN = 4;
@@ -73,32 +73,38 @@ export interface Sides {
 }
 
 export class RouteTokens {
-  constructor(private readonly secret: Buffer) {
+  /** keyed once (HMAC-SHA256 without an Hmac object per MAC; same output) */
+  private readonly hmac: HmacSha256;
+
+  constructor(secret: Buffer) {
     if (secret.length < 16) throw new RangeError('route token secret must be at least 16 bytes');
+    this.hmac = new HmacSha256(secret);
   }
 
-  private hopHash(callId: string, key: string): Buffer {
-    return createHmac('sha256', this.secret).update('hop\u0000').update(callId, 'latin1').update('\u0000').update(key, 'latin1').digest().subarray(0, HOP_LEN);
+  /** HOP_LEN bytes of the hop's keyed hash, hex. */
+  private hopHash(callId: string, key: string): string {
+    return this.hmac.begin().str('hop\u0000').str(callId).str('\u0000').str(key).hex().slice(0, 2 * HOP_LEN);
   }
 
-  private mac(callId: string, ftag: string, signed: Buffer): Buffer {
-    return createHmac('sha256', this.secret)
-      .update('rr\u0000')
-      .update(callId, 'latin1')
-      .update('\u0000')
-      .update(ftag, 'latin1')
-      .update('\u0000')
-      .update(signed)
-      .digest()
-      .subarray(0, MAC_LEN);
+  /** MAC_LEN bytes of the token MAC, hex. */
+  private mac(callId: string, ftag: string, signed: Uint8Array): string {
+    return this.hmac.begin().str('rr\u0000').str(callId).str('\u0000').str(ftag).str('\u0000').bytes(signed).hex().slice(0, 2 * MAC_LEN);
   }
 
   /** The token for a dialog: its Call-ID, the From-tag of the dialog-forming request, its parties. */
   issue(callId: string, ftag: string, parties: DialogParties): string {
-    const a = [...new Set(parties.a)].slice(0, MAX_HOPS_PER_SIDE).map((k) => this.hopHash(callId, k));
-    const b = [...new Set(parties.b)].slice(0, MAX_HOPS_PER_SIDE).map((k) => this.hopHash(callId, k));
-    const signed = Buffer.concat([Buffer.from([VERSION, parties.privilegedCaller ? FLAG_PRIVILEGED_CALLER : 0, a.length, b.length]), ...a, ...b]);
-    return Buffer.concat([signed, this.mac(callId, ftag, signed)]).toString('base64url');
+    const a = distinct(parties.a);
+    const b = distinct(parties.b);
+    const buf = Buffer.allocUnsafe(HEAD_LEN + (a.length + b.length) * HOP_LEN + MAC_LEN);
+    buf[0] = VERSION;
+    buf[1] = parties.privilegedCaller ? FLAG_PRIVILEGED_CALLER : 0;
+    buf[2] = a.length;
+    buf[3] = b.length;
+    let off = HEAD_LEN;
+    for (const k of a) off += buf.write(this.hopHash(callId, k), off, 'hex');
+    for (const k of b) off += buf.write(this.hopHash(callId, k), off, 'hex');
+    buf.write(this.mac(callId, ftag, buf.subarray(0, off)), off, 'hex');
+    return buf.toString('base64url');
   }
 
   /**
@@ -113,14 +119,15 @@ export class RouteTokens {
     const nb = buf[3]!;
     if (na > MAX_HOPS_PER_SIDE || nb > MAX_HOPS_PER_SIDE || buf.length !== HEAD_LEN + (na + nb) * HOP_LEN + MAC_LEN) return { ok: false, reason: 'malformed' };
     const signed = buf.subarray(0, buf.length - MAC_LEN);
-    const mac = buf.subarray(buf.length - MAC_LEN);
-    const hex = (i: number): string => buf.subarray(HEAD_LEN + i * HOP_LEN, HEAD_LEN + (i + 1) * HOP_LEN).toString('hex');
-    for (const tag of new Set(tags.map((t) => t ?? ''))) {
-      if (!timingSafeEqual(this.mac(callId, tag, signed), mac)) continue;
+    const mac = buf.toString('hex', buf.length - MAC_LEN);
+    for (let t = 0; t < tags.length; t++) {
+      const tag = tags[t] ?? '';
+      if (tagSeenBefore(tags, t, tag)) continue;
+      if (!constantTimeEqual(this.mac(callId, tag, signed), mac)) continue;
       const a: string[] = [];
       const b: string[] = [];
-      for (let i = 0; i < na; i++) a.push(hex(i));
-      for (let i = 0; i < nb; i++) b.push(hex(na + i));
+      for (let i = 0; i < na; i++) a.push(buf.toString('hex', HEAD_LEN + i * HOP_LEN, HEAD_LEN + (i + 1) * HOP_LEN));
+      for (let i = na; i < na + nb; i++) b.push(buf.toString('hex', HEAD_LEN + i * HOP_LEN, HEAD_LEN + (i + 1) * HOP_LEN));
       return { ok: true, callId, privilegedCaller: (buf[1]! & FLAG_PRIVILEGED_CALLER) !== 0, a, b };
     }
     return { ok: false, reason: 'forged' };
@@ -132,12 +139,12 @@ export class RouteTokens {
    * "retransmission" cannot make sipd reflect a response to an address of someone's choosing.
    */
   branchMac(value: string): string {
-    return createHmac('sha256', this.secret).update('branch\u0000').update(value, 'latin1').digest('hex').slice(0, BRANCH_MAC_LEN);
+    return this.hmac.begin().str('branch\u0000').str(value).hex().slice(0, BRANCH_MAC_LEN);
   }
 
   /** The side(s) a source IP belongs to (an `IP|*` hop). */
   sidesOf(v: VerifiedRoute, address: string): Sides {
-    const h = this.hopHash(v.callId, hopKey(address, '*')).toString('hex');
+    const h = this.hopHash(v.callId, hopKey(address, '*'));
     return { a: v.a.includes(h), b: v.b.includes(h) };
   }
 
@@ -147,10 +154,26 @@ export class RouteTokens {
    */
   allows(v: VerifiedRoute, from: Sides, address: string, port: number): boolean {
     if (from.a && v.privilegedCaller) return true;
-    const exact = this.hopHash(v.callId, hopKey(address, port)).toString('hex');
-    const any = this.hopHash(v.callId, hopKey(address, '*')).toString('hex');
+    const exact = this.hopHash(v.callId, hopKey(address, port));
+    const any = this.hopHash(v.callId, hopKey(address, '*'));
     const inA = v.a.includes(exact) || v.a.includes(any);
     const inB = v.b.includes(exact) || v.b.includes(any);
     return (from.a && inB) || (from.b && inA);
   }
+}
+
+/** The first MAX_HOPS_PER_SIDE distinct keys, in order. */
+function distinct(keys: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const k of keys) {
+    if (out.length === MAX_HOPS_PER_SIDE) break;
+    if (!out.includes(k)) out.push(k);
+  }
+  return out;
+}
+
+/** `tags[t]` (undefined read as '') occurs earlier in `tags`: its MAC was already tried. */
+function tagSeenBefore(tags: readonly (string | undefined)[], t: number, tag: string): boolean {
+  for (let i = 0; i < t; i++) if ((tags[i] ?? '') === tag) return true;
+  return false;
 }

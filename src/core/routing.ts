@@ -3,7 +3,7 @@
  * TypeScript pipeline. Read `handle()` top to bottom: each step is a small method that either
  * finishes the request (answers, relays or drops it) and returns true, or lets it continue.
  *
- *   scanner → sanity → Max-Forwards → loop → keepalive OPTIONS → in-dialog → CANCEL → auth
+ *   scanner → sanity → Max-Forwards → loop → sips without TLS → keepalive OPTIONS → in-dialog → CANCEL → auth
  *         → preloaded Route → relay policy → registrar → location → relay
  *
  * Relay policy (issue 8: not an open relay). A request is *privileged* when its source is trusted
@@ -18,13 +18,21 @@
  * must verify for the dialog and the next hop must be the other party of the dialog; otherwise 403.
  * A trusted source may also send in-dialog requests along a route set that does not name us (as it
  * may preload Routes), but a Route naming us must carry a valid token whoever sends it.
+ *
+ * Flows (RFC 5626, ./flows.ts, filled by the registrar): a binding with a live flow is sent on its
+ * connection; one whose flow is gone is skipped, and when nothing is left the answer is 430 Flow
+ * Failed (outbound bindings) or 480 (`.invalid` Contacts). An in-dialog request whose Request-URI is
+ * a Contact known to the flow table (registered, or the Contact of a caller over a connection) goes
+ * on that connection; a `.invalid` one with no flow left gets 430.
  */
-import { buildResponse, isSipUri, type Rejection, type SipRequest, type SipResponse, type SipUri } from '../sip/index.js';
+import { buildResponse, isSipUri, isStar, parseUri, type NameAddr, type Rejection, type SipRequest, type SipResponse, type SipUri } from '../sip/index.js';
 import type { Binding, LocationStore } from '../store/types.js';
 import type { ServerTransaction, TransactionLayer } from '../transaction/types.js';
 import type { Source } from '../transport/types.js';
 import type { Acl } from './acl.js';
-import { aorOf } from './registrar.js';
+import { isConnectionOriented, transportFromToken } from '../transport/transport.js';
+import type { FlowTable } from './flows.js';
+import { aorOf, isUnreachableContact } from './registrar.js';
 import type { ForwardTarget, Proxy } from './proxy.js';
 import { sanityCheck } from './sanity.js';
 import { isStoreUnavailable, retryAfterHeader } from './unavailable.js';
@@ -74,6 +82,11 @@ export interface RoutingDeps {
   /** a to-tag for responses we generate statelessly (deterministic per request, so retransmissions match). */
   toTag(req: SipRequest): string;
   events: RoutingEvents;
+  /**
+   * the flow table the registrar fills (RFC 5626 flows, ./flows.ts): requests for a binding with a
+   * live flow go on its connection. Without it, bindings are routed by `received` / Contact only.
+   */
+  flows?: FlowTable;
 }
 
 /** Why the relay policy refused a request (a metrics label: keep the set small and fixed). */
@@ -124,15 +137,19 @@ export class Router {
       }
       this.inFlight.add(key);
     }
-    const ctx: Ctx = { req, src, t0: performance.now() };
-    this.handle(ctx)
-      .catch((err: unknown) => {
-        this.d.events.error({ err: err instanceof Error ? (err.stack ?? err.message) : String(err), method: req.method, callId: req.callId() }, 'internal error');
-        this.reply(ctx, 500, 'Server Internal Error');
-      })
-      .finally(() => {
-        if (key !== undefined) this.inFlight.delete(key);
-      });
+    void this.run({ req, src, t0: performance.now() }, key);
+  }
+
+  /** handle() with its error answer and the in-flight bookkeeping (one Promise, no closures per request). */
+  private async run(ctx: Ctx, key: string | undefined): Promise<void> {
+    try {
+      await this.handle(ctx);
+    } catch (err) {
+      this.d.events.error({ err: err instanceof Error ? (err.stack ?? err.message) : String(err), method: ctx.req.method, callId: ctx.req.callId() }, 'internal error');
+      this.reply(ctx, 500, 'Server Internal Error');
+    } finally {
+      if (key !== undefined) this.inFlight.delete(key);
+    }
   }
 
   /** request_route */
@@ -141,11 +158,14 @@ export class Router {
     if (this.sanity(ctx)) return;
     if (this.maxForwards(ctx)) return;
     if (this.loop(ctx)) return;
+    if (this.sipsUnsupported(ctx)) return;
     if (this.keepalive(ctx)) return;
-    if (await this.withinDialog(ctx)) return;
+    // (the checks in front of the async steps are their own first checks: no Promise when they do not apply)
+    if (ctx.req.toTag() !== undefined && (await this.withinDialog(ctx))) return;
     if (this.cancel(ctx)) return;
     if (this.strayAck(ctx)) return;
-    if (await this.authenticate(ctx)) return;
+    const authed = this.authenticate(ctx);
+    if (authed === true || (authed !== false && (await authed))) return;
     if (this.preloadedRoute(ctx)) return;
     if (this.relayPolicy(ctx)) return;
     if (await this.registrar(ctx)) return;
@@ -205,6 +225,25 @@ export class Router {
     return true;
   }
 
+  /**
+   * A `sips:` Request-URI while sipd serves no secure transport (TLS, WSS): 416 Unsupported URI
+   * Scheme, for every request (an ACK is dropped). RFC 3261 §26.2.2 forbids any non-TLS hop for it,
+   * and §8.2.2.1 / §16.3 answer a scheme the server cannot serve with 416; Kamailio without a TLS
+   * listener has nothing to send it over either. When a secure transport is served, the request is
+   * routed as usual and a target that no secure hop reaches makes the branch fail: the caller gets
+   * 480 (RFC 5630 §3.1.3) unless another branch answered (proxy.ts, findHop).
+   */
+  private sipsUnsupported(ctx: Ctx): boolean {
+    const uri = ctx.req.uri;
+    if (!isSipUri(uri) || uri.scheme !== 'sips' || this.d.proxy.servesSecure()) return false;
+    if (ctx.req.method === 'ACK') {
+      this.done(ctx, 'dropped', 'ACK to a sips: URI without TLS');
+      return true;
+    }
+    this.reply(ctx, 416, 'Unsupported URI Scheme');
+    return true;
+  }
+
   /** OPTIONS to the server itself (no user, our host): 200 with Allow/Accept/Supported. */
   private keepalive(ctx: Ctx): boolean {
     const { req } = ctx;
@@ -246,20 +285,63 @@ export class Router {
     if (check.kind === 'foreign' && !this.d.trusted.has(src.address)) return this.deny(ctx, 'dialog-foreign-route', 'Forbidden (Route not issued here)');
     if (check.kind === 'bad') return this.deny(ctx, check.reason === 'no-token' ? 'dialog-no-token' : 'dialog-bad-token', 'Forbidden (Route not issued here)');
     this.d.proxy.processRoutes(req);
+    const target = this.dialogFlowTarget(req);
+    if (target === undefined && this.flowGone(req)) {
+      // RFC 5626 §5.3: the connection this dialog's peer was reached over is gone
+      if (req.method === 'ACK') this.done(ctx, 'dropped', 'in-dialog ACK: flow gone');
+      else this.reply(ctx, 430, 'Flow Failed');
+      return true;
+    }
     if (check.kind === 'ours' && !this.d.trusted.has(src.address)) {
-      const hop = await this.d.proxy.nextHop(req, undefined);
+      const hop = await this.d.proxy.nextHop(req, target);
       if (hop !== undefined && !this.d.proxy.dialogAllows(check.route, src, hop.target.address, hop.target.port)) {
         return this.deny(ctx, 'dialog-hop', 'Forbidden (not a party of this dialog)');
       }
     }
-    this.d.events.debug?.({ method: req.method, callId: req.callId() }, 'in-dialog: loose route');
+    this.d.events.debug?.({ method: req.method, callId: req.callId(), flow: target?.flow?.connectionId }, 'in-dialog: loose route');
     if (req.method === 'ACK') {
-      await this.d.proxy.relayStateless(req, undefined);
+      await this.d.proxy.relayStateless(req, target);
       this.done(ctx, 'relayed', 'in-dialog ACK');
       return true;
     }
-    this.relay(ctx, [{ q: null }], false);
+    this.relay(ctx, [target ?? { q: null }], false);
     return true;
+  }
+
+  /**
+   * An in-dialog request whose route set is used up and whose Request-URI is a Contact registered
+   * over a live flow (a browser phone's `….invalid` URI): it goes on that flow's connection.
+   */
+  private dialogFlowTarget(req: SipRequest): ForwardTarget | undefined {
+    if (this.d.flows === undefined || req.has('route')) return undefined;
+    const flow = this.d.flows.forContact(req.uriText);
+    return flow === undefined ? undefined : { q: null, flow };
+  }
+
+  /**
+   * A dialog-forming request from a connection whose Contact is `.invalid` (a browser phone that
+   * calls out): the other party's in-dialog requests to that Contact must come back on this
+   * connection, registered or not. Kept in the flow table (removed when the connection closes).
+   */
+  private noteCallerFlow(ctx: Ctx): void {
+    const { req, src } = ctx;
+    const flows = this.d.flows;
+    if (flows === undefined || src.connectionId === undefined || !isConnectionOriented(src.transport)) return;
+    let uri;
+    try {
+      uri = req.contacts().find((c): c is NameAddr => !isStar(c))?.uri;
+    } catch {
+      return;
+    }
+    if (uri === undefined || !isUnreachableContact(uri)) return;
+    if (flows.forContact(uri.raw)?.connectionId === src.connectionId) return;
+    const flow = { connectionId: src.connectionId, transport: src.transport, address: src.address, port: src.port, local: src.local };
+    flows.bind({ ruid: `dialog:${src.connectionId}:${uri.raw}`, aor: '', contact: uri.raw, flow, onClose: 'keep' });
+  }
+
+  /** With flows kept: the route set is used up and the Request-URI is a `.invalid` Contact with no flow. */
+  private flowGone(req: SipRequest): boolean {
+    return this.d.flows !== undefined && !req.has('route') && isUnreachableContact(req.uri);
   }
 
   /** The relay policy refused the request: 403 (an ACK is dropped), counted by reason. */
@@ -302,7 +384,7 @@ export class Router {
    * REGISTER → 401 (realm = To domain); requests from one of our domains → 407 (realm = From domain).
    * Trusted source IPs skip authentication. Credentials for our realm are removed before forwarding.
    */
-  private async authenticate(ctx: Ctx): Promise<boolean> {
+  private authenticate(ctx: Ctx): boolean | Promise<boolean> {
     const { req, src } = ctx;
     if (this.d.auth === undefined || this.d.trusted.has(src.address)) return false;
     const isRegister = req.method === 'REGISTER';
@@ -311,7 +393,13 @@ export class Router {
     const realm = realmUri.host;
     const kind = isRegister ? 'www' : 'proxy';
     const verdict = this.d.auth.verify(req, realm, kind);
-    const outcome = verdict instanceof Promise ? await verdict : verdict;
+    // synchronous when the credentials are cached: no Promise on that path
+    return verdict instanceof Promise ? verdict.then((outcome) => this.authenticated(ctx, outcome, realm, kind)) : this.authenticated(ctx, verdict, realm, kind);
+  }
+
+  /** The verdict of authenticate(): true when it answered the request. */
+  private authenticated(ctx: Ctx, outcome: AuthOutcome, realm: string, kind: 'www' | 'proxy'): boolean {
+    const { req, src } = ctx;
     if (!outcome.ok) {
       if (outcome.response.status === 401 || outcome.response.status === 407) this.d.events.challenge(kind);
       if (outcome.reason !== 'no-credentials') this.d.events.authFailure(outcome.reason);
@@ -320,7 +408,7 @@ export class Router {
     }
     this.d.events.debug?.({ user: outcome.user, realm }, 'authenticated');
     ctx.user = outcome.user;
-    if (!isRegister) this.d.auth.stripCredentials(req, realm);
+    if (req.method !== 'REGISTER') this.d.auth!.stripCredentials(req, realm);
     if (req.method === 'INVITE') {
       // an authenticated INVITE gets 100 Trying at once, before lookup and forwarding
       ctx.st = this.d.tx.createServer(req, src);
@@ -409,7 +497,21 @@ export class Router {
       this.reply(ctx, 404, 'Not Found', undefined, true);
       return true;
     }
-    this.relay(ctx, bindings.map(bindingTarget));
+    const targets: ForwardTarget[] = [];
+    let failedFlows = 0;
+    for (const b of bindings) {
+      const t = flowTarget(b, this.d.flows);
+      if (t === 'failed') failedFlows++;
+      else if (t !== 'unreachable') targets.push(t);
+    }
+    if (targets.length === 0) {
+      // RFC 5626 §5.3: the flow of every outbound binding is gone → 430 (the UA re-registers);
+      // bindings only reachable over a connection that no longer exists → 480
+      if (failedFlows > 0) this.reply(ctx, 430, 'Flow Failed', undefined, true);
+      else this.reply(ctx, 480, 'Temporarily Unavailable', undefined, true);
+      return true;
+    }
+    this.relay(ctx, targets);
     return true;
   }
 
@@ -419,6 +521,7 @@ export class Router {
   private relay(ctx: Ctx, targets: ForwardTarget[], initial = true): void {
     const { req, src } = ctx;
     const recordRoute = initial && (req.method === 'INVITE' || req.method === 'SUBSCRIBE' || req.method === 'REFER');
+    if (recordRoute) this.noteCallerFlow(ctx);
     ctx.st ??= this.d.tx.createServer(req, src);
     this.d.proxy.forward(ctx.st, req, targets, { recordRoute, privileged: this.privileged(ctx) });
     this.done(ctx, 'relayed', `${targets.length} target(s)`);
@@ -455,6 +558,29 @@ export class Router {
 
 export function bindingTarget(b: Binding): ForwardTarget {
   return { uri: b.contact, path: b.path, received: b.received, q: b.q };
+}
+
+/**
+ * The target of a binding given the flow table: with a live flow, sent on its connection; a binding
+ * that needs a flow and has none is 'failed' (RFC 5626 flow binding — +sip.instance and reg-id —
+ * registered over a connection-oriented transport) or 'unreachable' (a `.invalid` Contact). A
+ * binding with Path follows its Path. Without a flow table: bindingTarget.
+ */
+export function flowTarget(b: Binding, flows: FlowTable | undefined): ForwardTarget | 'failed' | 'unreachable' {
+  const base = bindingTarget(b);
+  if (flows === undefined || (b.path !== undefined && b.path.length > 0)) return base;
+  const flow = flows.forBinding(b);
+  if (flow !== undefined) return { ...base, flow };
+  const socketTransport = b.socket === undefined ? undefined : transportFromToken(b.socket.slice(0, Math.max(0, b.socket.indexOf(':'))));
+  // registered over UDP (or unknown): `received` / the Contact, as ever
+  if (socketTransport === undefined || !isConnectionOriented(socketTransport)) return base;
+  if (b.instance !== undefined && b.regId !== undefined) return 'failed';
+  try {
+    if (isUnreachableContact(parseUri(b.contact))) return 'unreachable';
+  } catch {
+    /* an unparsable stored Contact: left to the proxy, as before */
+  }
+  return base;
 }
 
 /** Identity of a request's transaction (branch + sent-by + method), for the in-flight set. */

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hashLatin1Hex } from './mac.js';
 import type { SipRequest } from '../sip/index.js';
 
 /**
@@ -13,8 +13,5 @@ export function deterministicToTag(req: SipRequest, salt = ''): string {
   } catch {
     branch = req.header('via') ?? '';
   }
-  return createHash('sha256')
-    .update(`${salt}${req.callId() ?? ''}\u0000${branch}\u0000${req.header('cseq') ?? ''}`, 'latin1')
-    .digest('hex')
-    .slice(0, 20);
+  return hashLatin1Hex('sha256', `${salt}${req.callId() ?? ''}\u0000${branch}\u0000${req.header('cseq') ?? ''}`).slice(0, 20);
 }

@@ -1,8 +1,8 @@
 import type { SipRequest, SipResponse } from '../sip/index.js';
-import type { Target, TransportError } from '../transport/types.js';
 import { isReliable } from '../transport/transport.js';
+import type { Target, TransportError } from '../transport/types.js';
 import { NamedTimers, safe, type TxContext } from './common.js';
-import { LingerEntry, type LingerKind } from './linger.js';
+import { NO_ENTRY, type LingerKind } from './linger.js';
 import type { TimerValues } from './timers.js';
 import type { ClientCallbacks, ClientTransaction, ClientTxState } from './types.js';
 
@@ -14,8 +14,8 @@ export abstract class ClientTxBase implements ClientTransaction {
   protected readonly tv: TimerValues;
   protected readonly reliable: boolean;
   protected readonly data: Buffer;
-  /** the entry this transaction left in the linger table (a transport error on its last send drops it). */
-  private lingered: LingerEntry | undefined;
+  /** handle of the entry this transaction left in the linger table (a transport error on its last send drops it). */
+  private lingered = NO_ENTRY;
 
   constructor(
     readonly id: string,
@@ -48,23 +48,19 @@ export abstract class ClientTxBase implements ClientTransaction {
 
   /**
    * End now, leaving a linger entry of `kind` for `duration` ms (none when 0: reliable transports);
-   * `data` (latin1) is what a `reack` entry answers a retransmitted final with.
+   * `data` is what a `reack` entry answers a retransmitted final with (copied into the table).
    */
-  protected endInto(kind: LingerKind, duration: number, data?: string): void {
-    if (duration > 0) {
-      const e = new LingerEntry('client', this.id, kind, data, data === undefined ? undefined : this.target, undefined, undefined, false);
-      this.ctx.linger.add(e, duration);
-      if (e.live) this.lingered = e;
-    }
+  protected endInto(kind: LingerKind, duration: number, data?: Buffer): void {
+    if (duration > 0) this.lingered = this.ctx.linger.add('client', this.id, kind, duration, data, data === undefined ? undefined : this.target);
     this.terminate();
   }
 
   /** §17.1.4: inform the TU and terminate (a failure after the end drops the linger entry). */
   protected onTransportError(err: TransportError): void {
     if (this.state === 'terminated') {
-      const e = this.lingered;
-      this.lingered = undefined;
-      if (e !== undefined) this.ctx.linger.delete(e);
+      const h = this.lingered;
+      this.lingered = NO_ENTRY;
+      if (h !== NO_ENTRY) this.ctx.linger.delete(h);
       return;
     }
     const report = this.pending;

@@ -108,7 +108,7 @@ export class ClientInviteTx extends ClientTxBase {
     this.state = 'completed';
     const ack = buildNon2xxAck(this.request, res).toBuffer();
     this.transmit(ack);
-    this.endInto('reack', this.tv.d, ack.toString('latin1'));
+    this.endInto('reack', this.tv.d, ack);
     this.deliverFinal(res);
   }
 

@@ -19,8 +19,8 @@
  *   (server non-INVITE Completed), L (server INVITE Accepted), I (server INVITE Confirmed), K
  *   (client non-INVITE Completed) or D (client INVITE Completed after a non-2xx), the transaction
  *   ends at once (`terminated`, `onTerminated` fires, out of the table) and leaves a compact entry
- *   in a `LingerTable` (linger.ts: key, kind, stored bytes + target; one clock timer for the whole
- *   table, FIFO expiry per duration). Retransmissions are matched there after the live
+ *   in a `LingerTable` (linger.ts: key, kind, stored bytes + target, all off the V8 heap in typed
+ *   arrays and a chunked byte store; one clock timer for the whole table, FIFO expiry per duration). Retransmissions are matched there after the live
  *   transactions: a request retransmission gets the stored final again, an ACK / INVITE / response
  *   retransmission is absorbed, a retransmitted non-2xx final gets the stored ACK again. J, I, K, D
  *   are 0 on TCP: no entry (L is 64*T1 on every transport, RFC 6026). A transport error on an
@@ -30,7 +30,8 @@
  * - `maxTransactions` (default 100000, server + client, live transactions only): a request that
  *   would need a new server transaction beyond it gets a stateless 503 (Retry-After: 5) and never
  *   reaches the TU. `maxLingering` (default 4 × maxTransactions) bounds the linger table: when it
- *   is full the oldest entry is evicted (counted in `counters().evicted`).
+ *   is full the oldest entry is evicted (counted in `counters().evicted`), and so are the oldest when
+ *   the bytes they keep would pass `maxLingerBytes` (default 256 MiB).
  * - A CANCEL whose INVITE was answered and ended (linger entry present) is not matched by
  *   `findInviteForCancel`; `inviteAnswered` tells the core it existed (200 to the CANCEL, §9.2).
  * - A 2xx passed to `respond()` of a terminated INVITE server transaction is sent statelessly
@@ -42,7 +43,7 @@ import { buildResponse, formatVia, MAGIC_COOKIE, type SipRequest, type SipRespon
 import type { Source, Target, TransportLayer } from '../transport/types.js';
 import { ClientInviteTx } from './client-invite.js';
 import { ClientNonInviteTx } from './client-non-invite.js';
-import { LingerTable, type LingerEntry, type LingerSizes } from './linger.js';
+import { LingerTable, NO_ENTRY, type LingerSizes } from './linger.js';
 import { asTransportError, detach, noopLogger, type TxContext } from './common.js';
 import { ServerTxBase, safeTag } from './server-base.js';
 import { ServerInviteTx } from './server-invite.js';
@@ -86,6 +87,11 @@ export interface TransactionLayerOptions {
    * in `maxTransactions`); when full the oldest is evicted. Default 4 × maxTransactions.
    */
   maxLingering?: number;
+  /**
+   * Bound on the bytes linger entries keep off the V8 heap (keys, stored responses / ACKs, targets),
+   * allocated in 1 MiB chunks as needed; when full the oldest entries are evicted. Default 256 MiB.
+   */
+  maxLingerBytes?: number;
   /** branch generator; default `z9hG4bK` + 12 random bytes (base64url). */
   newBranch?: () => string;
 }
@@ -116,7 +122,7 @@ export function createTransactionLayer(opts: TransactionLayerOptions): Transacti
   const servers = new TxTable<ServerTxBase>();
   const clients = new TxTable<ClientTxBase>();
   const maxTx = opts.maxTransactions ?? 100_000;
-  const linger = new LingerTable(timers, opts.maxLingering ?? 4 * maxTx);
+  const linger = new LingerTable(timers, opts.maxLingering ?? 4 * maxTx, opts.maxLingerBytes !== undefined ? { maxBytes: opts.maxLingerBytes } : {});
   const newBranch = opts.newBranch ?? defaultBranch;
   const counters = { absorbed: 0, overload: 0, dropped: 0 };
   let closed = false;
@@ -200,12 +206,25 @@ export function createTransactionLayer(opts: TransactionLayerOptions): Transacti
     return toTag === found.requestToTag ? found : undefined;
   };
 
+  /** the linger entry (slot) a request with key `k` matches: To tags compared for RFC 2543 keys. */
+  const lingerMatch = (k: { key: string; legacy: boolean }, req: SipRequest): number => {
+    const s = linger.find('server', k.key);
+    if (s === NO_ENTRY || !k.legacy) return s;
+    const toTag = safeTag(() => req.toTag());
+    if (req.method === 'ACK') return toTag === linger.responseToTagOf(s) ? s : NO_ENTRY;
+    return toTag === linger.requestToTagOf(s) ? s : NO_ENTRY;
+  };
+
   /** a linger entry's stored bytes sent again; a transport error drops the entry. */
-  const resendLinger = (e: LingerEntry): void => {
-    if (e.data === undefined || e.target === undefined) return;
-    send(Buffer.from(e.data, 'latin1'), e.target).catch((err: unknown) => {
-      log.debug({ err, key: e.key }, 'linger re-send failed: entry dropped');
-      linger.delete(e);
+  const resendLinger = (s: number): void => {
+    const data = linger.dataOf(s);
+    const target = linger.targetOf(s);
+    if (data === undefined || target === undefined) return;
+    const h = linger.handleOf(s);
+    const key = linger.keyOf(s);
+    send(data, target).catch((err: unknown) => {
+      log.debug({ err, key }, 'linger re-send failed: entry dropped');
+      linger.delete(h);
     });
   };
 
@@ -214,12 +233,12 @@ export function createTransactionLayer(opts: TransactionLayerOptions): Transacti
     if (linger.size === 0) return false;
     const k = serverKey(req);
     if (k === undefined) return false;
-    const e = matchKey(linger.get('server', k.key), req, k.legacy);
-    if (e === undefined) return false;
-    switch (e.kind) {
+    const s = lingerMatch(k, req);
+    if (s === NO_ENTRY) return false;
+    switch (linger.kindOf(s)) {
       case 'resend':
         if (req.method === 'ACK') return false;
-        resendLinger(e);
+        resendLinger(s);
         return true;
       case 'accepted':
         // the ACK for a 2xx is a request of its own (RFC 6026): it goes to the TU
@@ -278,8 +297,10 @@ export function createTransactionLayer(opts: TransactionLayerOptions): Transacti
       try {
         const k = serverKey(cancel, 'INVITE');
         if (k === undefined) return false;
-        const e = matchKey(linger.get('server', k.key), cancel, k.legacy);
-        return e !== undefined && (e.kind === 'accepted' || e.kind === 'absorb');
+        const e = lingerMatch(k, cancel);
+        if (e === NO_ENTRY) return false;
+        const kind = linger.kindOf(e);
+        return kind === 'accepted' || kind === 'absorb';
       } catch {
         return false;
       }
@@ -357,10 +378,10 @@ export function createTransactionLayer(opts: TransactionLayerOptions): Transacti
         tx.receive(res);
         return;
       }
-      const e = key === undefined || linger.size === 0 ? undefined : linger.get('client', key);
-      if (e !== undefined) {
+      const e = key === undefined || linger.size === 0 ? NO_ENTRY : linger.find('client', key);
+      if (e !== NO_ENTRY) {
         // Timer K: absorbed; Timer D: a retransmitted non-2xx final gets the ACK again (others absorbed)
-        if (e.kind === 'reack' && res.status >= 300) resendLinger(e);
+        if (linger.kindOf(e) === 'reack' && res.status >= 300) resendLinger(e);
         counters.absorbed++;
         return;
       }

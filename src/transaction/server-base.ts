@@ -1,8 +1,8 @@
 import { SipRequest, type SipResponse } from '../sip/index.js';
-import type { Source, Target, TransportError } from '../transport/types.js';
 import { isReliable } from '../transport/transport.js';
+import type { Source, Target, TransportError } from '../transport/types.js';
 import { detach, DETACH_MIN, NamedTimers, safe, type TxContext } from './common.js';
-import { LingerEntry, type LingerKind } from './linger.js';
+import { NO_ENTRY, type LingerKind } from './linger.js';
 import type { TimerValues } from './timers.js';
 import type { ServerTransaction, ServerTxState } from './types.js';
 
@@ -14,7 +14,7 @@ const NO_BODY = Buffer.alloc(0);
  * Memory: a transaction does not live on only to absorb retransmissions. Where the RFC keeps it
  * for Timer J (non-INVITE Completed), L (INVITE Accepted) or I (INVITE Confirmed), it ends
  * (`terminated`, `onTerminated` fires, out of the table) and leaves a compact entry in the layer's
- * `LingerTable` (linger.ts) instead: key, kind, the final response as a latin1 string and its
+ * `LingerTable` (linger.ts) instead: key, kind, the final response's bytes (off the V8 heap) and its
  * target. Only INVITE Completed (Timers G/H: the final is retransmitted until the ACK) stays a
  * transaction after the final. The parsed request is released at the final (`release()`),
  * responses are never kept parsed, and the strings kept are copied out of the received message
@@ -32,8 +32,8 @@ export abstract class ServerTxBase implements ServerTransaction {
   private lastData: Buffer | undefined;
   private lastTarget: Target | undefined;
   private terminatedFns: Array<() => void> | undefined;
-  /** the entry this transaction left in the linger table (a transport error on the final drops it). */
-  private lingered: LingerEntry | undefined;
+  /** handle of the entry this transaction left in the linger table (a transport error on the final drops it). */
+  private lingered = NO_ENTRY;
   /** To tag of the last response sent (RFC 2543 ACK matching; only kept for RFC 2543 keys). */
   responseToTag: string | undefined;
   /** To tag of the request that created the transaction (RFC 2543 matching; only kept for RFC 2543 keys). */
@@ -116,12 +116,19 @@ export abstract class ServerTxBase implements ServerTransaction {
    */
   protected endInto(kind: LingerKind, duration: number): void {
     if (duration > 0 && this.lastTarget !== undefined) {
-      const data = kind === 'resend' ? this.lastData?.toString('latin1') : undefined;
-      // only a `resend` entry sends anything: the others keep no target
-      const target = kind === 'resend' ? this.lastTarget : undefined;
-      const e = new LingerEntry('server', this.id, kind, data, target, this.requestToTag, this.responseToTag, this.legacy);
-      this.ctx.linger.add(e, duration);
-      if (e.live) this.lingered = e;
+      // only a `resend` entry sends anything: the others keep no bytes and no target
+      const resend = kind === 'resend';
+      this.lingered = this.ctx.linger.add(
+        'server',
+        this.id,
+        kind,
+        duration,
+        resend ? this.lastData : undefined,
+        resend ? this.lastTarget : undefined,
+        this.requestToTag,
+        this.responseToTag,
+        this.legacy,
+      );
     }
     this.terminate();
   }
@@ -129,9 +136,9 @@ export abstract class ServerTxBase implements ServerTransaction {
   /** §17.2.4: a transport failure terminates a server transaction (and drops what it left lingering). */
   protected onTransportError(err: TransportError): void {
     if (this.state === 'terminated') {
-      const e = this.lingered;
-      this.lingered = undefined;
-      if (e !== undefined) this.ctx.linger.delete(e);
+      const h = this.lingered;
+      this.lingered = NO_ENTRY;
+      if (h !== NO_ENTRY) this.ctx.linger.delete(h);
       return;
     }
     this.ctx.log.debug({ tx: this.id, kind: err.kind }, 'server transaction transport error');

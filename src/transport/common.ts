@@ -72,8 +72,10 @@ export const DROP_REASONS: readonly DropReason[] = [
 ];
 
 export interface TransportStats {
-  /** open TCP connections right now. */
+  /** open connections right now, every transport. */
   connections: { total: number; inbound: number; outbound: number };
+  /** (additive) open connections right now by transport (every transport served, connectionless ones with zeros). */
+  byTransport: Partial<Record<TransportName, { total: number; inbound: number; outbound: number }>>;
   /** TCP connections ever opened / closed (accepted-and-refused connections are counted in drops only). */
   connectionsOpened: number;
   connectionsClosed: number;

@@ -1,6 +1,10 @@
 /**
- * The transport layer: UDP and TCP listeners, outbound TCP connections, receive-side Via handling,
- * response routing and request-target resolution. Implements `TransportLayer` (./types.ts).
+ * The transport layer: the transports named in `listen` (built from the registry, ./registry.ts:
+ * one `Transport` of ./transport.ts per name), receive-side Via handling, response routing and
+ * request-target resolution. Implements `TransportLayer` (./types.ts). `send` dispatches on
+ * `target.transport`; a transport the layer does not serve rejects with TransportError
+ * 'no-listener' (never falls back to another transport). Connection ids are unique across
+ * transports (`TransportContext.nextConnectionId`).
  *
  * Admission: `admit(peer, kind)` (optional) is asked before anything else about every UDP datagram
  * (keep-alives included), every framed TCP message and CRLFCRLF ping, and every accepted TCP
@@ -15,19 +19,19 @@
  * logged and counted ('handler-error').
  *
  * Send path: `send(data, target)` never throws; it rejects with TransportError. Names in
- * `target.address` are resolved (A/AAAA, cached). UDP leaves from `target.local` or the first UDP
- * listener of the address family; TCP uses `target.connectionId` when still open, else an open
- * connection to address:port, else a new connection.
+ * `target.address` are resolved (A/AAAA, cached). The local endpoint is `target.local` or the first
+ * listener of the transport and address family (UDP leaves from its socket); connection-oriented
+ * transports use `target.connectionId` when still open, else an open connection to address:port,
+ * else a new connection.
  *
  * Limits (all passed in, nothing read from env or files): see `TransportLimits`.
  */
 import { isSipParseError, parseMessage, parseVia, SipParseError, SipRequest, splitList, type ParseLimits, type SipResponse } from '../sip/index.js';
 import { Counters, ipFamily, noLog, normaliseAddress, peerName, toTransportError, type TransportLog, type TransportStats } from './common.js';
 import { Resolver, type LookupFn, type SrvLookupFn } from './resolve.js';
-import { TcpTransport, type TcpConnectionInfo } from './tcp.js';
-import type { Transport, TransportContext } from './transport.js';
-import { UdpListener, type UdpBufferSizes } from './udp.js';
-import { wssTransport, wsTransport, type WsOptions, type WssOptions } from './ws.js';
+import { TRANSPORT_FACTORIES } from './registry.js';
+import { isReliable, type ConnectionInfo, type Transport, type TransportContext, type TransportFactory, type TransportLimits, type TransportOptions } from './transport.js';
+import { ListenError, type UdpBufferSizes } from './udp.js';
 import { viaReceivedParams } from './via-handling.js';
 import {
   TransportError,
@@ -45,29 +49,12 @@ export { Resolver, TtlCache, systemLookup, systemSrv, type LookupFn, type SrvLoo
 export { ListenError, type UdpBufferSizes } from './udp.js';
 export { normaliseAddress, DROP_REASONS, type DropReason, type TransportStats, type TransportLog, type LogLevel } from './common.js';
 export type { TcpConnectionInfo } from './tcp.js';
-export type { WsOptions, WssOptions } from './ws.js';
+export type { WsOptions, WssOptions, WsSettings, WssTls } from './ws.js';
+export * from './transport.js';
+export { TRANSPORT_FACTORIES } from './registry.js';
 
 /** RFC 3261 §18.1.1: a request within 200 bytes of the path MTU (1500) must go over a congestion-controlled transport. */
 export const UDP_MAX_REQUEST = 1300;
-
-export interface TransportLimits extends ParseLimits {
-  /** inbound TCP connections in total (excess destroyed immediately, counted 'tcp-limit'); also the outbound cap. */
-  tcpMaxConnections: number;
-  /** inbound TCP connections per source IP (excess counted 'tcp-per-ip-limit'). */
-  tcpMaxPerIp: number;
-  /** a TCP connection without traffic either way for this long is closed. */
-  tcpIdleTimeoutMs: number;
-  /**
-   * a TCP message must be complete within this long of its first byte, and an inbound connection
-   * must deliver its first complete message within this long of being accepted; else the
-   * connection is closed (counted 'tcp-msg-timeout'). CRLF keep-alives start no message. Default 10000.
-   */
-  tcpMsgTimeoutMs?: number;
-  /** bytes queued for writing on one TCP connection before it is considered stuck and closed. */
-  tcpMaxBuffer: number;
-  /** outbound TCP connect timeout, default 5000 ms. */
-  tcpConnectTimeoutMs?: number;
-}
 
 export interface ListenSpec {
   readonly transport: TransportName;
@@ -96,14 +83,15 @@ export interface TransportLayerOptions {
   /** host to advertise in Via / Record-Route for every endpoint (default: the bound address). */
   advertise?: string;
   limits: TransportLimits;
-  events: TransportEvents;
+  /** the receive handlers; or given to `start(events)` (the composition root builds them after the layer). */
+  events?: TransportEvents;
   log?: TransportLog;
-  /** WebSocket settings for ws: / wss: listeners (maxMessageSize comes from `limits`). */
-  ws?: Omit<WsOptions, 'maxMessageSize'>;
-  /** TLS material for wss: listeners (a wss: listener without it fails to start). */
-  wssTls?: WssOptions['tls'];
-  /** SO_RCVBUF / SO_SNDBUF for every UDP socket, set after bind (default: the OS defaults). */
+  /** SO_RCVBUF / SO_SNDBUF for every UDP socket, set after bind (default: the OS defaults); same as `transportOptions.udp.buffers`. */
   udpBuffers?: UdpBufferSizes;
+  /** options of the transports that take some, by name (TLS material, WebSocket settings ...). */
+  transportOptions?: TransportOptions;
+  /** the transports there are, by name (default: the registry, TRANSPORT_FACTORIES of ./registry.ts; tests pass fakes). */
+  factories?: Partial<Record<TransportName, TransportFactory>>;
   /** A/AAAA lookup (default `dns.promises.lookup(host, { all: true })`). */
   resolver?: LookupFn;
   /** SRV lookup for RFC 3263 (off by default; pass `systemSrv` to enable). */
@@ -125,8 +113,13 @@ export interface TransportLayerOptions {
 }
 
 export interface SipTransportLayer extends TransportLayer {
-  /** Bind every listener. Rejects with ListenError (e.g. "cannot listen on udp:127.0.0.1:5060: address already in use (EADDRINUSE)"); nothing stays bound then. */
-  start(): Promise<void>;
+  /**
+   * Create the transports named in `listen` and bind every listener; `events` (when given) are the
+   * receive handlers, else those of the options. Rejects with ListenError (e.g. "cannot listen on
+   * udp:127.0.0.1:5060: address already in use (EADDRINUSE)", or a transport with no factory);
+   * nothing stays bound then.
+   */
+  start(events?: TransportEvents): Promise<void>;
   /** Stop accepting, close every socket and connection. Idempotent. */
   close(): Promise<void>;
   /** counters and gauges for metrics. */
@@ -137,12 +130,14 @@ export interface SipTransportLayer extends TransportLayer {
    * `transport` parameter) and a TCP listener of the family exists.
    */
   chooseTransport(size: number, target: Target, explicitTransport?: boolean): Target;
-  /** open TCP connections. */
-  connections(): TcpConnectionInfo[];
-  /** whether a TCP connection is still open. */
+  /** open connections of every transport. */
+  connections(): ConnectionInfo[];
+  /** whether a connection (of any transport) is still open. */
   isConnectionOpen(id: number): boolean;
-  /** close a TCP connection on purpose; false when it is not open. */
+  /** close a connection on purpose; false when it is not open. */
   closeConnection(id: number): boolean;
+  /** (additive) the transports this layer serves (those named in `listen`, once started). */
+  transports(): readonly TransportName[];
 }
 
 /**
@@ -163,9 +158,11 @@ function checkSecondVia(res: SipResponse): void {
   }
 }
 
+const NO_EVENTS: TransportEvents = { request: () => undefined, response: () => undefined, parseError: () => undefined };
+
 export function createTransportLayer(opts: TransportLayerOptions): SipTransportLayer {
   const log = opts.log ?? noLog;
-  const events = opts.events;
+  let events = opts.events ?? NO_EVENTS;
   const limits = opts.limits;
   const parseLimits: ParseLimits = {
     maxMessageSize: limits.maxMessageSize,
@@ -177,7 +174,14 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
   const resolver = new Resolver({ lookup: opts.resolver, srv: opts.srvResolver, ttlMs: opts.dnsCacheTtlMs, maxEntries: opts.dnsCacheSize });
   const dropHook = opts.dropHook;
   const admitHook = opts.admit;
-  const udp: UdpListener[] = [];
+  const factories = opts.factories ?? TRANSPORT_FACTORIES;
+  const transportOptions: TransportOptions = {
+    ...opts.transportOptions,
+    ...(opts.udpBuffers !== undefined ? { udp: { ...opts.transportOptions?.udp, buffers: opts.udpBuffers } } : {}),
+  };
+  /** the transports served, by name: created in start() for the names in `listen`. */
+  const transports = new Map<TransportName, Transport>();
+  let connectionSeq = 0;
   let eps: LocalEndpoint[] = [];
   let state: 'new' | 'starting' | 'running' | 'closed' = 'new';
 
@@ -205,7 +209,7 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
     return ok;
   };
 
-  /** One received datagram or TCP frame. */
+  /** One received message (a datagram, a framed stream message, a WebSocket message). */
   const receive = (data: Buffer, src: Source): void => {
     if (state === 'closed') return;
     if (dropHook !== undefined && dropHook('in', data, { transport: src.transport, address: src.address, port: src.port })) {
@@ -239,54 +243,14 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
     else safe('response', () => events.response(m, src));
   };
 
-  const isKeepAlive = (d: Buffer): boolean => {
-    if (d.length > 64) return false;
-    for (let i = 0; i < d.length; i++) {
-      const c = d[i];
-      if (c !== 0x0d && c !== 0x0a && c !== 0x00 && c !== 0x20) return false;
-    }
-    return true;
-  };
-
-  const onUdp = (data: Buffer, address: string, port: number, local: LocalEndpoint): void => {
-    counters.bytesIn += data.length;
-    const ip = normaliseAddress(address);
-    const keepAlive = isKeepAlive(data);
-    if (!admitted({ transport: 'udp', address: ip, port }, keepAlive ? 'keepalive' : 'datagram')) return;
-    if (keepAlive) {
-      counters.drop('keepalive');
-      return;
-    }
-    receive(data, { transport: 'udp', address: ip, port, local });
-  };
-
-  const tcp = new TcpTransport(
+  /** What each transport gets from the layer. */
+  const contextFor = (name: TransportName): TransportContext => ({
+    name,
+    log,
     limits,
-    {
-      admit: (address, port, _local, kind) => admitted({ transport: 'tcp', address, port }, kind),
-      message: (data, c) => receive(data, { transport: 'tcp', address: c.remoteAddress, port: c.remotePort, connectionId: c.id, local: c.local }),
-      framingError: (err, c) => {
-        const src: Source = { transport: 'tcp', address: c.remoteAddress, port: c.remotePort, connectionId: c.id, local: c.local };
-        safe('parseError', () => events.parseError(err, src, Buffer.alloc(0)));
-      },
-      closed: (c, reason) => {
-        const cb = events.connectionClosed;
-        if (cb !== undefined) safe('connectionClosed', () => cb.call(events, c.id, { address: c.remoteAddress, port: c.remotePort, local: c.local }, reason));
-      },
-    },
+    options: transportOptions,
     counters,
-    log,
-  );
-
-  // WebSocket transports (Transport interface, ./transport.ts), made when a ws:/wss: listener starts.
-  // Connection ids: TCP still numbers its own from 1, so these start far above (until TCP takes its
-  // ids from the shared counter too).
-  const streams = new Map<TransportName, Transport>();
-  let nextConnId = 1_000_000_000;
-  const ctx: TransportContext = {
-    log,
-    counters,
-    nextConnectionId: () => ++nextConnId,
+    nextConnectionId: () => ++connectionSeq,
     admit: (transport, address, port, what) => admitted({ transport, address, port }, what),
     message: (data, transport, address, port, local, connectionId) =>
       receive(data, connectionId === undefined ? { transport, address, port, local } : { transport, address, port, connectionId, local }),
@@ -298,28 +262,7 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
       const cb = events.connectionClosed;
       if (cb !== undefined) safe('connectionClosed', () => cb.call(events, c.id, { address: c.remoteAddress, port: c.remotePort, local: c.local }, reason));
     },
-  };
-  const streamFor = (transport: TransportName): Transport => {
-    let t = streams.get(transport);
-    if (t !== undefined) return t;
-    const base: WsOptions = {
-      maxConnections: limits.tcpMaxConnections,
-      maxPerIp: limits.tcpMaxPerIp,
-      ...opts.ws,
-      maxMessageSize: limits.maxMessageSize,
-    };
-    if (transport === 'ws') t = wsTransport(base)(ctx);
-    else if (transport === 'wss') {
-      if (opts.wssTls === undefined) throw new TransportError('no-listener', 'cannot listen on wss: no TLS certificate configured');
-      t = wssTransport({ ...base, tls: opts.wssTls })(ctx);
-    } else throw new TransportError('no-listener', `no transport ${transport}`);
-    streams.set(transport, t);
-    return t;
-  };
-  const openStream = (id: number): Transport | undefined => {
-    for (const t of streams.values()) if (t.isOpen(id)) return t;
-    return undefined;
-  };
+  });
 
   const endpointFor = (transport: TransportName, family: 4 | 6): LocalEndpoint | undefined =>
     eps.find((e) => e.transport === transport && ipFamily(e.address) === family);
@@ -335,24 +278,15 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
 
   const sendNow = async (data: Buffer, target: Target): Promise<void> => {
     if (state !== 'running') throw new TransportError('closed', 'transport layer is not running');
-    // WebSocket: responses and requests to a browser go on its connection, which needs no address
-    const ws = streams.get(target.transport);
-    if (ws !== undefined && target.connectionId !== undefined && ws.isOpen(target.connectionId)) {
+    const t = transports.get(target.transport);
+    if (t === undefined) throw new TransportError('no-listener', `no ${target.transport} transport: sipd does not listen on one`);
+    // a response on a still-open connection needs no address at all
+    if (target.connectionId !== undefined && t.info.connectionOriented && t.isOpen(target.connectionId)) {
       if (dropHook !== undefined && dropHook('out', data, { transport: target.transport, address: target.address, port: target.port })) {
         counters.drop('hook');
         return;
       }
-      await ws.send(data, target.address, target.port, target.connectionId, undefined);
-      counters.messagesOut++;
-      return;
-    }
-    // a response on a still-open connection needs no address at all
-    if (target.transport === 'tcp' && target.connectionId !== undefined && tcp.isOpen(target.connectionId)) {
-      if (dropHook !== undefined && dropHook('out', data, { transport: 'tcp', address: target.address, port: target.port })) {
-        counters.drop('hook');
-        return;
-      }
-      await tcp.send(data, target.address, target.port, target.connectionId, undefined);
+      await t.send(data, target.address, target.port, target.connectionId, undefined);
       counters.messagesOut++;
       return;
     }
@@ -371,25 +305,26 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
       counters.drop('hook');
       return;
     }
-    if (target.transport === 'udp') {
-      const l = local === undefined ? undefined : udp.find((u) => u.endpoint === local);
-      if (l === undefined) throw new TransportError('no-listener', `no UDP listener for IPv${family}`);
-      await l.send(data, address, target.port);
-      counters.bytesOut += data.length;
-    } else if (target.transport === 'tcp') {
-      await tcp.send(data, address, target.port, target.connectionId, local);
-    } else {
-      const t = streams.get(target.transport);
-      if (t === undefined) throw new TransportError('no-listener', `no ${target.transport} listener`);
-      await t.send(data, address, target.port, target.connectionId, local);
-    }
+    await t.send(data, address, target.port, target.connectionId, local);
     counters.messagesOut++;
   };
 
+  const closeAll = (): Promise<void> => Promise.all([...transports.values()].map((t) => t.close())).then(() => undefined);
+
   const layer: SipTransportLayer = {
-    async start() {
+    async start(startEvents) {
       if (state !== 'new') throw new Error(`transport layer already ${state}`);
+      if (startEvents !== undefined) events = startEvents;
       state = 'starting';
+      // every listen entry names a transport there is, before anything binds
+      for (const l of opts.listen) {
+        if (factories[l.transport] === undefined) {
+          state = 'closed';
+          const where = `${l.transport}:${l.host.includes(':') && !l.host.startsWith('[') ? `[${l.host}]` : l.host}:${l.port}`;
+          const have = Object.keys(factories).join(', ');
+          throw new ListenError('ENOTRANSPORT', where, `cannot listen on ${where}: no ${l.transport} transport in this build (there are: ${have})`);
+        }
+      }
       const started: LocalEndpoint[] = [];
       try {
         for (const l of opts.listen) {
@@ -399,21 +334,16 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
             if (addrs.length === 0) throw new TransportError('no-listener', `cannot listen on ${l.transport}:${l.host}:${l.port}: host name does not resolve`);
             host = addrs[0]!.address;
           }
-          if (l.transport === 'udp') {
-            const u = new UdpListener(host, l.port, opts.advertise, onUdp, log, opts.udpBuffers);
-            started.push(await u.start());
-            udp.push(u);
-          } else if (l.transport === 'tcp') {
-            started.push(await tcp.listen(host, l.port, opts.advertise));
-          } else {
-            started.push(await streamFor(l.transport).listen(host, l.port, opts.advertise));
+          let t = transports.get(l.transport);
+          if (t === undefined) {
+            t = factories[l.transport]!(contextFor(l.transport));
+            transports.set(l.transport, t);
           }
+          started.push(await t.listen(host, l.port, opts.advertise));
         }
       } catch (e) {
         state = 'closed';
-        await Promise.all(udp.map((u) => u.close()));
-        await tcp.close();
-        await Promise.all([...streams.values()].map((t) => t.close()));
+        await closeAll();
         throw e;
       }
       eps = started;
@@ -424,7 +354,7 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
     async close() {
       if (state === 'closed') return;
       state = 'closed';
-      await Promise.all([...udp.map((u) => u.close()), tcp.close(), ...[...streams.values()].map((t) => t.close())]);
+      await closeAll();
     },
 
     send(data, target) {
@@ -450,7 +380,8 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
     },
 
     chooseTransport(size, target, explicitTransport = false) {
-      if (explicitTransport || target.transport !== 'udp' || size <= UDP_MAX_REQUEST) return target;
+      // §18.1.1: over an unreliable transport only; TCP is the congestion-controlled one it moves to
+      if (explicitTransport || isReliable(target.transport) || size <= UDP_MAX_REQUEST) return target;
       const fam = ipFamily(target.address);
       if (fam !== 0 && !has('tcp', fam)) return target;
       if (fam === 0 && !has('tcp', 4) && !has('tcp', 6)) return target;
@@ -458,11 +389,18 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
     },
 
     stats() {
+      const connections = { total: 0, inbound: 0, outbound: 0 };
+      const byTransport: Partial<Record<TransportName, { total: number; inbound: number; outbound: number }>> = {};
+      for (const [name, t] of transports) {
+        const c = t.connectionCounts();
+        byTransport[name] = { total: c.total, inbound: c.inbound, outbound: c.outbound };
+        connections.total += c.total;
+        connections.inbound += c.inbound;
+        connections.outbound += c.outbound;
+      }
       return {
-        connections: [...streams.values()].reduce((a, t) => {
-          const c = t.connectionCounts();
-          return { total: a.total + c.total, inbound: a.inbound + c.inbound, outbound: a.outbound + c.outbound };
-        }, tcp.connectionCounts),
+        connections,
+        byTransport,
         connectionsOpened: counters.connectionsOpened,
         connectionsClosed: counters.connectionsClosed,
         bytesIn: counters.bytesIn,
@@ -474,9 +412,20 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
       };
     },
 
-    connections: () => [...tcp.connections(), ...[...streams.values()].flatMap((t) => t.connections())],
-    isConnectionOpen: (id) => tcp.isOpen(id) || openStream(id) !== undefined,
-    closeConnection: (id) => tcp.closeConnection(id) || (openStream(id)?.closeConnection(id) ?? false),
+    connections: () => {
+      const out: ConnectionInfo[] = [];
+      for (const t of transports.values()) if (t.info.connectionOriented) out.push(...t.connections());
+      return out;
+    },
+    isConnectionOpen: (id) => {
+      for (const t of transports.values()) if (t.info.connectionOriented && t.isOpen(id)) return true;
+      return false;
+    },
+    closeConnection: (id) => {
+      for (const t of transports.values()) if (t.info.connectionOriented && t.closeConnection(id)) return true;
+      return false;
+    },
+    transports: () => [...transports.keys()],
   };
   return layer;
 }

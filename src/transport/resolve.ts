@@ -3,16 +3,20 @@
  * (`dns.promises.lookup` with `all: true`, injectable) with a small bounded TTL cache, optional SRV.
  *
  * - The URI's `transport` parameter wins; otherwise UDP (RFC 3263 §4.1 for a numeric host or an
- *   explicit port), or TCP when there is no UDP listener. Default port 5060.
- * - SRV (`_sip._udp.HOST`, `_sip._tcp.HOST`) is consulted only when an SRV lookup is configured and
- *   the URI has a name and no port; NAPTR is not used. Without SRV records, A/AAAA on port 5060.
- * - `sips:` resolves to no targets: there is no TLS transport yet, and RFC 3261 §26.2.2 forbids
- *   sending a SIPS request over a non-TLS hop.
+ *   explicit port), or TCP when there is no UDP listener. Default port: the transport's
+ *   (TRANSPORT_INFO: 5060, 5061 for TLS).
+ * - SRV (`_sip._udp.HOST`, `_sip._tcp.HOST`, `_sips._tcp.HOST` for TLS) is consulted only when an
+ *   SRV lookup is configured and the URI has a name and no port; NAPTR is not used. Without SRV
+ *   records, A/AAAA on the default port.
+ * - `sips:` resolves to secure transports only (TLS; `transport=tcp` there means TLS, RFC 3261
+ *   §19.1.2; `transport=wss` is kept): RFC 3261 §26.2.2 forbids sending a SIPS request over a
+ *   non-TLS hop. Without a TLS listener it resolves to no targets.
  * - Targets of an address family (or transport) with no local listener are left out; lookup failures
  *   resolve to [] (negative-cached briefly). `resolve` never rejects.
  */
 import { promises as dnsPromises } from 'node:dns';
 import { ipFamily } from './common.js';
+import { isSecure, TRANSPORT_INFO } from './transport.js';
 import type { Target, TransportName } from './types.js';
 
 export interface ResolvedAddress {
@@ -176,7 +180,10 @@ export class Resolver {
 
   /** RFC 3263 (simplified): targets in preference order. Never rejects. */
   async resolve(host: string, port: number | undefined, transport: TransportName | undefined, sips: boolean, has: HasListener): Promise<Target[]> {
-    if (sips) return [];
+    if (sips) {
+      transport = transport === undefined || transport === 'tcp' ? 'tls' : transport;
+      if (!isSecure(transport)) return [];
+    }
     const h = stripBrackets(host);
     if (h === '') return [];
     const anyOf = (t: TransportName): boolean => has(t, 4) || has(t, 6);
@@ -193,16 +200,21 @@ export class Resolver {
     if (ipFamily(h) === 0 && port === undefined && this.srvFn !== undefined) {
       const transports: TransportName[] = transport !== undefined ? [transport] : (['udp', 'tcp'] as const).filter(anyOf);
       for (const t of transports) {
-        for (const rec of await this.lookupSrv(`_sip._${t}.${h}`)) {
+        const srv = SRV_NAME[t];
+        if (srv === undefined) continue;
+        for (const rec of await this.lookupSrv(`${srv}.${h}`)) {
           for (const a of await this.lookupHost(rec.name)) add(t, a, rec.port);
         }
       }
       if (out.length > 0) return out;
     }
-    for (const a of await this.lookupHost(h)) add(fallback, a, port ?? 5060);
+    for (const a of await this.lookupHost(h)) add(fallback, a, port ?? TRANSPORT_INFO[fallback].defaultPort);
     return out;
   }
 }
+
+/** RFC 3263 §4.1 SRV owner-name prefix of a transport (none for WebSocket: RFC 7118 defines no SRV use). */
+const SRV_NAME: Partial<Record<TransportName, string>> = { udp: '_sip._udp', tcp: '_sip._tcp', tls: '_sips._tcp' };
 
 function stripBrackets(h: string): string {
   return h.charCodeAt(0) === 0x5b && h.endsWith(']') ? h.slice(1, -1) : h;

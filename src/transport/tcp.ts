@@ -26,6 +26,7 @@ import net from 'node:net';
 import { formatHost, StreamFramer, type SipParseError } from '../sip/index.js';
 import { Counters, ipFamily, noLog, normaliseAddress, toTransportError, type TransportLog } from './common.js';
 import { listenError } from './udp.js';
+import { TRANSPORT_INFO, type ConnectionInfo, type Transport, type TransportContext, type TransportInfo } from './transport.js';
 import { TransportError, type LocalEndpoint } from './types.js';
 
 export interface TcpLimits {
@@ -62,6 +63,8 @@ export interface TcpHandlers {
   framingError(err: SipParseError, conn: TcpConnectionInfo): void;
   /** a connection was removed; `reason`: 'closed' | 'reset' | 'idle' | 'msg-timeout' | 'framing' | 'output-overflow' | 'banned' | 'shutdown' | errno code. */
   closed(conn: TcpConnectionInfo, reason: string): void;
+  /** (optional) the id of a new connection (the transport layer's, unique across transports); default: this transport's own sequence. */
+  connectionId?(): number;
 }
 
 const CRLF = Buffer.from('\r\n');
@@ -199,7 +202,7 @@ export class TcpTransport {
   }
 
   private register(sock: net.Socket, direction: 'in' | 'out', address: string, port: number, local: LocalEndpoint): Connection {
-    const info: TcpConnectionInfo = { id: this.nextId++, direction, remoteAddress: address, remotePort: port, local };
+    const info: TcpConnectionInfo = { id: this.handlers.connectionId?.() ?? this.nextId++, direction, remoteAddress: address, remotePort: port, local };
     const key = peerKey(address, port);
     const conn = new Connection(info, sock, key);
     this.conns.set(info.id, conn);
@@ -445,3 +448,59 @@ export class TcpTransport {
     await Promise.all([...closed, ...[...this.pending.values()].map((p) => p.then(() => undefined, () => undefined))]);
   }
 }
+
+/**
+ * The TCP `Transport` (./transport.ts): an adapter over `TcpTransport`, which keeps its internals
+ * (framing, limits, deadlines); connection ids come from the transport layer (`ctx.nextConnectionId`).
+ */
+export class TcpStreamTransport implements Transport {
+  readonly name = 'tcp' as const;
+  readonly info: TransportInfo = TRANSPORT_INFO.tcp;
+  readonly tcp: TcpTransport;
+
+  constructor(ctx: TransportContext) {
+    const name = this.name;
+    this.tcp = new TcpTransport(
+      ctx.limits,
+      {
+        admit: (address, port, _local, kind) => ctx.admit(name, address, port, kind),
+        message: (data, c) => ctx.message(data, name, c.remoteAddress, c.remotePort, c.local, c.id),
+        framingError: (err, c) => ctx.framingError(err, { ...c, transport: name }),
+        closed: (c, reason) => ctx.closed({ ...c, transport: name }, reason),
+        connectionId: () => ctx.nextConnectionId(),
+      },
+      ctx.counters,
+      ctx.log,
+    );
+  }
+
+  listen(host: string, port: number, advertise: string | undefined): Promise<LocalEndpoint> {
+    return this.tcp.listen(host, port, advertise);
+  }
+
+  send(data: Buffer, address: string, port: number, connectionId: number | undefined, local: LocalEndpoint | undefined): Promise<void> {
+    return this.tcp.send(data, address, port, connectionId, local);
+  }
+
+  connections(): ConnectionInfo[] {
+    return this.tcp.connections().map((c) => ({ ...c, transport: this.name }));
+  }
+
+  connectionCounts(): { total: number; inbound: number; outbound: number } {
+    return this.tcp.connectionCounts;
+  }
+
+  isOpen(connectionId: number): boolean {
+    return this.tcp.isOpen(connectionId);
+  }
+
+  closeConnection(connectionId: number, reason?: string): boolean {
+    return this.tcp.closeConnection(connectionId, reason);
+  }
+
+  close(): Promise<void> {
+    return this.tcp.close();
+  }
+}
+
+export const createTcpTransport = (ctx: TransportContext): Transport => new TcpStreamTransport(ctx);

@@ -9,9 +9,11 @@
  * Facts about a transport name (reliable, secure, stream, Via token, default port) are in
  * `TRANSPORT_INFO`, so code elsewhere asks `isReliable(name)` instead of comparing with 'tcp'.
  */
-import type { SipParseError } from '../sip/index.js';
+import type { ParseLimits, SipParseError } from '../sip/index.js';
 import type { Counters, TransportLog } from './common.js';
 import type { LocalEndpoint, TransportName } from './types.js';
+import type { UdpBufferSizes } from './udp.js';
+import type { WsSettings, WssTls } from './ws.js';
 
 export interface TransportInfo {
   readonly name: TransportName;
@@ -70,11 +72,50 @@ export interface ConnectionInfo {
   readonly local: LocalEndpoint;
 }
 
+/** Limits of every transport (all passed in, nothing read from env or files). Stream transports use the tcp* ones. */
+export interface TransportLimits extends ParseLimits {
+  /** inbound TCP connections in total (excess destroyed immediately, counted 'tcp-limit'); also the outbound cap. */
+  tcpMaxConnections: number;
+  /** inbound TCP connections per source IP (excess counted 'tcp-per-ip-limit'). */
+  tcpMaxPerIp: number;
+  /** a TCP connection without traffic either way for this long is closed. */
+  tcpIdleTimeoutMs: number;
+  /**
+   * a TCP message must be complete within this long of its first byte, and an inbound connection
+   * must deliver its first complete message within this long of being accepted; else the
+   * connection is closed (counted 'tcp-msg-timeout'). CRLF keep-alives start no message. Default 10000.
+   */
+  tcpMsgTimeoutMs?: number;
+  /** bytes queued for writing on one TCP connection before it is considered stuck and closed. */
+  tcpMaxBuffer: number;
+  /** outbound TCP connect timeout, default 5000 ms. */
+  tcpConnectTimeoutMs?: number;
+}
+
+/**
+ * (additive) Options of the transports that need some, by transport name: a transport adds its own
+ * member here (TLS: certificate material, WS: paths, origins ...) and reads `ctx.options.<name>`.
+ */
+export interface TransportOptions {
+  udp?: { readonly buffers?: UdpBufferSizes };
+  tcp?: Record<string, never>;
+  /** WebSocket settings of every ws: and wss: listener (./ws.ts). */
+  ws?: WsSettings;
+  /** TLS material of wss: listeners (./ws.ts): `{ secureContext?: () => tls.SecureContext }`; without it a wss: listener fails at start. */
+  wss?: WssTls;
+}
+
 export type AdmitWhat = 'datagram' | 'keepalive' | 'message' | 'connection';
 
 /** What the transport layer gives each transport. Handlers never throw (the layer guards them). */
 export interface TransportContext {
+  /** (additive) the transport's name (one factory may serve several names, e.g. ws and wss). */
+  readonly name: TransportName;
   readonly log: TransportLog;
+  /** (additive) limits (message size for framing, connection limits and timeouts). */
+  readonly limits: TransportLimits;
+  /** (additive) per-transport options (`options[name]`), as given to the transport layer. */
+  readonly options: TransportOptions;
   /** shared counters of the layer (bytes, messages, drops, connections). */
   readonly counters: Counters;
   /** connection ids are unique across transports: take them from here. */

@@ -1,11 +1,14 @@
 /**
- * A UDP listener: one dgram socket per configured address (udp4 or udp6 by the address family).
- * Requests we forward and responses we send leave from this socket, so the advertised port is the
- * source port. Socket errors after bind are logged, never thrown.
+ * UDP: `UdpTransport` (the `Transport` of ./transport.ts, registered in ./registry.ts) over one
+ * `UdpListener` per configured address (udp4 or udp6 by the address family). Requests we forward
+ * and responses we send leave from the listener's socket, so the advertised port is the source
+ * port. Socket errors after bind are logged, never thrown. Every datagram is counted (bytes in) and
+ * put to the admission hook (a CRLF/NUL-only one as a 'keepalive', then dropped and counted).
  */
 import dgram from 'node:dgram';
 import { formatHost } from '../sip/index.js';
-import { ipFamily, noLog, toTransportError, type TransportLog } from './common.js';
+import { ipFamily, noLog, normaliseAddress, toTransportError, type TransportLog } from './common.js';
+import { TRANSPORT_INFO, type ConnectionInfo, type Transport, type TransportContext, type TransportInfo } from './transport.js';
 import { TransportError, type LocalEndpoint } from './types.js';
 
 export class ListenError extends Error {
@@ -212,3 +215,73 @@ export class UdpListener {
     });
   }
 }
+
+/** A CRLF / NUL / space-only datagram of at most 64 bytes: a keep-alive, not a message. */
+export function isKeepAlive(d: Buffer): boolean {
+  if (d.length > 64) return false;
+  for (let i = 0; i < d.length; i++) {
+    const c = d[i];
+    if (c !== 0x0d && c !== 0x0a && c !== 0x00 && c !== 0x20) return false;
+  }
+  return true;
+}
+
+/** The UDP `Transport`: its listeners; connectionless (no connections, `connectionId` ignored). */
+export class UdpTransport implements Transport {
+  readonly name = 'udp' as const;
+  readonly info: TransportInfo = TRANSPORT_INFO.udp;
+  private readonly listeners: UdpListener[] = [];
+
+  constructor(private readonly ctx: TransportContext) {}
+
+  private readonly onDatagram = (data: Buffer, address: string, port: number, local: LocalEndpoint): void => {
+    const ctx = this.ctx;
+    ctx.counters.bytesIn += data.length;
+    const ip = normaliseAddress(address);
+    const keepAlive = isKeepAlive(data);
+    if (!ctx.admit('udp', ip, port, keepAlive ? 'keepalive' : 'datagram')) return;
+    if (keepAlive) {
+      ctx.counters.drop('keepalive');
+      return;
+    }
+    ctx.message(data, 'udp', ip, port, local, undefined);
+  };
+
+  async listen(host: string, port: number, advertise: string | undefined): Promise<LocalEndpoint> {
+    const u = new UdpListener(host, port, advertise, this.onDatagram, this.ctx.log, this.ctx.options.udp?.buffers);
+    const ep = await u.start();
+    this.listeners.push(u);
+    return ep;
+  }
+
+  /** Send from the listener of `local` (the layer picks it: address family, the socket a request came in on). */
+  async send(data: Buffer, address: string, port: number, _connectionId: number | undefined, local: LocalEndpoint | undefined): Promise<void> {
+    const l = local === undefined ? undefined : this.listeners.find((u) => u.endpoint === local);
+    if (l === undefined) throw new TransportError('no-listener', `no UDP listener for IPv${ipFamily(address) === 6 ? 6 : 4}`);
+    await l.send(data, address, port);
+    this.ctx.counters.bytesOut += data.length;
+  }
+
+  connections(): ConnectionInfo[] {
+    return [];
+  }
+
+  connectionCounts(): { total: number; inbound: number; outbound: number } {
+    return { total: 0, inbound: 0, outbound: 0 };
+  }
+
+  isOpen(_connectionId: number): boolean {
+    return false;
+  }
+
+  closeConnection(_connectionId: number): boolean {
+    return false;
+  }
+
+  async close(): Promise<void> {
+    const ls = this.listeners.splice(0, this.listeners.length);
+    await Promise.all(ls.map((u) => u.close()));
+  }
+}
+
+export const createUdpTransport = (ctx: TransportContext): Transport => new UdpTransport(ctx);

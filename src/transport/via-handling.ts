@@ -4,7 +4,7 @@
  */
 import { hostAddress, type SipResponse, type Via } from '../sip/index.js';
 import { normaliseAddress } from './common.js';
-import { isConnectionOriented } from './transport.js';
+import { isConnectionOriented, TRANSPORT_INFO, transportFromToken } from './transport.js';
 import { TransportError, type Source, type Target, type TransportName } from './types.js';
 
 /**
@@ -25,30 +25,18 @@ export function viaReceivedParams(via: Via, srcAddress: string, srcPort: number)
   return out;
 }
 
-/** Via transport token → our transport, with the default port (5061 for TLS). */
+/** Via transport token → our transport, with its default port (TRANSPORT_INFO: 5061 for TLS, 80/443 for WS/WSS). */
 export function viaTransport(token: string): { transport: TransportName; defaultPort: number } | undefined {
-  switch (token.toUpperCase()) {
-    case 'UDP':
-      return { transport: 'udp', defaultPort: 5060 };
-    case 'TCP':
-      return { transport: 'tcp', defaultPort: 5060 };
-    case 'TLS':
-      return { transport: 'tcp', defaultPort: 5061 };
-    case 'WS':
-      return { transport: 'ws', defaultPort: 80 };
-    case 'WSS':
-      return { transport: 'wss', defaultPort: 443 };
-    default:
-      return undefined;
-  }
+  const t = transportFromToken(token);
+  return t === undefined ? undefined : { transport: t, defaultPort: TRANSPORT_INFO[t].defaultPort };
 }
 
 /**
  * Where a response goes (RFC 3261 §18.2.2 with RFC 3581), from its top Via and, when known, the
  * source of the request it answers:
- * - reliable (TCP/TLS): the request's connection (`connectionId`, used by `send` while it is still
- *   open); else a new connection to `received` (or the sent-by host) at the sent-by port
- *   (default 5060, 5061 for TLS);
+ * - connection-oriented (TCP/TLS/WS/WSS): the request's connection (`connectionId`, used by `send`
+ *   while it is still open, over the transport it came in on); else a new connection to `received`
+ *   (or the sent-by host) at the sent-by port (default TRANSPORT_INFO's: 5060, 5061 for TLS);
  * - UDP with `received`: that address, at `rport` when it has a value, else the sent-by port;
  * - otherwise the sent-by host (a name is resolved by `send`) and port (`rport` value when present).
  *
@@ -66,23 +54,28 @@ export function responseTarget(res: SipResponse, src?: Source): Target {
   const via = res.topVia();
   if (via === undefined) throw new TransportError('unreachable', 'response has no Via');
   // a transport we do not know (SCTP, a mangled token): answered over the one the request came in on
-  const vt = viaTransport(via.transport) ?? (src !== undefined ? { transport: src.transport, defaultPort: 5060 } : undefined);
+  const vt = viaTransport(via.transport) ?? (src !== undefined ? { transport: src.transport, defaultPort: TRANSPORT_INFO[src.transport].defaultPort } : undefined);
   if (vt === undefined) throw new TransportError('unreachable', `unsupported Via transport ${via.transport}`);
-  // a request that arrived over UDP is answered over UDP, whatever its Via claims (as Kamailio does):
-  // opening a TCP connection towards a datagram peer would usually fail and is never what it expects
-  const transport = src !== undefined && src.transport === 'udp' ? 'udp' : vt.transport;
+  // a request that arrived over a datagram transport (UDP) is answered over it, whatever its Via claims
+  // (as Kamailio does): opening a connection towards a datagram peer would usually fail and is never
+  // what it expects
+  const transport = src !== undefined && !isConnectionOriented(src.transport) ? src.transport : vt.transport;
   const local = src !== undefined && src.local.transport === transport ? src.local : undefined;
   const rport = typeof via.rport === 'number' ? via.rport : undefined;
   const withLocal = (t: Target): Target => (local !== undefined ? { ...t, local } : t);
-  if (transport === 'udp' && vt.transport !== 'udp') {
-    return withLocal({ transport: 'udp', address: hostAddress(via.received ?? via.host), port: rport ?? via.port ?? 5060 });
+  if (transport !== vt.transport) {
+    return withLocal({ transport, address: hostAddress(via.received ?? via.host), port: rport ?? via.port ?? TRANSPORT_INFO[transport].defaultPort });
   }
   if (isConnectionOriented(vt.transport)) {
-    // WS/WSS: browsers put an unreachable `*.invalid` sent-by in Via; the connection is what counts
-    const t: Target = { transport: vt.transport, address: hostAddress(via.received ?? via.host), port: via.port ?? vt.defaultPort };
-    if (src !== undefined && src.transport === vt.transport && src.connectionId !== undefined) return withLocal({ ...t, connectionId: src.connectionId });
-    return withLocal(t);
+    const address = hostAddress(via.received ?? via.host);
+    const port = via.port ?? vt.defaultPort;
+    // back on the connection the request came in on (§18.2.2), whichever connection-oriented
+    // transport it is (a TLS Via over a TCP connection is the peer's business)
+    if (src !== undefined && isConnectionOriented(src.transport) && src.connectionId !== undefined) {
+      return { transport: src.transport, address, port, connectionId: src.connectionId, local: src.local };
+    }
+    return withLocal({ transport: vt.transport, address, port });
   }
-  if (via.received !== undefined) return withLocal({ transport: 'udp', address: hostAddress(via.received), port: rport ?? via.port ?? vt.defaultPort });
-  return withLocal({ transport: 'udp', address: hostAddress(via.host), port: rport ?? via.port ?? vt.defaultPort });
+  if (via.received !== undefined) return withLocal({ transport, address: hostAddress(via.received), port: rport ?? via.port ?? vt.defaultPort });
+  return withLocal({ transport, address: hostAddress(via.host), port: rport ?? via.port ?? vt.defaultPort });
 }

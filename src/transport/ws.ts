@@ -23,6 +23,12 @@
  *   connection to the peer rejects TransportError('unreachable').
  * - Connection ids come from `ctx.nextConnectionId()`; every removed connection is reported through
  *   `ctx.closed` (flows depend on it).
+ *
+ * Registry (./registry.ts): `createWsTransport` and `createWssTransport` build the transport from
+ * the layer's context: the WebSocket settings are `ctx.options.ws` (both ws and wss listeners),
+ * the message size from `ctx.limits.maxMessageSize`, connection limits and the output bound default
+ * to the TCP ones; wss takes its TLS material from `ctx.options.wss.secureContext` (a wss: listener
+ * without it fails to start with a ListenError).
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -32,7 +38,7 @@ import { isUtf8 } from 'node:buffer';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { formatHost } from '../sip/index.js';
 import { normaliseAddress } from './common.js';
-import { listenError } from './udp.js';
+import { listenError, ListenError } from './udp.js';
 import { TRANSPORT_INFO, type ConnectionInfo, type Transport, type TransportContext, type TransportFactory } from './transport.js';
 import { TransportError, type LocalEndpoint } from './types.js';
 
@@ -59,8 +65,25 @@ export interface WssOptions extends WsOptions {
   /**
    * TLS material for the HTTPS server: a ready SecureContext (SNI callback style, reloadable from
    * outside: the getter is asked on every handshake) or secure-context options (cert, key, ...).
+   * Undefined: `listen` rejects (no certificate configured).
    */
-  readonly tls: { readonly secureContext: () => tls.SecureContext } | { readonly options: tls.SecureContextOptions };
+  readonly tls: { readonly secureContext: () => tls.SecureContext } | { readonly options: tls.SecureContextOptions } | undefined;
+}
+
+/**
+ * `TransportOptions.ws`: WebSocket settings of every ws: and wss: listener. `maxMessageSize` is
+ * the layer's `limits.maxMessageSize`; maxConnections / maxPerIp / maxBuffer default to the
+ * layer's tcpMaxConnections / tcpMaxPerIp / tcpMaxBuffer.
+ */
+export type WsSettings = Partial<Omit<WsOptions, 'maxMessageSize'>>;
+
+/**
+ * `TransportOptions.wss`: TLS material of wss: listeners. `secureContext` is asked on every TLS
+ * handshake (so the material can be reloaded from outside); without it a wss: listener fails at
+ * start ("cannot listen on wss:HOST:PORT: no TLS certificate configured ...").
+ */
+export interface WssTls {
+  readonly secureContext?: () => tls.SecureContext;
 }
 
 /** Why a WebSocket connection was closed (the `reason` of `ctx.closed`). */
@@ -185,6 +208,11 @@ class WsTransport implements Transport {
       try {
         if (name === 'wss') {
           const t = (this.opts as WssOptions).tls;
+          if (t === undefined) {
+            const where = `wss:${formatHost(host)}:${port}`;
+            reject(new ListenError('ENOCERT', where, `cannot listen on ${where}: no TLS certificate configured for wss (transportOptions.wss.secureContext)`));
+            return;
+          }
           server =
             'secureContext' in t
               ? https.createServer({ SNICallback: (_servername, cb) => cb(null, t.secureContext()) })
@@ -470,6 +498,26 @@ function reset(sock: net.Socket): void {
     sock.destroy();
   }
 }
+
+/** The layer's settings for a ws/wss transport (see the file comment). */
+function settings(ctx: TransportContext): WsOptions {
+  return {
+    maxConnections: ctx.limits.tcpMaxConnections,
+    maxPerIp: ctx.limits.tcpMaxPerIp,
+    maxBuffer: ctx.limits.tcpMaxBuffer,
+    ...ctx.options.ws,
+    maxMessageSize: ctx.limits.maxMessageSize,
+  };
+}
+
+/** Registry factory of 'ws' (./registry.ts). */
+export const createWsTransport: TransportFactory = (ctx) => new WsTransport('ws', settings(ctx), ctx);
+
+/** Registry factory of 'wss' (./registry.ts): TLS material from `ctx.options.wss`. */
+export const createWssTransport: TransportFactory = (ctx) => {
+  const sc = ctx.options.wss?.secureContext;
+  return new WsTransport('wss', { ...settings(ctx), tls: sc === undefined ? undefined : { secureContext: sc } }, ctx);
+};
 
 /** A 'ws' transport (cleartext WebSocket). */
 export function wsTransport(opts: WsOptions): TransportFactory {

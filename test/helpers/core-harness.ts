@@ -1,22 +1,22 @@
 /**
  * A harness for the core (Router + Proxy) without sockets: a fake TransportLayer that records what
- * is sent, the REAL transaction layer on a manual clock, the real DigestAuthenticator over a
- * MemorySubscriberStore and the real Registrar over a MemoryLocationStore, wired like src/server.ts.
+ * is sent, and the core as src/server.ts builds it (`buildCore`: the REAL transaction layer, here on
+ * a manual clock, the real DigestAuthenticator over a MemorySubscriberStore and the real Registrar
+ * over a MemoryLocationStore).
  *
  * Feed requests/responses as text (or parsed messages) from a `Source`; then look at `sent`.
  */
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
-import { Acl } from '../../src/core/acl.js';
-import { DigestAuthenticator, digestHa1, digestResponse, stripCredentials } from '../../src/core/auth.js';
-import { Proxy } from '../../src/core/proxy.js';
-import { RouteTokens } from '../../src/core/route-token.js';
-import { Registrar } from '../../src/core/registrar.js';
-import { ScannerFilter } from '../../src/core/scanner.js';
-import { Router, type Authenticator, type Denial, type RoutingEvents } from '../../src/core/routing.js';
+import { loadConfig } from '../../src/config.js';
+import { digestHa1, digestResponse } from '../../src/core/auth.js';
+import { type Denial, type RoutingEvents } from '../../src/core/routing.js';
+import { buildCore, type CoreSettings } from '../../src/server.js';
+import type { ResponseSteps } from '../../src/core/response-steps.js';
+import { FlowTable } from '../../src/core/flows.js';
 import { buildResponse, parseMessage, SipRequest, SipResponse, parseAuthHeader } from '../../src/sip/index.js';
 import { MemoryLocationStore, MemorySubscriberStore } from '../../src/store/index.js';
-import { createTransactionLayer, manualClock, type ManualClock, type TimerSettings, type TransactionLayerImpl } from '../../src/transaction/index.js';
+import { manualClock, type ManualClock, type TimerSettings } from '../../src/transaction/index.js';
 import type { LocalEndpoint, Source, Target, TransportName } from '../../src/transport/types.js';
 
 export const DOMAIN = 'example.com';
@@ -70,8 +70,14 @@ export interface HarnessOptions {
   hosts?: Record<string, string>;
   /** scanner User-Agent drop list (default: off). */
   scanners?: string[];
-  /** a ws listener (WS_EP) besides UDP and TCP. */
+  /** a ws listener (WS_EP) besides UDP and TCP (ignored when `endpoints` is given). */
   ws?: boolean;
+  /** the local endpoints (default UDP_EP and TCP_EP). */
+  endpoints?: readonly LocalEndpoint[];
+  /** the proxy's response steps (src/core/response-steps.ts; default none). */
+  steps?: ResponseSteps;
+  /** keep a flow table (RFC 5626 flows, src/core/flows.ts), as src/server.ts does (default: none). */
+  flows?: boolean;
 }
 
 export interface Handled {
@@ -82,6 +88,19 @@ export interface Handled {
 
 export type Harness = Awaited<ReturnType<typeof createHarness>>;
 
+/** The configuration defaults (config/default.yaml) with the harness's settings over them. */
+function harnessSettings(opts: HarnessOptions): CoreSettings {
+  const d = loadConfig({ env: {} });
+  return {
+    domains: [DOMAIN],
+    auth: { ...d.auth, enabled: true, algorithms: ['MD5'], qop: 'auth', nonce_lifetime_s: 300, check_uri: true, nc_window: 1000, trusted_ips: opts.trusted ?? [] },
+    registrar: { min_expires: 60, default_expires: 3600, max_expires: 3600, max_contacts: 10, nat_received: opts.natReceived ?? true },
+    timers: { t1_ms: TIMERS.t1, t2_ms: TIMERS.t2, t4_ms: TIMERS.t4, timer_c_ms: TIMERS.timerC, trying_ms: TIMERS.trying },
+    limits: { ...d.limits, max_transactions: 100_000 },
+    scanners: { enabled: opts.scanners !== undefined, user_agents: opts.scanners ?? [] },
+  };
+}
+
 export async function createHarness(opts: HarnessOptions = {}) {
   const clock: ManualClock = manualClock(T0);
   const now = (): number => clock.now();
@@ -91,7 +110,7 @@ export async function createHarness(opts: HarnessOptions = {}) {
   /** reasons passed to RoutingEvents.drop, in order. */
   const drops: string[] = [];
   const hosts = opts.hosts ?? {};
-  const endpoints = opts.ws === true ? [UDP_EP, TCP_EP, WS_EP] : [UDP_EP, TCP_EP];
+  const endpoints = opts.endpoints ?? (opts.ws === true ? [UDP_EP, TCP_EP, WS_EP] : [UDP_EP, TCP_EP]);
 
   const transport = {
     send(data: Buffer, target: Target): Promise<void> {
@@ -116,61 +135,11 @@ export async function createHarness(opts: HarnessOptions = {}) {
     await subscribers.add(u, DOMAIN, p);
   }
   const locations = new MemoryLocationStore(now);
-  const isOurDomain = (host: string): boolean => host.toLowerCase() === DOMAIN;
 
   let rnd = 0;
-  const random = (): string => (++rnd).toString(16).padStart(8, '0');
-  let proxyRef: Proxy | undefined;
-  let routerRef: Router | undefined;
-
-  const tx: TransactionLayerImpl = createTransactionLayer({
-    transport,
-    user: {
-      request: (req, src) => routerRef!.onRequest(req, src),
-      strayResponse: (res) => proxyRef!.strayResponse(res, (r) => void transport.send(r.toBuffer(), responseTarget(r))),
-    },
-    timers: TIMERS,
-    clock,
-    responseTarget,
-  });
-
-  const proxy = new Proxy({ tx, transport, random, routeTokens: new RouteTokens(Buffer.from('0123456789abcdef0123456789abcdef')) });
-  proxyRef = proxy;
   let authRnd = 0;
-  const authenticator = new DigestAuthenticator({
-    subscribers,
-    secret: Buffer.from('0123456789abcdef0123456789abcdef'),
-    nonceLifetimeS: 300,
-    algorithms: ['MD5'],
-    qop: 'auth',
-    checkUri: true,
-    ncWindow: 1000,
-    now,
-    random: (n) => {
-      const b = Buffer.alloc(n);
-      b.writeUInt32BE(++authRnd % 0xffffffff, 0);
-      return b;
-    },
-  });
-  const auth: Authenticator = {
-    verify: async (req, realm, kind) => {
-      const r = await authenticator.verify(req, realm, kind);
-      return r.ok ? { ok: true, user: r.user } : { ok: false, reason: r.reason, response: r.response };
-    },
-    stripCredentials: (req, realm) => void stripCredentials(req, realm),
-  };
   let ruid = 0;
-  const registrar = new Registrar({
-    locations,
-    domains: isOurDomain,
-    minExpires: 60,
-    defaultExpires: 3600,
-    maxExpires: 3600,
-    maxContacts: 10,
-    natReceived: opts.natReceived ?? true,
-    now,
-    newRuid: () => `ruid-${++ruid}`,
-  });
+  const flows = opts.flows === true ? new FlowTable() : undefined;
   const tagFor = (req: SipRequest): string =>
     createHash('md5').update(`${req.callId() ?? ''}|${req.topVia()?.branch ?? ''}|${req.fromTag() ?? ''}`).digest('hex').slice(0, 16);
   const events: RoutingEvents = {
@@ -186,19 +155,31 @@ export async function createHarness(opts: HarnessOptions = {}) {
       throw new Error(`${msg}: ${JSON.stringify(obj)}`);
     },
   };
-  const router = new Router({
-    tx,
-    proxy,
-    auth,
-    registrar,
+  // the server's own wiring (src/server.ts buildCore) over the fake transport, memory stores and a manual clock
+  const core = buildCore({
+    settings: harnessSettings(opts),
+    transport,
+    subscribers,
     locations,
-    scanners: opts.scanners ? new ScannerFilter(opts.scanners) : undefined,
-    trusted: new Acl(opts.trusted ?? []),
-    isOurDomain,
-    toTag: tagFor,
+    secret: Buffer.from('0123456789abcdef0123456789abcdef'),
+    clock,
+    now,
+    random: {
+      branch: () => (++rnd).toString(16).padStart(8, '0'),
+      bytes: (n) => {
+        const b = Buffer.alloc(n);
+        b.writeUInt32BE(++authRnd % 0xffffffff, 0);
+        return b;
+      },
+      ruid: () => `ruid-${++ruid}`,
+    },
+    responseTarget,
     events,
+    toTag: tagFor,
+    ...(flows !== undefined ? { flows } : {}),
+    ...(opts.steps !== undefined ? { steps: opts.steps } : {}),
   });
-  routerRef = router;
+  const { tx, proxy, router, authenticator, registrar } = core;
 
   /** let promise chains (store lookups, auth) run to completion. */
   async function settle(): Promise<void> {
@@ -226,6 +207,8 @@ export async function createHarness(opts: HarnessOptions = {}) {
     locations,
     subscribers,
     authenticator,
+    registrar,
+    flows,
     sent,
     handled,
     /** relay-policy refusals, in order. */

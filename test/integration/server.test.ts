@@ -33,6 +33,7 @@ const METRIC_FAMILIES = [
   'sipd_flood_tracked_sources',
   'sipd_flood_dropped_total',
   'sipd_transport_dropped_total',
+  'sipd_transport_connections',
   'sipd_location_write_failures_total',
   'sipd_location_write_backlog',
   'sipd_event_loop_delay_p99_seconds',
@@ -244,6 +245,27 @@ describe('sipd running', () => {
     const r = await httpGet(mport, '/metrics');
     expect(r.status).toBe(200);
     for (const f of METRIC_FAMILIES) expect(r.body, f).toMatch(new RegExp(`^# TYPE ${f} `, 'm'));
+  });
+
+  it('/metrics: open connections by transport and direction (sipd_transport_connections)', async () => {
+    const before = (await httpGet(mport, '/metrics')).body;
+    expect(before).toMatch(/^sipd_transport_connections\{transport="udp",direction="inbound"\} 0$/m);
+    const base = sample(before, 'sipd_transport_connections', { transport: 'tcp', direction: 'inbound' });
+    const sock = net.connect({ host: HOST, port });
+    await new Promise<void>((resolve, reject) => {
+      sock.once('connect', () => resolve());
+      sock.once('error', reject);
+    });
+    try {
+      let seen = base;
+      for (let i = 0; i < 100 && seen !== base + 1; i++) {
+        seen = sample((await httpGet(mport, '/metrics')).body, 'sipd_transport_connections', { transport: 'tcp', direction: 'inbound' });
+        if (seen !== base + 1) await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(seen).toBe(base + 1);
+    } finally {
+      sock.destroy();
+    }
   });
 
   it('/metrics: the event-loop delay gauges are finite seconds, mean and p99 within max (plus HDR rounding)', async () => {

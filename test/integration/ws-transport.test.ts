@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { Counters } from '../../src/transport/common.js';
-import type { AdmitWhat, ConnectionInfo, Transport, TransportContext } from '../../src/transport/transport.js';
+import type { AdmitWhat, ConnectionInfo, Transport, TransportContext, TransportLimits } from '../../src/transport/transport.js';
 import { TransportError, type LocalEndpoint, type TransportName } from '../../src/transport/types.js';
 import { wsTransport, wssTransport, type WsOptions } from '../../src/transport/ws.js';
 
@@ -30,13 +30,18 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-function context(admit: (what: AdmitWhat) => boolean = () => true): { ctx: TransportContext; got: Got } {
+const LIMITS: TransportLimits = { maxMessageSize: 65536, maxHeaders: 256, maxHeaderLine: 8192, maxVias: 70, tcpMaxConnections: 10, tcpMaxPerIp: 10, tcpIdleTimeoutMs: 60_000, tcpMaxBuffer: 131072 };
+
+function context(admit: (what: AdmitWhat) => boolean = () => true, name: TransportName = 'ws'): { ctx: TransportContext; got: Got } {
   let id = 100;
   const got: Got = { messages: [], closed: [], admits: [], counters: new Counters(), waiters: [] };
   const wake = (): void => {
     for (const w of got.waiters.splice(0)) w();
   };
   const ctx: TransportContext = {
+    name,
+    limits: LIMITS,
+    options: {},
     log: () => undefined,
     counters: got.counters,
     nextConnectionId: () => ++id,
@@ -346,7 +351,7 @@ describe('handshake deadline stops at the upgrade', () => {
 
   it('wss: an upgraded connection outlives the handshake timeout (the TLS socket is not the accepted one)', async () => {
     const { cert, key } = certificate();
-    const { ctx, got } = context();
+    const { ctx, got } = context(undefined, 'wss');
     const t = wssTransport({ ...OPTS, handshakeTimeoutMs: 1500, pingIntervalMs: 400, tls: { options: { cert, key } } })(ctx);
     cleanups.push(() => t.close());
     const ep = await t.listen('127.0.0.1', 0, undefined);
@@ -361,7 +366,7 @@ describe('handshake deadline stops at the upgrade', () => {
 describe('wss transport', () => {
   it('serves the sip sub-protocol over TLS with the material given from outside', async () => {
     const { cert, key } = certificate();
-    const { ctx, got } = context();
+    const { ctx, got } = context(undefined, 'wss');
     const t = wssTransport({ ...OPTS, tls: { options: { cert, key } } })(ctx);
     cleanups.push(() => t.close());
     const ep = await t.listen('127.0.0.1', 0, undefined);
@@ -390,8 +395,8 @@ describe('ws through the transport layer', () => {
         { transport: 'udp', host: '127.0.0.1', port: 0 },
         { transport: 'ws', host: '127.0.0.1', port: 0 },
       ],
-      limits: { maxMessageSize: 65536, maxHeaders: 256, maxHeaderLine: 8192, maxVias: 70, tcpMaxConnections: 10, tcpMaxPerIp: 10, tcpIdleTimeoutMs: 60_000, tcpMaxBuffer: 131072 },
-      ws: { maxConnections: 10, maxPerIp: 10, pingIntervalMs: 0 },
+      limits: LIMITS,
+      transportOptions: { ws: { maxConnections: 10, maxPerIp: 10, pingIntervalMs: 0 } },
       events: {
         request: (req, src) => {
           reqs.push({ via: req.headerValues('via')[0], src });
@@ -431,5 +436,65 @@ describe('ws through the transport layer', () => {
     expect(layer.closeConnection(id)).toBe(true);
     while (!closed.includes(id)) await new Promise<void>((r) => (wake = r));
     expect(layer.isConnectionOpen(id)).toBe(false);
+  });
+
+  const layerWith = async (listen: Array<{ transport: TransportName; host: string; port: number }>, transportOptions: import('../../src/transport/transport.js').TransportOptions, onRequest?: (src: import('../../src/transport/types.js').Source) => void) => {
+    const { createTransportLayer } = await import('../../src/transport/index.js');
+    const layer = createTransportLayer({
+      listen,
+      limits: LIMITS,
+      transportOptions,
+      events: { request: (_req, src) => onRequest?.(src), response: () => undefined, parseError: () => undefined },
+    });
+    cleanups.push(() => layer.close());
+    return layer;
+  };
+
+  it('a wss: listener without TLS material fails to start, in one line, and nothing stays bound', async () => {
+    const layer = await layerWith(
+      [
+        { transport: 'udp', host: '127.0.0.1', port: 0 },
+        { transport: 'wss', host: '127.0.0.1', port: 0 },
+      ],
+      { ws: { pingIntervalMs: 0 } },
+    );
+    const err = await layer.start().then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err?.message).toBe('cannot listen on wss:127.0.0.1:0: no TLS certificate configured for wss (transportOptions.wss.secureContext)');
+    expect(err?.message).not.toContain('\n');
+    expect(layer.endpoints()).toEqual([]);
+  });
+
+  it('connection ids come from the layer: a TCP and a WS connection get distinct ids of one sequence', async () => {
+    const srcs: Array<import('../../src/transport/types.js').Source> = [];
+    let wake: () => void = () => undefined;
+    const layer = await layerWith(
+      [
+        { transport: 'tcp', host: '127.0.0.1', port: 0 },
+        { transport: 'ws', host: '127.0.0.1', port: 0 },
+      ],
+      { ws: { pingIntervalMs: 0 } },
+      (src) => {
+        srcs.push(src);
+        wake();
+      },
+    );
+    await layer.start();
+    const tcpEp = layer.endpoints().find((e) => e.transport === 'tcp')!;
+    const wsEp = layer.endpoints().find((e) => e.transport === 'ws')!;
+    const sock = net.connect(tcpEp.port, '127.0.0.1');
+    cleanups.push(() => void sock.destroy());
+    sock.write(REGISTER(1).replace('SIP/2.0/WS abc.invalid', 'SIP/2.0/TCP 127.0.0.1'));
+    while (srcs.length < 1) await new Promise<void>((r) => (wake = r));
+    const { ws } = await open(`ws://127.0.0.1:${wsEp.port}`);
+    ws!.send(REGISTER(2));
+    while (srcs.length < 2) await new Promise<void>((r) => (wake = r));
+    expect(srcs.map((s) => [s.transport, s.connectionId])).toEqual([
+      ['tcp', 1],
+      ['ws', 2],
+    ]);
+    expect(layer.connections().map((c) => c.id).sort()).toEqual([1, 2]);
   });
 });

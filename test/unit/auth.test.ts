@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   DigestAuthenticator,
@@ -239,6 +240,47 @@ describe('challenge()', () => {
     expect(sha!.params.get('opaque')).toBe(md5!.params.get('opaque'));
     // algorithm is a token, not quoted (SIPp and old phones compare it literally)
     expect(values[0]).toContain('algorithm=MD5');
+  });
+
+  it('nonce and opaque have the documented format: time ‖ seq ‖ random ‖ HMAC-SHA256(secret, …) (nonces of an earlier process with the same secret stay valid)', async () => {
+    const { auth, clock } = await fixture();
+    const secret = Buffer.from('0123456789abcdef0123456789abcdef');
+    for (let i = 0; i < 3; i++) {
+      const c = challenges(auth.challenge(request(), 'Example.COM', 'www')).get('MD5')!;
+      const nonce = Buffer.from(c.get('nonce')!, 'base64url');
+      expect(nonce).toHaveLength(48);
+      expect(nonce.readUIntBE(0, 6)).toBe(clock.t);
+      const mac = createHmac('sha256', secret).update(nonce.subarray(0, 16)).update('example.com', 'latin1').digest();
+      expect(nonce.subarray(16).equals(mac)).toBe(true);
+      const opaque = createHmac('sha256', secret).update('opaque\u0000').update(c.get('nonce')!, 'latin1').digest().subarray(0, 12).toString('base64url');
+      expect(c.get('opaque')).toBe(opaque);
+      clock.t += 1234;
+    }
+  });
+
+  it('accepts a nonce made outside this instance with the same secret and format, and refuses one with a MAC off by a bit', async () => {
+    const { auth } = await fixture();
+    const secret = Buffer.from('0123456789abcdef0123456789abcdef');
+    const make = (flip: boolean): { nonce: string; opaque: string } => {
+      const b = Buffer.alloc(48);
+      b.writeUIntBE(T0, 0, 6);
+      b.writeUIntBE(7, 6, 6);
+      b.writeUInt32BE(0xdeadbeef, 12);
+      createHmac('sha256', secret).update(b.subarray(0, 16)).update(DOMAIN, 'latin1').digest().copy(b, 16);
+      if (flip) b[47]! ^= 1;
+      const nonce = b.toString('base64url');
+      return { nonce, opaque: createHmac('sha256', secret).update('opaque\u0000').update(nonce, 'latin1').digest().subarray(0, 12).toString('base64url') };
+    };
+    const answerWith = (n: { nonce: string; opaque: string }): SipRequest => {
+      const response = digestResponse({ algorithm: 'MD5', ha1: digestHa1('MD5', 'alice', DOMAIN, 'wonderland'), method: 'REGISTER', uri: `sip:${DOMAIN}`, nonce: n.nonce, qop: 'auth', nc: '00000001', cnonce: 'abc' });
+      return request({
+        extra: [`Authorization: Digest username="alice", realm="${DOMAIN}", nonce="${n.nonce}", uri="sip:${DOMAIN}", response="${response}", algorithm=MD5, qop=auth, nc=00000001, cnonce="abc", opaque="${n.opaque}"`],
+      });
+    };
+    const ok = await auth.verify(answerWith(make(false)), DOMAIN, 'www');
+    expect(ok.ok).toBe(true);
+    const bad = await auth.verify(answerWith(make(true)), DOMAIN, 'www');
+    expect(bad.ok === false && bad.reason).toBe('bad');
   });
 
   it('honours the algorithm order of the configuration (SHA-256 first when asked)', async () => {

@@ -203,7 +203,7 @@ describe('loadConfig errors: one line naming the key', () => {
 
   it('bad env values name the key and the variable', () => {
     expect(errorOf(() => loadConfig({ env: { SIPD_LISTEN: 'udp:127.0.0.1:5060,sctp:1.2.3.4:5060' } })).message).toBe(
-      'config: listen[1]: expected udp|tcp|ws|wss:HOST:PORT, got "sctp:1.2.3.4:5060" (from SIPD_LISTEN)',
+      'config: listen[1]: expected udp|tcp|tls|ws|wss:HOST:PORT, got "sctp:1.2.3.4:5060" (from SIPD_LISTEN)',
     );
     expect(errorOf(() => loadConfig({ env: { SIPD_DB: 'postgres://x' } })).message).toMatch(/^config: db: .*\(from SIPD_DB\)$/);
     expect(errorOf(() => loadConfig({ env: { SIPD_METRICS: 'localhost' } })).message).toMatch(/^config: metrics: expected HOST:PORT/);
@@ -253,7 +253,25 @@ describe('parseListen', () => {
     expect(parseListen('tcp:sip.example.com:5060')).toEqual({ transport: 'tcp', host: 'sip.example.com', port: 5060 });
   });
 
-  it.each(['udp:127.0.0.1', 'tls:1.2.3.4:5061', 'udp:::1:5060', 'udp:[nothex]:5060', 'udp:1.2.3.4:0', 'udp:1.2.3.4:70000', ''])(
+  it('parses tls, ws and wss entries; their port defaults to 5061, 80, 443', () => {
+    expect(parseListen('tls:1.2.3.4:5061')).toEqual({ transport: 'tls', host: '1.2.3.4', port: 5061 });
+    expect(parseListen('TLS:sip.example.com')).toEqual({ transport: 'tls', host: 'sip.example.com', port: 5061 });
+    expect(parseListen('tls:[2001:db8::1]')).toEqual({ transport: 'tls', host: '2001:db8::1', port: 5061 });
+    expect(parseListen('ws:127.0.0.1:8080')).toEqual({ transport: 'ws', host: '127.0.0.1', port: 8080 });
+    expect(parseListen('ws:0.0.0.0')).toEqual({ transport: 'ws', host: '0.0.0.0', port: 80 });
+    expect(parseListen('wss:[::1]:8443')).toEqual({ transport: 'wss', host: '::1', port: 8443 });
+    expect(parseListen('wss:example.com')).toEqual({ transport: 'wss', host: 'example.com', port: 443 });
+  });
+
+  it('a tls listen entry is valid configuration (whether the build serves it is checked at start)', () => {
+    const c = loadConfig({ env: { SIPD_LISTEN: 'udp:127.0.0.1:5060,tls:127.0.0.1' } });
+    expect(c.listen).toEqual([
+      { transport: 'udp', host: '127.0.0.1', port: 5060 },
+      { transport: 'tls', host: '127.0.0.1', port: 5061 },
+    ]);
+  });
+
+  it.each(['udp:127.0.0.1', 'tcp:sip.example.com', 'tls:1.2.3.4:0', 'tls:[nothex]', 'wss:::1', 'sctp:1.2.3.4:5060', 'udp:::1:5060', 'udp:[nothex]:5060', 'udp:1.2.3.4:0', 'udp:1.2.3.4:70000', ''])(
     'rejects %j',
     (s) => {
       expect(() => parseListen(s)).toThrow();
@@ -289,7 +307,7 @@ describe('websocket settings', () => {
   it('parses ws: and wss: listen entries', () => {
     expect(parseListen('ws:127.0.0.1:8080')).toEqual({ transport: 'ws', host: '127.0.0.1', port: 8080 });
     expect(parseListen('WSS:[::1]:8443')).toEqual({ transport: 'wss', host: '::1', port: 8443 });
-    expect(() => parseListen('ws:127.0.0.1')).toThrow();
+    expect(parseListen('wss:127.0.0.1')).toEqual({ transport: 'wss', host: '127.0.0.1', port: 443 });
   });
 
   it('has defaults and validates the ws block', () => {

@@ -584,6 +584,9 @@ describe('in-dialog requests (§16.4)', () => {
 
 // ------------------------------------------------------------------------------------------ double Record-Route
 
+/** a Record-Route value of ours as one of a double Record-Route pair (RFC 5658: r2=on). */
+const r2 = (v: string): string => v.replace(';lr>', ';lr;r2=on>');
+
 describe('double Record-Route (UDP in, TCP out)', () => {
   it('two Record-Routes on the forwarded INVITE, sent over TCP; later both our Routes are removed in both directions', async () => {
     const BT = tcpSrc('192.0.2.30', 5070);
@@ -592,13 +595,13 @@ describe('double Record-Route (UDP in, TCP out)', () => {
     expect(c.invites).toHaveLength(1);
     const fwd = c.invites[0]!;
     expect(fwd.target).toMatchObject({ transport: 'tcp', address: BT.address, port: BT.port });
-    expectOurRR(fwd.msg.headerValues('record-route'), [OUR_RR_TCP, OUR_RR]);
+    expectOurRR(fwd.msg.headerValues('record-route'), [r2(OUR_RR_TCP), r2(OUR_RR)]);
     expect(fwd.msg.topVia()!.transport).toBe('TCP');
     const ok = await h.response(answer(fwd.msg, 200, { toTag: 'bt', contact: `<${bob(BT, ';transport=tcp')}>` }), BT);
     const up = upstream(ok);
     expect(up.map((s) => s.msg.status)).toEqual([200]);
     expect(up[0]!.target.transport).toBe('udp');
-    expectOurRR(up[0]!.msg.headerValues('record-route'), [OUR_RR_TCP, OUR_RR]);
+    expectOurRR(up[0]!.msg.headerValues('record-route'), [r2(OUR_RR_TCP), r2(OUR_RR)]);
 
     // alice → bob: route set = RR reversed
     const ack = request({
@@ -621,6 +624,44 @@ describe('double Record-Route (UDP in, TCP out)', () => {
     expect((b[0]!.msg as SipRequest).has('route')).toBe(false);
     const byeOk = await h.response(answer(b[0]!.msg as SipRequest, 200, { toTag: undefined }), ALICE);
     expect(byeOk[0]!.target).toMatchObject({ transport: 'tcp', address: BT.address, port: BT.port });
+    await expectNoLeaks(h);
+  });
+
+  it('the second of our Routes picks the transport: bob answered with a Contact without transport=tcp, alice\'s BYE still leaves over TCP, his over UDP', async () => {
+    const BT = tcpSrc('192.0.2.31', 5072);
+    const c = await call([{ uri: bob(BT, ';transport=tcp'), src: BT }], { natReceived: false });
+    const { h } = c;
+    const fwd = c.invites[0]!;
+    expect(fwd.target.transport).toBe('tcp');
+    const ok = await h.response(answer(fwd.msg, 200, { toTag: 'bt2', contact: `<${bob(BT)}>` }), BT);
+    const up = upstream(ok);
+    const rr = up[0]!.msg.headerValues('record-route');
+    const ack = request({
+      method: 'ACK', ruri: bob(BT), from: c.req.header('from')!, to: up[0]!.msg.header('to')!, callId: c.req.callId()!, cseq: 2,
+      via: viaOf(ALICE), extra: [...rr].reverse().map((v) => `Route: ${v}`),
+    });
+    const acked = await h.request(ack, ALICE);
+    expect(lines(acked)).toEqual([`ACK ${bob(BT)} SIP/2.0`]);
+    expect(acked[0]!.target).toMatchObject({ transport: 'tcp', address: BT.address, port: BT.port });
+    const bye = request({
+      method: 'BYE', ruri: bob(BT), from: c.req.header('from')!, to: up[0]!.msg.header('to')!, callId: c.req.callId()!, cseq: 3,
+      via: viaOf(ALICE), extra: [...rr].reverse().map((v) => `Route: ${v}`),
+    });
+    const out = await h.request(bye, ALICE);
+    expect(lines(out)).toEqual([`BYE ${bob(BT)} SIP/2.0`]);
+    expect(out[0]!.target).toMatchObject({ transport: 'tcp', address: BT.address, port: BT.port });
+    expect((out[0]!.msg as SipRequest).topVia()!.transport).toBe('TCP');
+    const byeOk = await h.response(answer(out[0]!.msg as SipRequest, 200, { toTag: undefined }), BT);
+    expect(byeOk[0]!.target).toMatchObject({ transport: 'udp', address: ALICE.address, port: ALICE.port });
+
+    // and the other way: bob's BYE (over TCP) to alice's UDP contact
+    const bye2 = request({
+      method: 'BYE', ruri: 'sip:alice@192.0.2.10:5060', from: up[0]!.msg.header('to')!, to: c.req.header('from')!, callId: c.req.callId()!, cseq: 1,
+      via: viaOf(BT), extra: rr.map((v) => `Route: ${v}`),
+    });
+    const out2 = await h.request(bye2, BT);
+    expect(out2[0]!.target).toMatchObject({ transport: 'udp', address: ALICE.address, port: ALICE.port });
+    await h.response(answer(out2[0]!.msg as SipRequest, 200, { toTag: undefined }), ALICE);
     await expectNoLeaks(h);
   });
 
@@ -715,14 +756,15 @@ describe('initial requests with a preloaded Route; branches without a route', ()
     expect(inv[0]!.msg.has('route')).toBe(false);
   });
 
+  // (not a .invalid name: a .invalid Contact is stored with the REGISTER's source as `received`)
   it('a contact that cannot be resolved counts as a 503 branch: the other branch decides; alone it gives 500', async () => {
-    const c = await call([{ uri: bob(B1), src: B1 }, { uri: 'sip:bob@nowhere.invalid', src: tcpSrc('192.0.2.40', 5090) }], { natReceived: false });
+    const c = await call([{ uri: bob(B1), src: B1 }, { uri: 'sip:bob@nowhere.example', src: tcpSrc('192.0.2.40', 5090) }], { natReceived: false });
     expect(c.invites.map((s) => s.target.address)).toEqual([B1.address]);
     const out = await c.h.response(answer(inviteTo(c, B1), 486, { toTag: 'b1' }), B1);
     expect(upstream(out).map((s) => s.msg.status)).toEqual([486]);
     await expectNoLeaks(c.h);
 
-    const d = await call([{ uri: 'sip:bob@nowhere.invalid', src: tcpSrc('192.0.2.40', 5090) }], { natReceived: false });
+    const d = await call([{ uri: 'sip:bob@nowhere.example', src: tcpSrc('192.0.2.40', 5090) }], { natReceived: false });
     expect(d.invites).toEqual([]);
     const finals = upstream(d.out).filter((s) => s.msg.status >= 200);
     expect(finals.map((s) => s.msg.status)).toEqual([500]);
@@ -741,8 +783,21 @@ describe('initial requests with a preloaded Route; branches without a route', ()
     expect(d.invites).toEqual([]);
     expect(d.out.filter((s) => s.target.address === '192.0.2.41')).toEqual([]);
     const finals = upstream(d.out).filter((s) => s.msg.status >= 200);
-    expect(finals.map((s) => s.msg.status)).toEqual([500]);
+    // cannot be reached securely: 480 (RFC 5630), not the 500 of a branch without a route
+    expect(finals.map((s) => s.msg.status)).toEqual([480]);
     await expectNoLeaks(d.h);
+  });
+
+  it('a sips: target is never sent over an insecure transport, even when resolution offers one; sctp and ws (not served) get no branch', async () => {
+    // the harness resolver ignores sips and answers UDP: the proxy itself refuses the hop
+    // a sips: hop no secure transport reaches: 480 (RFC 5630); a transport not served: 500 (no route)
+    for (const [uri, status] of [['sips:bob@192.0.2.42:5061', 480], ['sips:bob@192.0.2.42;transport=tcp', 480], ['sip:bob@192.0.2.42;transport=sctp', 500], ['sip:bob@192.0.2.42;transport=ws', 500]] as const) {
+      const d = await call([{ uri, src: tcpSrc('192.0.2.42', 5061) }], { natReceived: false });
+      expect(d.invites).toEqual([]);
+      expect(d.out.filter((s) => s.target.address === '192.0.2.42')).toEqual([]);
+      expect(upstream(d.out).filter((s) => s.msg.status >= 200).map((s) => s.msg.status)).toEqual([status]);
+      await expectNoLeaks(d.h);
+    }
   });
 });
 

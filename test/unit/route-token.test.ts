@@ -1,4 +1,5 @@
 /** Record-Route integrity tokens (src/core/route-token.ts): what verifies, what does not, and the hop rules. */
+import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { hopKey, RouteTokens } from '../../src/core/route-token.js';
 
@@ -18,6 +19,25 @@ describe('RouteTokens', () => {
     expect(t).toMatch(/^[A-Za-z0-9_-]+$/);
     expect(tokens.verify(t, 'c1', ['m1', 'b1']).ok).toBe(true);
     expect(tokens.verify(t, 'c1', ['b1', 'm1']).ok).toBe(true);
+  });
+
+  it('has the documented format (HMAC-SHA256 hop hashes and MAC): tokens issued by an earlier process with the same key still verify', () => {
+    const hmac = (...parts: Array<string | Buffer>): Buffer => {
+      const h = createHmac('sha256', KEY);
+      for (const p of parts) if (typeof p === 'string') h.update(p, 'latin1');
+      else h.update(p);
+      return h.digest();
+    };
+    const callId = 'call-\u00e9@host';
+    const p = { a: [hopKey('203.0.113.5', '*'), hopKey('203.0.113.5', '*')], b: parties.b, privilegedCaller: true };
+    const hops = [p.a[0]!, ...p.b].map((k) => hmac('hop\u0000', callId, '\u0000', k).subarray(0, 4));
+    const signed = Buffer.concat([Buffer.from([1, 1, 1, 2]), ...hops]);
+    const want = Buffer.concat([signed, hmac('rr\u0000', callId, '\u0000', 'm1', '\u0000', signed).subarray(0, 12)]).toString('base64url');
+    expect(tokens.issue(callId, 'm1', p)).toBe(want);
+    const v = verified(want, callId, ['b1', 'm1']);
+    expect(v.a).toEqual([hops[0]!.toString('hex')]);
+    expect(v.b).toEqual(hops.slice(1).map((h) => h.toString('hex')));
+    expect(tokens.branchMac('abc.def')).toBe(hmac('branch\u0000', 'abc.def').toString('hex').slice(0, 8));
   });
 
   it('does not verify for another Call-ID, other tags, another key, or any altered byte', () => {

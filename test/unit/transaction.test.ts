@@ -47,7 +47,7 @@ function fakeTransport(clock: ManualClock) {
   };
 }
 
-function setup(opts: { timers?: Partial<TimerSettings>; max?: number; maxLingering?: number } = {}) {
+function setup(opts: { timers?: Partial<TimerSettings>; max?: number; maxLingering?: number; maxLingerBytes?: number } = {}) {
   const clock = manualClock(1_000_000);
   const tp = fakeTransport(clock);
   const requests: Array<{ req: SipRequest; src: Source }> = [];
@@ -65,6 +65,7 @@ function setup(opts: { timers?: Partial<TimerSettings>; max?: number; maxLingeri
     newBranch: () => `z9hG4bKtest${++n}`,
     ...(opts.max !== undefined ? { maxTransactions: opts.max } : {}),
     ...(opts.maxLingering !== undefined ? { maxLingering: opts.maxLingering } : {}),
+    ...(opts.maxLingerBytes !== undefined ? { maxLingerBytes: opts.maxLingerBytes } : {}),
   });
   return { clock, tp, layer, requests, strays };
 }
@@ -569,6 +570,19 @@ describe('client non-INVITE transaction (§17.1.2)', () => {
     expect(layer.stats()).toEqual(zero);
   });
 
+  it('TLS, WS and WSS are reliable like TCP (isReliable): no retransmissions, Timer F still applies', () => {
+    for (const transport of ['tls', 'ws', 'wss'] as const) {
+      const { clock, tp, layer } = setup();
+      const a = recorder();
+      layer.createClient(req('OPTIONS'), { transport, address: '192.0.2.9', port: 5071 }, a.cb);
+      clock.advance(64 * 500 - 1);
+      expect(tp.sent).toHaveLength(1);
+      expect(a.ev).toEqual([]);
+      clock.advance(1);
+      expect(a.ev).toEqual(['timeout']);
+    }
+  });
+
   it('a transport error is reported and terminates', async () => {
     const { tp, layer } = setup();
     const { ev, cb } = recorder();
@@ -946,6 +960,19 @@ describe('linger entries (what ended transactions leave for J / L / I / K / D)',
     expect(requests.map((x) => x.req.callId())).toEqual(['reg1']); // the oldest was evicted
     expect(tp.sent.slice(n).map((s) => (s.msg as SipResponse).toTag())).toEqual(['t2', 't3', 't4']);
     expect(live.state).toBe('trying');
+  });
+
+  it('bounded by maxLingerBytes: when the bytes kept would pass it the oldest entries are evicted (counted)', () => {
+    const { tp, layer, requests } = setup({ maxLingerBytes: 1500 });
+    for (let i = 1; i <= 10; i++) answered(layer, i);
+    const { evicted, total } = layer.lingerSizes();
+    expect(evicted).toBeGreaterThan(0);
+    expect(total + evicted).toBe(10);
+    const n = tp.sent.length;
+    for (let i = 1; i <= 10; i++) layer.receiveRequest(again(i), src());
+    // the evicted ones are the oldest: new requests now; the rest get their own 200 again
+    expect(requests.map((x) => x.req.callId())).toEqual(Array.from({ length: evicted }, (_, i) => `reg${i + 1}`));
+    expect(tp.sent.slice(n).map((s) => (s.msg as SipResponse).toTag())).toEqual(Array.from({ length: total }, (_, i) => `t${evicted + i + 1}`));
   });
 
   it('maxLingering 0 keeps no entries', () => {

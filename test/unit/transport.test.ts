@@ -113,8 +113,9 @@ describe('responseTarget (RFC 3261 §18.2.2, RFC 3581)', () => {
     });
     const wssSrc: Source = { ...wsSrc, transport: 'wss', local: { ...WS_EP, transport: 'wss' } };
     expect(responseTarget(response('SIP/2.0/WSS df7jal23ls0d.invalid;received=198.51.100.2;branch=z9hG4bK1'), wssSrc)).toMatchObject({ transport: 'wss', connectionId: 1000000007 });
-    // a WS Via arriving over another transport gets no connection id of that other transport
-    expect(responseTarget(response('SIP/2.0/WS x.invalid;received=198.51.100.2;branch=z9hG4bK1'), tcpSrc)).toEqual({ transport: 'ws', address: '198.51.100.2', port: 80 });
+    // a WS Via arriving over a TCP connection is answered on that connection (whichever
+    // connection-oriented transport it is, as for a TLS Via over TCP)
+    expect(responseTarget(response('SIP/2.0/WS x.invalid;received=198.51.100.2;branch=z9hG4bK1'), tcpSrc)).toMatchObject({ transport: 'tcp', connectionId: tcpSrc.connectionId });
   });
   it('UDP: received without rport uses the sent-by port, default 5060', () => {
     expect(responseTarget(response('SIP/2.0/UDP h.example:5070;received=198.51.100.2;branch=z9hG4bK1'))).toEqual({ transport: 'udp', address: '198.51.100.2', port: 5070 });
@@ -168,8 +169,30 @@ describe('responseTarget (RFC 3261 §18.2.2, RFC 3581)', () => {
       local: TCP_EP,
     });
   });
-  it('TLS: default port 5061; no source: no connection id', () => {
-    expect(responseTarget(response('SIP/2.0/TLS h.example;received=198.51.100.2;branch=z9hG4bK1'))).toEqual({ transport: 'tcp', address: '198.51.100.2', port: 5061 });
+  it('TLS: default port 5061; no source: no connection id; over TLS, never cleartext TCP', () => {
+    expect(responseTarget(response('SIP/2.0/TLS h.example;received=198.51.100.2;branch=z9hG4bK1'))).toEqual({ transport: 'tls', address: '198.51.100.2', port: 5061 });
+  });
+  it('WS / WSS Via tokens map to ws / wss (RFC 7118 §5), default ports 80 / 443', () => {
+    expect(responseTarget(response('SIP/2.0/WS abc.invalid;received=198.51.100.2;branch=z9hG4bK1'))).toEqual({ transport: 'ws', address: '198.51.100.2', port: 80 });
+    expect(responseTarget(response('SIP/2.0/WSS abc.invalid;received=198.51.100.2;branch=z9hG4bK1'))).toEqual({ transport: 'wss', address: '198.51.100.2', port: 443 });
+  });
+  it('a request over a connection-oriented transport is answered on its connection, whatever connection-oriented Via token it names', () => {
+    const WS_EP = { transport: 'ws' as const, address: '127.0.0.1', port: 8080, advertise: '127.0.0.1' };
+    const wsSrc: Source = { transport: 'ws', address: '198.51.100.2', port: 50000, connectionId: 9, local: WS_EP };
+    expect(responseTarget(response('SIP/2.0/WSS abc.invalid;received=198.51.100.2;branch=z9hG4bK1'), wsSrc)).toEqual({
+      transport: 'ws',
+      address: '198.51.100.2',
+      port: 443,
+      connectionId: 9,
+      local: WS_EP,
+    });
+    expect(responseTarget(response('SIP/2.0/TLS h.example;received=198.51.100.2;branch=z9hG4bK1'), tcpSrc)).toEqual({
+      transport: 'tcp',
+      address: '198.51.100.2',
+      port: 5061,
+      connectionId: 7,
+      local: TCP_EP,
+    });
   });
   it('a request with a transport sipd does not know in its Via is answered over the transport it came in on (found by the wire fuzzer)', () => {
     // it got no answer at all, and a warning with a stack trace per request
@@ -284,9 +307,25 @@ describe('Resolver', () => {
     expect(r.cacheSize).toBeLessThanOrEqual(20);
   });
 
-  it('sips resolves to nothing (no TLS transport)', async () => {
+  it('sips resolves to nothing without a TLS listener', async () => {
     const r = new Resolver();
-    expect(await r.resolve('192.0.2.1', undefined, undefined, true, all)).toEqual([]);
+    const udpTcp = (t: TransportName): boolean => t === 'udp' || t === 'tcp';
+    expect(await r.resolve('192.0.2.1', undefined, undefined, true, udpTcp)).toEqual([]);
+    expect(await r.resolve('192.0.2.1', undefined, 'tcp', true, udpTcp)).toEqual([]);
+  });
+
+  it('sips resolves to TLS only (transport=tcp means TLS there; udp and ws never), default port 5061', async () => {
+    const r = new Resolver();
+    expect(await r.resolve('192.0.2.1', undefined, undefined, true, all)).toEqual([{ transport: 'tls', address: '192.0.2.1', port: 5061 }]);
+    expect(await r.resolve('192.0.2.1', 5071, 'tcp', true, all)).toEqual([{ transport: 'tls', address: '192.0.2.1', port: 5071 }]);
+    expect(await r.resolve('192.0.2.1', undefined, 'udp', true, all)).toEqual([]);
+    expect(await r.resolve('192.0.2.1', undefined, 'ws', true, all)).toEqual([]);
+    expect(await r.resolve('192.0.2.1', undefined, 'wss', true, all)).toEqual([{ transport: 'wss', address: '192.0.2.1', port: 443 }]);
+  });
+
+  it('sip: with transport=tls defaults to port 5061', async () => {
+    const r = new Resolver();
+    expect(await r.resolve('192.0.2.1', undefined, 'tls', false, all)).toEqual([{ transport: 'tls', address: '192.0.2.1', port: 5061 }]);
   });
 
   it('SRV (RFC 3263): used for a name without port, ordered by priority then weight, UDP before TCP', async () => {
