@@ -467,6 +467,27 @@ describe('ws through the transport layer', () => {
     expect(layer.endpoints()).toEqual([]);
   });
 
+  it('wss from the registry takes its TLS material from transportOptions.wss.secureContext', async () => {
+    const tls = await import('node:tls');
+    const { cert, key } = certificate();
+    const srcs: Array<import('../../src/transport/types.js').Source> = [];
+    let wake: () => void = () => undefined;
+    const layer = await layerWith([{ transport: 'wss', host: '127.0.0.1', port: 0 }], { ws: { pingIntervalMs: 0 }, wss: { secureContext: () => tls.createSecureContext({ cert, key }) } }, (src) => {
+      srcs.push(src);
+      wake();
+    });
+    await layer.start();
+    const ep = layer.endpoints()[0]!;
+    expect(ep.transport).toBe('wss');
+    const r = await open(`wss://127.0.0.1:${ep.port}`, 'sip', {}, { ca: cert });
+    expect(r).toMatchObject({ ws: { protocol: 'sip' } });
+    const ws = r.ws;
+    ws!.send(REGISTER(9));
+    while (srcs.length === 0) await new Promise<void>((r) => (wake = r));
+    expect(srcs[0]).toMatchObject({ transport: 'wss', address: '127.0.0.1', local: ep });
+    expect(layer.isConnectionOpen(srcs[0]!.connectionId!)).toBe(true);
+  });
+
   it('connection ids come from the layer: a TCP and a WS connection get distinct ids of one sequence', async () => {
     const srcs: Array<import('../../src/transport/types.js').Source> = [];
     let wake: () => void = () => undefined;
