@@ -33,7 +33,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
-import type tls from 'node:tls';
+import tls from 'node:tls';
 import { isUtf8 } from 'node:buffer';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { formatHost } from '../sip/index.js';
@@ -63,8 +63,9 @@ export interface WsOptions {
 
 export interface WssOptions extends WsOptions {
   /**
-   * TLS material for the HTTPS server: a ready SecureContext (SNI callback style, reloadable from
-   * outside: the getter is asked on every handshake) or secure-context options (cert, key, ...).
+   * TLS material: a SecureContext getter (reloadable from outside: asked for every accepted
+   * connection, TLS is put on the socket before the HTTP server sees it) or secure-context options
+   * (cert, key, ...: an HTTPS server with fixed material).
    * Undefined: `listen` rejects (no certificate configured).
    */
   readonly tls: { readonly secureContext: () => tls.SecureContext } | { readonly options: tls.SecureContextOptions } | undefined;
@@ -78,9 +79,10 @@ export interface WssOptions extends WsOptions {
 export type WsSettings = Partial<Omit<WsOptions, 'maxMessageSize'>>;
 
 /**
- * `TransportOptions.wss`: TLS material of wss: listeners. `secureContext` is asked on every TLS
- * handshake (so the material can be reloaded from outside); without it a wss: listener fails at
- * start ("cannot listen on wss:HOST:PORT: no TLS certificate configured ...").
+ * `TransportOptions.wss`: TLS material of wss: listeners (e.g. `() => tlsContexts.server()`).
+ * `secureContext` is asked for every accepted connection (a reload reaches every new handshake,
+ * with SNI or without); without it a wss: listener fails at start ("cannot listen on
+ * wss:HOST:PORT: no TLS certificate configured ...").
  */
 export interface WssTls {
   readonly secureContext?: () => tls.SecureContext;
@@ -115,6 +117,8 @@ function socketKey(sock: net.Socket): string {
 
 interface Server {
   readonly server: http.Server | https.Server;
+  /** wss with a SecureContext getter: the socket that listens (TLS is put on each accepted socket). */
+  readonly front?: net.Server;
   readonly ep: LocalEndpoint;
 }
 
@@ -205,6 +209,10 @@ class WsTransport implements Transport {
     const name = this.name;
     return new Promise((resolve, reject) => {
       let server: http.Server | https.Server;
+      // wss with a SecureContext getter: a plain listener puts TLS on each accepted socket with the
+      // context current then (a reload reaches every new handshake, SNI or not) and hands the TLS
+      // socket to an HTTP server that never listens itself
+      let front: net.Server | undefined;
       try {
         if (name === 'wss') {
           const t = (this.opts as WssOptions).tls;
@@ -215,28 +223,48 @@ class WsTransport implements Transport {
           }
           server =
             'secureContext' in t
-              ? https.createServer({ SNICallback: (_servername, cb) => cb(null, t.secureContext()) })
+              ? http.createServer()
               : https.createServer({ ...t.options });
+          if ('secureContext' in t) {
+            const getContext = t.secureContext;
+            front = net.createServer();
+            const http1 = server;
+            front.on('connection', (raw: net.Socket) => {
+              const ep = this.servers.find((x) => x.front === front)?.ep;
+              if (ep === undefined || !this.accept(raw, ep)) return;
+              let s: tls.TLSSocket;
+              try {
+                s = new tls.TLSSocket(raw, { isServer: true, secureContext: getContext() });
+              } catch {
+                raw.destroy();
+                return;
+              }
+              s.on('error', () => s.destroy());
+              http1.emit('connection', s);
+            });
+          }
         } else server = http.createServer();
       } catch (err) {
         reject(listenError(err instanceof Error ? err : new Error(String(err)), name, host, port));
         return;
       }
+      const listener: net.Server = front ?? server;
       const onError = (err: Error): void => {
-        server.removeListener('listening', onListening);
-        server.close();
+        listener.removeListener('listening', onListening);
+        listener.close();
         reject(listenError(err, name, host, port));
       };
       const onListening = (): void => {
-        server.removeListener('error', onError);
-        const a = server.address();
+        listener.removeListener('error', onError);
+        const a = listener.address();
         if (a === null || typeof a === 'string') {
-          server.close();
+          listener.close();
           reject(listenError(new Error('no address'), name, host, port));
           return;
         }
         const ep: LocalEndpoint = { transport: name, address: a.address, port: a.port, advertise: advertise ?? formatHost(a.address) };
-        server.on('connection', (sock: net.Socket) => this.accept(sock, ep));
+        if (front === undefined) server.on('connection', (sock: net.Socket) => void this.accept(sock, ep));
+        else front.on('error', (e: Error) => this.ctx.log('warn', { err: e.message, local: `${name}:${formatHost(ep.address)}:${ep.port}` }, `${name} server error`));
         server.on('upgrade', (req: http.IncomingMessage, sock: net.Socket, head: Buffer) => this.upgrade(req, sock, head, ep));
         server.on('request', (_req: http.IncomingMessage, res: http.ServerResponse) => {
           res.writeHead(426, { Connection: 'close', Upgrade: 'websocket', 'Content-Length': '0' });
@@ -245,40 +273,43 @@ class WsTransport implements Transport {
         server.on('tlsClientError', (_e: Error, s: net.Socket) => s.destroy());
         server.on('clientError', (_e: Error, s: net.Socket) => s.destroy());
         server.on('error', (e: Error) => this.ctx.log('warn', { err: e.message, local: `${name}:${formatHost(ep.address)}:${ep.port}` }, `${name} server error`));
-        this.servers.push({ server, ep });
+        this.servers.push(front === undefined ? { server, ep } : { server, ep, front });
         this.startPings();
         resolve(ep);
       };
-      server.once('error', onError);
-      server.once('listening', onListening);
-      server.listen({ host, port, backlog: 1024, exclusive: true });
+      listener.once('error', onError);
+      listener.once('listening', onListening);
+      listener.listen({ host, port, backlog: 1024, exclusive: true });
     });
   }
 
-  /** A TCP connection accepted (before any TLS or HTTP): admission, limits, handshake deadline. */
-  private accept(sock: net.Socket, ep: LocalEndpoint): void {
+  /**
+   * A TCP connection accepted (before any TLS or HTTP): admission, limits, handshake deadline.
+   * Returns whether the socket was kept (false: destroyed or reset).
+   */
+  private accept(sock: net.Socket, ep: LocalEndpoint): boolean {
     sock.on('error', () => undefined);
     const ra = sock.remoteAddress;
     const rp = sock.remotePort;
     if (this.closing || ra === undefined || rp === undefined) {
       sock.destroy();
-      return;
+      return false;
     }
     const ip = normaliseAddress(ra);
     if (!this.ctx.admit(this.name, ip, rp, 'connection')) {
       reset(sock);
-      return;
+      return false;
     }
     if (this.sockets.size >= this.opts.maxConnections) {
       this.ctx.counters.drop('ws-limit');
       reset(sock);
-      return;
+      return false;
     }
     const n = this.perIp.get(ip) ?? 0;
     if (n >= this.opts.maxPerIp) {
       this.ctx.counters.drop('ws-per-ip-limit');
       reset(sock);
-      return;
+      return false;
     }
     this.perIp.set(ip, n + 1);
     const key = socketKey(sock);
@@ -297,6 +328,7 @@ class WsTransport implements Transport {
       if (m <= 0) this.perIp.delete(ip);
       else this.perIp.set(ip, m);
     });
+    return true;
   }
 
   private upgrade(req: http.IncomingMessage, sock: net.Socket, head: Buffer, ep: LocalEndpoint): void {
@@ -475,7 +507,7 @@ class WsTransport implements Transport {
     if (this.closing) return;
     this.closing = true;
     if (this.pingTimer !== undefined) clearInterval(this.pingTimer);
-    const done: Array<Promise<void>> = this.servers.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
+    const done: Array<Promise<void>> = this.servers.map(({ server, front }) => new Promise<void>((resolve) => (front ?? server).close(() => resolve())));
     this.servers.length = 0;
     for (const c of [...this.conns.values()]) {
       if (c.closed) continue;

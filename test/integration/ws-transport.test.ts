@@ -472,7 +472,12 @@ describe('ws through the transport layer', () => {
     const { cert, key } = certificate();
     const srcs: Array<import('../../src/transport/types.js').Source> = [];
     let wake: () => void = () => undefined;
-    const layer = await layerWith([{ transport: 'wss', host: '127.0.0.1', port: 0 }], { ws: { pingIntervalMs: 0 }, wss: { secureContext: () => tls.createSecureContext({ cert, key }) } }, (src) => {
+    let asked = 0;
+    const secureContext = () => {
+      asked++;
+      return tls.createSecureContext({ cert, key });
+    };
+    const layer = await layerWith([{ transport: 'wss', host: '127.0.0.1', port: 0 }], { ws: { pingIntervalMs: 0 }, wss: { secureContext } }, (src) => {
       srcs.push(src);
       wake();
     });
@@ -486,6 +491,10 @@ describe('ws through the transport layer', () => {
     while (srcs.length === 0) await new Promise<void>((r) => (wake = r));
     expect(srcs[0]).toMatchObject({ transport: 'wss', address: '127.0.0.1', local: ep });
     expect(layer.isConnectionOpen(srcs[0]!.connectionId!)).toBe(true);
+    // the getter is asked for every new connection (a reloaded context reaches the next handshake)
+    const second = await open(`wss://127.0.0.1:${ep.port}`, 'sip', {}, { ca: cert });
+    expect(second.ws?.protocol).toBe('sip');
+    expect(asked).toBe(2);
   });
 
   it('connection ids come from the layer: a TCP and a WS connection get distinct ids of one sequence', async () => {
