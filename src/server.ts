@@ -31,7 +31,6 @@ import { openStores, type Stores, type WriteBackEvents } from './store/index.js'
 import type { LocationStore, SubscriberStore } from './store/types.js';
 import { createTransactionLayer, realClock, type TransactionLayerImpl, type TransactionLayerOptions } from './transaction/index.js';
 import type { Clock } from './transaction/types.js';
-import { fixWebSocketContact } from './core/ws-contact.js';
 import { createTransportLayer, isConnectionOriented, normaliseAddress, responseTarget, type SipTransportLayer } from './transport/index.js';
 import type { Source, Target, TransportEvents, TransportLayer } from './transport/types.js';
 
@@ -326,14 +325,9 @@ function transportEvents(core: Core, transport: TransportLayer, log: Logger, met
   return {
     request: (req, src) => {
       metrics.requestReceived(req.method);
-      // a browser's *.invalid Contact → its connection's address (until flows bind dialogs)
-      fixWebSocketContact(req, src);
       tx.receiveRequest(req, src);
     },
-    response: (res, src) => {
-      fixWebSocketContact(res, src);
-      tx.receiveResponse(res, src);
-    },
+    response: (res, src) => tx.receiveResponse(res, src),
     // a connection's flows end with it (RFC 5626; the registrar's close policy)
     connectionClosed: (id) => void core.registrar.connectionClosed(id),
     parseError: (err, src, raw) => {
