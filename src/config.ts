@@ -281,6 +281,27 @@ const TlsSchema = z.strictObject({
   handshake_timeout_ms: int(1),
 });
 
+/** WebSocket listeners (ws:, wss: in listen; RFC 7118). */
+const WsSchema = z.strictObject({
+  /** allowed Origin values of the pages a browser phone runs on (scheme://host[:port]); empty: any. */
+  origins: z.array(
+    z
+      .string()
+      .regex(/^[a-z][a-z0-9+.-]*:\/\/[^/\s]+\/?$/i, 'expected scheme://host[:port]')
+      .transform((o) => o.replace(/\/$/, '')),
+  ),
+  /** the only HTTP path accepted for the handshake (e.g. /ws); null: any path. */
+  path: z.string().regex(/^\/\S*$/, 'expected a path starting with /').nullable(),
+  /** ping every this many ms; a connection that stays silent until the next ping is closed. 0: off. */
+  ping_interval_ms: int(0),
+  /** accepted WebSocket (TCP) connections in total, handshakes included. */
+  max_connections: int(1),
+  /** accepted WebSocket (TCP) connections per source IP. */
+  max_per_ip: int(1),
+  /** from accept to a completed WebSocket handshake. */
+  handshake_timeout_ms: int(1),
+});
+
 const ScannersSchema = z.strictObject({
   enabled: z.boolean(),
   user_agents: z.array(z.string().min(1)),
@@ -316,11 +337,14 @@ export const ConfigSchema = z.strictObject({
   scanners: ScannersSchema,
   udp: UdpSchema,
   tls: TlsSchema,
+  ws: WsSchema,
   shutdown_grace_ms: int(0),
 }).superRefine((c, ctx) => {
-  if (!c.listen.some((l) => l.transport === 'tls')) return;
+  // wss: listeners use the same certificate as tls: ones
+  const secure = c.listen.find((l) => l.transport === 'tls' || l.transport === 'wss');
+  if (secure === undefined) return;
   for (const k of ['cert', 'key'] as const) {
-    if (c.tls[k] === null) ctx.addIssue({ code: 'custom', path: ['tls', k], message: `required for the tls listener (set tls.${k} or SIPD_TLS_${k.toUpperCase()})` });
+    if (c.tls[k] === null) ctx.addIssue({ code: 'custom', path: ['tls', k], message: `required for the ${secure.transport} listener (set tls.${k} or SIPD_TLS_${k.toUpperCase()})` });
   }
 });
 

@@ -301,8 +301,22 @@ function transportLayer(config: Config, log: Logger, metrics: Metrics, flood: Fl
       tcpMaxBuffer: config.limits.tcp_max_buffer,
     },
     udpBuffers: { recvBytes: config.udp.recv_buffer_bytes, sendBytes: config.udp.send_buffer_bytes },
-    // the TLS material of the tls transport (src/transport/registry.ts); without it a tls listener fails at start
-    ...(tls !== undefined ? { transportOptions: { tls } } : {}),
+    transportOptions: {
+      // the TLS material of the tls transport (src/transport/registry.ts); without it a tls listener fails at start
+      ...(tls !== undefined ? { tls } : {}),
+      // every ws: and wss: listener
+      ws: {
+        maxConnections: config.ws.max_connections,
+        maxPerIp: config.ws.max_per_ip,
+        handshakeTimeoutMs: config.ws.handshake_timeout_ms,
+        pingIntervalMs: config.ws.ping_interval_ms,
+        origins: config.ws.origins,
+        path: config.ws.path ?? undefined,
+        maxBuffer: config.limits.tcp_max_buffer,
+      },
+      // wss: listeners use the TLS certificate (reloads included: the context is asked per connection)
+      ...(tls !== undefined ? { wss: { secureContext: () => tls.server() } } : {}),
+    },
     log: (level, obj, msg) => log[level](obj, msg),
     admit:
       flood === undefined
@@ -498,7 +512,7 @@ async function startAdminHttp(
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
   const log = opts.log ?? createLogger(config.log_level);
   // ---- TLS material first: a missing or bad certificate is one error line before anything opens
-  const tlsContexts = config.listen.some((l) => l.transport === 'tls') ? openTls(config) : undefined;
+  const tlsContexts = config.listen.some((l) => l.transport === 'tls' || l.transport === 'wss') ? openTls(config) : undefined;
   const metrics = new Metrics();
   // the log level is fixed for the life of the server: per-message debug calls are skipped (their
   // objects not built) when debug is off

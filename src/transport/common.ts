@@ -37,6 +37,18 @@ export type DropReason =
   | 'tcp-msg-timeout'
   /** a TLS handshake failed or timed out (inbound: connection closed; outbound: the send fails) */
   | 'tls-handshake'
+  /** inbound WebSocket (TCP) connection refused: total limit */
+  | 'ws-limit'
+  /** inbound WebSocket (TCP) connection refused: per source IP limit */
+  | 'ws-per-ip-limit'
+  /** WebSocket handshake not completed within the handshake timeout: connection closed */
+  | 'ws-handshake-timeout'
+  /** WebSocket handshake refused: no `sip` sub-protocol (400), Origin not allowed (403), wrong path (404) */
+  | 'ws-handshake'
+  /** WebSocket frame larger than maxMessageSize: connection closed */
+  | 'ws-too-large'
+  /** more than the output bound queued for a slow WebSocket peer: connection closed */
+  | 'ws-output-overflow'
   /** refused by the admission hook (`admit`): a datagram, a TCP message or ping (connection closed) or a new connection */
   | 'banned';
 
@@ -53,6 +65,12 @@ export const DROP_REASONS: readonly DropReason[] = [
   'tcp-output-overflow',
   'tcp-msg-timeout',
   'tls-handshake',
+  'ws-limit',
+  'ws-per-ip-limit',
+  'ws-handshake-timeout',
+  'ws-handshake',
+  'ws-too-large',
+  'ws-output-overflow',
   'banned',
 ];
 

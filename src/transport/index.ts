@@ -49,6 +49,7 @@ export { Resolver, TtlCache, systemLookup, systemSrv, type LookupFn, type SrvLoo
 export { ListenError, type UdpBufferSizes } from './udp.js';
 export { normaliseAddress, DROP_REASONS, type DropReason, type TransportStats, type TransportLog, type LogLevel } from './common.js';
 export type { TcpConnectionInfo } from './tcp.js';
+export type { WsOptions, WssOptions, WsSettings, WssTls } from './ws.js';
 export * from './transport.js';
 export { TlsContexts, TlsMaterialError, type TlsMaterial, type TlsSettings, type TlsMinVersion } from './tls-context.js';
 export { TRANSPORT_FACTORIES } from './registry.js';

@@ -8,9 +8,12 @@ import { TlsTransport } from './tls.js';
 import type { TransportFactory } from './transport.js';
 import type { TransportName } from './types.js';
 import { createUdpTransport } from './udp.js';
+import { createWssTransport, createWsTransport } from './ws.js';
 
 export const TRANSPORT_FACTORIES: Partial<Record<TransportName, TransportFactory>> = {
   udp: createUdpTransport,
   tcp: createTcpTransport,
   tls: (ctx) => new TlsTransport(ctx, { limits: ctx.limits, contexts: ctx.options.tls }),
+  ws: createWsTransport,
+  wss: createWssTransport,
 };

@@ -14,6 +14,7 @@ import type { Counters, TransportLog } from './common.js';
 import type { TlsContexts } from './tls-context.js';
 import type { LocalEndpoint, TransportName } from './types.js';
 import type { UdpBufferSizes } from './udp.js';
+import type { WsSettings, WssTls } from './ws.js';
 
 export interface TransportInfo {
   readonly name: TransportName;
@@ -101,6 +102,10 @@ export interface TransportOptions {
   tcp?: Record<string, never>;
   /** TLS certificate material and settings: required by a `tls` listener (and outbound TLS). */
   tls?: TlsContexts;
+  /** WebSocket settings of every ws: and wss: listener (./ws.ts). */
+  ws?: WsSettings;
+  /** TLS material of wss: listeners (./ws.ts): `{ secureContext?: () => tls.SecureContext }`; without it a wss: listener fails at start. */
+  wss?: WssTls;
 }
 
 export type AdmitWhat = 'datagram' | 'keepalive' | 'message' | 'connection';

@@ -26,6 +26,7 @@ export const TIMERS: TimerSettings = { t1: 500, t2: 4000, t4: 5000, timerC: 180_
 
 export const UDP_EP: LocalEndpoint = { transport: 'udp', address: '127.0.0.1', port: 5060, advertise: '127.0.0.1' };
 export const TCP_EP: LocalEndpoint = { transport: 'tcp', address: '127.0.0.1', port: 5060, advertise: '127.0.0.1' };
+export const WS_EP: LocalEndpoint = { transport: 'ws', address: '127.0.0.1', port: 8080, advertise: '127.0.0.1' };
 /** our Record-Route / Route URI on UDP */
 export const OUR_RR = '<sip:127.0.0.1:5060;lr>';
 export const OUR_RR_TCP = '<sip:127.0.0.1:5060;transport=tcp;lr>';
@@ -42,6 +43,10 @@ export function udpSrc(address: string, port: number): Source {
 }
 export function tcpSrc(address: string, port: number): Source {
   return { transport: 'tcp', address, port, connectionId: ++connSeq, local: TCP_EP };
+}
+/** a browser phone's WebSocket connection (the harness has a ws listener only with `ws: true`). */
+export function wsSrc(address: string, port: number): Source {
+  return { transport: 'ws', address, port, connectionId: ++connSeq, local: WS_EP };
 }
 
 /** §18.2.2 for the fake transport: reliable → the connection; UDP → received/rport, else sent-by. */
@@ -65,6 +70,8 @@ export interface HarnessOptions {
   hosts?: Record<string, string>;
   /** scanner User-Agent drop list (default: off). */
   scanners?: string[];
+  /** a ws listener (WS_EP) besides UDP and TCP (ignored when `endpoints` is given). */
+  ws?: boolean;
   /** the local endpoints (default UDP_EP and TCP_EP). */
   endpoints?: readonly LocalEndpoint[];
   /** the proxy's response steps (src/core/response-steps.ts; default none). */
@@ -103,7 +110,7 @@ export async function createHarness(opts: HarnessOptions = {}) {
   /** reasons passed to RoutingEvents.drop, in order. */
   const drops: string[] = [];
   const hosts = opts.hosts ?? {};
-  const endpoints = opts.endpoints ?? [UDP_EP, TCP_EP];
+  const endpoints = opts.endpoints ?? (opts.ws === true ? [UDP_EP, TCP_EP, WS_EP] : [UDP_EP, TCP_EP]);
 
   const transport = {
     send(data: Buffer, target: Target): Promise<void> {

@@ -335,6 +335,10 @@ describe('tls settings', () => {
     expect(errorOf(() => loadConfig({ env: { SIPD_LISTEN: 'tls:127.0.0.1:5061', SIPD_TLS_CERT: '/x.pem' } })).message).toBe(
       'config: tls.key: required for the tls listener (set tls.key or SIPD_TLS_KEY)',
     );
+    // a wss: listener uses the same certificate
+    expect(errorOf(() => loadConfig({ env: { SIPD_LISTEN: 'udp:127.0.0.1:5060,wss:127.0.0.1:8443', SIPD_TLS_CERT: '/x.pem' } })).message).toBe(
+      'config: tls.key: required for the wss listener (set tls.key or SIPD_TLS_KEY)',
+    );
     expect(errorOf(() => loadConfig({ env: {}, file: file('tlsv.yaml', 'tls:\n  min_version: TLSv1.1\n') })).message).toMatch(/^config: tls\.min_version: expected one of TLSv1\.2, TLSv1\.3/);
   });
 
@@ -348,5 +352,24 @@ describe('tls settings', () => {
     expect(errorOf(() => loadTlsFiles({ ...base, cert: missing, key })).message).toBe(`config: tls.cert: ${missing}: no such file`);
     expect(errorOf(() => loadTlsFiles({ ...base, cert, key: dir })).message).toBe(`config: tls.key: ${dir}: not a regular file`);
     expect(errorOf(() => loadTlsFiles({ ...base, cert: file('t.txt', 'hello'), key })).message).toMatch(/^config: tls\.cert: .*t\.txt: not a PEM file$/);
+  });
+});
+
+describe('websocket settings', () => {
+  it('parses ws: and wss: listen entries', () => {
+    expect(parseListen('ws:127.0.0.1:8080')).toEqual({ transport: 'ws', host: '127.0.0.1', port: 8080 });
+    expect(parseListen('WSS:[::1]:8443')).toEqual({ transport: 'wss', host: '::1', port: 8443 });
+    expect(parseListen('wss:127.0.0.1')).toEqual({ transport: 'wss', host: '127.0.0.1', port: 443 });
+  });
+
+  it('has defaults and validates the ws block', () => {
+    expect(loadConfig({ env: {} }).ws).toEqual({ origins: [], path: null, ping_interval_ms: 30000, max_connections: 1000, max_per_ip: 100, handshake_timeout_ms: 10000 });
+    const f = file('ws.yaml', 'ws:\n  origins: ["https://phone.example.com/", "http://127.0.0.1:8080"]\n  path: /ws\n  ping_interval_ms: 0\n');
+    expect(loadConfig({ file: f, env: {} }).ws).toMatchObject({ origins: ['https://phone.example.com', 'http://127.0.0.1:8080'], path: '/ws', ping_interval_ms: 0 });
+    const bad = (yaml: string): string => errorOf(() => loadConfig({ file: file('ws-bad.yaml', yaml), env: {} })).message;
+    expect(bad('ws:\n  origins: [phone.example.com]\n')).toMatch(/^config: ws\.origins\[0\]: expected scheme:\/\/host\[:port\]/);
+    expect(bad('ws:\n  path: ws\n')).toMatch(/^config: ws\.path: expected a path starting with \//);
+    expect(bad('ws:\n  max_per_ip: 0\n')).toMatch(/^config: ws\.max_per_ip: /);
+    expect(bad('ws:\n  bogus: 1\n')).toMatch(/^config: ws/);
   });
 });

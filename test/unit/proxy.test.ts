@@ -19,6 +19,7 @@ import {
   tcpSrc,
   udpSrc,
   viaOf,
+  wsSrc,
   type Harness,
   type HarnessOptions,
   type Sent,
@@ -797,6 +798,27 @@ describe('initial requests with a preloaded Route; branches without a route', ()
       expect(upstream(d.out).filter((s) => s.msg.status >= 200).map((s) => s.msg.status)).toEqual([status]);
       await expectNoLeaks(d.h);
     }
+  });
+});
+
+describe('WebSocket next hops (RFC 7118)', () => {
+  const BROWSER = 'sip:k3k5@df7jal23ls0d.invalid;transport=ws';
+
+  it('a browser registered over WS is called over WS at its connection address, with no INVITE retransmission (reliable)', async () => {
+    const W = wsSrc('198.51.100.30', 50123);
+    const c = await call([{ uri: BROWSER, src: W }], { ws: true });
+    expect(c.invites.map((s) => [s.target.transport, s.target.address, s.target.port])).toEqual([['ws', '198.51.100.30', 50123]]);
+    expect((c.invites[0]!.msg as SipRequest).toBuffer().toString().split('\r\n')[0]).toBe(`INVITE ${BROWSER} SIP/2.0`);
+    // Timer A does not run over a reliable transport
+    expect(requests(await c.h.advance(4000), 'INVITE')).toEqual([]);
+  });
+
+  it('without a ws listener a transport=ws target gets no branch (never sent over UDP)', async () => {
+    const W = wsSrc('198.51.100.30', 50123);
+    const c = await call([{ uri: BROWSER, src: W }]);
+    expect(c.invites).toEqual([]);
+    expect(c.out.filter((s) => s.target.address === '198.51.100.30')).toEqual([]);
+    await expectNoLeaks(c.h);
   });
 });
 

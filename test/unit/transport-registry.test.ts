@@ -138,8 +138,8 @@ describe('TRANSPORT_INFO', () => {
     expect(transportFromToken('tLs')).toBe('tls');
     expect(transportFromToken('SCTP')).toBeUndefined();
   });
-  it('the registry has UDP, TCP and TLS', () => {
-    expect(Object.keys(TRANSPORT_FACTORIES).sort()).toEqual(['tcp', 'tls', 'udp']);
+  it('the registry has UDP, TCP, TLS, WS and WSS', () => {
+    expect(Object.keys(TRANSPORT_FACTORIES).sort()).toEqual(['tcp', 'tls', 'udp', 'ws', 'wss']);
   });
 });
 

@@ -101,6 +101,22 @@ describe('responseTarget (RFC 3261 §18.2.2, RFC 3581)', () => {
       local: UDP_EP,
     });
   });
+  it('WS/WSS (RFC 7118): a browser\'s .invalid Via is answered on the connection the request came in on', () => {
+    const WS_EP = { transport: 'ws' as const, address: '127.0.0.1', port: 8080, advertise: '127.0.0.1' };
+    const wsSrc: Source = { transport: 'ws', address: '198.51.100.2', port: 50123, connectionId: 1000000007, local: WS_EP };
+    expect(responseTarget(response('SIP/2.0/WS df7jal23ls0d.invalid;received=198.51.100.2;branch=z9hG4bK1'), wsSrc)).toEqual({
+      transport: 'ws',
+      address: '198.51.100.2',
+      port: 80,
+      connectionId: 1000000007,
+      local: WS_EP,
+    });
+    const wssSrc: Source = { ...wsSrc, transport: 'wss', local: { ...WS_EP, transport: 'wss' } };
+    expect(responseTarget(response('SIP/2.0/WSS df7jal23ls0d.invalid;received=198.51.100.2;branch=z9hG4bK1'), wssSrc)).toMatchObject({ transport: 'wss', connectionId: 1000000007 });
+    // a WS Via arriving over a TCP connection is answered on that connection (whichever
+    // connection-oriented transport it is, as for a TLS Via over TCP)
+    expect(responseTarget(response('SIP/2.0/WS x.invalid;received=198.51.100.2;branch=z9hG4bK1'), tcpSrc)).toMatchObject({ transport: 'tcp', connectionId: tcpSrc.connectionId });
+  });
   it('UDP: received without rport uses the sent-by port, default 5060', () => {
     expect(responseTarget(response('SIP/2.0/UDP h.example:5070;received=198.51.100.2;branch=z9hG4bK1'))).toEqual({ transport: 'udp', address: '198.51.100.2', port: 5070 });
     expect(responseTarget(response('SIP/2.0/UDP h.example;received=198.51.100.2;branch=z9hG4bK1'))).toEqual({ transport: 'udp', address: '198.51.100.2', port: 5060 });
