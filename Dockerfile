@@ -42,7 +42,11 @@ RUN groupadd --system sipd && useradd --system --gid sipd --home /var/lib/sipd s
 USER sipd
 VOLUME ["/var/lib/sipd"]
 # 9090: /metrics and /healthz (admin verbs off without SIPD_ADMIN_TOKEN, see above)
-EXPOSE 5060/udp 5060/tcp 5061/tcp 9090/tcp
+# 5061 (TLS), 8080 (WebSocket) and 4443 (WebSocket over TLS) are served once listed, e.g.
+#   -e SIPD_LISTEN=udp:0.0.0.0:5060,tcp:0.0.0.0:5060,tls:0.0.0.0:5061,ws:0.0.0.0:8080,wss:0.0.0.0:4443
+#   -e SIPD_TLS_CERT=/certs/fullchain.pem -e SIPD_TLS_KEY=/certs/privkey.pem -v /etc/sipd/certs:/certs:ro
+# (tls and wss need the certificate; a replaced certificate file is picked up without a restart)
+EXPOSE 5060/udp 5060/tcp 5061/tcp 8080/tcp 4443/tcp 9090/tcp
 # /healthz: 200 when the transports are bound and the store answers, 503 otherwise
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:9090/healthz').then(r=>process.exit(r.ok?0:1)).catch(()=>process.exit(1))"
