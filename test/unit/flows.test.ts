@@ -406,4 +406,25 @@ describe('flows of callers', () => {
     await h.registrar.connectionClosed(caller.connectionId!);
     expect(h.flows!.forContact(contact)).toBeUndefined();
   });
+
+  it('a caller claiming a Contact that is already bound to another connection does not take it over (no hijack of in-dialog requests)', async () => {
+    const mallory = tcpSrc('192.0.2.99', 40099);
+    const h = await harness({ trusted: [mallory.address] });
+    const bobSrc = tcpSrc('192.0.2.72', 40072);
+    await reg(h, INVALID, bobSrc);
+    // mallory calls bob with bob's registered .invalid Contact as hers, over her own connection
+    const inv = request({
+      method: 'INVITE',
+      ruri: `sip:bob@${DOMAIN}`,
+      from: `<sip:mallory@${DOMAIN}>;tag=m1`,
+      to: `<sip:bob@${DOMAIN}>`,
+      callId: 'hijack-1',
+      cseq: 1,
+      via: viaOf(mallory),
+      extra: ['Contact: <sip:bob@a1b2.invalid;transport=tcp>'],
+    });
+    expect(requests(await h.request(inv, mallory), 'INVITE')).toHaveLength(1);
+    // requests to bob's Contact still go on bob's connection
+    expect(h.flows!.forContact('sip:bob@a1b2.invalid;transport=tcp')?.connectionId).toBe(bobSrc.connectionId);
+  });
 });
