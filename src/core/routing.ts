@@ -334,7 +334,9 @@ export class Router {
       return;
     }
     if (uri === undefined || !isUnreachableContact(uri)) return;
-    if (flows.forContact(uri.raw)?.connectionId === src.connectionId) return;
+    // a Contact already bound (registered, or learned from an earlier call) keeps its connection: a
+    // caller naming someone else's Contact must not redirect that Contact's in-dialog requests to itself
+    if (flows.forContact(uri.raw) !== undefined) return;
     const flow = { connectionId: src.connectionId, transport: src.transport, address: src.address, port: src.port, local: src.local };
     flows.bind({ ruid: `dialog:${src.connectionId}:${uri.raw}`, aor: '', contact: uri.raw, flow, onClose: 'keep' });
   }
