@@ -46,7 +46,9 @@ function connect(port: number): Promise<WssPhone> {
     let fingerprint = '';
     const inbox: SipResponse[] = [];
     const waiters: Array<(r: SipResponse) => void> = [];
-    const ws = new WebSocket(`wss://${HOST}:${port}/`, 'sip', { ca: pki.ca.certPem, servername: 'sip.test', handshakeTimeout: 5000 });
+    // ws passes TLS options (ca, servername) through to tls.connect; its ClientOptions type does not list servername
+    const opts: WebSocket.ClientOptions & { servername: string } = { ca: pki.ca.certPem, servername: 'sip.test', handshakeTimeout: 5000 };
+    const ws = new WebSocket(`wss://${HOST}:${port}/`, 'sip', opts);
     ws.on('upgrade', (res: IncomingMessage) => {
       fingerprint = (res.socket as TLSSocket).getPeerX509Certificate()?.fingerprint256 ?? '';
     });
