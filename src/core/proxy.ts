@@ -277,6 +277,11 @@ export class Proxy {
     return this.d.transport.endpoints().some((ep) => isSecure(ep.transport));
   }
 
+  /** Does sipd listen on this transport (a next hop over it can be sent)? */
+  private serves(t: TransportName): boolean {
+    return this.d.transport.endpoints().some((ep) => ep.transport === t);
+  }
+
   /**
    * The next hop (see nextHop), or why there is none. `secure`: every hop must be secure (the
    * Request-URI the request arrived with is sips:, RFC 3261 §26.2.2); a sips: next-hop URI or one
@@ -318,13 +323,13 @@ export class Proxy {
         return INSECURE;
       }
       transport = t;
-      if (!this.d.transport.endpoints().some((ep) => ep.transport === t)) {
+      if (!this.serves(t)) {
         this.debug?.({ transport: t }, 'next hop must be secure and sipd does not serve its transport: not sent');
         return INSECURE;
       }
     } else if (transport === undefined && side !== undefined) transport = side.transport;
     // a transport sipd does not serve (no listener: ws without one) is no next hop: never another instead
-    else if (transport !== undefined && !this.d.transport.endpoints().some((ep) => ep.transport === transport)) {
+    else if (transport !== undefined && !this.serves(transport)) {
       this.debug?.({ transport }, 'next hop needs a transport sipd does not serve: not sent');
       return NO_ROUTE;
     }
