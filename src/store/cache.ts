@@ -32,8 +32,11 @@ export interface CredentialCacheOptions {
   maxEntries?: number;
   /**
    * A hit on a found subscriber whose entry has less than this left to live (ms) queues a
-   * background refresh of it (once). Default max(ttlMs / 4, 2 × refreshBatchMs), at most ttlMs / 2.
-   * 0 turns refresh-ahead off.
+   * background refresh of it (once). Default ttlMs / 2: then a user seen at any interval shorter
+   * than the TTL never misses (each hit at an age of at least TTL/2 renews the entry, and two hits
+   * less than a TTL apart cannot both fall before it); with a narrower window a user seen every
+   * 0.25–0.75 TTL missed on every other lookup. At most one refresh per entry life, so at most one
+   * row per active user per TTL/2 is read in the background. 0 turns refresh-ahead off.
    */
   refreshAheadMs?: number;
   /** Queued refreshes are sent together after at most this long (ms). Default min(100, ttlMs / 4). */
@@ -126,7 +129,7 @@ export class CachedSubscriberStore implements SubscriberStore {
     this.negTtl = opts.negativeTtlMs ?? Math.min(opts.ttlMs, 1000);
     this.max = Math.max(1, opts.maxEntries ?? 10000);
     this.refreshBatch = Math.max(0, opts.refreshBatchMs ?? Math.min(100, Math.floor(opts.ttlMs / 4)));
-    this.refreshAhead = Math.max(0, opts.refreshAheadMs ?? Math.min(Math.floor(opts.ttlMs / 2), Math.max(Math.floor(opts.ttlMs / 4), 2 * this.refreshBatch)));
+    this.refreshAhead = Math.max(0, opts.refreshAheadMs ?? Math.floor(opts.ttlMs / 2));
     this.batchMax = Math.max(1, opts.batchMax ?? DEFAULT_BATCH_MAX);
     this.now = opts.now;
     this.schedule = opts.schedule ?? realScheduler;
