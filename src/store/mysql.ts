@@ -312,7 +312,7 @@ export async function applyMysqlSchema(url: MysqlUrl): Promise<void> {
 }
 
 /** getMany(): most keys per statement. */
-const GET_MANY_MAX = 200;
+export const GET_MANY_MAX = 200;
 const GET_MANY_PART = 'SELECT ? AS i, username, domain, password, ha1, ha1b FROM subscriber WHERE username = ? AND domain = ? LIMIT 1';
 
 export class MysqlSubscriberStore implements SubscriberStore {
@@ -467,7 +467,7 @@ const UPSERT_SET = LOCATION_COLUMNS.filter((c) => c !== 'ruid')
   .map((c) => `\`${c}\` = VALUES(\`${c}\`)`)
   .join(', ');
 /** saveMany(): most rows per INSERT (18 values each). */
-const SAVE_MANY_MAX = 100;
+export const SAVE_MANY_MAX = 100;
 
 export class MysqlLocationStore implements LocationStore {
   constructor(
