@@ -5,7 +5,7 @@
  * answer and write exactly as before, in order. Server-side counts are read from the session
  * status of a pool of one connection, so other users of the server do not disturb them.
  */
-import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { RowDataPacket } from 'mysql2/promise';
 import { type Binding, DEFAULT_POOL_LIMITS, type SubscriberKey, initSchema } from '../../src/store/index.js';
 import {
@@ -13,6 +13,7 @@ import {
   MysqlDb,
   MysqlLocationStore,
   MysqlSubscriberStore,
+  batchSizes,
   SAVE_MANY_MAX,
   mysqlPoolOptions,
   openMysqlDb,
@@ -137,5 +138,19 @@ describeMysql('MySQL prepared statements stay few whatever the batch sizes', () 
     const after = await sessionStatements(db);
     expect(after.connection).toBe(before.connection);
     expect(after.open).toBeLessThanOrEqual(cap!);
+  });
+});
+
+describe('batchSizes', () => {
+  it('splits any N, in order, into sizes from the ladder max, then powers of two below it', () => {
+    expect(batchSizes(13, 100)).toEqual([8, 4, 1]);
+    expect(batchSizes(250, 200)).toEqual([200, 32, 16, 2]);
+    expect(batchSizes(0, 100)).toEqual([]);
+    const ladder = new Set([100, 64, 32, 16, 8, 4, 2, 1]);
+    for (let n = 1; n <= 1000; n++) {
+      const sizes = batchSizes(n, 100);
+      expect(sizes.reduce((a, b) => a + b, 0)).toBe(n);
+      for (const s of sizes) expect(ladder.has(s)).toBe(true);
+    }
   });
 });
