@@ -125,6 +125,15 @@ export interface MysqlPoolLimits {
 export const DEFAULT_POOL_LIMITS: MysqlPoolLimits = { connections: 10, queueLimit: 1000, queryTimeoutMs: 2000 };
 
 /**
+ * mysql2 prepares one server-side statement per distinct SQL text on each connection and keeps it
+ * (an LRU cache, closing what it evicts). The stores run about 35 texts (batches use the sizes of
+ * batchSizes(), not one text per N); 64 covers them with headroom, and bounds what one pool holds
+ * on the server (connections x 64) far below MariaDB's global max_prepared_stmt_count (16382 by
+ * default), which every client shares. mysql2's default, 16000, bounded nothing in practice.
+ */
+const MAX_PREPARED_STATEMENTS = 64;
+
+/**
  * Split a batch of `n` into statement sizes from a fixed ladder: `max`, then the powers of two
  * below it, largest first (13 -> 8, 4, 1; 250 with max 200 -> 200, 32, 16, 2). Each size is its own
  * SQL text, so a batched statement has at most 1 + log2(max) texts instead of one per N.
@@ -153,6 +162,7 @@ export function mysqlPoolOptions(url: MysqlUrl, withDatabase = true, limits: Mys
     charset: 'utf8mb4',
     waitForConnections: true,
     enableKeepAlive: true,
+    maxPreparedStatements: MAX_PREPARED_STATEMENTS,
   };
 }
 
