@@ -124,6 +124,30 @@ export interface MysqlPoolLimits {
 
 export const DEFAULT_POOL_LIMITS: MysqlPoolLimits = { connections: 10, queueLimit: 1000, queryTimeoutMs: 2000 };
 
+/**
+ * mysql2 prepares one server-side statement per distinct SQL text on each connection and keeps it
+ * (an LRU cache, closing what it evicts). The stores run about 35 texts (batches use the sizes of
+ * batchSizes(), not one text per N); 64 covers them with headroom, and bounds what one pool holds
+ * on the server (connections x 64) far below MariaDB's global max_prepared_stmt_count (16382 by
+ * default), which every client shares. mysql2's default, 16000, bounded nothing in practice.
+ */
+const MAX_PREPARED_STATEMENTS = 64;
+
+/**
+ * Split a batch of `n` into statement sizes from a fixed ladder: `max`, then the powers of two
+ * below it, largest first (13 -> 8, 4, 1; 250 with max 200 -> 200, 32, 16, 2). Each size is its own
+ * SQL text, so a batched statement has at most 1 + log2(max) texts instead of one per N.
+ */
+export function batchSizes(n: number, max: number): number[] {
+  const out: number[] = [];
+  for (let rest = n; rest > 0; ) {
+    const size = rest >= max ? max : 2 ** Math.floor(Math.log2(rest));
+    out.push(size);
+    rest -= size;
+  }
+  return out;
+}
+
 export function mysqlPoolOptions(url: MysqlUrl, withDatabase = true, limits: MysqlPoolLimits = DEFAULT_POOL_LIMITS): PoolOptions {
   return {
     host: url.host,
@@ -138,6 +162,7 @@ export function mysqlPoolOptions(url: MysqlUrl, withDatabase = true, limits: Mys
     charset: 'utf8mb4',
     waitForConnections: true,
     enableKeepAlive: true,
+    maxPreparedStatements: MAX_PREPARED_STATEMENTS,
   };
 }
 
@@ -312,8 +337,20 @@ export async function applyMysqlSchema(url: MysqlUrl): Promise<void> {
 }
 
 /** getMany(): most keys per statement. */
-const GET_MANY_MAX = 200;
+export const GET_MANY_MAX = 200;
 const GET_MANY_PART = 'SELECT ? AS i, username, domain, password, ha1, ha1b FROM subscriber WHERE username = ? AND domain = ? LIMIT 1';
+/** getMany()'s statement for `n` keys (n from batchSizes()), built once per size. */
+const getManySql = memo((n) => (n === 1 ? GET_MANY_PART : Array.from({ length: n }, () => `(${GET_MANY_PART})`).join(' UNION ALL ')));
+
+/** f(n), computed once per n (n is one of the few batchSizes()). */
+function memo(f: (n: number) => string): (n: number) => string {
+  const seen = new Map<number, string>();
+  return (n) => {
+    let v = seen.get(n);
+    if (v === undefined) seen.set(n, (v = f(n)));
+    return v;
+  };
+}
 
 export class MysqlSubscriberStore implements SubscriberStore {
   constructor(
@@ -353,23 +390,22 @@ export class MysqlSubscriberStore implements SubscriberStore {
    * with its position. Each part keeps get()'s WHERE (so the column collation decides matching
    * exactly as for get(): case, trailing spaces) and its unique-index lookup with LIMIT 1; a
    * row-constructor IN or a join on a derived table would need the matches mapped back to keys in
-   * JS under the same collation. At most GET_MANY_MAX keys per statement (longer lists are split).
+   * JS under the same collation. The keys go in statements of batchSizes() (at most GET_MANY_MAX
+   * keys each), so that few distinct statements are prepared.
    */
   async getMany(keys: readonly SubscriberKey[]): Promise<(Subscriber | null)[]> {
     const out: (Subscriber | null)[] = new Array<Subscriber | null>(keys.length).fill(null);
-    for (let start = 0; start < keys.length; start += GET_MANY_MAX) {
-      const chunk = keys.slice(start, start + GET_MANY_MAX);
+    let start = 0;
+    for (const size of batchSizes(keys.length, GET_MANY_MAX)) {
+      const chunk = keys.slice(start, start + size);
       const values: Value[] = [];
-      const parts: string[] = [];
-      chunk.forEach((k, i) => {
-        parts.push(GET_MANY_PART);
-        values.push(i, k.username, k.domain);
-      });
-      const rows = await this.rows('subscriber get', parts.length === 1 ? parts[0]! : parts.map((p) => `(${p})`).join(' UNION ALL '), values);
+      chunk.forEach((k, i) => values.push(i, k.username, k.domain));
+      const rows = await this.rows('subscriber get', getManySql(size), values);
       for (const r of rows) {
         const i = Number(r.i);
         if (Number.isInteger(i) && i >= 0 && i < chunk.length) out[start + i] = MysqlSubscriberStore.toSubscriber(r);
       }
+      start += size;
     }
     return out;
   }
@@ -467,7 +503,11 @@ const UPSERT_SET = LOCATION_COLUMNS.filter((c) => c !== 'ruid')
   .map((c) => `\`${c}\` = VALUES(\`${c}\`)`)
   .join(', ');
 /** saveMany(): most rows per INSERT (18 values each). */
-const SAVE_MANY_MAX = 100;
+export const SAVE_MANY_MAX = 100;
+/** saveMany()'s upsert of `n` rows (n from batchSizes()), built once per size. */
+const saveManySql = memo(
+  (n) => `INSERT INTO location (${COLS}) VALUES ${Array.from({ length: n }, () => ROW_PLACEHOLDERS).join(', ')} ON DUPLICATE KEY UPDATE ${UPSERT_SET}`,
+);
 
 export class MysqlLocationStore implements LocationStore {
   constructor(
@@ -527,9 +567,11 @@ export class MysqlLocationStore implements LocationStore {
   }
 
   /**
-   * Save bindings in order, as one multi-row upsert on the unique ruid (at most SAVE_MANY_MAX rows
-   * per statement). A statement is atomic: if any row is refused the whole statement fails, and the
-   * caller may retry row by row (write-back does).
+   * Save bindings in order, as multi-row upserts on the unique ruid of batchSizes() rows (at most
+   * SAVE_MANY_MAX each, so that few distinct statements are prepared), one after the other. A
+   * statement is atomic: if any row is refused the whole statement fails, and the caller may retry
+   * row by row (write-back does); the statements before it stay written (a save written again is
+   * the same row).
    */
   async saveMany(bindings: readonly Binding[]): Promise<void> {
     for (const b of bindings) checkBinding(b);
@@ -539,12 +581,12 @@ export class MysqlLocationStore implements LocationStore {
       for (const b of bindings) await this.saveByContact(b);
       return;
     }
-    for (let start = 0; start < bindings.length; start += SAVE_MANY_MAX) {
-      const chunk = bindings.slice(start, start + SAVE_MANY_MAX);
+    let start = 0;
+    for (const size of batchSizes(bindings.length, SAVE_MANY_MAX)) {
       const values: Value[] = [];
-      for (const b of chunk) values.push(...bindingToValues(b, ZONE));
-      const rows = chunk.map(() => ROW_PLACEHOLDERS).join(', ');
-      await this.run('location save', `INSERT INTO location (${COLS}) VALUES ${rows} ON DUPLICATE KEY UPDATE ${UPSERT_SET}`, values);
+      for (const b of bindings.slice(start, start + size)) values.push(...bindingToValues(b, ZONE));
+      await this.run('location save', saveManySql(size), values);
+      start += size;
     }
   }
 

@@ -142,8 +142,9 @@ export interface LocationStore {
    */
   save(binding: Binding): Promise<void>;
   /**
-   * Several saves in order, in as few statements as the store can (optional). One statement is
-   * atomic: when it fails nothing of it was written, and the caller may retry row by row.
+   * Several saves in order, in few statements (optional). Each statement is atomic: when one fails
+   * nothing of it was written (earlier statements of the call may have been), and the caller may
+   * retry row by row.
    */
   saveMany?(bindings: readonly Binding[]): Promise<void>;
   /** true if the binding existed. */

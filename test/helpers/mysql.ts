@@ -1,6 +1,7 @@
 /**
  * MariaDB/MySQL for tests: a fresh database `sipd_test_<random>` per test
- * file, dropped afterwards.
+ * file, dropped afterwards (SIPD_TEST_DB_PREFIX replaces `sipd_test_`, so that
+ * several people sharing one server can tell their databases apart).
  *
  * Server: 127.0.0.1:3306, user root, no password (override with
  * SIPD_TEST_MYSQL_URL=mysql://USER:PASS@HOST:PORT). If the server cannot be
@@ -59,8 +60,11 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
+const prefix = process.env.SIPD_TEST_DB_PREFIX ?? 'sipd_test_';
+if (!/^[a-z][a-z0-9_]{0,40}$/.test(prefix)) throw new Error(`SIPD_TEST_DB_PREFIX must be [a-z][a-z0-9_]*, at most 41 characters: ${prefix}`);
+
 export async function createTestDatabase(): Promise<TestDatabase> {
-  const name = `sipd_test_${randomBytes(6).toString('hex')}`;
+  const name = `${prefix}${randomBytes(6).toString('hex')}`;
   const admin = await mysql.createConnection({ ...server, connectTimeout: 3000, dateStrings: true });
   await admin.query(`CREATE DATABASE ${admin.escapeId(name)}`);
   await admin.changeUser({ database: name });
