@@ -28,15 +28,16 @@
  *   stale=true, so the phone retries without asking its user).
  *
  * Replay
- *   With qop, each (nonce, nc) pair is accepted once. A bounded LRU of at most `ncWindow` nonces
- *   keeps, per nonce, the highest nc seen and a 64-bit window of the nc values below it. An nc
- *   that was seen, or that lies below the window, is a `replay` (fresh challenge, stale=true like
- *   Kamailio's nc check). A nonce that is not tracked any more is treated as stale, never accepted
- *   a second time: when a nonce still within its lifetime is evicted, every untracked nonce with a
- *   seq up to its seq counts as possibly used; nonces issued before this process started likewise
- *   (their seq belongs to another process). Instances sharing a secret do not share this memory,
- *   so a nonce answered to one instance can be used once more at another. Answers without qop (RFC 2069 clients) cannot number their uses, so
- *   their nonce is accepted once (Kamailio's one-time-nonce).
+ *   With qop, each (nonce, nc) pair is accepted once. A ring of `ncWindow` preallocated slots,
+ *   indexed by seq like Kamailio's nc array, keeps for the last `ncWindow` nonces issued the
+ *   highest nc seen and a 64-bit window of the nc values below it. An nc that was seen, or that
+ *   lies below the window, is a `replay` (fresh challenge, stale=true like Kamailio's nc check).
+ *   A nonce that is not tracked any more (`ncWindow` newer nonces were issued, or its slot is
+ *   taken) is treated as stale, never accepted a second time; nonces issued before this process
+ *   started likewise (their seq belongs to another process). Instances sharing a secret do not
+ *   share this memory, so a nonce answered to one instance can be used once more at another.
+ *   Answers without qop (RFC 2069 clients) cannot number their uses, so their nonce is accepted
+ *   once (Kamailio's one-time-nonce).
  *
  *   NOTE for the routing/transaction layer: a *retransmission* of an authenticated request (same
  *   Via branch, sent again because our final response was lost on UDP) must be absorbed by its
@@ -113,7 +114,7 @@ export interface DigestAuthOptions {
   qop: 'auth' | 'none';
   /** require the digest `uri` to equal the Request-URI (off by default: SIPp puts sip:<server>:<port> there). */
   checkUri: boolean;
-  /** at most this many nonces are tracked for replay protection (LRU). */
+  /** the last this many nonces issued are tracked for replay protection; older ones are stale. */
   ncWindow: number;
   /** clock, unix milliseconds. */
   now: () => number;
@@ -222,82 +223,112 @@ const SIGNED_LEN = TS_LEN + SEQ_LEN + RND_LEN;
 const NONCE_LEN = SIGNED_LEN + MAC_LEN;
 const NONCE_B64_LEN = Math.ceil((NONCE_LEN * 4) / 3);
 const B64URL_RE = /^[A-Za-z0-9_-]+$/;
-const WINDOW_BITS = 64n;
-const WINDOW_MASK = (1n << WINDOW_BITS) - 1n;
-
-interface NonceState {
-  /** issue time of the nonce (ms) */
-  readonly issued: number;
-  /** issue sequence number */
-  readonly seq: number;
-  /** highest nc accepted (0 for a no-qop use) */
-  max: number;
-  /** bit i set: nc (max - i) was accepted */
-  bits: bigint;
-}
-
 type NcVerdict = 'ok' | 'replay' | 'stale';
 
 /**
- * Bounded replay tracker: an LRU (Map insertion order) of at most `capacity` nonces, each with a
- * 64-bit sliding window of nonce-counts.
+ * Bounded replay tracker without per-nonce objects, after Kamailio's nid + nc modules: a ring of
+ * `capacity` slots in preallocated typed arrays, indexed by the nonce's issue sequence number
+ * (`seq % capacity`; seq and issue time are inside the MAC, so they are authentic). Per slot: the
+ * seq and issue time of the nonce it holds, its highest nc and a 64-bit window of the nc values
+ * below it (two 32-bit words). Memory is fixed (28 bytes a slot); use() allocates nothing.
+ *
+ * The tracker issues the seqs (issue()) and tracks the `capacity` most recently issued ones:
+ *   - seq older than that (seq < next seq - capacity) → stale, used or not, so a nonce whose slot
+ *     may have been reused is never accepted again;
+ *   - slot holds this nonce → the window: 'ok' once per nc, 'replay' for an nc seen or below it;
+ *   - slot empty or holding an older seq → first use: the slot is taken, 'ok';
+ *   - slot holding a newer seq (possible only with nonces of other instances) → stale;
+ *   - slot holding the same seq with another issue time (another instance sharing the secret
+ *     issued that seq too) → stale: the two cannot be told apart in one slot;
+ *   - issued before the tracker started (an earlier process; its seqs mean nothing here) → stale.
+ * A slot's seq only grows, so a nonce, once used, is either tracked or stale for good.
+ * Unlike the former LRU (of last use), eviction is by issue order: a nonce a phone keeps reusing
+ * goes stale once `capacity` newer nonces were issued, challenges nobody answered included, and
+ * the phone is challenged again with stale=true (as with Kamailio's nc). Nonces of other instances
+ * sharing the secret are accepted while their seq is in range here (or ahead) and their slot free.
  */
 export class NonceCountTracker {
-  private readonly map = new Map<string, NonceState>();
-  /** untracked nonces with a seq below this may have been used and evicted. */
-  private seqFloor = 0;
+  private readonly seqs: Float64Array; // seq is up to 48 bits; -1: empty
+  private readonly issuedAt: Float64Array;
+  private readonly maxNc: Uint32Array;
+  /** window bit i (0..31 in lo, 32..63 in hi) set: nc (max - i) was accepted */
+  private readonly lo: Uint32Array;
+  private readonly hi: Uint32Array;
+  private nextSeq = 0;
 
-  /** `startTime`: untracked nonces issued before it come from an earlier process. */
+  /** `startTime`: nonces issued before it come from an earlier process. */
   constructor(
     private readonly capacity: number,
-    private readonly lifetimeMs: number,
     private readonly startTime: number,
   ) {
-    if (!(capacity >= 1)) throw new RangeError('ncWindow must be >= 1');
+    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError('ncWindow must be an integer >= 1');
+    this.seqs = new Float64Array(capacity).fill(-1);
+    this.issuedAt = new Float64Array(capacity);
+    this.maxNc = new Uint32Array(capacity);
+    this.lo = new Uint32Array(capacity);
+    this.hi = new Uint32Array(capacity);
   }
 
+  /** The seq for a new nonce. */
+  issue(): number {
+    return this.nextSeq++;
+  }
+
+  /** Nonces currently tracked (<= capacity). Scans the slots: for tests and metrics, not per request. */
   get size(): number {
-    return this.map.size;
+    const floor = this.nextSeq - this.capacity;
+    let n = 0;
+    for (let i = 0; i < this.capacity; i++) {
+      const s = this.seqs[i]!;
+      if (s >= 0 && s >= floor) n++;
+    }
+    return n;
   }
 
   /** Record one use of (nonce, nc); nc 0 stands for an answer without qop. */
-  use(nonce: string, issued: number, seq: number, nc: number, now: number): NcVerdict {
-    let st = this.map.get(nonce);
-    if (st === undefined) {
-      if (issued < this.startTime || seq < this.seqFloor) return 'stale';
-      st = { issued, seq, max: nc, bits: 1n };
-      // the nonce arrives as a slice of the received message's text: a key kept as it is would keep
-      // the whole message alive as long as the entry (~800 B per nonce, promoted to old space). A copy.
-      this.map.set(Buffer.from(nonce, 'latin1').toString('latin1'), st);
-      this.evict(now);
+  use(issued: number, seq: number, nc: number): NcVerdict {
+    if (issued < this.startTime || seq < this.nextSeq - this.capacity) return 'stale';
+    const i = seq % this.capacity;
+    const held = this.seqs[i]!;
+    if (held > seq) return 'stale';
+    if (held < seq) {
+      this.seqs[i] = seq;
+      this.issuedAt[i] = issued;
+      this.maxNc[i] = nc;
+      this.lo[i] = 1;
+      this.hi[i] = 0;
       return 'ok';
     }
-    // refresh the LRU position
-    this.map.delete(nonce);
-    this.map.set(nonce, st);
-    if (nc > st.max) {
-      const shift = BigInt(nc - st.max);
-      st.bits = shift >= WINDOW_BITS ? 1n : ((st.bits << shift) | 1n) & WINDOW_MASK;
-      st.max = nc;
+    if (this.issuedAt[i] !== issued) return 'stale';
+    const max = this.maxNc[i]!;
+    if (nc > max) {
+      const k = nc - max;
+      if (k >= 64) {
+        this.hi[i] = 0;
+        this.lo[i] = 1;
+      } else if (k >= 32) {
+        this.hi[i] = this.lo[i]! << (k - 32);
+        this.lo[i] = 1;
+      } else {
+        const lo = this.lo[i]!;
+        this.hi[i] = (this.hi[i]! << k) | (lo >>> (32 - k));
+        this.lo[i] = (lo << k) | 1;
+      }
+      this.maxNc[i] = nc;
       return 'ok';
     }
-    const d = BigInt(st.max - nc);
-    if (d >= WINDOW_BITS) return 'replay';
-    const bit = 1n << d;
-    if ((st.bits & bit) !== 0n) return 'replay';
-    st.bits |= bit;
+    const d = max - nc;
+    if (d >= 64) return 'replay';
+    if (d < 32) {
+      const bit = 1 << d;
+      if ((this.lo[i]! & bit) !== 0) return 'replay';
+      this.lo[i] = this.lo[i]! | bit;
+    } else {
+      const bit = 1 << (d - 32);
+      if ((this.hi[i]! & bit) !== 0) return 'replay';
+      this.hi[i] = this.hi[i]! | bit;
+    }
     return 'ok';
-  }
-
-  private evict(now: number): void {
-    while (this.map.size > this.capacity) {
-      const oldest = this.map.keys().next();
-      if (oldest.done === true) return;
-      const st = this.map.get(oldest.value)!;
-      this.map.delete(oldest.value);
-      // a nonce that is already expired needs no memory: its timestamp rejects it
-      if (now - st.issued <= this.lifetimeMs && st.seq + 1 > this.seqFloor) this.seqFloor = st.seq + 1;
-    }
   }
 }
 
@@ -318,7 +349,6 @@ export class DigestAuthenticator {
   private readonly tracker: NonceCountTracker;
   /** stands in for the HA1 of users that do not exist, so their answers cost the same work. */
   private readonly dummyPassword: string;
-  private seq = 0;
   /** keyed once: nonce and opaque MACs without an Hmac object each */
   private readonly hmac: HmacSha256;
   /** scratch for making and checking nonces (synchronous use only) */
@@ -330,11 +360,11 @@ export class DigestAuthenticator {
     if (opts.algorithms.length === 0) throw new RangeError('at least one digest algorithm is required');
     this.o = opts;
     this.hmac = new HmacSha256(opts.secret);
-    this.tracker = new NonceCountTracker(opts.ncWindow, opts.nonceLifetimeS * 1000, opts.now());
+    this.tracker = new NonceCountTracker(opts.ncWindow, opts.now());
     this.dummyPassword = opts.random(16).toString('hex');
   }
 
-  /** Number of nonces currently tracked for replay protection (<= ncWindow). */
+  /** Number of nonces currently tracked for replay protection (<= ncWindow; scans the slots). */
   get trackedNonces(): number {
     return this.tracker.size;
   }
@@ -363,7 +393,7 @@ export class DigestAuthenticator {
   private makeNonce(realm: string): string {
     const buf = this.nonceBuf;
     buf.writeUIntBE(Math.max(0, Math.floor(this.o.now())), 0, TS_LEN);
-    buf.writeUIntBE(this.seq++, TS_LEN, SEQ_LEN);
+    buf.writeUIntBE(this.tracker.issue(), TS_LEN, SEQ_LEN);
     this.o.random(RND_LEN).copy(buf, TS_LEN + SEQ_LEN, 0, RND_LEN);
     buf.write(this.mac(this.signedView, realm), SIGNED_LEN, 'hex');
     return b64url(buf);
@@ -508,7 +538,7 @@ export class DigestAuthenticator {
     // 5. verdicts, in an order that reveals nothing about the user before the password is right
     if (checked.status === 'forged' || !opaqueOk || !matches) return this.fail(req, realm, 'bad', this.challenge(req, realm, kind, NOT_STALE));
     if (checked.status === 'expired') return this.fail(req, realm, 'stale', this.challenge(req, realm, kind, STALE));
-    const ncVerdict = this.tracker.use(nonce, checked.issued, checked.seq, st.nc, this.o.now());
+    const ncVerdict = this.tracker.use(checked.issued, checked.seq, st.nc);
     if (ncVerdict === 'stale') return this.fail(req, realm, 'stale', this.challenge(req, realm, kind, STALE));
     if (ncVerdict === 'replay') return this.fail(req, realm, 'replay', this.challenge(req, realm, kind, STALE));
 

@@ -561,23 +561,159 @@ describe('verify(): replay protection', () => {
     expect((await auth.verify(request({ extra: [answer(last, 'REGISTER', { nc: 2 })] }), DOMAIN, 'www')).ok).toBe(true);
   });
 
-  it('NonceCountTracker: nonces issued before start are stale; evicting a live nonce stales older unseen ones; expired evictions do not', () => {
-    const t = new NonceCountTracker(2, 1000, 10_000);
-    expect(t.use('old', 9_999, 0, 1, 10_000)).toBe('stale'); // issued by an earlier process
-    expect(t.use('a', 10_000, 10, 1, 10_000)).toBe('ok');
-    expect(t.use('b', 10_000, 11, 1, 10_000)).toBe('ok');
-    // 'a' (seq 10, still live) is evicted by 'c': unseen nonces up to seq 10 may have been used
-    expect(t.use('c', 10_000, 12, 1, 10_000)).toBe('ok');
-    expect(t.size).toBe(2);
-    expect(t.use('a', 10_000, 10, 2, 10_000)).toBe('stale');
-    expect(t.use('x', 10_000, 9, 1, 10_000)).toBe('stale');
-    // unseen nonces issued after it are fine, even within the same millisecond
-    expect(t.use('d', 10_000, 13, 1, 10_000)).toBe('ok');
-    // an eviction of an already expired nonce does not raise the floor
-    const u = new NonceCountTracker(1, 1000, 0);
-    expect(u.use('e', 0, 5, 1, 0)).toBe('ok');
-    expect(u.use('f', 2_000, 6, 1, 2_000)).toBe('ok'); // evicts 'e', expired since 1000
-    expect(u.use('g', 1_500, 3, 1, 2_000)).toBe('ok');
+  it('a nonce a phone keeps reusing goes stale once ncWindow newer nonces were issued (eviction by issue order), then its fresh challenge works', async () => {
+    const ncWindow = 5;
+    const { auth } = await fixture({ ncWindow });
+    const chal = auth.challenge(request(), DOMAIN, 'www');
+    expect((await auth.verify(request({ extra: [answer(chal, 'REGISTER', { nc: 1 })] }), DOMAIN, 'www')).ok).toBe(true);
+    // ncWindow - 1 challenges to others, never answered: the nonce is still tracked
+    for (let i = 0; i < ncWindow - 1; i++) auth.challenge(request({ fromUser: 'bob' }), DOMAIN, 'www');
+    expect((await auth.verify(request({ extra: [answer(chal, 'REGISTER', { nc: 2 })] }), DOMAIN, 'www')).ok).toBe(true);
+    auth.challenge(request({ fromUser: 'bob' }), DOMAIN, 'www');
+    const f = failed(await auth.verify(request({ extra: [answer(chal, 'REGISTER', { nc: 3 })] }), DOMAIN, 'www'));
+    expect(f.reason).toBe('stale');
+    expect(challenges(f.response).get('MD5')!.get('stale')).toBe('true');
+    expect((await auth.verify(request({ extra: [answer(f.response, 'REGISTER', { nc: 1 })] }), DOMAIN, 'www')).ok).toBe(true);
+  });
+});
+
+describe('NonceCountTracker', () => {
+  const T = 10_000;
+  /** a tracker started at T that has issued `n` nonces (seq 0 .. n-1) */
+  const tracker = (capacity: number, n: number): NonceCountTracker => {
+    const t = new NonceCountTracker(capacity, T);
+    for (let i = 0; i < n; i++) expect(t.issue()).toBe(i);
+    return t;
+  };
+
+  it('accepts each nc of a nonce once: replays, out-of-order nc within the 64-wide window, nc below the window', () => {
+    const t = tracker(4, 1);
+    expect(t.use(T, 0, 1)).toBe('ok');
+    expect(t.use(T, 0, 1)).toBe('replay');
+    expect(t.use(T, 0, 4)).toBe('ok');
+    expect(t.use(T, 0, 2)).toBe('ok');
+    expect(t.use(T, 0, 3)).toBe('ok');
+    expect(t.use(T, 0, 3)).toBe('replay');
+    expect(t.use(T, 0, 4)).toBe('replay');
+    // 33: the window moves by 29, nc 1..4 now at bits 29..32 (across the two 32-bit words)
+    expect(t.use(T, 0, 33)).toBe('ok');
+    for (const nc of [1, 2, 3, 4, 33]) expect(t.use(T, 0, nc)).toBe('replay');
+    expect(t.use(T, 0, 5)).toBe('ok'); // bit 28
+    expect(t.use(T, 0, 32)).toBe('ok'); // bit 1
+    // 67: nc 4 is at bit 63, the last one of the window; nc 3 below it
+    expect(t.use(T, 0, 67)).toBe('ok');
+    expect(t.use(T, 0, 4)).toBe('replay');
+    expect(t.use(T, 0, 3)).toBe('replay'); // below the window: can no longer be told apart
+    expect(t.use(T, 0, 6)).toBe('ok'); // bit 61
+    expect(t.use(T, 0, 6)).toBe('replay');
+    expect(t.use(T, 0, 35)).toBe('ok'); // bit 32 (bit 0 of the high word)
+    expect(t.use(T, 0, 36)).toBe('ok'); // bit 31 (the sign bit of the low word)
+    expect(t.use(T, 0, 35)).toBe('replay');
+    expect(t.use(T, 0, 36)).toBe('replay');
+    // a jump of 64 or more clears the window
+    expect(t.use(T, 0, 200)).toBe('ok');
+    expect(t.use(T, 0, 137)).toBe('ok'); // bit 63
+    expect(t.use(T, 0, 136)).toBe('replay');
+    expect(t.use(T, 0, 199)).toBe('ok');
+    expect(t.use(T, 0, 0xffffffff)).toBe('ok'); // the largest nc
+    expect(t.use(T, 0, 0xffffffff)).toBe('replay');
+    expect(t.use(T, 0, 0xfffffffe)).toBe('ok');
+  });
+
+  it('an answer without qop (nc 0) is accepted once per nonce', () => {
+    const t = tracker(4, 2);
+    expect(t.use(T, 0, 0)).toBe('ok');
+    expect(t.use(T, 0, 0)).toBe('replay');
+    // after qop answers, nc 0 is one more nonce-count of the window, also accepted once
+    expect(t.use(T, 1, 1)).toBe('ok');
+    expect(t.use(T, 1, 0)).toBe('ok');
+    expect(t.use(T, 1, 0)).toBe('replay');
+  });
+
+  it('nonces are independent of each other', () => {
+    const t = tracker(4, 4);
+    for (let s = 0; s < 4; s++) expect(t.use(T, s, 1)).toBe('ok');
+    for (let s = 0; s < 4; s++) expect(t.use(T, s, 1)).toBe('replay');
+    for (let s = 0; s < 4; s++) expect(t.use(T, s, 2)).toBe('ok');
+    expect(t.size).toBe(4);
+  });
+
+  it('a nonce whose slot was taken by a newer nonce is stale, and stays so', () => {
+    const t = tracker(4, 4);
+    expect(t.use(T, 0, 1)).toBe('ok');
+    expect(t.issue()).toBe(4);
+    expect(t.use(T, 4, 1)).toBe('ok'); // slot 4 % 4 = 0
+    expect(t.use(T, 0, 2)).toBe('stale');
+    expect(t.use(T, 0, 1)).toBe('stale');
+    expect(t.use(T, 4, 1)).toBe('replay');
+    expect(t.use(T, 4, 2)).toBe('ok');
+  });
+
+  it('a nonce issued more than capacity nonces ago is stale, even never used and with its slot never reused', () => {
+    const t = tracker(4, 5); // seq 0 .. 4 issued: 1 .. 4 are tracked
+    expect(t.use(T, 0, 1)).toBe('stale');
+    expect(t.use(T, 1, 1)).toBe('ok');
+    // a used nonce goes stale the same way once 4 newer nonces were issued
+    t.issue(); // seq 5
+    expect(t.use(T, 1, 2)).toBe('stale');
+    expect(t.use(T, 2, 1)).toBe('ok');
+  });
+
+  it('a nonce issued before the tracker started (by an earlier process) is stale', () => {
+    const t = tracker(4, 2);
+    expect(t.use(T - 1, 0, 1)).toBe('stale');
+    expect(t.use(T - 1, 1, 1)).toBe('stale');
+    expect(t.use(T, 1, 1)).toBe('ok');
+  });
+
+  it('a nonce of another instance (same secret): tracked while its seq is in range and its slot is free; a seq collision is stale', () => {
+    const t = tracker(4, 2);
+    // seq 7: not issued here yet; accepted and tracked like ours
+    expect(t.use(T + 5, 7, 1)).toBe('ok');
+    expect(t.use(T + 5, 7, 1)).toBe('replay');
+    // ours with seq 3 (slot 3) comes later: the slot holds a newer seq, stale (never confused with seq 7)
+    t.issue();
+    t.issue(); // seq 2, 3
+    expect(t.use(T, 3, 1)).toBe('stale');
+    // same seq, another issue time: another nonce, which cannot be tracked next to ours
+    expect(t.use(T, 1, 1)).toBe('ok');
+    expect(t.use(T + 1, 1, 2)).toBe('stale');
+    expect(t.use(T, 1, 2)).toBe('ok');
+  });
+
+  it('capacity 1: only the newest nonce is tracked', () => {
+    const t = tracker(1, 1);
+    expect(t.use(T, 0, 1)).toBe('ok');
+    expect(t.use(T, 0, 1)).toBe('replay');
+    expect(t.use(T, 0, 2)).toBe('ok');
+    expect(t.size).toBe(1);
+    t.issue(); // seq 1
+    expect(t.size).toBe(0);
+    expect(t.use(T, 0, 3)).toBe('stale');
+    expect(t.use(T, 1, 1)).toBe('ok');
+    expect(t.use(T, 1, 1)).toBe('replay');
+    expect(t.use(T, 0, 3)).toBe('stale');
+    expect(() => new NonceCountTracker(0, T)).toThrow(RangeError);
+    expect(() => new NonceCountTracker(1.5, T)).toThrow(RangeError);
+  });
+
+  it('memory does not grow with nonces: no per-nonce objects, size bounded by capacity, the newest capacity nonces all tracked', () => {
+    const capacity = 64;
+    const t = new NonceCountTracker(capacity, T);
+    const fields = (): string[] => Object.entries(t).map(([k, v]) => `${k}:${ArrayBuffer.isView(v) ? `${v.constructor.name}(${v.byteLength})` : typeof v}`);
+    const before = fields();
+    for (let i = 0; i < 20 * capacity; i++) {
+      const seq = t.issue();
+      expect(t.use(T, seq, 1)).toBe('ok');
+      expect(t.size).toBeLessThanOrEqual(capacity);
+    }
+    expect(t.size).toBe(capacity);
+    // the same fields, each a number or a typed array of the same length as before any nonce
+    expect(fields()).toEqual(before);
+    for (const f of before) expect(f).toMatch(/^\w+:(number|\w+Array\(\d+\))$/);
+    const newest = 20 * capacity - 1;
+    for (let s = newest - capacity + 1; s <= newest; s++) expect(t.use(T, s, 1)).toBe('replay');
+    expect(t.use(T, newest - capacity, 2)).toBe('stale');
   });
 });
 
