@@ -230,6 +230,36 @@ export class Metrics {
     this.floodDroppedBy.get(kind).inc();
   }
 
+  /** count a digest challenge sent (401/407), by kind. */
+  authChallenge(kind: string): void {
+    this.authChallenges.inc({ kind });
+  }
+
+  /** count a failed authentication, by reason. */
+  authFailed(reason: string): void {
+    this.authFailures.inc({ reason });
+  }
+
+  /** count a message that failed to parse, by parser error code. */
+  parseError(code: string): void {
+    this.parseErrors.inc({ code });
+  }
+
+  /** count a message dropped, by reason. */
+  dropped(reason: string): void {
+    this.drops.inc({ reason });
+  }
+
+  /** count a request refused by the relay policy, by reason. */
+  relayRefused(reason: string): void {
+    this.relayDenied.inc({ reason });
+  }
+
+  /** record the time of one store operation. */
+  storeQuery(store: string, op: string, seconds: number): void {
+    this.storeDuration.observe({ store, op }, seconds);
+  }
+
   constructor(defaults = true) {
     for (const m of KNOWN_METHODS) {
       this.requestsBy.set(m, this.requests.labels({ method: m }));
