@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { BucketHistogram, TalliedCounter } from './tally.js';
 
 /**
  * The methods counted under their own name: those sipd's Allow header lists (RFC 3261 and the
@@ -82,76 +83,62 @@ export function parseUdpSnmp(text: string): KernelUdpStats | undefined {
   return undefined;
 }
 
-/** The bound child of a counter for one label value (`counter.labels(...)`). */
-interface CounterChild {
-  inc(value?: number): void;
-}
-
-/**
- * Label children of a one-label counter, created once per label value and kept (at most `max`
- * values; beyond that a child is made per call, so the cache stays bounded whatever the caller
- * passes). Saves the label object and prom-client's label validation per increment on hot paths.
- */
-class CounterChildren<V extends string | number> {
-  private readonly children = new Map<V, CounterChild>();
-  constructor(
-    private readonly counter: Counter<string>,
-    private readonly label: string,
-    private readonly max: number,
-  ) {}
-
-  get(value: V): CounterChild {
-    let c = this.children.get(value);
-    if (c === undefined) {
-      c = this.counter.labels({ [this.label]: value });
-      if (this.children.size < this.max) this.children.set(value, c);
-    }
-    return c;
-  }
-}
-
 /** Every metric sipd exports; one instance per server (own registry, so tests can run several). */
 export class Metrics {
   readonly registry = new Registry();
-  readonly requests = new Counter({ name: 'sipd_requests_received_total', help: 'SIP requests received, by method (methods sipd does not know are counted as other)', labelNames: ['method'] as const, registers: [this.registry] });
-  readonly responses = new Counter({ name: 'sipd_responses_sent_total', help: 'SIP responses sent (generated or relayed), by status code', labelNames: ['code'] as const, registers: [this.registry] });
+  /*
+   * The per-message metrics (received requests, responses, processing and store times, drops,
+   * challenges, ...) count into plain numbers (src/tally.ts); prom-client sees them at scrape time.
+   * Field order is the exposition's family order.
+   */
+  private readonly requestsBy = new TalliedCounter(this.registry, { name: 'sipd_requests_received_total', help: 'SIP requests received, by method (methods sipd does not know are counted as other)', label: 'method' });
+  readonly requests = this.requestsBy.counter;
+  /** codes 100-699 from the parser and the core: at most 600 label values. */
+  private readonly responsesBy = new TalliedCounter<'code', number>(this.registry, { name: 'sipd_responses_sent_total', help: 'SIP responses sent (generated or relayed), by status code', label: 'code' }, 600);
+  readonly responses = this.responsesBy.counter;
   readonly transactions = new Gauge({ name: 'sipd_transactions_active', help: 'Live transactions (kind server, client) and linger entries of ended ones (kind lingering)', labelNames: ['kind'] as const, registers: [this.registry] });
   readonly aors = new Gauge({ name: 'sipd_registered_aors', help: 'AORs with at least one binding', registers: [this.registry] });
   readonly contacts = new Gauge({ name: 'sipd_registered_contacts', help: 'Registered contacts (bindings)', registers: [this.registry] });
-  readonly authChallenges = new Counter({ name: 'sipd_auth_challenges_total', help: 'Digest challenges sent (401/407)', labelNames: ['kind'] as const, registers: [this.registry] });
-  readonly authFailures = new Counter({ name: 'sipd_auth_failures_total', help: 'Failed authentications, by reason', labelNames: ['reason'] as const, registers: [this.registry] });
-  readonly parseErrors = new Counter({ name: 'sipd_parse_errors_total', help: 'Messages that failed to parse, by code', labelNames: ['code'] as const, registers: [this.registry] });
-  readonly relayDenied = new Counter({
+  private readonly authChallengesBy = new TalliedCounter(this.registry, { name: 'sipd_auth_challenges_total', help: 'Digest challenges sent (401/407)', label: 'kind' });
+  readonly authChallenges = this.authChallengesBy.counter;
+  private readonly authFailuresBy = new TalliedCounter(this.registry, { name: 'sipd_auth_failures_total', help: 'Failed authentications, by reason', label: 'reason' });
+  readonly authFailures = this.authFailuresBy.counter;
+  private readonly parseErrorsBy = new TalliedCounter(this.registry, { name: 'sipd_parse_errors_total', help: 'Messages that failed to parse, by code', label: 'code' });
+  readonly parseErrors = this.parseErrorsBy.counter;
+  private readonly relayDeniedBy = new TalliedCounter(this.registry, {
     name: 'sipd_relay_denied_total',
     help: 'Requests refused by the relay policy (403), by reason: foreign-target, preloaded-route, dialog-foreign-route, dialog-no-token, dialog-bad-token, dialog-hop',
-    labelNames: ['reason'] as const,
-    registers: [this.registry],
+    label: 'reason',
   });
-  readonly drops = new Counter({ name: 'sipd_dropped_total', help: 'Messages dropped, by reason', labelNames: ['reason'] as const, registers: [this.registry] });
-  readonly requestDuration = new Histogram({
+  readonly relayDenied = this.relayDeniedBy.counter;
+  private readonly dropsBy = new TalliedCounter(this.registry, { name: 'sipd_dropped_total', help: 'Messages dropped, by reason', label: 'reason' });
+  readonly drops = this.dropsBy.counter;
+  readonly requestDuration = new BucketHistogram(this.registry, {
     name: 'sipd_request_processing_seconds',
     help: 'Time from receiving a request to the core having answered or forwarded it',
-    labelNames: ['method'] as const,
+    labelNames: ['method'],
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
-    registers: [this.registry],
   });
-  readonly storeDuration = new Histogram({
+  readonly storeDuration = new BucketHistogram(this.registry, {
     name: 'sipd_store_query_seconds',
     help: 'Store (database) operation time',
-    labelNames: ['store', 'op'] as const,
+    labelNames: ['store', 'op'],
     buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5],
-    registers: [this.registry],
   });
 
   readonly floodBans = new Counter({ name: 'sipd_flood_bans_total', help: 'Sources banned by the flood limiter (one warn log line each)', registers: [this.registry] });
   readonly floodBanned = new Gauge({ name: 'sipd_flood_banned_sources', help: 'Sources banned right now', registers: [this.registry] });
   readonly floodTracked = new Gauge({ name: 'sipd_flood_tracked_sources', help: 'Sources the flood limiter keeps a rate for', registers: [this.registry] });
-  readonly floodDropped = new Counter({
-    name: 'sipd_flood_dropped_total',
-    help: 'Items dropped silently because their source is banned (the one that started the ban included), by kind: datagram, keepalive, message (TCP), connection',
-    labelNames: ['kind'] as const,
-    registers: [this.registry],
-  });
+  private readonly floodDroppedBy = new TalliedCounter(
+    this.registry,
+    {
+      name: 'sipd_flood_dropped_total',
+      help: 'Items dropped silently because their source is banned (the one that started the ban included), by kind: datagram, keepalive, message (TCP), connection',
+      label: 'kind',
+    },
+    16,
+  );
+  readonly floodDropped = this.floodDroppedBy.counter;
 
   readonly tcpConnections = new Gauge({ name: 'sipd_tcp_connections', help: 'Open TCP connections', labelNames: ['direction'] as const, registers: [this.registry] });
   readonly transportConnections = new Gauge({
@@ -198,45 +185,57 @@ export class Metrics {
   /** the snapshot of the scrape in progress: the three gauges read one, the histogram is reset once. */
   private delaySnap: DelaySnapshot | undefined;
 
-  /**
-   * Label children bound once for the per-message metrics: received requests and processing time by
-   * method (every KNOWN_METHODS entry and `other`, made at construction), responses by status code
-   * (made on first use: 100-699 from the parser, so at most 600), flood drops by kind.
-   */
-  private readonly requestsBy = new Map<string, CounterChild>();
-  private readonly requestsOther: CounterChild;
-  private readonly durationBy = new Map<string, { observe(value: number): void }>();
-  private readonly durationOther: { observe(value: number): void };
-  private readonly responsesBy = new CounterChildren<number>(this.responses, 'code', 600);
-  private readonly floodDroppedBy = new CounterChildren<string>(this.floodDropped, 'kind', 16);
-
   /** count a received request (method label through `methodLabel`). */
   requestReceived(method: string): void {
-    (this.requestsBy.get(method) ?? this.requestsOther).inc();
+    this.requestsBy.inc(methodLabel(method));
   }
 
   /** record the processing time of a handled request (method label through `methodLabel`). */
   requestHandled(method: string, seconds: number): void {
-    (this.durationBy.get(method) ?? this.durationOther).observe(seconds);
+    this.requestDuration.labels(methodLabel(method)).observe(seconds);
   }
 
   /** count a response sent (generated or relayed), by status code. */
   responseSent(code: number): void {
-    this.responsesBy.get(code).inc();
+    this.responsesBy.inc(code);
   }
 
   /** count an item dropped because its source is banned. */
   floodDrop(kind: string): void {
-    this.floodDroppedBy.get(kind).inc();
+    this.floodDroppedBy.inc(kind);
+  }
+
+  /** count a digest challenge sent (401/407), by kind. */
+  authChallenge(kind: string): void {
+    this.authChallengesBy.inc(kind);
+  }
+
+  /** count a failed authentication, by reason. */
+  authFailed(reason: string): void {
+    this.authFailuresBy.inc(reason);
+  }
+
+  /** count a message that failed to parse, by parser error code. */
+  parseError(code: string): void {
+    this.parseErrorsBy.inc(code);
+  }
+
+  /** count a message dropped, by reason. */
+  dropped(reason: string): void {
+    this.dropsBy.inc(reason);
+  }
+
+  /** count a request refused by the relay policy, by reason. */
+  relayRefused(reason: string): void {
+    this.relayDeniedBy.inc(reason);
+  }
+
+  /** record the time of one store operation. */
+  storeQuery(store: string, op: string, seconds: number): void {
+    this.storeDuration.labels(store, op).observe(seconds);
   }
 
   constructor(defaults = true) {
-    for (const m of KNOWN_METHODS) {
-      this.requestsBy.set(m, this.requests.labels({ method: m }));
-      this.durationBy.set(m, this.requestDuration.labels({ method: m }));
-    }
-    this.requestsOther = this.requests.labels({ method: 'other' });
-    this.durationOther = this.requestDuration.labels({ method: 'other' });
     const backlog = (): number => this.backlogSource();
     this.locationWriteBacklog = new Gauge({
       name: 'sipd_location_write_backlog',

@@ -253,10 +253,10 @@ function routingEvents(log: Logger, metrics: Metrics, debugOn: boolean): Routing
       }
       log.info({ method: req.method, callId: req.callId(), from, to, src: `${src.transport}:${src.address}:${src.port}`, result, why, ms: Math.round(ms * 1000) / 1000 }, 'request');
     },
-    challenge: (kind) => metrics.authChallenges.inc({ kind }),
-    authFailure: (reason) => metrics.authFailures.inc({ reason }),
-    drop: (reason) => metrics.drops.inc({ reason }),
-    denied: (reason) => metrics.relayDenied.inc({ reason }),
+    challenge: (kind) => metrics.authChallenge(kind),
+    authFailure: (reason) => metrics.authFailed(reason),
+    drop: (reason) => metrics.dropped(reason),
+    denied: (reason) => metrics.relayRefused(reason),
     response: (status) => metrics.responseSent(status),
     ...(debugOn ? { debug: (obj: Record<string, unknown>, msg: string) => log.debug(obj, msg) } : {}),
     error: (obj, msg) => log.error(obj, msg),
@@ -394,13 +394,13 @@ function transportEvents(core: Core, transport: TransportLayer, log: Logger, met
     // a connection's flows end with it (RFC 5626; the registrar's close policy)
     connectionClosed: (id) => void core.registrar.connectionClosed(id),
     parseError: (err, src, raw) => {
-      metrics.parseErrors.inc({ code: err.code });
+      metrics.parseError(err.code);
       // answer 400 when we could read enough of a request to address a response
       const reply = malformedRequestReply(err, raw);
       if (reply !== undefined) {
         transport.send(reply.data, malformedReplyTarget(reply.topVia, src)).catch((e: unknown) => log.debug({ err: String(e) }, 'cannot answer malformed request'));
         metrics.responseSent(400);
-      } else metrics.drops.inc({ reason: 'unparseable' });
+      } else metrics.dropped('unparseable');
       if (debugOn) log.debug({ code: err.code, reason: err.reason, src: `${src.transport}:${src.address}:${src.port}` }, 'parse error');
     },
   };
@@ -524,7 +524,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   try {
     stores = await openStores(config, {
       now,
-      onQuery: (store, op, ms) => metrics.storeDuration.observe({ store, op }, ms / 1000),
+      onQuery: (store, op, ms) => metrics.storeQuery(store, op, ms / 1000),
       writeBack: writeBackLog(log, metrics),
     });
   } catch (e) {

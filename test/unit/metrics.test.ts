@@ -222,3 +222,159 @@ describe('Metrics: bound label children on the per-message path', () => {
     expect(counts).toHaveLength(KNOWN_METHODS.size + 1);
   });
 });
+
+/** The lines of one family (HELP, TYPE and its samples) in a Prometheus text exposition. */
+function family(text: string, name: string): string[] {
+  const lines = text.split('\n');
+  const at = lines.findIndex((l) => l.startsWith(`# HELP ${name} `));
+  expect(at, name).toBeGreaterThanOrEqual(0);
+  const out = [lines[at]!];
+  for (let i = at + 1; i < lines.length && !lines[i]!.startsWith('# HELP '); i++) if (lines[i] !== '') out.push(lines[i]!);
+  return out;
+}
+
+/** The sample lines of a histogram series: cumulative buckets, +Inf, _sum and _count. */
+function histogramLines(name: string, bounds: readonly string[], cumulative: readonly number[], sum: number, count: number, labels: string): string[] {
+  return [
+    ...bounds.map((le, i) => `${name}_bucket{le="${le}",${labels}} ${cumulative[i]}`),
+    `${name}_bucket{le="+Inf",${labels}} ${count}`,
+    `${name}_sum{${labels}} ${sum}`,
+    `${name}_count{${labels}} ${count}`,
+  ];
+}
+
+const REQUEST_BOUNDS = ['0.0001', '0.00025', '0.0005', '0.001', '0.0025', '0.005', '0.01', '0.025', '0.05', '0.1', '0.25', '1'];
+const STORE_BOUNDS = ['0.00005', '0.0001', '0.00025', '0.0005', '0.001', '0.0025', '0.005', '0.01', '0.025', '0.1', '0.5'];
+
+describe('Metrics: exposition of the per-message metrics', () => {
+  it('a labelled counter shows nothing but HELP and TYPE before its first count', async () => {
+    const text = await new Metrics(false).registry.metrics();
+    for (const name of ['sipd_requests_received_total', 'sipd_responses_sent_total', 'sipd_auth_challenges_total', 'sipd_auth_failures_total', 'sipd_parse_errors_total', 'sipd_relay_denied_total', 'sipd_dropped_total', 'sipd_flood_dropped_total']) {
+      expect(family(text, name).slice(1), name).toEqual([`# TYPE ${name} counter`]);
+    }
+    for (const name of ['sipd_request_processing_seconds', 'sipd_store_query_seconds']) {
+      expect(family(text, name).slice(1), name).toEqual([`# TYPE ${name} histogram`]);
+    }
+  });
+
+  it('counters: counts per label value across scrapes, a value seen first after a scrape included', async () => {
+    const m = new Metrics(false);
+    for (let i = 0; i < 3; i++) m.requestReceived('INVITE');
+    m.requestReceived('REGISTER');
+    m.requestReceived('FOO');
+    m.requestReceived('invite');
+    m.responseSent(200);
+    m.responseSent(200);
+    m.responseSent(401);
+    m.authChallenge('www');
+    m.authFailed('bad-password');
+    m.parseError('bad-start-line');
+    m.dropped('unparseable');
+    m.relayRefused('foreign-target');
+    m.floodDrop('datagram');
+    const first = await m.registry.metrics();
+    expect(family(first, 'sipd_requests_received_total').slice(2)).toEqual([
+      'sipd_requests_received_total{method="INVITE"} 3',
+      'sipd_requests_received_total{method="REGISTER"} 1',
+      'sipd_requests_received_total{method="other"} 2',
+    ]);
+    expect(family(first, 'sipd_responses_sent_total').slice(2)).toEqual(['sipd_responses_sent_total{code="200"} 2', 'sipd_responses_sent_total{code="401"} 1']);
+    expect(family(first, 'sipd_auth_challenges_total').slice(2)).toEqual(['sipd_auth_challenges_total{kind="www"} 1']);
+    expect(family(first, 'sipd_auth_failures_total').slice(2)).toEqual(['sipd_auth_failures_total{reason="bad-password"} 1']);
+    expect(family(first, 'sipd_parse_errors_total').slice(2)).toEqual(['sipd_parse_errors_total{code="bad-start-line"} 1']);
+    expect(family(first, 'sipd_dropped_total').slice(2)).toEqual(['sipd_dropped_total{reason="unparseable"} 1']);
+    expect(family(first, 'sipd_relay_denied_total').slice(2)).toEqual(['sipd_relay_denied_total{reason="foreign-target"} 1']);
+    expect(family(first, 'sipd_flood_dropped_total').slice(2)).toEqual(['sipd_flood_dropped_total{kind="datagram"} 1']);
+
+    // a scrape with nothing new reads the same; then more, and label values seen for the first time
+    expect(await m.registry.metrics()).toBe(first);
+    m.requestReceived('INVITE');
+    m.requestReceived('BYE');
+    m.responseSent(486);
+    m.responseSent(200);
+    m.authChallenge('proxy');
+    m.authChallenge('www');
+    m.dropped('loop');
+    m.floodDrop('datagram');
+    m.floodDrop('connection');
+    const second = await m.registry.metrics();
+    expect(family(second, 'sipd_requests_received_total').slice(2)).toEqual([
+      'sipd_requests_received_total{method="INVITE"} 4',
+      'sipd_requests_received_total{method="REGISTER"} 1',
+      'sipd_requests_received_total{method="other"} 2',
+      'sipd_requests_received_total{method="BYE"} 1',
+    ]);
+    expect(family(second, 'sipd_responses_sent_total').slice(2)).toEqual([
+      'sipd_responses_sent_total{code="200"} 3',
+      'sipd_responses_sent_total{code="401"} 1',
+      'sipd_responses_sent_total{code="486"} 1',
+    ]);
+    expect(family(second, 'sipd_auth_challenges_total').slice(2)).toEqual(['sipd_auth_challenges_total{kind="www"} 2', 'sipd_auth_challenges_total{kind="proxy"} 1']);
+    expect(family(second, 'sipd_dropped_total').slice(2)).toEqual(['sipd_dropped_total{reason="unparseable"} 1', 'sipd_dropped_total{reason="loop"} 1']);
+    expect(family(second, 'sipd_flood_dropped_total').slice(2)).toEqual(['sipd_flood_dropped_total{kind="datagram"} 2', 'sipd_flood_dropped_total{kind="connection"} 1']);
+    expect(family(second, 'sipd_relay_denied_total')).toEqual(family(first, 'sipd_relay_denied_total'));
+    // the counter objects read the same counts
+    const received = await m.requests.get();
+    expect(received.type).toBe('counter');
+    expect(received.values.map((v) => [v.labels.method, v.value])).toEqual([
+      ['INVITE', 4],
+      ['REGISTER', 1],
+      ['other', 2],
+      ['BYE', 1],
+    ]);
+  });
+
+  it('the processing-time histogram: _bucket (cumulative, le first), _sum and _count per method, across scrapes', async () => {
+    const m = new Metrics(false);
+    const name = 'sipd_request_processing_seconds';
+    m.requestHandled('INVITE', 0.00005); // first bucket
+    m.requestHandled('INVITE', 0.0001); // on a bound: counted in it
+    m.requestHandled('INVITE', 0.0003);
+    m.requestHandled('FOO', 2); // above the last bound: +Inf only
+    const first = await m.registry.metrics();
+    expect(family(first, name)).toEqual([
+      `# HELP ${name} Time from receiving a request to the core having answered or forwarded it`,
+      `# TYPE ${name} histogram`,
+      ...histogramLines(name, REQUEST_BOUNDS, [2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3], 0.00005 + 0.0001 + 0.0003, 3, 'method="INVITE"'),
+      ...histogramLines(name, REQUEST_BOUNDS, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 2, 1, 'method="other"'),
+    ]);
+    expect(await m.registry.metrics()).toBe(first);
+    m.requestHandled('REGISTER', 0.03);
+    m.requestHandled('INVITE', 1);
+    const second = await m.registry.metrics();
+    expect(family(second, name).slice(2)).toEqual([
+      ...histogramLines(name, REQUEST_BOUNDS, [2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 4], 0.00005 + 0.0001 + 0.0003 + 1, 4, 'method="INVITE"'),
+      ...histogramLines(name, REQUEST_BOUNDS, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 2, 1, 'method="other"'),
+      ...histogramLines(name, REQUEST_BOUNDS, [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1], 0.03, 1, 'method="REGISTER"'),
+    ]);
+    // the object's get() splays le into the labels and names each value
+    const got = await m.requestDuration.get();
+    expect(got.type).toBe('histogram');
+    expect(got.values.length).toBe(3 * (REQUEST_BOUNDS.length + 3));
+    expect(got.values[0]).toMatchObject({ labels: { le: 0.0001, method: 'INVITE' }, value: 2, metricName: `${name}_bucket` });
+    expect(got.values[12]).toMatchObject({ labels: { le: '+Inf', method: 'INVITE' }, value: 4, metricName: `${name}_bucket` });
+    expect(got.values[13]).toMatchObject({ labels: { method: 'INVITE' }, value: 0.00005 + 0.0001 + 0.0003 + 1, metricName: `${name}_sum` });
+    expect(got.values[14]).toMatchObject({ labels: { method: 'INVITE' }, value: 4, metricName: `${name}_count` });
+  });
+
+  it('the store histogram: labels store then op, a pair seen first after a scrape included', async () => {
+    const m = new Metrics(false);
+    const name = 'sipd_store_query_seconds';
+    m.storeQuery('mysql', 'get', 0.001);
+    m.storeQuery('mysql', 'get', 0.00004);
+    const first = await m.registry.metrics();
+    expect(family(first, name)).toEqual([
+      `# HELP ${name} Store (database) operation time`,
+      `# TYPE ${name} histogram`,
+      ...histogramLines(name, STORE_BOUNDS, [1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2], 0.001 + 0.00004, 2, 'store="mysql",op="get"'),
+    ]);
+    m.storeQuery('mysql', 'put', 0.7);
+    m.storeQuery('cache', 'get', 0.0002);
+    const second = await m.registry.metrics();
+    expect(family(second, name).slice(2)).toEqual([
+      ...histogramLines(name, STORE_BOUNDS, [1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2], 0.001 + 0.00004, 2, 'store="mysql",op="get"'),
+      ...histogramLines(name, STORE_BOUNDS, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0.7, 1, 'store="mysql",op="put"'),
+      ...histogramLines(name, STORE_BOUNDS, [0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1], 0.0002, 1, 'store="cache",op="get"'),
+    ]);
+  });
+});
