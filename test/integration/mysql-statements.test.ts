@@ -97,6 +97,20 @@ describeMysql('MySQL prepared statements stay few whatever the batch sizes', () 
     expect(after.open - before.open).toBeLessThanOrEqual(16);
   });
 
+  it('getMany of N keys is one statement per GET_MANY_MAX keys (a short batch is padded, not split: every statement is a round trip a waiting request pays for)', async () => {
+    await tdb.query('DELETE FROM subscriber');
+    const subs = new MysqlSubscriberStore(await open());
+    for (let i = 0; i < 10; i++) await subs.add(`u${i}`, 'example.com', `pw${i}`);
+    const execute = vi.spyOn(db, 'execute');
+    for (const n of [1, 3, 7, 13, 100, 199, GET_MANY_MAX, GET_MANY_MAX + 1, 2 * GET_MANY_MAX + 3]) {
+      execute.mockClear();
+      const keys: SubscriberKey[] = Array.from({ length: n }, (_, i) => ({ username: `u${i % 12}`, domain: 'example.com' }));
+      const got = await subs.getMany(keys);
+      expect(got.map((s) => s?.password ?? null)).toEqual(keys.map((k) => (Number(k.username.slice(1)) < 10 ? `pw${k.username.slice(1)}` : null)));
+      expect({ n, statements: execute.mock.calls.length }).toEqual({ n, statements: Math.ceil(n / GET_MANY_MAX) });
+    }
+  });
+
   it('saveMany of every N writes every row, in order (a later save of a ruid wins, across chunks), with a fixed small set of statements', async () => {
     const locs = new MysqlLocationStore(await open(), () => T0);
     await locs.saveMany([binding('warm', 0)]); // the ruid index check, once
