@@ -148,6 +148,11 @@ export function batchSizes(n: number, max: number): number[] {
   return out;
 }
 
+/** The statement size for a chunk of `n` (1..max) keys: the next power of two, or `max` (a size batchSizes() also uses). */
+export function paddedSize(n: number, max: number): number {
+  return Math.min(max, 2 ** Math.ceil(Math.log2(n)));
+}
+
 export function mysqlPoolOptions(url: MysqlUrl, withDatabase = true, limits: MysqlPoolLimits = DEFAULT_POOL_LIMITS): PoolOptions {
   return {
     host: url.host,
@@ -339,7 +344,7 @@ export async function applyMysqlSchema(url: MysqlUrl): Promise<void> {
 /** getMany(): most keys per statement. */
 export const GET_MANY_MAX = 200;
 const GET_MANY_PART = 'SELECT ? AS i, username, domain, password, ha1, ha1b FROM subscriber WHERE username = ? AND domain = ? LIMIT 1';
-/** getMany()'s statement for `n` keys (n from batchSizes()), built once per size. */
+/** getMany()'s statement for `n` keys (n from paddedSize(): a power of two or GET_MANY_MAX), built once per size. */
 const getManySql = memo((n) => (n === 1 ? GET_MANY_PART : Array.from({ length: n }, () => `(${GET_MANY_PART})`).join(' UNION ALL ')));
 
 /** f(n), computed once per n (n is one of the few batchSizes()). */
@@ -390,22 +395,28 @@ export class MysqlSubscriberStore implements SubscriberStore {
    * with its position. Each part keeps get()'s WHERE (so the column collation decides matching
    * exactly as for get(): case, trailing spaces) and its unique-index lookup with LIMIT 1; a
    * row-constructor IN or a join on a derived table would need the matches mapped back to keys in
-   * JS under the same collation. The keys go in statements of batchSizes() (at most GET_MANY_MAX
-   * keys each), so that few distinct statements are prepared.
+   * JS under the same collation. The keys go in statements of GET_MANY_MAX keys, the last one
+   * padded up to a power of two (paddedSize()), so that few distinct statements are prepared and
+   * a batch is still one round trip per GET_MANY_MAX keys.
    */
   async getMany(keys: readonly SubscriberKey[]): Promise<(Subscriber | null)[]> {
     const out: (Subscriber | null)[] = new Array<Subscriber | null>(keys.length).fill(null);
-    let start = 0;
-    for (const size of batchSizes(keys.length, GET_MANY_MAX)) {
-      const chunk = keys.slice(start, start + size);
+    for (let start = 0; start < keys.length; start += GET_MANY_MAX) {
+      const n = Math.min(GET_MANY_MAX, keys.length - start);
+      // one statement per chunk: padded up to its ladder size by repeating the chunk's last key
+      // (answered twice, to the same index), rather than split into several round trips
+      const size = paddedSize(n, GET_MANY_MAX);
       const values: Value[] = [];
-      chunk.forEach((k, i) => values.push(i, k.username, k.domain));
+      for (let i = 0; i < size; i++) {
+        const j = Math.min(i, n - 1);
+        const k = keys[start + j]!;
+        values.push(j, k.username, k.domain);
+      }
       const rows = await this.rows('subscriber get', getManySql(size), values);
       for (const r of rows) {
         const i = Number(r.i);
-        if (Number.isInteger(i) && i >= 0 && i < chunk.length) out[start + i] = MysqlSubscriberStore.toSubscriber(r);
+        if (Number.isInteger(i) && i >= 0 && i < n) out[start + i] = MysqlSubscriberStore.toSubscriber(r);
       }
-      start += size;
     }
     return out;
   }
