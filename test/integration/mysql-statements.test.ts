@@ -138,6 +138,38 @@ describeMysql('MySQL prepared statements stay few whatever the batch sizes', () 
     expect(after.open - before.open).toBeLessThanOrEqual(16);
   });
 
+  it('re-saving bindings that are in the table updates them without using up AUTO_INCREMENT ids (location.id is INT UNSIGNED: an id per re-REGISTER runs out)', async () => {
+    const locs = new MysqlLocationStore(await open(), () => T0);
+    await tdb.query('DELETE FROM location');
+    const first = Array.from({ length: 40 }, (_, i) => binding(`u${i}`, i));
+    await locs.saveMany(first);
+    const autoinc = async (): Promise<number> => {
+      const rows = await tdb.query(
+        "SELECT AUTO_INCREMENT AS a FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'location'",
+      );
+      return Number(rows[0]!.a);
+    };
+    // information_schema may cache table statistics: ask the server for fresh ones
+    await tdb.query('ANALYZE TABLE location');
+    const a0 = await autoinc();
+    const ids0 = (await tdb.query('SELECT ruid, id FROM location ORDER BY ruid')).map((r) => [String(r.ruid), Number(r.id)]);
+    for (let round = 2; round <= 6; round++) {
+      // every binding re-registered (new CSeq and expiry), in batches of every shape, and one new binding per round
+      const again = first.map((b) => ({ ...b, cseq: round, expires: b.expires + round * 1000 }));
+      await locs.saveMany(again.slice(0, 7));
+      await locs.saveMany(again.slice(7));
+      await locs.saveMany([binding(`new${round}`, 100 + round)]);
+    }
+    const rows = await tdb.query('SELECT ruid, id, cseq FROM location ORDER BY ruid');
+    expect(rows.length).toBe(45);
+    // the re-saved rows kept their ids and took the new values
+    const kept = new Map(ids0 as Array<[string, number]>);
+    for (const r of rows) if (kept.has(String(r.ruid))) expect([String(r.ruid), Number(r.id), Number(r.cseq)]).toEqual([String(r.ruid), kept.get(String(r.ruid)), 6]);
+    await tdb.query('ANALYZE TABLE location');
+    // five new rows used five ids; 200 updates used none
+    expect((await autoinc()) - a0).toBeLessThanOrEqual(5);
+  });
+
   it('each pooled connection keeps at most maxPreparedStatements open on the server, however many texts it has run', async () => {
     const cap = mysqlPoolOptions(tdb.db).maxPreparedStatements;
     expect(cap).toBeDefined();
