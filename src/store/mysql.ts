@@ -126,12 +126,13 @@ export const DEFAULT_POOL_LIMITS: MysqlPoolLimits = { connections: 10, queueLimi
 
 /**
  * mysql2 prepares one server-side statement per distinct SQL text on each connection and keeps it
- * (an LRU cache, closing what it evicts). The stores run about 35 texts (batches use the sizes of
- * batchSizes(), not one text per N); 64 covers them with headroom, and bounds what one pool holds
- * on the server (connections x 64) far below MariaDB's global max_prepared_stmt_count (16382 by
+ * (an LRU cache, closing what it evicts). The stores run about 50 texts (batches use the ladder
+ * sizes of batchSizes() / paddedSize(), not one text per N: getMany 9, and saveMany's UPDATE,
+ * existence SELECT and INSERT 8 each); 96 covers them with headroom, and bounds what one pool holds
+ * on the server (connections x 96) far below MariaDB's global max_prepared_stmt_count (16382 by
  * default), which every client shares. mysql2's default, 16000, bounded nothing in practice.
  */
-const MAX_PREPARED_STATEMENTS = 64;
+const MAX_PREPARED_STATEMENTS = 96;
 
 /**
  * Split a batch of `n` into statement sizes from a fixed ladder: `max`, then the powers of two
@@ -520,6 +521,22 @@ const saveManySql = memo(
   (n) => `INSERT INTO location (${COLS}) VALUES ${Array.from({ length: n }, () => ROW_PLACEHOLDERS).join(', ')} ON DUPLICATE KEY UPDATE ${UPSERT_SET}`,
 );
 
+/**
+ * The UPDATE of `n` bindings by ruid (n from batchSizes()): one multi-table UPDATE joined to a
+ * derived table of the rows' values (portable across MariaDB and MySQL), built once per size.
+ */
+const updateManySql = memo((n) => {
+  const first = `SELECT ${LOCATION_COLUMNS.map((c) => `? AS \`${c}\``).join(', ')}`;
+  const more = `SELECT ${LOCATION_COLUMNS.map(() => '?').join(', ')}`;
+  const derived = [first, ...Array.from({ length: n - 1 }, () => more)].join(' UNION ALL ');
+  const set = LOCATION_COLUMNS.filter((c) => c !== 'ruid')
+    .map((c) => `l.\`${c}\` = v.\`${c}\``)
+    .join(', ');
+  return `UPDATE location AS l JOIN (${derived}) AS v ON l.ruid = v.ruid SET ${set}`;
+});
+/** Which of `n` ruids exist (n a power of two or SAVE_MANY_MAX). */
+const existingRuidsSql = memo((n) => `SELECT ruid FROM location WHERE ruid IN (${Array.from({ length: n }, () => '?').join(', ')})`);
+
 export class MysqlLocationStore implements LocationStore {
   constructor(
     private readonly db: MysqlDb,
@@ -578,11 +595,15 @@ export class MysqlLocationStore implements LocationStore {
   }
 
   /**
-   * Save bindings in order, as multi-row upserts on the unique ruid of batchSizes() rows (at most
-   * SAVE_MANY_MAX each, so that few distinct statements are prepared), one after the other. A
-   * statement is atomic: if any row is refused the whole statement fails, and the caller may retry
-   * row by row (write-back does); the statements before it stay written (a save written again is
-   * the same row).
+   * Save bindings; the table ends with the last save of each ruid (its unique key). Rows that are
+   * there are UPDATEd (one multi-table UPDATE per batchSizes() chunk, at most SAVE_MANY_MAX rows, so
+   * that few distinct statements are prepared); a chunk that matched fewer rows than it has asks
+   * which ruids exist, and the new rows go in as multi-row upserts. An upsert takes an
+   * AUTO_INCREMENT id even when it updates, which re-REGISTERs would use up (INT UNSIGNED); the
+   * UPDATE takes none and costs MariaDB less (measured: 40,000 re-saves, 1.59 against 2.25 s of
+   * MariaDB CPU). A statement is atomic: if any row is refused the whole statement fails, and the
+   * caller may retry row by row (write-back does); the statements before it stay written (a save
+   * written again is the same row).
    */
   async saveMany(bindings: readonly Binding[]): Promise<void> {
     for (const b of bindings) checkBinding(b);
@@ -592,13 +613,46 @@ export class MysqlLocationStore implements LocationStore {
       for (const b of bindings) await this.saveByContact(b);
       return;
     }
+    // the last save of each ruid is what the table ends with (rows are keyed by ruid alone)
+    const last = new Map<string, Binding>();
+    for (const b of bindings) {
+      last.delete(b.ruid);
+      last.set(b.ruid, b);
+    }
+    const rows = [...last.values()];
+    // 1. UPDATE the rows that are there. An upsert (INSERT … ON DUPLICATE KEY UPDATE) of a row that
+    //    exists still takes an AUTO_INCREMENT id on InnoDB: location.id is INT UNSIGNED (Kamailio's
+    //    schema), which re-REGISTERs at 2,000/s would use up in ~25 days.
+    const missing: Binding[] = [];
     let start = 0;
-    for (const size of batchSizes(bindings.length, SAVE_MANY_MAX)) {
+    for (const size of batchSizes(rows.length, SAVE_MANY_MAX)) {
+      const chunk = rows.slice(start, start + size);
+      start += size;
       const values: Value[] = [];
-      for (const b of bindings.slice(start, start + size)) values.push(...bindingToValues(b, ZONE));
+      for (const b of chunk) values.push(...bindingToValues(b, ZONE));
+      const res = await this.run('location save', updateManySql(size), values);
+      // affectedRows counts matched rows (mysql2 connects with CLIENT_FOUND_ROWS)
+      if (res.affectedRows >= chunk.length) continue;
+      const there = await this.existingRuids(chunk);
+      for (const b of chunk) if (!there.has(b.ruid)) missing.push(b);
+    }
+    // 2. INSERT the new ones (an upsert still: another writer may have inserted one meanwhile)
+    start = 0;
+    for (const size of batchSizes(missing.length, SAVE_MANY_MAX)) {
+      const values: Value[] = [];
+      for (const b of missing.slice(start, start + size)) values.push(...bindingToValues(b, ZONE));
       await this.run('location save', saveManySql(size), values);
       start += size;
     }
+  }
+
+  /** Which of these bindings' ruids the table holds (one statement, padded to a ladder size). */
+  private async existingRuids(chunk: readonly Binding[]): Promise<Set<string>> {
+    const size = paddedSize(chunk.length, SAVE_MANY_MAX);
+    const values: Value[] = [];
+    for (let i = 0; i < size; i++) values.push(chunk[Math.min(i, chunk.length - 1)]!.ruid);
+    const found = await this.rows('location save', existingRuidsSql(size), values);
+    return new Set(found.map((r) => String(r.ruid)));
   }
 
   /** The save of a table without a unique ruid: UPDATE by aor + contact, INSERT if there was none. */
