@@ -136,7 +136,8 @@ export interface LocationStore {
   /**
    * Insert, or replace the binding with the same aor + contact. A binding keeps its ruid while its
    * aor + contact stay the same (the registrar reuses it), and the SQL stores key the write on the
-   * ruid (one upsert on the table's unique ruid_idx, as Kamailio's usrloc does): a caller that gives
+   * ruid (the table's unique ruid_idx: an UPDATE of the row, an insert when there is none, as
+   * Kamailio's usrloc does): a caller that gives
    * an existing aor + contact a NEW ruid must remove the old binding first. Saving an existing ruid
    * under another contact (RFC 5626 flow moving) moves that row.
    */

@@ -25,8 +25,8 @@
  * Retried changes stay until written or superseded by a newer change of the same key.
  *
  * Batching: when the database store has saveMany (MySQL, SQLite), consecutive saves of a pass go as
- * one saveMany (at most SAVE_BATCH_MAX; MySQL sends it as a few multi-row upserts of fixed sizes,
- * in order). If it fails with "unavailable" the pass stops as above (one failed attempt); with any
+ * one saveMany (at most SAVE_BATCH_MAX; MySQL sends it as a few multi-row UPDATEs of fixed sizes,
+ * and upserts for the rows that are new). If it fails with "unavailable" the pass stops as above (one failed attempt); with any
  * other error each of its changes is written again on its own, so the rules above hold per change
  * (saves already written are written again, to the same row). The SQL stores key a save on the ruid: a save of a
  * contact that the database may hold under another ruid (it was removed and registered again while
