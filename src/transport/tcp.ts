@@ -477,29 +477,27 @@ export class TcpTransport {
 }
 
 /**
- * The TCP `Transport` (./transport.ts): an adapter over `TcpTransport`, which keeps its internals
- * (framing, limits, deadlines); connection ids come from the transport layer (`ctx.nextConnectionId`).
+ * The handlers a `TcpTransport` of transport `name` reports to the transport layer's context: the
+ * stream transports (TCP, TLS) differ only in their name and stream hooks.
  */
-export class TcpStreamTransport implements Transport {
-  readonly name = 'tcp' as const;
-  readonly info: TransportInfo = TRANSPORT_INFO.tcp;
-  readonly tcp: TcpTransport;
+export function streamHandlers(ctx: TransportContext, name: 'tcp' | 'tls'): TcpHandlers {
+  return {
+    admit: (address, port, _local, kind) => ctx.admit(name, address, port, kind),
+    message: (data, c) => ctx.message(data, name, c.remoteAddress, c.remotePort, c.local, c.id),
+    framingError: (err, c) => ctx.framingError(err, { ...c, transport: name }),
+    closed: (c, reason) => ctx.closed({ ...c, transport: name }, reason),
+    connectionId: () => ctx.nextConnectionId(),
+  };
+}
 
-  constructor(ctx: TransportContext) {
-    const name = this.name;
-    this.tcp = new TcpTransport(
-      ctx.limits,
-      {
-        admit: (address, port, _local, kind) => ctx.admit(name, address, port, kind),
-        message: (data, c) => ctx.message(data, name, c.remoteAddress, c.remotePort, c.local, c.id),
-        framingError: (err, c) => ctx.framingError(err, { ...c, transport: name }),
-        closed: (c, reason) => ctx.closed({ ...c, transport: name }, reason),
-        connectionId: () => ctx.nextConnectionId(),
-      },
-      ctx.counters,
-      ctx.log,
-    );
-  }
+/**
+ * A `Transport` (./transport.ts) over a `TcpTransport`, which keeps its internals (framing, limits,
+ * deadlines): everything but the name is delegated; TLS refines listen and send.
+ */
+export abstract class StreamTransportAdapter implements Transport {
+  abstract readonly name: 'tcp' | 'tls';
+  abstract readonly info: TransportInfo;
+  abstract readonly tcp: TcpTransport;
 
   listen(host: string, port: number, advertise: string | undefined): Promise<LocalEndpoint> {
     return this.tcp.listen(host, port, advertise);
@@ -527,6 +525,21 @@ export class TcpStreamTransport implements Transport {
 
   close(): Promise<void> {
     return this.tcp.close();
+  }
+}
+
+/**
+ * The TCP `Transport`: a `StreamTransportAdapter` with plain sockets; connection ids come from the
+ * transport layer (`ctx.nextConnectionId`).
+ */
+export class TcpStreamTransport extends StreamTransportAdapter {
+  readonly name = 'tcp' as const;
+  readonly info: TransportInfo = TRANSPORT_INFO.tcp;
+  readonly tcp: TcpTransport;
+
+  constructor(ctx: TransportContext) {
+    super();
+    this.tcp = new TcpTransport(ctx.limits, streamHandlers(ctx, 'tcp'), ctx.counters, ctx.log);
   }
 }
 

@@ -16,9 +16,9 @@
 import type net from 'node:net';
 import tls from 'node:tls';
 import { formatHost } from '../sip/index.js';
-import { TcpTransport, type StreamHooks, type TcpLimits } from './tcp.js';
+import { StreamTransportAdapter, TcpTransport, streamHandlers, type StreamHooks, type TcpLimits } from './tcp.js';
 import type { TlsContexts } from './tls-context.js';
-import { TRANSPORT_INFO, type ConnectionInfo, type Transport, type TransportContext, type TransportInfo } from './transport.js';
+import { TRANSPORT_INFO, type TransportContext, type TransportInfo } from './transport.js';
 import { TransportError, type LocalEndpoint } from './types.js';
 import { ListenError } from './udp.js';
 
@@ -50,13 +50,14 @@ function clientCertError(s: tls.TLSSocket): string | undefined {
   return e === null ? undefined : (e.code ?? e.message);
 }
 
-export class TlsTransport implements Transport {
+export class TlsTransport extends StreamTransportAdapter {
   readonly name = 'tls' as const;
   readonly info: TransportInfo = TRANSPORT_INFO.tls;
   readonly tcp: TcpTransport;
   private readonly hasContexts: boolean;
 
   constructor(ctx: TransportContext, opts: TlsTransportOptions) {
+    super();
     const name = this.name;
     const contexts = opts.contexts;
     this.hasContexts = contexts !== undefined;
@@ -135,22 +136,10 @@ export class TlsTransport implements Transport {
         return { socket: s, readyEvent: 'secureConnect' };
       },
     };
-    this.tcp = new TcpTransport(
-      opts.limits,
-      {
-        admit: (address, port, _local, kind) => ctx.admit(name, address, port, kind),
-        message: (data, c) => ctx.message(data, name, c.remoteAddress, c.remotePort, c.local, c.id),
-        framingError: (err, c) => ctx.framingError(err, { ...c, transport: name }),
-        closed: (c, reason) => ctx.closed({ ...c, transport: name }, reason),
-        connectionId: () => ctx.nextConnectionId(),
-      },
-      counters,
-      log,
-      hooks,
-    );
+    this.tcp = new TcpTransport(opts.limits, streamHandlers(ctx, name), counters, log, hooks);
   }
 
-  listen(host: string, port: number, advertise: string | undefined): Promise<LocalEndpoint> {
+  override listen(host: string, port: number, advertise: string | undefined): Promise<LocalEndpoint> {
     if (!this.hasContexts) {
       const where = `tls:${formatHost(host)}:${port}`;
       return Promise.reject(new ListenError('ENOTLS', where, `cannot listen on ${where}: no TLS certificate settings`));
@@ -159,28 +148,8 @@ export class TlsTransport implements Transport {
   }
 
   /** `serverName`: the target's host name when it was given by name (SNI, certificate name check). */
-  send(data: Buffer, address: string, port: number, connectionId: number | undefined, local: LocalEndpoint | undefined, serverName?: string): Promise<void> {
+  override send(data: Buffer, address: string, port: number, connectionId: number | undefined, local: LocalEndpoint | undefined, serverName?: string): Promise<void> {
     if (!this.hasContexts) return Promise.reject(new TransportError('no-listener', 'no TLS transport (no TLS certificate settings)'));
     return this.tcp.send(data, address, port, connectionId, local, serverName);
-  }
-
-  connections(): ConnectionInfo[] {
-    return this.tcp.connections().map((c) => ({ ...c, transport: this.name }));
-  }
-
-  connectionCounts(): { total: number; inbound: number; outbound: number } {
-    return this.tcp.connectionCounts;
-  }
-
-  isOpen(connectionId: number): boolean {
-    return this.tcp.isOpen(connectionId);
-  }
-
-  closeConnection(connectionId: number, reason?: string): boolean {
-    return this.tcp.closeConnection(connectionId, reason);
-  }
-
-  close(): Promise<void> {
-    return this.tcp.close();
   }
 }
