@@ -344,6 +344,33 @@ describe('TLS in the transport layer (createTransportLayer)', () => {
     expect(sl.stats().connections).toEqual({ total: 2, inbound: 2, outbound: 0 });
   });
 
+  it('a tls transport without TLS settings refuses to send (no-listener) and dials nothing: never cleartext', async () => {
+    let accepted = 0;
+    const plain = net.createServer((sock) => {
+      accepted++;
+      sock.destroy();
+    });
+    await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise<void>((r) => plain.close(() => r())));
+    const port = (plain.address() as net.AddressInfo).port;
+    const got: Got = { messages: [], closed: [], waiters: [] };
+    const { ctx } = context(got);
+    const t = new TlsTransport(ctx, { limits: LIMITS, contexts: undefined });
+    cleanups.push(() => t.close());
+    // as the layer calls it for an outbound request: with a local endpoint to send from
+    const local: LocalEndpoint = { transport: 'tls', address: '127.0.0.1', port: 5061, advertise: '127.0.0.1' };
+    const err = await t.send(sip('OPTIONS', 30), '127.0.0.1', port, undefined, local).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(TransportError);
+    expect((err as TransportError).kind).toBe('no-listener');
+    // a connection attempt would have been accepted by now if one had been made
+    await new Promise<void>((r) => setImmediate(r));
+    expect(accepted).toBe(0);
+    expect(t.connections()).toEqual([]);
+  });
+
   it('a tls listener without TLS settings does not start (one error)', async () => {
     const t = createTransportLayer({ listen: [{ transport: 'tls', host: '127.0.0.1', port: 0 }], limits, events: { request: () => undefined, response: () => undefined, parseError: () => undefined } });
     await expect(t.start()).rejects.toThrow('cannot listen on tls:127.0.0.1:0: no TLS certificate settings');
