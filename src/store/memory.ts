@@ -1,7 +1,7 @@
 /** In-process stores: tests, location db_mode=memory, and the write-through cache. */
 import type { Binding, Clock, LocationCounts, LocationStore, Subscriber, SubscriberKey, SubscriberStore } from './types.js';
 import { StoreError } from './types.js';
-import { checkBinding, cloneBinding, compareBindings, compareListed, makeSubscriber, splitAor } from './util.js';
+import { checkAor, checkBinding, cloneBinding, compareBindings, compareListed, makeSubscriber } from './util.js';
 
 const key = (username: string, domain: string): string => `${username}\u0000${domain}`;
 
@@ -55,11 +55,14 @@ export class MemoryLocationStore implements LocationStore {
   constructor(private readonly now: Clock) {}
 
   async lookup(aor: string): Promise<Binding[]> {
-    splitAor(aor); // same validation as the SQL stores
+    checkAor(aor); // same validation as the SQL stores
     const t = this.now();
     const m = this.byAor.get(aor);
-    if (!m) return [];
-    return [...m.values()].filter((b) => b.expires > t).sort(compareBindings).map(cloneBinding);
+    const out: Binding[] = [];
+    if (!m) return out;
+    for (const b of m.values()) if (b.expires > t) out.push(cloneBinding(b));
+    if (out.length > 1) out.sort(compareBindings);
+    return out;
   }
 
   async save(binding: Binding): Promise<void> {
@@ -73,7 +76,7 @@ export class MemoryLocationStore implements LocationStore {
   }
 
   async remove(aor: string, contact: string): Promise<boolean> {
-    splitAor(aor);
+    checkAor(aor);
     const m = this.byAor.get(aor);
     if (!m) return false;
     const removed = m.delete(contact);
@@ -82,7 +85,7 @@ export class MemoryLocationStore implements LocationStore {
   }
 
   async removeAll(aor: string): Promise<number> {
-    splitAor(aor);
+    checkAor(aor);
     const n = this.byAor.get(aor)?.size ?? 0;
     this.byAor.delete(aor);
     return n;
