@@ -376,18 +376,25 @@ export class DigestAuthenticator {
     const nonce = this.makeNonce(realm);
     const opaque = this.opaqueFor(nonce);
     const name = kind === 'www' ? 'WWW-Authenticate' : 'Proxy-Authenticate';
-    const headers: Array<readonly [string, string]> = [];
-    for (const alg of this.o.algorithms) {
-      const params: Array<readonly [string, string]> = [
-        ['realm', realm],
-        ['nonce', nonce],
-      ];
-      if (this.o.qop === 'auth') params.push(['qop', 'auth']);
-      params.push(['opaque', opaque], ['algorithm', alg]);
-      if (opts.stale === true) params.push(['stale', 'true']);
-      headers.push([name, formatAuthHeader('Digest', params)]);
-    }
+    // what formatAuthHeader('Digest', [realm, nonce, qop?, opaque, algorithm, stale?]) writes, built
+    // directly: nonce and opaque are base64url and need no escaping, the realm is quoted once per realm
+    const head = `Digest realm=${this.quotedRealm(realm)}, nonce="${nonce}"${this.o.qop === 'auth' ? ', qop="auth"' : ''}, opaque="${opaque}", algorithm=`;
+    const tail = opts.stale === true ? ', stale=true' : '';
+    const algs = this.o.algorithms;
+    const headers: Array<readonly [string, string]> = new Array(algs.length);
+    for (let i = 0; i < algs.length; i++) headers[i] = [name, head + algs[i]! + tail];
     return buildResponse(req, kind === 'www' ? 401 : 407, { toTag: statelessToTag(req), headers });
+  }
+
+  private lastRealm: string | undefined;
+  private lastQuotedRealm = '';
+  /** The realm as a quoted auth-param value (formatAuthHeader's quoting), kept for the last realm asked. */
+  private quotedRealm(realm: string): string {
+    if (realm !== this.lastRealm) {
+      this.lastQuotedRealm = formatAuthHeader('', [['realm', realm]]).slice(' realm='.length);
+      this.lastRealm = realm;
+    }
+    return this.lastQuotedRealm;
   }
 
   private makeNonce(realm: string): string {
@@ -517,7 +524,7 @@ export class DigestAuthenticator {
   }
 
   /** Steps 4 (hashing) to 6 of verify(), once the subscriber (or its absence) is known. */
-  private conclude(st: Pending, sub: Subscriber | null): AuthResult {
+  private conclude(st: Pending, sub: Readonly<Subscriber> | null): AuthResult {
     const { req, realm, kind, username, lookupUser, at, credRealm, algorithm, duri, nonce, response, qop, ncText, cnonce, checked, opaqueOk } = st;
     let ha1: string | undefined;
     if (sub !== null) {
