@@ -168,7 +168,8 @@ export class Router {
     if (authed === true || (authed !== false && (await authed))) return;
     if (this.preloadedRoute(ctx)) return;
     if (this.relayPolicy(ctx)) return;
-    if (await this.registrar(ctx)) return;
+    const registered = this.registrar(ctx);
+    if (registered === true || (registered !== false && (await registered))) return;
     if (this.addressIncomplete(ctx)) return;
     if (this.toSelf(ctx)) return;
     if (await this.location(ctx)) return;
@@ -457,15 +458,18 @@ export class Router {
 
   // ---------------------------------------------------------------- REGISTRAR / LOCATION
 
-  private async registrar(ctx: Ctx): Promise<boolean> {
+  /** save("location") for a REGISTER to us: true (a Promise of it) once answered; false when not a REGISTER for us. */
+  private registrar(ctx: Ctx): boolean | Promise<boolean> {
     const { req, src } = ctx;
     if (req.method !== 'REGISTER') return false;
     const uri = req.uri;
     if (isSipUri(uri) && !this.d.isOurDomain(uri.host) && !this.d.proxy.isSelf(uri)) return false; // REGISTER for elsewhere: relay
     ctx.st ??= this.d.tx.createServer(req, src);
-    const res = await this.d.registrar.register(req, src);
-    this.respond(ctx, res);
-    return true;
+    // (no async frame of its own: the registrar's Promise, then the answer)
+    return this.d.registrar.register(req, src).then((res) => {
+      this.respond(ctx, res);
+      return true;
+    });
   }
 
   /** A request for one of our domains without a user part: 484. */
