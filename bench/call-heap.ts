@@ -6,6 +6,13 @@
  *   node --import tsx bench/call-heap.ts gc [rate] [seconds]                          the same in a child with
  *                                                    --trace-gc-nvp: + bytes promoted by scavenges during the load
  *   SNAPSHOT=/tmp/x.heapsnapshot ...    a heap snapshot at the end of the load (after forced GCs; see heap-top.ts)
+ *   SNAPSHOT_BASE=… SNAPSHOT_MID=…      snapshots after the warm-up and at simulated second MID_S (default 40) of
+ *                                       the load, for `heap-top.ts MID BASE`: what a call in flight holds
+ *   RING_MS=200 ...                     the callee answers 180/200 that long after the INVITE (default 0, as
+ *                                       uas.xml): calls stay in flight across scavenges, as in an overloaded sipd
+ *   PROMOTED=40 ...                     sampling heap profile of the load keeping objects not collected by a
+ *                                       scavenge, top 40 allocating frames (indicative only: V8 also keeps the
+ *                                       samples of young objects a mark-compact collects; tsx maps no lines)
  *
  * One call is SIPp's uac-call.xml against uas.xml, through the real core with memory stores, a fake
  * transport and a `manualClock`: INVITE → 407 → ACK → INVITE + Proxy-Authorization → 100 (ours),
@@ -19,6 +26,7 @@
  * - `retainedPerCall`: (heap used after forced GCs at the end of the load − baseline) / calls
  *   completed in the last 32 simulated seconds (the longest linger window: Timers L and J), and the
  *   same for `arrayBuffers` (off-heap: the linger table's byte store);
+ * - `inFlight`: heap used (forced GC) at second MID_S of the load − baseline, per call in progress;
  * - `heldAfter`: heap used (forced GC) at +1, +6, +33 and +70 simulated seconds without load, to
  *   tell which timer releases what is held;
  * - GC counts during the load (PerformanceObserver), heap/old space at the end of the load;
