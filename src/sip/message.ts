@@ -1,7 +1,7 @@
 import { parseAuthHeader, parseAuthHeaderAt, type AuthHeader } from './digest-header.js';
 import { scratchBytes } from './bytes.js';
 import { SipParseError } from './errors.js';
-import { canonicalName, headerKey, keyBit, splitList } from './headers.js';
+import { canonicalName, headerKey, keyBit, pushNonEmptyElements, splitList } from './headers.js';
 import { nameAddrParamAt, parseContact, parseNameAddr, parseNameAddrAt, type ContactStar, type NameAddr } from './name-addr.js';
 import { parseUri, type Uri } from './uri.js';
 import { parseVia, parseViaAt, type Via } from './via.js';
@@ -615,10 +615,7 @@ export abstract class SipMessage {
       const v = h.value;
       if (v.indexOf(',') === -1 && !edgeWs(v)) {
         if (v.length !== 0) out.push(v);
-      } else {
-        const es = splitList(v);
-        for (let k = 0; k < es.length; k++) if (es[k]!.length !== 0) out.push(es[k]!);
-      }
+      } else pushNonEmptyElements(v, out);
     }
     return out;
   }
