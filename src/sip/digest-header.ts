@@ -65,6 +65,10 @@ export function parseAuthHeaderAt(src: string, b: Uint8Array, start: number, end
   const scheme = s.slice(ss, i);
   if (!isToken(scheme)) throw bad('bad auth scheme');
   const params = new Map<string, string>();
+  // the first backslash at or after start (none in the usual header): a quoted value before it has no quoted-pair,
+  // so its closing quote is found with indexOf instead of a loop over its octets
+  let bs = s.indexOf('\\', i);
+  if (bs === -1 || bs > n) bs = n;
   for (;;) {
     while (i < n && (isWs(b[i]!) || b[i]! === 0x2c)) i++;
     if (i >= n) break;
@@ -87,7 +91,12 @@ export function parseAuthHeaderAt(src: string, b: Uint8Array, start: number, end
     i++;
     while (i < n && isWs(b[i]!)) i++;
     let value = '';
-    if (i < n && b[i]! === 0x22) {
+    let q: number;
+    if (i < n && b[i]! === 0x22 && (q = s.indexOf('"', i + 1)) !== -1 && q < bs) {
+      // closed before any backslash (q < bs <= n)
+      value = s.slice(i + 1, q);
+      i = q + 1;
+    } else if (i < n && b[i]! === 0x22) {
       i++;
       let closed = false;
       let start = i;
