@@ -67,8 +67,9 @@ export function parseAuthHeaderAt(src: string, b: Uint8Array, start: number, end
   const params = new Map<string, string>();
   // the first backslash at or after start (none in the usual header): a quoted value before it has no quoted-pair,
   // so its closing quote is found with indexOf instead of a loop over its octets
-  let bs = s.indexOf('\\', i);
-  if (bs === -1 || bs > n) bs = n;
+  // (searched in raw = s[start, n), so that the search stops at the end of this header)
+  let bs = raw.indexOf('\\', i - start);
+  bs = bs === -1 ? n : bs + start;
   for (;;) {
     while (i < n && (isWs(b[i]!) || b[i]! === 0x2c)) i++;
     if (i >= n) break;
@@ -92,7 +93,7 @@ export function parseAuthHeaderAt(src: string, b: Uint8Array, start: number, end
     while (i < n && isWs(b[i]!)) i++;
     let value = '';
     let q: number;
-    if (i < n && b[i]! === 0x22 && (q = s.indexOf('"', i + 1)) !== -1 && q < bs) {
+    if (i < n && b[i]! === 0x22 && (q = raw.indexOf('"', i + 1 - start)) !== -1 && (q += start) < bs) {
       // closed before any backslash (q < bs <= n)
       value = s.slice(i + 1, q);
       i = q + 1;

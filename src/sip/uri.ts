@@ -197,9 +197,13 @@ export function parseUriAt(src: string, b: Uint8Array, start: number, end: numbe
 function plainSipUri(scheme: 'sip' | 'sips', src: string, b: Uint8Array, p: number, n: number, raw: string): SipUri | undefined {
   // the last '@' ends the userinfo (found with indexOf, not a loop); every octet is checked once below: the
   // userinfo here, the host and port by their scans, the parameters by theirs
-  let at = src.indexOf('@', p);
-  if (at >= n) at = -1;
-  else if (at !== -1) for (let nx = src.indexOf('@', at + 1); nx !== -1 && nx < n; nx = src.indexOf('@', at + 1)) at = nx;
+  // searched in raw (= src[n - raw.length, n)), so that a URI without '@' does not search the rest of the message
+  const off = n - raw.length;
+  let at = raw.indexOf('@', p - off);
+  if (at !== -1) {
+    for (let nx = raw.indexOf('@', at + 1); nx !== -1; nx = raw.indexOf('@', at + 1)) at = nx;
+    at += off;
+  }
   let user: string | undefined;
   let password: string | undefined;
   let i = p;

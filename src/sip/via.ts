@@ -105,8 +105,9 @@ export function parseViaAt(src: string, b: Uint8Array, start: number, end: numbe
   i = skipWs(b, e, n);
   if (i >= n) throw bad('missing sent-by');
   // sent-by = host [ SWS ":" SWS port ]; it ends at the first ';' (sent-by holds none)
-  let end2 = s.indexOf(';', i);
-  if (end2 === -1 || end2 > n) end2 = n;
+  // searched in raw (= s[start, n)), so that a Via without parameters does not search the rest of the message
+  let end2 = raw.indexOf(';', i - start);
+  end2 = end2 === -1 ? n : end2 + start;
   let hp;
   try {
     // without whitespace, sent-by is host[:port] up to end2; with some (LWS around ':', trailing), hostPortAt on the
