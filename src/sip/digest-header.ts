@@ -20,6 +20,28 @@ const TOKEN = (() => {
   return t;
 })();
 
+/** Frequent (lower-case) Digest parameter names by length, with their octets. */
+const AUTH_NAMES: Array<Array<[string, Uint8Array]>> = (() => {
+  const t: Array<Array<[string, Uint8Array]>> = [];
+  for (const n of ['username', 'realm', 'nonce', 'uri', 'response', 'algorithm', 'cnonce', 'qop', 'nc', 'opaque', 'stale', 'domain']) {
+    (t[n.length] ??= []).push([n, Uint8Array.from(n, (ch) => ch.charCodeAt(0))]);
+  }
+  return t;
+})();
+
+/** b[from, to) as one of AUTH_NAMES, or undefined. */
+function authNameIn(b: Uint8Array, from: number, to: number): string | undefined {
+  const cands = AUTH_NAMES[to - from];
+  if (cands === undefined) return undefined;
+  for (let j = 0; j < cands.length; j++) {
+    const c = cands[j]![1];
+    let k = 0;
+    while (k < c.length && b[from + k] === c[k]) k++;
+    if (k === c.length) return cands[j]![0];
+  }
+  return undefined;
+}
+
 function bad(reason: string): SipParseError {
   return new SipParseError('BAD_AUTH', reason);
 }
@@ -43,6 +65,11 @@ export function parseAuthHeaderAt(src: string, b: Uint8Array, start: number, end
   const scheme = s.slice(ss, i);
   if (!isToken(scheme)) throw bad('bad auth scheme');
   const params = new Map<string, string>();
+  // the first backslash at or after start (none in the usual header): a quoted value before it has no quoted-pair,
+  // so its closing quote is found with indexOf instead of a loop over its octets
+  // (searched in raw = s[start, n), so that the search stops at the end of this header)
+  let bs = raw.indexOf('\\', i - start);
+  bs = bs === -1 ? n : bs + start;
   for (;;) {
     while (i < n && (isWs(b[i]!) || b[i]! === 0x2c)) i++;
     if (i >= n) break;
@@ -58,13 +85,19 @@ export function parseAuthHeaderAt(src: string, b: Uint8Array, start: number, end
       i++;
     }
     if (i === ns || !token) throw bad('bad auth parameter');
-    const name = s.slice(ns, i);
+    // lower-cased only when needed; a frequent name reuses its constant (no slice, hash already known)
+    const key = upper ? s.slice(ns, i).toLowerCase() : (authNameIn(b, ns, i) ?? s.slice(ns, i));
     while (i < n && isWs(b[i]!)) i++;
     if (i >= n || b[i]! !== 0x3d) throw bad('auth parameter without value');
     i++;
     while (i < n && isWs(b[i]!)) i++;
     let value = '';
-    if (i < n && b[i]! === 0x22) {
+    let q: number;
+    if (i < n && b[i]! === 0x22 && (q = raw.indexOf('"', i + 1 - start)) !== -1 && (q += start) < bs) {
+      // closed before any backslash (q < bs <= n)
+      value = s.slice(i + 1, q);
+      i = q + 1;
+    } else if (i < n && b[i]! === 0x22) {
       i++;
       let closed = false;
       let start = i;
@@ -91,9 +124,9 @@ export function parseAuthHeaderAt(src: string, b: Uint8Array, start: number, end
       while (i < n && b[i]! !== 0x2c && !isWs(b[i]!)) i++;
       value = s.slice(vs, i);
     }
-    const key = upper ? name.toLowerCase() : name;
-    if (params.has(key)) throw bad('duplicate auth parameter');
+    const size = params.size;
     params.set(key, value);
+    if (params.size === size) throw bad('duplicate auth parameter');
     while (i < n && isWs(b[i]!)) i++;
     if (i < n && b[i]! !== 0x2c) throw bad('bad auth parameter list');
   }

@@ -150,6 +150,27 @@ export function splitList(value: string): string[] {
   return out;
 }
 
+/**
+ * The non-empty elements of splitList(value), appended to `out` (no intermediate array): option tags and tokens.
+ */
+export function pushNonEmptyElements(value: string, out: string[]): void {
+  if (value.indexOf('"') === -1 && value.indexOf('<') === -1) {
+    let start = 0;
+    for (let c = value.indexOf(','); ; c = value.indexOf(',', start)) {
+      const e = c === -1 ? value.length : c;
+      let a = start;
+      let b = e;
+      while (a < b && isJsSpace(value.charCodeAt(a))) a++;
+      while (b > a && isJsSpace(value.charCodeAt(b - 1))) b--;
+      if (b > a) out.push(value.slice(a, b));
+      if (c === -1) return;
+      start = c + 1;
+    }
+  }
+  const es = splitList(value);
+  for (let k = 0; k < es.length; k++) if (es[k]!.length !== 0) out.push(es[k]!);
+}
+
 /** value.slice(a, b).trim() without the intermediate string. */
 function trimmedSlice(value: string, a: number, b: number): string {
   while (a < b && isJsSpace(value.charCodeAt(a))) a++;

@@ -195,19 +195,26 @@ export function parseUriAt(src: string, b: Uint8Array, start: number, end: numbe
  * runs the general parser.
  */
 function plainSipUri(scheme: 'sip' | 'sips', src: string, b: Uint8Array, p: number, n: number, raw: string): SipUri | undefined {
-  let at = -1;
-  let colon = -1;
-  for (let i = p; i < n; i++) {
-    const c = b[i]!;
-    if (c <= 0x20 || c >= 0x7f || c === 0x25 || c === 0x3f || c === 0x5b || c === 0x5d || c === 0x3c || c === 0x3e || c === 0x22) return undefined;
-    if (c === 0x40) at = i;
-    else if (c === 0x3a && colon === -1) colon = i;
+  // the last '@' ends the userinfo (found with indexOf, not a loop); every octet is checked once below: the
+  // userinfo here, the host and port by their scans, the parameters by theirs
+  // searched in raw (= src[n - raw.length, n)), so that a URI without '@' does not search the rest of the message
+  const off = n - raw.length;
+  let at = raw.indexOf('@', p - off);
+  if (at !== -1) {
+    for (let nx = raw.indexOf('@', at + 1); nx !== -1; nx = raw.indexOf('@', at + 1)) at = nx;
+    at += off;
   }
   let user: string | undefined;
   let password: string | undefined;
   let i = p;
   if (at !== -1) {
-    const ue = colon === -1 || colon > at ? at : colon;
+    let colon = -1;
+    for (let k = p; k < at; k++) {
+      const c = b[k]!;
+      if (plainUriBad(c)) return undefined;
+      if (c === 0x3a && colon === -1) colon = k;
+    }
+    const ue = colon === -1 ? at : colon;
     if (ue === p) return undefined;
     user = src.slice(p, ue);
     if (ue !== at) password = src.slice(ue + 1, at);
@@ -258,7 +265,8 @@ function plainSipUri(scheme: 'sip' | 'sips', src: string, b: Uint8Array, p: numb
         if (c === 0x3b) break;
         if (c === 0x3d) {
           if (eq === -1) eq = i;
-        } else if (eq === -1 && c >= 0x41 && c <= 0x5a) up = true;
+        } else if (plainUriBad(c)) return undefined;
+        else if (eq === -1 && c >= 0x41 && c <= 0x5a) up = true;
         i++;
       }
       if (i === ns || eq === ns) return undefined;
@@ -271,6 +279,11 @@ function plainSipUri(scheme: 'sip' | 'sips', src: string, b: Uint8Array, p: numb
     }
   }
   return { scheme, user, password, host, port, params, headers: EMPTY_HEADERS, raw };
+}
+
+/** An octet that keeps a URI off the plain path: controls, space, non-ASCII, `%` `?` `[` `]` `<` `>` `"`. */
+function plainUriBad(c: number): boolean {
+  return c <= 0x20 || c >= 0x7f || c === 0x25 || c === 0x3f || c === 0x5b || c === 0x5d || c === 0x3c || c === 0x3e || c === 0x22;
 }
 
 function parseUriGeneral(raw: string): Uri {

@@ -105,20 +105,20 @@ export function parseViaAt(src: string, b: Uint8Array, start: number, end: numbe
   i = skipWs(b, e, n);
   if (i >= n) throw bad('missing sent-by');
   // sent-by = host [ SWS ":" SWS port ]; it ends at the first ';' (sent-by holds none)
-  let end2 = i;
-  let ws = false;
-  while (end2 < n) {
-    const c = b[end2];
-    if (c === 0x3b) break;
-    if (c === 0x20 || c === 0x09) ws = true;
-    end2++;
-  }
+  // searched in raw (= s[start, n)), so that a Via without parameters does not search the rest of the message
+  let end2 = raw.indexOf(';', i - start);
+  end2 = end2 === -1 ? n : end2 + start;
   let hp;
   try {
-    if (ws) {
+    // without whitespace, sent-by is host[:port] up to end2; with some (LWS around ':', trailing), hostPortAt on the
+    // received text stops at it and throws, and the compacted text is parsed instead
+    try {
+      hp = hostPortAt(s, b, i, ';', end2);
+    } catch (err) {
+      if (!(err instanceof SipParseError) || !hasWs(b, i, end2)) throw err;
       const sb = compactSentBy(s.slice(i, end2));
       hp = hostPortAt(sb, freshBytes(sb), 0, ';', sb.length);
-    } else hp = hostPortAt(s, b, i, ';', end2);
+    }
   } catch (err) {
     if (err instanceof SipParseError) throw bad('bad sent-by');
     throw err;
@@ -165,6 +165,12 @@ export function parseViaAt(src: string, b: Uint8Array, start: number, end: numbe
     ttl: ttlValue,
     raw,
   };
+}
+
+/** True when b[from, to) holds SP or HTAB. */
+function hasWs(b: Uint8Array, from: number, to: number): boolean {
+  for (let k = from; k < to; k++) if (b[k] === 0x20 || b[k] === 0x09) return true;
+  return false;
 }
 
 /** Value of 1 to max decimal digits (as Number(v)), or -1 when v is not that. */
