@@ -37,9 +37,9 @@ export class ReceivedField implements HeaderField {
   /** the value is src[vs, ve) when vs !== -1; otherwise it is `v` (folded or trimmed) */
   readonly vs: number;
   readonly ve: number;
-  /** the line (raw) is src[ls, le) */
-  private readonly ls: number;
-  private readonly le: number;
+  /** the line (raw) is src[ls, le) (bytes[ls, le): toBuffer copies it from there) */
+  readonly ls: number;
+  readonly le: number;
   private v: string | undefined;
   private r: string | undefined;
 
@@ -185,6 +185,49 @@ function parseCSeq(v: string): CSeq {
   // seq: the digits' value, exact (at most 12 digits)
   if (seq > 0x7fffffff) throw new SipParseError('BAD_CSEQ', 'CSeq out of range');
   return { seq, method: i === 0 ? v : v.slice(i) };
+}
+
+/** Number of decimal digits of a non-negative integer. */
+function decimalDigits(n: number): number {
+  let d = 1;
+  while (n >= 10) {
+    n = Math.floor(n / 10);
+    d++;
+  }
+  return d;
+}
+
+/** Write n (digits: decimalDigits(n)) at out[o]; returns the offset after it. */
+function writeDecimal(out: Buffer, o: number, n: number, digits: number): number {
+  for (let k = o + digits - 1; k >= o; k--) {
+    out[k] = 0x30 + (n % 10);
+    n = Math.floor(n / 10);
+  }
+  return o + digits;
+}
+
+/** Is the value of this line String(n) exactly (no leading zeros, no sign)? Compared on its octets when in place. */
+function sameDecimal(h: ReceivedField, n: number): boolean {
+  if (!h.inPlace()) return h.value === String(n);
+  const b = h.bytes;
+  const len = h.ve - h.vs;
+  if (len !== decimalDigits(n)) return false;
+  for (let k = h.ve - 1; k >= h.vs; k--) {
+    if (b[k] !== 0x30 + (n % 10)) return false;
+    n = Math.floor(n / 10);
+  }
+  return true;
+}
+
+/** Copy bytes[start, end) and a CRLF to out[o]; returns the offset after them. */
+function copyRun(bytes: Uint8Array, start: number, end: number, out: Buffer, o: number): number {
+  const n = end - start;
+  if (n <= 64) for (let k = 0; k < n; k++) out[o + k] = bytes[start + k]!;
+  else out.set(bytes.subarray(start, end), o);
+  o += n;
+  out[o++] = 0x0d;
+  out[o++] = 0x0a;
+  return o;
 }
 
 export abstract class SipMessage {
@@ -719,32 +762,119 @@ export abstract class SipMessage {
 
   // ---------------------------------------------------------------- serialisation
 
-  /** Header section + body as bytes. Unedited lines are emitted exactly as received. Content-Length always matches the body. */
+  /**
+   * Header section + body as bytes. Unedited lines are emitted exactly as received. Content-Length always matches the body.
+   * One Buffer, written in place: the size is summed first, then the start line and the edited lines are written as
+   * latin1 and the runs of unedited received lines (adjacent in their source) are copied from the received bytes.
+   */
   toBuffer(): Buffer {
-    let head = (this.startLineRaw ?? this.buildStartLine()) + CRLF;
-    let sawLength = false;
+    const startLine = this.startLineRaw ?? this.buildStartLine();
     const src = this.bodyBuf === undefined ? this.bodySrc : undefined;
     const bodyLen = src !== undefined ? this.bodyEnd - this.bodyStart : this.body.length;
     const hs = this.hs;
+    const lenDigits = decimalDigits(bodyLen);
+    // pass 1: the size; the Content-Length line kept as received (index), or -1 when rewritten / added
+    let size = startLine.length + 2;
+    let clIndex = -2;
     for (let i = 0; i < hs.length; i++) {
       const h = hs[i]!;
       if (h.key === 'content-length') {
-        if (sawLength) continue;
-        sawLength = true;
-        if (h.raw !== null && h.value === String(bodyLen)) head += h.raw + CRLF;
-        else head += `${h.name}: ${bodyLen}${CRLF}`;
+        if (clIndex !== -2) continue;
+        clIndex = -1;
+        if (h instanceof ReceivedField) {
+          if (sameDecimal(h, bodyLen)) {
+            clIndex = i;
+            size += h.le - h.ls + 2;
+          } else size += h.name.length + 4 + lenDigits;
+        } else if (h.raw !== null && h.value === String(bodyLen)) {
+          clIndex = i;
+          size += h.raw.length + 2;
+        } else size += h.name.length + 4 + lenDigits;
         continue;
       }
-      head += (h.raw ?? `${h.name}: ${h.value}`) + CRLF;
+      if (h instanceof ReceivedField) size += h.le - h.ls + 2;
+      else if (h.raw !== null) size += h.raw.length + 2;
+      else size += h.name.length + 4 + h.value.length;
     }
-    if (!sawLength) head += `Content-Length: ${bodyLen}${CRLF}`;
-    head += CRLF;
-    // one allocation: header section (latin1, one octet per char) followed by the body
-    if (bodyLen === 0) return Buffer.from(head, 'latin1');
-    const out = Buffer.allocUnsafe(head.length + bodyLen);
-    (out as unknown as Latin1Writable).latin1Write(head, 0);
-    if (src !== undefined) src.copy(out, head.length, this.bodyStart, this.bodyEnd);
-    else this.body.copy(out, head.length);
+    if (clIndex === -2) size += 18 + lenDigits; // 'Content-Length: ' + digits + CRLF
+    size += 2;
+    const headLen = size;
+    size += bodyLen;
+    // pass 2: write
+    const out = Buffer.allocUnsafe(size);
+    const w = out as unknown as Latin1Writable;
+    let o = w.latin1Write(startLine, 0);
+    out[o++] = 0x0d;
+    out[o++] = 0x0a;
+    // a run of received lines adjacent in `runBytes`: [runStart, runEnd)
+    let runBytes: Uint8Array | undefined;
+    let runStart = 0;
+    let runEnd = 0;
+    let sawLength = false;
+    for (let i = 0; i < hs.length; i++) {
+      const h = hs[i]!;
+      let verbatim = h instanceof ReceivedField;
+      if (h.key === 'content-length') {
+        if (sawLength) continue;
+        sawLength = true;
+        if (i !== clIndex) verbatim = false;
+        else if (!verbatim) {
+          if (runBytes !== undefined) o = copyRun(runBytes, runStart, runEnd, out, o);
+          runBytes = undefined;
+          o += w.latin1Write(h.raw!, o);
+          out[o++] = 0x0d;
+          out[o++] = 0x0a;
+          continue;
+        }
+        if (!verbatim) {
+          if (runBytes !== undefined) o = copyRun(runBytes, runStart, runEnd, out, o);
+          runBytes = undefined;
+          o += w.latin1Write(h.name, o);
+          out[o++] = 0x3a;
+          out[o++] = 0x20;
+          o = writeDecimal(out, o, bodyLen, lenDigits);
+          out[o++] = 0x0d;
+          out[o++] = 0x0a;
+          continue;
+        }
+      }
+      if (verbatim) {
+        const f = h as ReceivedField;
+        if (runBytes === f.bytes && f.ls === runEnd + 2) runEnd = f.le;
+        else {
+          if (runBytes !== undefined) o = copyRun(runBytes, runStart, runEnd, out, o);
+          runBytes = f.bytes;
+          runStart = f.ls;
+          runEnd = f.le;
+        }
+        continue;
+      }
+      if (runBytes !== undefined) o = copyRun(runBytes, runStart, runEnd, out, o);
+      runBytes = undefined;
+      if (h.raw !== null) o += w.latin1Write(h.raw, o);
+      else {
+        o += w.latin1Write(h.name, o);
+        out[o++] = 0x3a;
+        out[o++] = 0x20;
+        o += w.latin1Write(h.value, o);
+      }
+      out[o++] = 0x0d;
+      out[o++] = 0x0a;
+    }
+    if (runBytes !== undefined) o = copyRun(runBytes, runStart, runEnd, out, o);
+    if (!sawLength) {
+      o += w.latin1Write('Content-Length: ', o);
+      o = writeDecimal(out, o, bodyLen, lenDigits);
+      out[o++] = 0x0d;
+      out[o++] = 0x0a;
+    }
+    out[o++] = 0x0d;
+    out[o++] = 0x0a;
+    if (o !== headLen) throw new Error(`toBuffer: wrote ${o} of ${headLen} header octets`);
+    if (bodyLen > 0) {
+      if (src !== undefined) src.copy(out, headLen, this.bodyStart, this.bodyEnd);
+      else this.body.copy(out, headLen);
+    }
     return out;
   }
 
