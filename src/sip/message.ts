@@ -273,6 +273,11 @@ export abstract class SipMessage {
     return this.hs;
   }
 
+  /** The header lines, in order, to read only (unlike `headers`, reading them keeps the presence mask). */
+  get headerList(): readonly HeaderField[] {
+    return this.hs;
+  }
+
   set headers(hs: HeaderField[]) {
     this.hs = hs;
     this.pArr = undefined;
@@ -348,6 +353,21 @@ export abstract class SipMessage {
       else for (const e of splitList(v)) out.push(e);
     }
     return out;
+  }
+
+  /** Number of list elements of a header across its lines (listValues(name).length, without the list). */
+  listCount(name: string): number {
+    const key = headerKey(name);
+    if (!this.may(keyBit(key))) return 0;
+    const hs = this.hs;
+    let n = 0;
+    for (let i = 0; i < hs.length; i++) {
+      const h = hs[i]!;
+      if (h.key !== key) continue;
+      const v = h.value;
+      n += v.indexOf(',') === -1 ? 1 : splitList(v).length;
+    }
+    return n;
   }
 
   has(name: string): boolean {
@@ -670,17 +690,24 @@ export abstract class SipMessage {
     const ok = this.maskValid();
     if (where === 'top') this.hs.unshift(field);
     else if (where === 'before') {
-      const i = this.hs.findIndex((h) => h.key === key);
+      const i = this.indexOfKey(key);
       if (i === -1) this.hs.unshift(field);
       else this.hs.splice(i, 0, field);
     } else this.hs.push(field);
     this.reindex(ok, key);
   }
 
+  /** Index of the first line with this key, -1 when there is none. */
+  private indexOfKey(key: string): number {
+    const hs = this.hs;
+    for (let i = 0; i < hs.length; i++) if (hs[i]!.key === key) return i;
+    return -1;
+  }
+
   /** Replace every line of a header by one line with `value` (kept at the position of the first). */
   setHeader(name: string, value: string): void {
     const key = headerKey(name);
-    const i = this.hs.findIndex((h) => h.key === key);
+    const i = this.indexOfKey(key);
     this.invalidate(key);
     const ok = this.maskValid();
     if (i === -1) {
@@ -688,15 +715,26 @@ export abstract class SipMessage {
       this.reindex(ok, key);
       return;
     }
-    const old = this.hs[i]!;
-    this.hs[i] = { name: old.name, key, value, raw: null };
-    this.hs = this.hs.filter((h, j) => j === i || h.key !== key);
+    const hs = this.hs;
+    const old = hs[i]!;
+    hs[i] = { name: old.name, key, value, raw: null };
+    // the other lines of the header go (in place: the array is this message's own)
+    let w = i + 1;
+    for (let j = i + 1; j < hs.length; j++) {
+      const h = hs[j]!;
+      if (h.key !== key) hs[w++] = h;
+    }
+    hs.length = w;
     this.reindex(ok, key);
   }
 
   /** Remove every line of a header; returns how many lines were removed. */
   removeHeader(name: string): number {
     const key = headerKey(name);
+    if (this.indexOfKey(key) === -1) {
+      this.invalidate(key);
+      return 0;
+    }
     const before = this.hs.length;
     const ok = this.maskValid();
     this.hs = this.hs.filter((h) => h.key !== key);
@@ -708,10 +746,19 @@ export abstract class SipMessage {
   /** Remove the first list element of a list header (top Via, first Route); returns it, or undefined. */
   removeFirstValue(name: string): string | undefined {
     const key = headerKey(name);
-    const i = this.hs.findIndex((h) => h.key === key);
+    const i = this.indexOfKey(key);
     if (i === -1) return undefined;
     const h = this.hs[i]!;
-    const parts = splitList(h.value);
+    const v = h.value;
+    if (v.indexOf(',') === -1 && !edgeWs(v)) {
+      // one element (splitList would return [v]): the line goes
+      this.invalidate(key);
+      const ok = this.maskValid();
+      this.hs.splice(i, 1);
+      this.reindex(ok, key);
+      return v;
+    }
+    const parts = splitList(v);
     const first = parts.shift();
     this.invalidate(key);
     const ok = this.maskValid();
@@ -724,10 +771,17 @@ export abstract class SipMessage {
   /** Replace the first list element of a header (e.g. the top Via after adding received/rport). */
   replaceFirstValue(name: string, value: string): void {
     const key = headerKey(name);
-    const i = this.hs.findIndex((h) => h.key === key);
+    const i = this.indexOfKey(key);
     if (i === -1) throw new Error(`no ${name} header`);
     const h = this.hs[i]!;
-    const parts = splitList(h.value);
+    const old = h.value;
+    if (old.indexOf(',') === -1 && !edgeWs(old)) {
+      // one element (splitList would return [old]): the line's value is `value`
+      this.invalidate(key);
+      this.hs[i] = { name: h.name, key, value, raw: null };
+      return;
+    }
+    const parts = splitList(old);
     parts[0] = value;
     this.invalidate(key);
     this.hs[i] = { name: h.name, key, value: parts.join(', '), raw: null };
@@ -959,7 +1013,15 @@ export class SipResponse extends SipMessage {
 
   setStatus(status: number, reason: string): void {
     this.status = status;
-    this.reasonRaw = Buffer.from(reason, 'utf8').toString('latin1');
+    // latin1 of its UTF-8 octets: ASCII is itself
+    let ascii = true;
+    for (let i = 0; i < reason.length; i++) {
+      if (reason.charCodeAt(i) >= 0x80) {
+        ascii = false;
+        break;
+      }
+    }
+    this.reasonRaw = ascii ? reason : Buffer.from(reason, 'utf8').toString('latin1');
     this.startLineRaw = null;
   }
 

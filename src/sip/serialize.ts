@@ -59,6 +59,9 @@ export interface ResponseOptions {
   copyRecordRoute?: boolean;
 }
 
+/** the body of a response without one (zero octets: nothing in it can change) */
+const NO_BODY = Buffer.alloc(0);
+
 const COPIED = new Set(['via', 'from', 'to', 'call-id', 'cseq']);
 
 /**
@@ -67,15 +70,18 @@ const COPIED = new Set(['via', 'from', 'to', 'call-id', 'cseq']);
  */
 export function buildResponse(req: SipRequest, status: number, opts: ResponseOptions = {}): SipResponse {
   const headers: HeaderField[] = [];
-  for (const h of req.headers) {
+  const hs = req.headerList;
+  for (let i = 0; i < hs.length; i++) {
+    const h = hs[i]!;
     if (COPIED.has(h.key) || (opts.copyRecordRoute === true && h.key === 'record-route')) {
       if (h.key === 'to' && opts.toTag !== undefined && status > 100 && !hasTag(h.value)) {
         headers.push({ name: h.name, key: h.key, value: `${h.value};tag=${opts.toTag}`, raw: null });
       } else headers.push(h);
     }
   }
-  for (const [n, v] of opts.headers ?? []) headers.push({ name: canonicalName(n), key: headerKey(n), value: v, raw: null });
-  const body = opts.body ?? Buffer.alloc(0);
+  const extra = opts.headers;
+  if (extra !== undefined) for (const [n, v] of extra) headers.push({ name: canonicalName(n), key: headerKey(n), value: v, raw: null });
+  const body = opts.body ?? NO_BODY;
   if (opts.contentType !== undefined) headers.push({ name: 'Content-Type', key: 'content-type', value: opts.contentType, raw: null });
   const res = new SipResponse(status, '', headers, body);
   res.setStatus(status, opts.reason ?? REASONS[status] ?? defaultReason(status));
