@@ -292,19 +292,22 @@ export class Router {
       else this.reply(ctx, 430, 'Flow Failed');
       return true;
     }
+    // the next hop checked here is the one the request is then sent to (not looked up again)
+    let next: ForwardTarget | undefined = target;
     if (check.kind === 'ours' && !this.d.trusted.has(src.address)) {
       const hop = await this.d.proxy.nextHop(req, target);
       if (hop !== undefined && !this.d.proxy.dialogAllows(check.route, src, hop.target.address, hop.target.port)) {
         return this.deny(ctx, 'dialog-hop', 'Forbidden (not a party of this dialog)');
       }
+      if (hop !== undefined) next = target === undefined ? { q: null, hop } : { q: null, flow: target.flow!, hop };
     }
     this.d.events.debug?.({ method: req.method, callId: req.callId(), flow: target?.flow?.connectionId }, 'in-dialog: loose route');
     if (req.method === 'ACK') {
-      await this.d.proxy.relayStateless(req, target);
+      await this.d.proxy.relayStateless(req, next);
       this.done(ctx, 'relayed', 'in-dialog ACK');
       return true;
     }
-    this.relay(ctx, [target ?? { q: null }], false);
+    this.relay(ctx, [next ?? { q: null }], false);
     return true;
   }
 
