@@ -208,7 +208,7 @@ export class Proxy {
   /** Hash of the fields that identify a request at this hop; it is part of our branch (§16.6 step 8). */
   loopHash(req: SipRequest): string {
     // one string, one one-shot hash (UTF-8, as Hash.update(string) hashed it before)
-    const text = `${req.uriText}\0${req.fromTag() ?? ''}\0${req.toTag() ?? ''}\0${req.callId() ?? ''}\0${req.cseq()?.seq ?? ''}\0${req.headerValues('proxy-require').join(',')}\0${req.headerValues('route').join(',')}`;
+    const text = `${req.uriText}\0${req.fromTag() ?? ''}\0${req.toTag() ?? ''}\0${req.callId() ?? ''}\0${req.cseq()?.seq ?? ''}\0${joinedValues(req, 'proxy-require')}\0${joinedValues(req, 'route')}`;
     return hash('md5', text, 'hex').slice(0, 16);
   }
 
@@ -805,6 +805,7 @@ function rank(status: number): number {
 }
 
 function groupByQ(targets: readonly ForwardTarget[]): ForwardTarget[][] {
+  if (targets.length === 1) return [[targets[0]!]];
   const sorted = [...targets].sort((a, b) => (b.q ?? 1) - (a.q ?? 1));
   const groups: ForwardTarget[][] = [];
   let lastQ: number | undefined;
@@ -849,6 +850,11 @@ function hasViaBelowOurs(res: SipResponse): boolean {
   } catch {
     return false;
   }
+}
+
+/** req.headerValues(name).join(','), without the array when there are no such lines. */
+function joinedValues(req: SipRequest, name: string): string {
+  return req.has(name) ? req.headerValues(name).join(',') : '';
 }
 
 function safe<T>(fn: () => T): T | undefined {

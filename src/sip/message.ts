@@ -307,6 +307,8 @@ export abstract class SipMessage {
 
   abstract readonly isRequest: boolean;
   protected abstract buildStartLine(): string;
+  /** the three parts of the start line buildStartLine() joins with single spaces (toBuffer writes them one by one) */
+  protected abstract startLinePart(i: 0 | 1 | 2): string;
 
   // ---------------------------------------------------------------- generic access
 
@@ -822,13 +824,13 @@ export abstract class SipMessage {
    * latin1 and the runs of unedited received lines (adjacent in their source) are copied from the received bytes.
    */
   toBuffer(): Buffer {
-    const startLine = this.startLineRaw ?? this.buildStartLine();
+    const startLine = this.startLineRaw;
     const src = this.bodyBuf === undefined ? this.bodySrc : undefined;
     const bodyLen = src !== undefined ? this.bodyEnd - this.bodyStart : this.body.length;
     const hs = this.hs;
     const lenDigits = decimalDigits(bodyLen);
     // pass 1: the size; the Content-Length line kept as received (index), or -1 when rewritten / added
-    let size = startLine.length + 2;
+    let size = startLine !== null ? startLine.length + 2 : this.startLinePart(0).length + this.startLinePart(1).length + this.startLinePart(2).length + 4;
     let clIndex = -2;
     for (let i = 0; i < hs.length; i++) {
       const h = hs[i]!;
@@ -857,7 +859,15 @@ export abstract class SipMessage {
     // pass 2: write
     const out = Buffer.allocUnsafe(size);
     const w = out as unknown as Latin1Writable;
-    let o = w.latin1Write(startLine, 0);
+    let o: number;
+    if (startLine !== null) o = w.latin1Write(startLine, 0);
+    else {
+      o = w.latin1Write(this.startLinePart(0), 0);
+      out[o++] = 0x20;
+      o += w.latin1Write(this.startLinePart(1), o);
+      out[o++] = 0x20;
+      o += w.latin1Write(this.startLinePart(2), o);
+    }
     out[o++] = 0x0d;
     out[o++] = 0x0a;
     // a run of received lines adjacent in `runBytes`: [runStart, runEnd)
@@ -977,6 +987,10 @@ export class SipRequest extends SipMessage {
     return `${this.method} ${this.uriRaw} ${this.version}`;
   }
 
+  protected startLinePart(i: 0 | 1 | 2): string {
+    return i === 0 ? this.method : i === 1 ? this.uriRaw : this.version;
+  }
+
   /** A deep-enough copy to edit independently (forking: one copy per branch). */
   clone(): SipRequest {
     const c = new SipRequest(this.method, this.uriRaw, this.hs.slice(), this.body, this.version, this.startLineRaw, this.uriParsed);
@@ -1027,6 +1041,10 @@ export class SipResponse extends SipMessage {
 
   protected buildStartLine(): string {
     return `${this.version} ${this.status} ${this.reasonRaw}`;
+  }
+
+  protected startLinePart(i: 0 | 1 | 2): string {
+    return i === 0 ? this.version : i === 1 ? String(this.status) : this.reasonRaw;
   }
 
   clone(): SipResponse {

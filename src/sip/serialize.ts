@@ -89,11 +89,21 @@ export function buildResponse(req: SipRequest, status: number, opts: ResponseOpt
 }
 
 function hasTag(toValue: string): boolean {
-  // tag parameter outside the URI brackets
+  // tag parameter outside the URI brackets: /;[ \t]*tag[ \t]*=/i after the last '>', scanned in place
   const gt = toValue.lastIndexOf('>');
-  const tail = gt === -1 ? toValue : toValue.slice(gt);
-  return /;[ \t]*tag[ \t]*=/i.test(tail);
+  const n = toValue.length;
+  for (let semi = toValue.indexOf(';', gt === -1 ? 0 : gt); semi !== -1; semi = toValue.indexOf(';', semi + 1)) {
+    let i = semi + 1;
+    while (i < n && isSpTab(toValue.charCodeAt(i))) i++;
+    if (i + 3 > n || (toValue.charCodeAt(i) | 0x20) !== 0x74 || (toValue.charCodeAt(i + 1) | 0x20) !== 0x61 || (toValue.charCodeAt(i + 2) | 0x20) !== 0x67) continue;
+    i += 3;
+    while (i < n && isSpTab(toValue.charCodeAt(i))) i++;
+    if (toValue.charCodeAt(i) === 0x3d) return true;
+  }
+  return false;
 }
+
+const isSpTab = (c: number): boolean => c === 0x20 || c === 0x09;
 
 function defaultReason(status: number): string {
   if (status < 200) return 'Provisional';
