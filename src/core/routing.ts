@@ -105,6 +105,8 @@ export type Denial =
   /** in-dialog request from outside the dialog, or towards a host that is not its other party */
   | 'dialog-hop';
 
+const ONE_TARGET = '1 target(s)';
+
 const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, UPDATE, INFO, MESSAGE, REFER, NOTIFY, SUBSCRIBE';
 
 interface Ctx {
@@ -585,7 +587,7 @@ export class Router {
     if (recordRoute) this.noteCallerFlow(ctx);
     ctx.st ??= this.d.tx.createServer(req, src);
     this.d.proxy.forward(ctx.st, req, targets, { recordRoute, privileged: this.privileged(ctx) });
-    this.done(ctx, 'relayed', `${targets.length} target(s)`);
+    this.done(ctx, 'relayed', targets.length === 1 ? ONE_TARGET : `${targets.length} target(s)`);
   }
 
   // ---------------------------------------------------------------- replies
