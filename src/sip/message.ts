@@ -435,26 +435,6 @@ export abstract class SipMessage {
     return undefined;
   }
 
-  /** List elements of a header with, for each, its line when the element is the whole line's value. */
-  private elementsOf(key: string, vs: string[], of: Array<HeaderField | undefined>, bit: number = keyBit(key)): void {
-    if (!this.may(bit)) return;
-    const hs = this.hs;
-    for (let i = 0; i < hs.length; i++) {
-      const h = hs[i]!;
-      if (h.key !== key) continue;
-      const v = h.value;
-      if (v.indexOf(',') === -1 && !edgeWs(v)) {
-        vs.push(v);
-        of.push(h);
-      } else {
-        for (const e of splitList(v)) {
-          vs.push(e);
-          of.push(undefined);
-        }
-      }
-    }
-  }
-
   /**
    * @internal (parseMessage) Every key with a presence bit (keyBit) that a line has is in mask, so the accessors of a
    * header that is absent return without scanning the lines. The mask holds while the lines are only edited through
@@ -492,17 +472,25 @@ export abstract class SipMessage {
   /** All Via values top to bottom. Throws SipParseError(BAD_VIA) if any is malformed. */
   vias(): Via[] {
     if (this.cVias !== undefined) return this.cVias;
-    // every element first (as listValues('via')), then parsed in order
-    const vs: string[] = [];
-    const of: Array<HeaderField | undefined> = [];
-    this.elementsOf('via', vs, of, BIT_VIA);
+    // every element (as listValues('via')) parsed in order, the elements of a line of its own in place
     const out: Via[] = [];
-    for (let i = 0; i < vs.length; i++) {
-      const v = vs[i]!;
-      if (v.length === 0) throw new SipParseError('BAD_VIA', 'empty Via value');
-      // the top Via may already be parsed
-      const h = of[i];
-      out.push(i === 0 && this.cTopVia ? this.cTopVia : h !== undefined ? this.viaOf(h, v) : parseVia(v));
+    if (this.may(BIT_VIA)) {
+      const hs = this.hs;
+      for (let i = 0; i < hs.length; i++) {
+        const h = hs[i]!;
+        if (h.key !== 'via') continue;
+        const v = h.value;
+        if (v.indexOf(',') === -1 && !edgeWs(v)) {
+          if (v.length === 0) throw new SipParseError('BAD_VIA', 'empty Via value');
+          // the top Via may already be parsed
+          out.push(out.length === 0 && this.cTopVia ? this.cTopVia : this.viaOf(h, v));
+        } else {
+          for (const e of splitList(v)) {
+            if (e.length === 0) throw new SipParseError('BAD_VIA', 'empty Via value');
+            out.push(out.length === 0 && this.cTopVia ? this.cTopVia : parseVia(e));
+          }
+        }
+      }
     }
     this.cVias = out;
     return out;
@@ -615,15 +603,23 @@ export abstract class SipMessage {
   contacts(): Array<NameAddr | ContactStar> {
     if (this.cContacts !== undefined) return this.cContacts;
     const out: Array<NameAddr | ContactStar> = [];
-    const vs: string[] = [];
-    const of: Array<HeaderField | undefined> = [];
-    this.elementsOf('contact', vs, of, BIT_CONTACT);
-    for (let i = 0; i < vs.length; i++) {
-      const v = vs[i]!;
-      if (v.length === 0) throw new SipParseError('BAD_NAME_ADDR', 'empty Contact value');
-      const h = of[i];
-      // parseContact: '*' (after trimming) or a name-addr; an element of its own line has no edge whitespace
-      out.push(h !== undefined && v.charCodeAt(0) !== 0x2a ? this.nameAddrOf(h, v) : parseContact(v));
+    if (this.may(BIT_CONTACT)) {
+      const hs = this.hs;
+      for (let i = 0; i < hs.length; i++) {
+        const h = hs[i]!;
+        if (h.key !== 'contact') continue;
+        const v = h.value;
+        if (v.indexOf(',') === -1 && !edgeWs(v)) {
+          if (v.length === 0) throw new SipParseError('BAD_NAME_ADDR', 'empty Contact value');
+          // parseContact: '*' (after trimming) or a name-addr; an element of its own line has no edge whitespace
+          out.push(v.charCodeAt(0) !== 0x2a ? this.nameAddrOf(h, v) : parseContact(v));
+        } else {
+          for (const e of splitList(v)) {
+            if (e.length === 0) throw new SipParseError('BAD_NAME_ADDR', 'empty Contact value');
+            out.push(parseContact(e));
+          }
+        }
+      }
     }
     this.cContacts = out;
     return out;
@@ -631,14 +627,21 @@ export abstract class SipMessage {
 
   private nameAddrList(key: string): NameAddr[] {
     const out: NameAddr[] = [];
-    const vs: string[] = [];
-    const of: Array<HeaderField | undefined> = [];
-    this.elementsOf(key, vs, of);
-    for (let i = 0; i < vs.length; i++) {
-      const v = vs[i]!;
-      if (v.length === 0) throw new SipParseError('BAD_NAME_ADDR', `empty ${key} value`);
-      const h = of[i];
-      out.push(h !== undefined ? this.nameAddrOf(h, v) : parseNameAddr(v));
+    if (!this.may(keyBit(key))) return out;
+    const hs = this.hs;
+    for (let i = 0; i < hs.length; i++) {
+      const h = hs[i]!;
+      if (h.key !== key) continue;
+      const v = h.value;
+      if (v.indexOf(',') === -1 && !edgeWs(v)) {
+        if (v.length === 0) throw new SipParseError('BAD_NAME_ADDR', `empty ${key} value`);
+        out.push(this.nameAddrOf(h, v));
+      } else {
+        for (const e of splitList(v)) {
+          if (e.length === 0) throw new SipParseError('BAD_NAME_ADDR', `empty ${key} value`);
+          out.push(parseNameAddr(e));
+        }
+      }
     }
     return out;
   }
