@@ -64,8 +64,9 @@ export class HmacSha256 {
   }
 
   private finish(enc: 'hex' | 'base64url'): string {
-    const innerHex = hash('sha256', this.inner.subarray(0, this.len), 'hex');
-    this.outer.write(innerHex, BLOCK, 'hex');
+    // the inner digest as latin1 ('binary': 32 chars, one per octet): half the string of hex and no hex decoding
+    const inner = hash('sha256', this.inner.subarray(0, this.len), 'binary');
+    this.outer.write(inner, BLOCK, 'latin1');
     this.len = BLOCK;
     return hash('sha256', this.outer, enc);
   }

@@ -109,13 +109,13 @@ const isSpTab = (c: number): boolean => c === 0x20 || c === 0x09;
 /**
  * Span [start, end) of the first `;rport[=digits]` (name 'rport': value absent or digits; the span stops before
  * trailing whitespace) or `;received=value` (name 'received': a value is required; the span runs to the next ';')
- * parameter in a Via value, names case-insensitive; undefined when there is none.
+ * parameter in a Via value, names case-insensitive: returns start and sets viaParamEnd to end; -1 when there is none.
  */
-function findViaParam(v: string, name: 'rport' | 'received'): [number, number] | undefined {
+function findViaParam(v: string, name: 'rport' | 'received'): number {
   for (let semi = v.indexOf(';'); semi !== -1; semi = v.indexOf(';', semi + 1)) {
     let i = semi + 1;
     while (i < v.length && isSpTab(v.charCodeAt(i))) i++;
-    if (v.length - i < name.length) return undefined;
+    if (v.length - i < name.length) return -1;
     let match = true;
     for (let k = 0; k < name.length; k++) {
       if ((v.charCodeAt(i + k) | 0x20) !== name.charCodeAt(k)) {
@@ -131,20 +131,30 @@ function findViaParam(v: string, name: 'rport' | 'received'): [number, number] |
     const segEnd = next === -1 ? v.length : next;
     if (name === 'received') {
       if (v.charCodeAt(j) !== 0x3d) continue;
-      return [semi, segEnd];
+      viaParamEnd = segEnd;
+      return semi;
     }
     // rport: nothing, or '=' digits, then only whitespace up to the next ';'
-    if (j === segEnd) return [semi, i];
+    if (j === segEnd) {
+      viaParamEnd = i;
+      return semi;
+    }
     if (v.charCodeAt(j) !== 0x3d) continue;
     j++;
     while (j < segEnd && isSpTab(v.charCodeAt(j))) j++;
     while (j < segEnd && v.charCodeAt(j) >= 0x30 && v.charCodeAt(j) <= 0x39) j++;
     let t = j;
     while (t < segEnd && isSpTab(v.charCodeAt(t))) t++;
-    if (t === segEnd) return [semi, j];
+    if (t === segEnd) {
+      viaParamEnd = j;
+      return semi;
+    }
   }
-  return undefined;
+  return -1;
 }
+
+/** where the span findViaParam found ends (set with its result: no tuple per call) */
+let viaParamEnd = 0;
 
 /** Parse a non-negative decimal (leading zeros allowed) with an upper bound; throws BAD_NUMBER. */
 export function parseBoundedInt(v: string, max: number, what: string): number {
@@ -804,11 +814,11 @@ export abstract class SipMessage {
     // replace a value-less rport (or an existing value) by rport=PORT
     if (rport !== undefined) {
       const r = findViaParam(v, 'rport');
-      if (r !== undefined) v = v.slice(0, r[0]) + `;rport=${rport}` + v.slice(r[1]);
+      if (r !== -1) v = viaParamEnd === v.length ? `${v.slice(0, r)};rport=${rport}` : `${v.slice(0, r)};rport=${rport}${v.slice(viaParamEnd)}`;
     }
     if (received !== undefined) {
       const r = findViaParam(v, 'received');
-      v = r === undefined ? v + `;received=${received}` : v.slice(0, r[0]) + `;received=${received}` + v.slice(r[1]);
+      v = r === -1 ? `${v};received=${received}` : `${v.slice(0, r)};received=${received}${v.slice(viaParamEnd)}`;
     }
     if (v !== top) this.replaceFirstValue('via', v);
   }
