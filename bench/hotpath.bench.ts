@@ -532,16 +532,36 @@ async function allocProfile<T>(run: () => Promise<T>): Promise<T> {
   interface Node { callFrame: { functionName: string; url: string; lineNumber: number }; selfSize: number; children: Node[] }
   const self = new Map<string, number>();
   let total = 0;
-  const walk = (n: Node): void => {
+  const walk = (n: Node, parent = ''): void => {
     const url = n.callFrame.url.replace(/^.*\/(src|bench|node_modules)\//, '$1/');
-    const k = `${n.callFrame.functionName || '(anonymous)'} ${url}:${n.callFrame.lineNumber + 1}`;
+    const me = `${n.callFrame.functionName || '(anonymous)'} ${url}:${n.callFrame.lineNumber + 1}`;
+    const k = process.env.ALLOC_PARENT ? `${me} < ${parent}` : me;
     self.set(k, (self.get(k) ?? 0) + n.selfSize);
     total += n.selfSize;
-    for (const c of n.children) walk(c);
+    for (const c of n.children) walk(c, me);
   };
   walk(profile.head);
+  if (process.env.ALLOC_INCL) {
+    // inclusive: each node's subtree, counted once per function on a stack
+    const incl = new Map<string, number>();
+    const sub = (n: Node, onStack: Set<string>): number => {
+      const url = n.callFrame.url.replace(/^.*\/(src|bench|node_modules)\//, '$1/');
+      const me = `${n.callFrame.functionName || '(anonymous)'} ${url}:${n.callFrame.lineNumber + 1}`;
+      const fresh = !onStack.has(me);
+      if (fresh) onStack.add(me);
+      let t = n.selfSize;
+      for (const c of n.children) t += sub(c, onStack);
+      if (fresh) {
+        onStack.delete(me);
+        incl.set(me, (incl.get(me) ?? 0) + t);
+      }
+      return t;
+    };
+    sub(profile.head, new Set());
+    for (const [k, v] of [...incl].filter(([k]) => k.includes('src/')).sort((a, b) => b[1] - a[1]).slice(0, 60)) console.log(`  incl ${((100 * v) / total).toFixed(1).padStart(5)} %  ${k}`);
+  }
   console.log(`allocation profile: ${(total / 1e6).toFixed(1)} MB sampled; top self allocations:`);
-  for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 40)) console.log(`  ${((100 * v) / total).toFixed(1).padStart(5)} %  ${k}`);
+  for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.ALLOC_TOP ?? 40))) console.log(`  ${((100 * v) / total).toFixed(1).padStart(5)} %  ${k}`);
   session.disconnect();
   return out;
 }

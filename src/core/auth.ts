@@ -334,13 +334,7 @@ export class NonceCountTracker {
 
 // ------------------------------------------------------------------------------------------- authenticator
 
-interface CheckedNonce {
-  readonly status: 'ok' | 'expired' | 'forged';
-  readonly issued: number;
-  readonly seq: number;
-}
-
-const FORGED: CheckedNonce = { status: 'forged', issued: 0, seq: 0 };
+type NonceStatus = 'ok' | 'expired' | 'forged';
 const HEX_RE = /^[0-9a-f]+$/;
 const NC_RE = /^[0-9a-fA-F]{8}$/;
 
@@ -376,18 +370,25 @@ export class DigestAuthenticator {
     const nonce = this.makeNonce(realm);
     const opaque = this.opaqueFor(nonce);
     const name = kind === 'www' ? 'WWW-Authenticate' : 'Proxy-Authenticate';
-    const headers: Array<readonly [string, string]> = [];
-    for (const alg of this.o.algorithms) {
-      const params: Array<readonly [string, string]> = [
-        ['realm', realm],
-        ['nonce', nonce],
-      ];
-      if (this.o.qop === 'auth') params.push(['qop', 'auth']);
-      params.push(['opaque', opaque], ['algorithm', alg]);
-      if (opts.stale === true) params.push(['stale', 'true']);
-      headers.push([name, formatAuthHeader('Digest', params)]);
-    }
+    // what formatAuthHeader('Digest', [realm, nonce, qop?, opaque, algorithm, stale?]) writes, built
+    // directly: nonce and opaque are base64url and need no escaping, the realm is quoted once per realm
+    const head = `Digest realm=${this.quotedRealm(realm)}, nonce="${nonce}"${this.o.qop === 'auth' ? ', qop="auth"' : ''}, opaque="${opaque}", algorithm=`;
+    const tail = opts.stale === true ? ', stale=true' : '';
+    const algs = this.o.algorithms;
+    const headers: Array<readonly [string, string]> = new Array(algs.length);
+    for (let i = 0; i < algs.length; i++) headers[i] = [name, head + algs[i]! + tail];
     return buildResponse(req, kind === 'www' ? 401 : 407, { toTag: statelessToTag(req), headers });
+  }
+
+  private lastRealm: string | undefined;
+  private lastQuotedRealm = '';
+  /** The realm as a quoted auth-param value (formatAuthHeader's quoting), kept for the last realm asked. */
+  private quotedRealm(realm: string): string {
+    if (realm !== this.lastRealm) {
+      this.lastQuotedRealm = formatAuthHeader('', [['realm', realm]]).slice(' realm='.length);
+      this.lastRealm = realm;
+    }
+    return this.lastQuotedRealm;
   }
 
   private makeNonce(realm: string): string {
@@ -409,18 +410,23 @@ export class DigestAuthenticator {
     return this.hmac.begin().str('opaque\u0000').str(nonce).base64url().slice(0, 16);
   }
 
-  private checkNonce(nonce: string, realm: string): CheckedNonce {
-    if (nonce.length !== NONCE_B64_LEN || !B64URL_RE.test(nonce)) return FORGED;
+  /** issue time and seq of the nonce checkNonce() last found authentic (read right after it: no object per check) */
+  private checkedIssued = 0;
+  private checkedSeq = 0;
+
+  private checkNonce(nonce: string, realm: string): NonceStatus {
+    if (nonce.length !== NONCE_B64_LEN || !B64URL_RE.test(nonce)) return 'forged';
     const buf = this.nonceBuf;
-    if (buf.write(nonce, 0, 'base64url') !== NONCE_LEN) return FORGED;
+    if (buf.write(nonce, 0, 'base64url') !== NONCE_LEN) return 'forged';
     const want = this.mac(this.signedView, realm);
-    if (!constantTimeEqual(want, buf.toString('hex', SIGNED_LEN, NONCE_LEN))) return FORGED;
+    if (!constantTimeEqual(want, buf.toString('hex', SIGNED_LEN, NONCE_LEN))) return 'forged';
     const issued = buf.readUIntBE(0, TS_LEN);
-    const seq = buf.readUIntBE(TS_LEN, SEQ_LEN);
+    this.checkedIssued = issued;
+    this.checkedSeq = buf.readUIntBE(TS_LEN, SEQ_LEN);
     const age = this.o.now() - issued;
     // a nonce from the future (clock stepped back, or forged with the secret) is not trusted either
-    if (age > this.o.nonceLifetimeS * 1000 || age < -5000) return { status: 'expired', issued, seq };
-    return { status: 'ok', issued, seq };
+    if (age > this.o.nonceLifetimeS * 1000 || age < -5000) return 'expired';
+    return 'ok';
   }
 
   // ------------------------------------------------------------------ verify
@@ -472,13 +478,15 @@ export class DigestAuthenticator {
     // 3. the nonce and opaque must be ours (checked here, but acted on only after the hashing
     //    below, so that the work done does not depend on them or on the user)
     const checked = this.checkNonce(nonce, realm);
+    const issued = checked === 'forged' ? 0 : this.checkedIssued;
+    const seq = checked === 'forged' ? 0 : this.checkedSeq;
     const opaque = p.get('opaque');
-    const opaqueOk = opaque === undefined || (checked.status !== 'forged' && opaque === this.opaqueFor(nonce));
+    const opaqueOk = opaque === undefined || (checked !== 'forged' && opaque === this.opaqueFor(nonce));
 
     // 4. credentials: from the cache without a Promise when it has them, else from the store
     const at = username.lastIndexOf('@');
     const lookupUser = at > 0 ? username.slice(0, at) : username;
-    const st: Pending = { req, realm, kind, username, lookupUser, at, credRealm, algorithm, duri, nonce, response, qop, nc, ncText, cnonce, checked, opaqueOk };
+    const st: Pending = { req, realm, kind, username, lookupUser, at, credRealm, algorithm, duri, nonce, response, qop, nc, ncText, cnonce, checked, issued, seq, opaqueOk };
     const lookupDomain = realm.toLowerCase();
     const cached = this.o.subscribers.peek?.(lookupUser, lookupDomain);
     if (cached !== undefined) return this.conclude(st, cached);
@@ -517,7 +525,7 @@ export class DigestAuthenticator {
   }
 
   /** Steps 4 (hashing) to 6 of verify(), once the subscriber (or its absence) is known. */
-  private conclude(st: Pending, sub: Subscriber | null): AuthResult {
+  private conclude(st: Pending, sub: Readonly<Subscriber> | null): AuthResult {
     const { req, realm, kind, username, lookupUser, at, credRealm, algorithm, duri, nonce, response, qop, ncText, cnonce, checked, opaqueOk } = st;
     let ha1: string | undefined;
     if (sub !== null) {
@@ -536,9 +544,9 @@ export class DigestAuthenticator {
     const matches = constantTimeEqualHex(expected, response) && known;
 
     // 5. verdicts, in an order that reveals nothing about the user before the password is right
-    if (checked.status === 'forged' || !opaqueOk || !matches) return this.fail(req, realm, 'bad', this.challenge(req, realm, kind, NOT_STALE));
-    if (checked.status === 'expired') return this.fail(req, realm, 'stale', this.challenge(req, realm, kind, STALE));
-    const ncVerdict = this.tracker.use(checked.issued, checked.seq, st.nc);
+    if (checked === 'forged' || !opaqueOk || !matches) return this.fail(req, realm, 'bad', this.challenge(req, realm, kind, NOT_STALE));
+    if (checked === 'expired') return this.fail(req, realm, 'stale', this.challenge(req, realm, kind, STALE));
+    const ncVerdict = this.tracker.use(st.issued, st.seq, st.nc);
     if (ncVerdict === 'stale') return this.fail(req, realm, 'stale', this.challenge(req, realm, kind, STALE));
     if (ncVerdict === 'replay') return this.fail(req, realm, 'replay', this.challenge(req, realm, kind, STALE));
 
@@ -581,7 +589,10 @@ interface Pending {
   nc: number;
   ncText: string | undefined;
   cnonce: string | undefined;
-  checked: CheckedNonce;
+  checked: NonceStatus;
+  /** issue time and seq of the nonce (0 when forged) */
+  issued: number;
+  seq: number;
   opaqueOk: boolean;
 }
 

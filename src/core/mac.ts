@@ -64,11 +64,22 @@ export class HmacSha256 {
   }
 
   private finish(enc: 'hex' | 'base64url'): string {
-    // the inner digest as latin1 ('binary': 32 chars, one per octet): half the string of hex and no hex decoding
-    const inner = hash('sha256', this.inner.subarray(0, this.len), 'binary');
-    this.outer.write(inner, BLOCK, 'latin1');
+    // the inner digest as 32 latin1 ('binary') characters, half the string of hex, straight into the opad block
+    const innerDigest = hash('sha256', this.view(this.len), 'binary');
+    this.outer.write(innerDigest, BLOCK, 'latin1');
     this.len = BLOCK;
     return hash('sha256', this.outer, enc);
+  }
+
+  /** views of `inner` by length: the messages of one key mostly have one or two lengths */
+  private views = new Map<number, Buffer>();
+  private view(len: number): Buffer {
+    let v = this.views.get(len);
+    if (v === undefined) {
+      v = this.inner.subarray(0, len);
+      if (this.views.size < 16) this.views.set(len, v);
+    }
+    return v;
   }
 
   private room(n: number): void {
@@ -76,6 +87,7 @@ export class HmacSha256 {
     const bigger = Buffer.alloc(Math.max(this.inner.length * 2, this.len + n));
     this.inner.copy(bigger, 0, 0, this.len);
     this.inner = bigger;
+    this.views.clear(); // views of the old buffer
   }
 }
 

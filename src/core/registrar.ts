@@ -172,6 +172,15 @@ interface ContactUpdate {
 
 type Op = { kind: 'save'; binding: Binding; replaces?: string } | { kind: 'remove'; contact: string };
 
+const NO_UPDATES: readonly ContactUpdate[] = [];
+const NO_BINDINGS: readonly Binding[] = [];
+
+/** `tokens` has `want` (lower-case), case-insensitively. */
+function hasToken(tokens: readonly string[], want: string): boolean {
+  for (const t of tokens) if (t.toLowerCase() === want) return true;
+  return false;
+}
+
 const Q_RE = /^(?:0(?:\.\d{0,3})?|1(?:\.0{0,3})?)$/;
 const UINT32_MAX = 0xffffffff;
 
@@ -181,8 +190,96 @@ export class Registrar {
   /** Handle a REGISTER for one of our domains; always resolves to the response to send. */
   async register(req: SipRequest, src: RegisterSource): Promise<SipResponse> {
     const tag = registrarToTag(req);
+    // one async function for the whole REGISTER: no second async frame and promise per request
     try {
-      return await this.process(req, src, tag);
+      const now = this.o.now();
+
+      // 1. To → AOR
+      const to = req.to();
+      if (to === undefined) throw new RegisterError(400, 'Bad Request (missing To)');
+      if (!isSipUri(to.uri)) throw new RegisterError(400, 'Bad Request (To must be a SIP or SIPS URI)');
+      const aor = aorOf(to.uri);
+      if (aor === null) throw new RegisterError(400, 'Bad Request (To without user part)');
+      const username = to.uri.user!;
+      const domain = to.uri.host;
+      if (!this.o.domains(domain)) throw new RegisterError(403, 'Forbidden (domain not served here)');
+
+      const callId = req.callId();
+      const cseq = req.cseq();
+      if (callId === undefined || cseq === undefined) throw new RegisterError(400, 'Bad Request (missing Call-ID or CSeq)');
+
+      // 2. validate everything before touching the store
+      const contacts = req.contacts();
+      const headerExpires = req.expires();
+      const pathValues = req.listValues('path');
+      if (pathValues.length > 0) req.paths(); // throws on a malformed Path
+      const star = contacts.find(isStar);
+      const supported = req.tokens('supported');
+      const supportsOutbound = hasToken(supported, 'outbound');
+      let updates: readonly ContactUpdate[] = NO_UPDATES;
+      /** some update does RFC 5626 outbound processing (and does not remove its binding) */
+      let outbound = false;
+      if (star !== undefined) {
+        if (contacts.length !== 1) throw new RegisterError(400, 'Bad Request (* must be the only Contact)');
+        if (headerExpires !== 0) throw new RegisterError(400, 'Bad Request (* requires Expires: 0)');
+      } else {
+        const list = new Array<ContactUpdate>(contacts.length);
+        let tooBrief = false;
+        for (let i = 0; i < contacts.length; i++) {
+          const u = this.contactUpdate(contacts[i] as NameAddr, headerExpires, supportsOutbound);
+          list[i] = u;
+          if (u.expires !== 0 && u.expires < this.o.minExpires) tooBrief = true;
+          if (u.outbound && u.expires !== 0) outbound = true;
+        }
+        updates = list;
+        if (tooBrief) throw new RegisterError(423, 'Interval Too Brief', [['Min-Expires', String(this.o.minExpires)]]);
+        // RFC 5626 §6: an outbound registration that passed a proxy without Path cannot have its flow
+        // at the first hop (here): 439
+        if (outbound && pathValues.length === 0 && req.vias().length > 1) {
+          throw new RegisterError(439, 'First Hop Lacks Outbound Support');
+        }
+      }
+
+      // 3. apply
+      let bindings = await this.o.locations.lookup(aor);
+      const before = bindings;
+      const saved: Binding[] = [];
+      if (star !== undefined) {
+        for (const b of bindings) {
+          // §10.3 step 6: a binding of the same Call-ID is only removed by a higher CSeq
+          if (b.callId === callId && cseq.seq <= b.cseq) continue;
+          await this.o.locations.remove(aor, b.contact);
+        }
+        bindings = await this.o.locations.lookup(aor);
+      } else if (updates.length > 0) {
+        const ops = this.plan(updates, bindings, { aor, username, domain, callId, cseq: cseq.seq, now, src, req, path: pathValues });
+        for (const op of ops) {
+          if (op.kind === 'remove') await this.o.locations.remove(aor, op.contact);
+          else {
+            if (op.replaces !== undefined) await this.o.locations.remove(aor, op.replaces);
+            await this.o.locations.save(op.binding);
+            saved.push(op.binding);
+          }
+        }
+        bindings = await this.o.locations.lookup(aor);
+      }
+      const lost = this.updateFlows(before, bindings, saved, src, pathValues.length > 0);
+      if (lost.length > 0) {
+        // the connection closed while this REGISTER was processed: what it would have done on close
+        for (const b of lost) await this.o.locations.remove(aor, b.contact);
+        bindings = await this.o.locations.lookup(aor);
+      }
+
+      // 4. 200 OK with every current binding
+      const headers: Array<readonly [string, string]> = [];
+      for (const b of bindings) headers.push(['Contact', formatBinding(b, now)]);
+      if (pathValues.length > 0 && hasToken(supported, 'path')) {
+        for (const v of pathValues) headers.push(['Path', v]);
+      }
+      // RFC 5626 §6: the registrar that did outbound processing says so with Require: outbound
+      if (outbound) headers.push(['Require', 'outbound']);
+      headers.push(['Date', this.httpDate(now)]);
+      return buildResponse(req, 200, { toTag: tag, headers });
     } catch (e) {
       if (e instanceof RegisterError) return buildResponse(req, e.status, { toTag: tag, reason: e.reasonPhrase, headers: e.headers });
       if (isSipParseError(e)) return buildResponse(req, 400, { toTag: tag, reason: `Bad Request (${e.reason})` });
@@ -192,87 +289,6 @@ export class Registrar {
       }
       return buildResponse(req, 500, { toTag: tag, reason: 'Server Internal Error (location store)' });
     }
-  }
-
-  private async process(req: SipRequest, src: RegisterSource, tag: string): Promise<SipResponse> {
-    const now = this.o.now();
-
-    // 1. To → AOR
-    const to = req.to();
-    if (to === undefined) throw new RegisterError(400, 'Bad Request (missing To)');
-    if (!isSipUri(to.uri)) throw new RegisterError(400, 'Bad Request (To must be a SIP or SIPS URI)');
-    const aor = aorOf(to.uri);
-    if (aor === null) throw new RegisterError(400, 'Bad Request (To without user part)');
-    const username = to.uri.user!;
-    const domain = to.uri.host;
-    if (!this.o.domains(domain)) throw new RegisterError(403, 'Forbidden (domain not served here)');
-
-    const callId = req.callId();
-    const cseq = req.cseq();
-    if (callId === undefined || cseq === undefined) throw new RegisterError(400, 'Bad Request (missing Call-ID or CSeq)');
-
-    // 2. validate everything before touching the store
-    const contacts = req.contacts();
-    const headerExpires = req.expires();
-    const pathValues = req.listValues('path');
-    if (pathValues.length > 0) req.paths(); // throws on a malformed Path
-    const star = contacts.find(isStar);
-    const supportsOutbound = req.tokens('supported').some((t) => t.toLowerCase() === 'outbound');
-    let updates: ContactUpdate[] = [];
-    if (star !== undefined) {
-      if (contacts.length !== 1) throw new RegisterError(400, 'Bad Request (* must be the only Contact)');
-      if (headerExpires !== 0) throw new RegisterError(400, 'Bad Request (* requires Expires: 0)');
-    } else {
-      updates = (contacts as NameAddr[]).map((c) => this.contactUpdate(c, headerExpires, supportsOutbound));
-      const tooBrief = updates.some((u) => u.expires !== 0 && u.expires < this.o.minExpires);
-      if (tooBrief) throw new RegisterError(423, 'Interval Too Brief', [['Min-Expires', String(this.o.minExpires)]]);
-      // RFC 5626 §6: an outbound registration that passed a proxy without Path cannot have its flow
-      // at the first hop (here): 439
-      if (updates.some((u) => u.outbound && u.expires !== 0) && pathValues.length === 0 && req.vias().length > 1) {
-        throw new RegisterError(439, 'First Hop Lacks Outbound Support');
-      }
-    }
-
-    // 3. apply
-    let bindings = await this.o.locations.lookup(aor);
-    const before = bindings;
-    let saved: Binding[] = [];
-    if (star !== undefined) {
-      for (const b of bindings) {
-        // §10.3 step 6: a binding of the same Call-ID is only removed by a higher CSeq
-        if (b.callId === callId && cseq.seq <= b.cseq) continue;
-        await this.o.locations.remove(aor, b.contact);
-      }
-      bindings = await this.o.locations.lookup(aor);
-    } else if (updates.length > 0) {
-      const ops = this.plan(updates, bindings, { aor, username, domain, callId, cseq: cseq.seq, now, src, req, path: pathValues });
-      for (const op of ops) {
-        if (op.kind === 'remove') await this.o.locations.remove(aor, op.contact);
-        else {
-          if (op.replaces !== undefined) await this.o.locations.remove(aor, op.replaces);
-          await this.o.locations.save(op.binding);
-        }
-      }
-      saved = ops.flatMap((op) => (op.kind === 'save' ? [op.binding] : []));
-      bindings = await this.o.locations.lookup(aor);
-    }
-    const lost = this.updateFlows(before, bindings, saved, src, pathValues.length > 0);
-    if (lost.length > 0) {
-      // the connection closed while this REGISTER was processed: what it would have done on close
-      for (const b of lost) await this.o.locations.remove(aor, b.contact);
-      bindings = await this.o.locations.lookup(aor);
-    }
-
-    // 4. 200 OK with every current binding
-    const headers: Array<readonly [string, string]> = [];
-    for (const b of bindings) headers.push(['Contact', formatBinding(b, now)]);
-    if (pathValues.length > 0 && req.tokens('supported').some((t) => t.toLowerCase() === 'path')) {
-      for (const v of pathValues) headers.push(['Path', v]);
-    }
-    // RFC 5626 §6: the registrar that did outbound processing says so with Require: outbound
-    if (updates.some((u) => u.outbound && u.expires !== 0)) headers.push(['Require', 'outbound']);
-    headers.push(['Date', new Date(now).toUTCString()]);
-    return buildResponse(req, 200, { toTag: tag, headers });
   }
 
   /**
@@ -303,10 +319,10 @@ export class Registrar {
    * Keep the flow table in step with the store after a REGISTER (see the header comment). Returns
    * the saved bindings to remove because their connection is already gone (onClose 'remove').
    */
-  private updateFlows(before: readonly Binding[], after: readonly Binding[], saved: readonly Binding[], src: RegisterSource, viaPath: boolean): Binding[] {
+  private updateFlows(before: readonly Binding[], after: readonly Binding[], saved: readonly Binding[], src: RegisterSource, viaPath: boolean): readonly Binding[] {
     const flows = this.o.flows;
+    if (flows === undefined) return NO_BINDINGS;
     const lost: Binding[] = [];
-    if (flows === undefined) return lost;
     const live = new Set(after.map((b) => b.ruid));
     for (const b of before) if (!live.has(b.ruid)) flows.drop(b.ruid);
     const flow = flowOf(src);
@@ -321,6 +337,18 @@ export class Registrar {
       if (!flows.bind({ ruid: b.ruid, aor: b.aor, contact: b.contact, flow, onClose }) && onClose === 'remove') lost.push(b);
     }
     return lost;
+  }
+
+  private lastDateSecond = NaN;
+  private lastDate = '';
+  /** The Date header value for `now` (toUTCString has second resolution: kept for the last second). */
+  private httpDate(now: number): string {
+    const second = Math.floor(now / 1000);
+    if (second !== this.lastDateSecond) {
+      this.lastDate = new Date(now).toUTCString();
+      this.lastDateSecond = second;
+    }
+    return this.lastDate;
   }
 
   private contactUpdate(c: NameAddr, headerExpires: number | undefined, supportsOutbound: boolean): ContactUpdate {
@@ -360,7 +388,7 @@ export class Registrar {
 
   /** Turn the contact updates into store operations, enforcing ordering and max contacts. */
   private plan(
-    updates: ContactUpdate[],
+    updates: readonly ContactUpdate[],
     existing: Binding[],
     ctx: {
       aor: string;

@@ -201,12 +201,9 @@ export class Router {
   private authorised(ctx: Ctx): Promise<void> | undefined {
     if (this.preloadedRoute(ctx)) return;
     if (this.relayPolicy(ctx)) return;
-    if (ctx.req.method === 'REGISTER') return this.registrarThenRest(ctx);
-    return this.afterRegistrar(ctx);
-  }
-
-  private async registrarThenRest(ctx: Ctx): Promise<void> {
-    if (await this.registrar(ctx)) return;
+    const registered = this.registrar(ctx);
+    if (registered === true) return;
+    if (registered !== false) return registered.then((done) => (done ? undefined : this.afterRegistrar(ctx)));
     return this.afterRegistrar(ctx);
   }
 
@@ -518,15 +515,18 @@ export class Router {
 
   // ---------------------------------------------------------------- REGISTRAR / LOCATION
 
-  private async registrar(ctx: Ctx): Promise<boolean> {
+  /** save("location") for a REGISTER to us: true (a Promise of it) once answered; false when not a REGISTER for us. */
+  private registrar(ctx: Ctx): boolean | Promise<boolean> {
     const { req, src } = ctx;
     if (req.method !== 'REGISTER') return false;
     const uri = req.uri;
     if (isSipUri(uri) && !this.d.isOurDomain(uri.host) && !this.d.proxy.isSelf(uri)) return false; // REGISTER for elsewhere: relay
     ctx.st ??= this.d.tx.createServer(req, src);
-    const res = await this.d.registrar.register(req, src);
-    this.respond(ctx, res);
-    return true;
+    // (no async frame of its own: the registrar's Promise, then the answer)
+    return this.d.registrar.register(req, src).then((res) => {
+      this.respond(ctx, res);
+      return true;
+    });
   }
 
   /** A request for one of our domains without a user part: 484. */

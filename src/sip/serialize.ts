@@ -59,9 +59,6 @@ export interface ResponseOptions {
   copyRecordRoute?: boolean;
 }
 
-/** the body of a response without one (zero octets: nothing in it can change) */
-const NO_BODY = Buffer.alloc(0);
-
 const COPIED = new Set(['via', 'from', 'to', 'call-id', 'cseq']);
 
 /**
@@ -80,12 +77,25 @@ export function buildResponse(req: SipRequest, status: number, opts: ResponseOpt
     }
   }
   const extra = opts.headers;
-  if (extra !== undefined) for (const [n, v] of extra) headers.push({ name: canonicalName(n), key: headerKey(n), value: v, raw: null });
-  const body = opts.body ?? NO_BODY;
+  if (extra !== undefined) for (const [n, v] of extra) headers.push({ name: canonicalName(n), key: keyOf(n), value: v, raw: null });
+  const body = opts.body ?? EMPTY_BODY;
   if (opts.contentType !== undefined) headers.push({ name: 'Content-Type', key: 'content-type', value: opts.contentType, raw: null });
   const res = new SipResponse(status, '', headers, body);
   res.setStatus(status, opts.reason ?? REASONS[status] ?? defaultReason(status));
   return res;
+}
+
+/** The body of a response built without one: shared (a Buffer of length 0 holds nothing to change). */
+const EMPTY_BODY = Buffer.alloc(0);
+
+const KEY_CACHE = new Map<string, string>();
+/** headerKey(name), kept for the few names responses are built with (no lower-cased copy per response). */
+function keyOf(name: string): string {
+  const hit = KEY_CACHE.get(name);
+  if (hit !== undefined) return hit;
+  const k = headerKey(name);
+  if (KEY_CACHE.size < 1024) KEY_CACHE.set(name, k);
+  return k;
 }
 
 function hasTag(toValue: string): boolean {

@@ -49,7 +49,8 @@ export interface CredentialCacheOptions {
 }
 
 interface Entry {
-  readonly value: Subscriber | null;
+  /** frozen: peek() hands it out as it is */
+  readonly value: Readonly<Subscriber> | null;
   /** when the query that read it was sent. */
   readonly readAt: number;
   readonly until: number;
@@ -153,7 +154,7 @@ export class CachedSubscriberStore implements SubscriberStore {
    * The cached answer without a Promise: the subscriber, null for a cached "no such subscriber",
    * undefined when not cached (or expired): then call get(). Counts as a hit (may queue a refresh).
    */
-  peek(username: string, domain: string): Subscriber | null | undefined {
+  peek(username: string, domain: string): Readonly<Subscriber> | null | undefined {
     const k = CachedSubscriberStore.key(username, domain);
     const hit = this.entries.get(k);
     if (hit === undefined) return undefined;
@@ -166,12 +167,12 @@ export class CachedSubscriberStore implements SubscriberStore {
       hit.refreshing = true;
       this.queueRefresh(k, username, domain);
     }
-    return hit.value ? { ...hit.value } : null;
+    return hit.value; // frozen (store()): no copy needed to keep callers from changing the cache
   }
 
   get(username: string, domain: string): Promise<Subscriber | null> {
     const cached = this.peek(username, domain);
-    if (cached !== undefined) return Promise.resolve(cached);
+    if (cached !== undefined) return Promise.resolve(cached ? { ...cached } : null); // get() answers with a copy of its own
     const k = CachedSubscriberStore.key(username, domain);
     let f = this.pending.get(k);
     if (f !== undefined && f.state === 'sent' && f.gen !== this.gen) f = undefined; // sent before an invalidate
@@ -297,7 +298,7 @@ export class CachedSubscriberStore implements SubscriberStore {
       if (oldest.done) break;
       this.entries.delete(oldest.value);
     }
-    this.entries.set(k, { value: value ? { ...value } : null, readAt: sentAt, until: sentAt + ttl, refreshing: false });
+    this.entries.set(k, { value: value ? Object.freeze({ ...value }) : null, readAt: sentAt, until: sentAt + ttl, refreshing: false });
   }
 
   /** Forget one entry, or everything; lookups already sent will not fill the cache. */

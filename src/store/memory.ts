@@ -1,7 +1,10 @@
 /** In-process stores: tests, location db_mode=memory, and the write-through cache. */
 import type { Binding, Clock, LocationCounts, LocationStore, Subscriber, SubscriberKey, SubscriberStore } from './types.js';
 import { StoreError } from './types.js';
-import { checkBinding, cloneBinding, compareBindings, compareListed, makeSubscriber, splitAor } from './util.js';
+import { checkAor, checkBinding, cloneBinding, compareBindings, compareListed, makeSubscriber } from './util.js';
+
+/** one settled Promise<void> for every save (nothing can change a settled Promise) */
+const RESOLVED: Promise<void> = Promise.resolve();
 
 const key = (username: string, domain: string): string => `${username}\u0000${domain}`;
 
@@ -54,35 +57,58 @@ export class MemoryLocationStore implements LocationStore {
 
   constructor(private readonly now: Clock) {}
 
-  async lookup(aor: string): Promise<Binding[]> {
-    splitAor(aor); // same validation as the SQL stores
+  // lookup, save and remove run on every REGISTER: plain functions answering with a settled Promise
+  // (an invalid argument rejects it, as from an async function), without an async frame each
+
+  lookup(aor: string): Promise<Binding[]> {
+    try {
+      return Promise.resolve(this.lookupNow(aor));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  private lookupNow(aor: string): Binding[] {
+    checkAor(aor); // same validation as the SQL stores
     const t = this.now();
     const m = this.byAor.get(aor);
-    if (!m) return [];
-    return [...m.values()].filter((b) => b.expires > t).sort(compareBindings).map(cloneBinding);
+    const out: Binding[] = [];
+    if (!m) return out;
+    for (const b of m.values()) if (b.expires > t) out.push(cloneBinding(b));
+    if (out.length > 1) out.sort(compareBindings);
+    return out;
   }
 
-  async save(binding: Binding): Promise<void> {
-    checkBinding(binding);
-    let m = this.byAor.get(binding.aor);
-    if (!m) {
-      m = new Map();
-      this.byAor.set(binding.aor, m);
+  save(binding: Binding): Promise<void> {
+    try {
+      checkBinding(binding);
+      let m = this.byAor.get(binding.aor);
+      if (!m) {
+        m = new Map();
+        this.byAor.set(binding.aor, m);
+      }
+      m.set(binding.contact, cloneBinding(binding));
+      return RESOLVED;
+    } catch (e) {
+      return Promise.reject(e);
     }
-    m.set(binding.contact, cloneBinding(binding));
   }
 
-  async remove(aor: string, contact: string): Promise<boolean> {
-    splitAor(aor);
-    const m = this.byAor.get(aor);
-    if (!m) return false;
-    const removed = m.delete(contact);
-    if (m.size === 0) this.byAor.delete(aor);
-    return removed;
+  remove(aor: string, contact: string): Promise<boolean> {
+    try {
+      checkAor(aor);
+      const m = this.byAor.get(aor);
+      if (!m) return Promise.resolve(false);
+      const removed = m.delete(contact);
+      if (m.size === 0) this.byAor.delete(aor);
+      return Promise.resolve(removed);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   async removeAll(aor: string): Promise<number> {
-    splitAor(aor);
+    checkAor(aor);
     const n = this.byAor.get(aor)?.size ?? 0;
     this.byAor.delete(aor);
     return n;

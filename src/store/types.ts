@@ -68,8 +68,9 @@ export interface SubscriberStore {
   /**
    * Synchronous cache lookup: the subscriber (or null for a cached "no such subscriber") when the
    * answer is cached and fresh, undefined when get() must be asked. Only caches implement it.
+   * The subscriber returned is the cache's own, frozen (not a copy): read it, never change it.
    */
-  peek?(username: string, domain: string): Subscriber | null | undefined;
+  peek?(username: string, domain: string): Readonly<Subscriber> | null | undefined;
   /** Computes ha1/ha1b like kamctl. Throws StoreError EXISTS on duplicates, INVALID on empty fields. */
   add(username: string, domain: string, password: string): Promise<void>;
   /** true if a subscriber was removed. */

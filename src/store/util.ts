@@ -33,9 +33,19 @@ export function makeSubscriber(username: string, domain: string, password: strin
 
 /** `user@domain` -> [user, domain], split at the last '@'. */
 export function splitAor(aor: string): { username: string; domain: string } {
+  const at = aorAt(aor);
+  return { username: aor.slice(0, at), domain: aor.slice(at + 1) };
+}
+
+/** The validation of splitAor() without the split (nothing allocated): throws on a malformed AOR. */
+export function checkAor(aor: string): void {
+  aorAt(aor);
+}
+
+function aorAt(aor: string): number {
   const at = aor.lastIndexOf('@');
   if (at <= 0 || at === aor.length - 1) throw new StoreError('INVALID', `malformed AOR "${aor}" (expected user@domain)`);
-  return { username: aor.slice(0, at), domain: aor.slice(at + 1) };
+  return at;
 }
 
 /** Ordering documented on LocationStore: q desc (null = 1.0), newest first, then contact. */
@@ -208,8 +218,9 @@ export function rowToBinding(r: LocationRow, zone: 'utc' | 'local'): Binding {
 
 /** Throws StoreError INVALID unless the location table can hold `b` (see limits.ts). */
 export function checkBinding(b: Binding): void {
-  const { username, domain } = splitAor(b.aor);
-  if (username !== b.username || domain !== b.domain) {
+  // b.aor must be b.username@b.domain, split at its last '@' (compared in place: no substrings)
+  const at = aorAt(b.aor);
+  if (at !== b.username.length || !b.aor.startsWith(b.username) || b.aor.length - at - 1 !== b.domain.length || !b.aor.endsWith(b.domain)) {
     throw new StoreError('INVALID', `binding aor "${b.aor}" does not match username/domain "${b.username}"/"${b.domain}"`);
   }
   if (!b.contact) throw new StoreError('INVALID', 'binding contact must not be empty');

@@ -38,7 +38,7 @@
 import { MemoryLocationStore } from './memory.js';
 import type { Binding, Clock, LocationCounts, LocationStore } from './types.js';
 import { StoreError } from './types.js';
-import { checkBinding, splitAor } from './util.js';
+import { checkAor, checkBinding } from './util.js';
 
 /** A queued change, as reported to the events. */
 export interface PendingChange {
@@ -273,7 +273,7 @@ export class WriteBackLocationStore implements LocationStore {
   }
 
   async remove(aor: string, contact: string): Promise<boolean> {
-    splitAor(aor);
+    checkAor(aor);
     if (!contact) throw new StoreError('INVALID', 'contact must not be empty');
     // the ruid the database may hold for it (a save of this contact under a new ruid must replace it)
     const prior = (await this.mem.lookup(aor)).find((b) => b.contact === contact)?.ruid;
@@ -283,7 +283,7 @@ export class WriteBackLocationStore implements LocationStore {
   }
 
   async removeAll(aor: string): Promise<number> {
-    splitAor(aor);
+    checkAor(aor);
     const n = await this.mem.removeAll(aor);
     this.enqueue(aor, { kind: 'removeAll', aor });
     return n;

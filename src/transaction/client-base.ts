@@ -1,4 +1,4 @@
-import type { SipRequest, SipResponse } from '../sip/index.js';
+import { parseMessage, SipRequest, type SipResponse } from '../sip/index.js';
 import { isReliable } from '../transport/transport.js';
 import type { Target, TransportError } from '../transport/types.js';
 import { NamedTimers, safe, type TxContext } from './common.js';
@@ -6,7 +6,18 @@ import { NO_ENTRY, type LingerKind } from './linger.js';
 import type { TimerValues } from './timers.js';
 import type { ClientCallbacks, ClientTransaction, ClientTxState } from './types.js';
 
-/** What both client machines share: the request bytes, (re)transmission, callbacks, termination. */
+/** our own bytes, parsed again: the limits that apply to received messages do not (one Via more than a received maximum). */
+const REPARSE = { limits: { maxMessageSize: Infinity, maxHeaders: Infinity, maxHeaderLine: Infinity, maxVias: Infinity } };
+
+/**
+ * What both client machines share: the request bytes, (re)transmission, callbacks, termination.
+ *
+ * Memory: a client transaction keeps the request it sends as bytes only (`data`), not parsed: the
+ * parsed clone (its header array, a field object per header, parsed Via/URI caches) would be a
+ * second copy of the forwarded request per call in flight, next to the server transaction's, and a
+ * call in flight across two scavenges is promoted whole. `request` parses the bytes again when read
+ * (the INVITE's CANCEL or non-2xx ACK, which are rare; tests).
+ */
 export abstract class ClientTxBase implements ClientTransaction {
   state: ClientTxState;
   gotProvisional = false;
@@ -20,7 +31,7 @@ export abstract class ClientTxBase implements ClientTransaction {
   constructor(
     readonly id: string,
     readonly branch: string,
-    readonly request: SipRequest,
+    request: SipRequest,
     readonly target: Target,
     protected readonly cb: ClientCallbacks,
     protected readonly ctx: TxContext,
@@ -31,6 +42,13 @@ export abstract class ClientTxBase implements ClientTransaction {
     this.tv = ctx.timerValues(this.reliable);
     this.timers = new NamedTimers(ctx.timers);
     this.data = request.toBuffer();
+  }
+
+  /** the request as sent (our Via on top), parsed again from the bytes sent: a new object each time. */
+  get request(): SipRequest {
+    const m = parseMessage(this.data, REPARSE);
+    if (!(m instanceof SipRequest)) throw new Error('client transaction bytes are not a request');
+    return m;
   }
 
   abstract receive(res: SipResponse): void;

@@ -79,7 +79,13 @@ export class ClientInviteTx extends ClientTxBase {
     this.cancelSent = true;
     this.cancelPending = undefined;
     this.timers.cancel('C');
-    this.ctx.startCancel(buildCancel(this.request, reason), this.target, this.branch);
+    let cancel: SipRequest | undefined;
+    try {
+      cancel = buildCancel(this.request, reason);
+    } catch (err) {
+      this.ctx.log.warn({ err, tx: this.id }, 'CANCEL could not be built');
+    }
+    if (cancel !== undefined) this.ctx.startCancel(cancel, this.target, this.branch);
     // §9.1: no final response within 64*T1 after the CANCEL → give the INVITE up
     this.timers.start('cancel', this.tv.sixtyFour, () => this.timeout());
   }
@@ -106,8 +112,13 @@ export class ClientInviteTx extends ClientTxBase {
       return;
     }
     this.state = 'completed';
-    const ack = buildNon2xxAck(this.request, res).toBuffer();
-    this.transmit(ack);
+    let ack: Buffer | undefined;
+    try {
+      ack = buildNon2xxAck(this.request, res).toBuffer();
+    } catch (err) {
+      this.ctx.log.warn({ err, tx: this.id }, 'ACK for a non-2xx final could not be built');
+    }
+    if (ack !== undefined) this.transmit(ack);
     this.endInto('reack', this.tv.d, ack);
     this.deliverFinal(res);
   }

@@ -54,28 +54,35 @@ export function responseTarget(res: SipResponse, src?: Source): Target {
   const via = res.topVia();
   if (via === undefined) throw new TransportError('unreachable', 'response has no Via');
   // a transport we do not know (SCTP, a mangled token): answered over the one the request came in on
-  const vt = viaTransport(via.transport) ?? (src !== undefined ? { transport: src.transport, defaultPort: TRANSPORT_INFO[src.transport].defaultPort } : undefined);
-  if (vt === undefined) throw new TransportError('unreachable', `unsupported Via transport ${via.transport}`);
+  // (no intermediate objects: this runs for every response sent)
+  let viaTp = transportFromToken(via.transport);
+  if (viaTp === undefined) {
+    if (src === undefined) throw new TransportError('unreachable', `unsupported Via transport ${via.transport}`);
+    viaTp = src.transport;
+  }
+  const defaultPort = TRANSPORT_INFO[viaTp].defaultPort;
   // a request that arrived over a datagram transport (UDP) is answered over it, whatever its Via claims
   // (as Kamailio does): opening a connection towards a datagram peer would usually fail and is never
   // what it expects
-  const transport = src !== undefined && !isConnectionOriented(src.transport) ? src.transport : vt.transport;
+  const transport = src !== undefined && !isConnectionOriented(src.transport) ? src.transport : viaTp;
   const local = src !== undefined && src.local.transport === transport ? src.local : undefined;
   const rport = typeof via.rport === 'number' ? via.rport : undefined;
-  const withLocal = (t: Target): Target => (local !== undefined ? { ...t, local } : t);
-  if (transport !== vt.transport) {
-    return withLocal({ transport, address: hostAddress(via.received ?? via.host), port: rport ?? via.port ?? TRANSPORT_INFO[transport].defaultPort });
-  }
-  if (isConnectionOriented(vt.transport)) {
-    const address = hostAddress(via.received ?? via.host);
-    const port = via.port ?? vt.defaultPort;
+  let address: string;
+  let port: number;
+  if (transport !== viaTp) {
+    address = hostAddress(via.received ?? via.host);
+    port = rport ?? via.port ?? TRANSPORT_INFO[transport].defaultPort;
+  } else if (isConnectionOriented(viaTp)) {
+    address = hostAddress(via.received ?? via.host);
+    port = via.port ?? defaultPort;
     // back on the connection the request came in on (§18.2.2), whichever connection-oriented
     // transport it is (a TLS Via over a TCP connection is the peer's business)
     if (src !== undefined && isConnectionOriented(src.transport) && src.connectionId !== undefined) {
       return { transport: src.transport, address, port, connectionId: src.connectionId, local: src.local };
     }
-    return withLocal({ transport: vt.transport, address, port });
+  } else {
+    address = hostAddress(via.received ?? via.host);
+    port = rport ?? via.port ?? defaultPort;
   }
-  if (via.received !== undefined) return withLocal({ transport, address: hostAddress(via.received), port: rport ?? via.port ?? vt.defaultPort });
-  return withLocal({ transport, address: hostAddress(via.host), port: rport ?? via.port ?? vt.defaultPort });
+  return local !== undefined ? { transport, address, port, local } : { transport, address, port };
 }

@@ -11,7 +11,7 @@ import {
   type DigestAlgorithmName,
   type DigestAuthOptions,
 } from '../../src/core/auth.js';
-import { parseAuthHeader, parseMessage, type SipRequest, type SipResponse } from '../../src/sip/index.js';
+import { formatAuthHeader, parseAuthHeader, parseMessage, type SipRequest, type SipResponse } from '../../src/sip/index.js';
 import { CachedSubscriberStore, MemorySubscriberStore, StoreError, computeHa1, computeHa1b, type Subscriber, type SubscriberStore } from '../../src/store/index.js';
 
 const DOMAIN = 'example.com';
@@ -240,6 +240,30 @@ describe('challenge()', () => {
     expect(sha!.params.get('opaque')).toBe(md5!.params.get('opaque'));
     // algorithm is a token, not quoted (SIPp and old phones compare it literally)
     expect(values[0]).toContain('algorithm=MD5');
+  });
+
+  it('writes each challenge as formatAuthHeader does (realm quoted and escaped, stale and algorithm bare), with and without qop', async () => {
+    for (const qop of ['auth', 'none'] as const) {
+      const { auth } = await fixture({ qop });
+      for (const realm of [DOMAIN, 'odd "realm" \\ here']) {
+        for (const stale of [false, true]) {
+          const values = auth.challenge(request(), realm, 'www', { stale }).headerValues('www-authenticate');
+          expect(values).toHaveLength(2);
+          for (const [i, alg] of (['MD5', 'SHA-256'] as const).entries()) {
+            const p = parseAuthHeader(values[i]!).params;
+            const params: Array<[string, string]> = [
+              ['realm', realm],
+              ['nonce', p.get('nonce')!],
+            ];
+            if (qop === 'auth') params.push(['qop', 'auth']);
+            params.push(['opaque', p.get('opaque')!], ['algorithm', alg]);
+            if (stale) params.push(['stale', 'true']);
+            expect(values[i]).toBe(formatAuthHeader('Digest', params));
+            expect(p.get('realm')).toBe(realm);
+          }
+        }
+      }
+    }
   });
 
   it('nonce and opaque have the documented format: time ‖ seq ‖ random ‖ HMAC-SHA256(secret, …) (nonces of an earlier process with the same secret stay valid)', async () => {

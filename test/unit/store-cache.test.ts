@@ -176,10 +176,18 @@ describe('CachedSubscriberStore: peek', () => {
     expect(s.cache.peek('a', 'x')).toBeUndefined();
   });
 
-  it('returns copies', async () => {
+  it('hands out the cached subscriber frozen: callers cannot change the cache', async () => {
     const s = await setup();
     await prime(s, 'a');
-    s.cache.peek('a', 'x')!.password = 'tampered';
+    const hit = s.cache.peek('a', 'x') as Subscriber;
+    expect(Object.isFrozen(hit)).toBe(true);
+    expect(() => {
+      hit.password = 'tampered';
+    }).toThrow(TypeError);
+    expect(s.cache.peek('a', 'x')?.password).toBe('pw-a');
+    // get() still resolves to a copy of its own
+    const got = (await s.cache.get('a', 'x'))!;
+    got.password = 'changed';
     expect(s.cache.peek('a', 'x')?.password).toBe('pw-a');
   });
 });

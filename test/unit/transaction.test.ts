@@ -503,6 +503,22 @@ describe('server matching (§17.2.3)', () => {
 // ------------------------------------------------------------------------------------------ client non-INVITE
 
 describe('client non-INVITE transaction (§17.1.2)', () => {
+  it('`request` is the request as sent, read from the bytes sent (no parsed copy is kept), for INVITE and non-INVITE', () => {
+    const { tp, layer } = setup();
+    const { cb } = recorder();
+    for (const method of ['OPTIONS', 'INVITE']) {
+      const orig = req(method);
+      const ct = layer.createClient(orig, UAS, cb);
+      const sent = tp.sent.at(-1)!.msg as SipRequest;
+      expect(ct.request.toString()).toBe(sent.toString());
+      expect(ct.request.method).toBe(method);
+      expect(ct.request.topVia()!.branch).toBe(ct.branch);
+      // what the caller of createClient changes afterwards is not what was sent
+      orig.setHeader('Subject', 'later');
+      expect(ct.request.header('subject')).toBeUndefined();
+    }
+  });
+
   it('pushes its Via, retransmits with Timer E doubling up to T2, Timer F times out', () => {
     const { clock, tp, layer } = setup();
     const { ev, cb } = recorder();
