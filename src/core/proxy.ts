@@ -3,7 +3,7 @@ import {
   buildResponse, formatHost, hostAddress, isSipUri, isStar, parseSipUri, splitList, MAGIC_COOKIE,
   type NameAddr, type SipRequest, type SipResponse, type SipUri,
 } from '../sip/index.js';
-import type { ClientTransaction, ServerTransaction, TransactionLayer } from '../transaction/types.js';
+import type { ClientCallbacks, ClientTransaction, ServerTransaction, TransactionLayer } from '../transaction/types.js';
 import type { LocalEndpoint, Source, Target, TransportLayer, TransportName } from '../transport/types.js';
 import { isIP } from 'node:net';
 import { normaliseAddress } from '../transport/common.js';
@@ -30,6 +30,17 @@ export interface ForwardTarget {
    * peer address and port, instead of resolving the URI. A Route (the binding's Path) comes first.
    */
   readonly flow?: Flow;
+  /**
+   * the next hop of this target, found already for this very request (an in-dialog request whose
+   * next hop the relay policy checked): forwarding sends there instead of finding it again.
+   */
+  readonly hop?: NextHop;
+}
+
+/** Where a request goes next: the target and the local endpoint it leaves from. */
+export interface NextHop {
+  readonly target: Target;
+  readonly local: LocalEndpoint;
 }
 
 export interface ProxyDeps {
@@ -70,12 +81,30 @@ export interface ForwardOptions {
   readonly privileged: boolean;
 }
 
-interface Branch {
-  ct: ClientTransaction | undefined;
-  done: boolean;
-  final: SipResponse | undefined;
+/** One branch of a response context; it is also the callbacks of its client transaction (no closures per branch). */
+class Branch implements ClientCallbacks {
+  ct: ClientTransaction | undefined = undefined;
+  done = false;
   /** what the reply steps are told about it (set once it was sent). */
-  info: BranchInfo | undefined;
+  info: BranchInfo | undefined = undefined;
+
+  constructor(private readonly rc: ResponseContext) {}
+
+  provisional(res: SipResponse): void {
+    this.rc.onProvisional(res, this);
+  }
+
+  final(res: SipResponse): void {
+    this.rc.onFinal(res, this);
+  }
+
+  timeout(): void {
+    this.rc.branchDone(this, this.rc.localResponse(408));
+  }
+
+  transportError(): void {
+    this.rc.branchTransportError(this);
+  }
 }
 
 const NO_REPLY_STEPS: readonly ReplyStep[] = [];
@@ -179,7 +208,7 @@ export class Proxy {
   /** Hash of the fields that identify a request at this hop; it is part of our branch (§16.6 step 8). */
   loopHash(req: SipRequest): string {
     // one string, one one-shot hash (UTF-8, as Hash.update(string) hashed it before)
-    const text = `${req.uriText}\0${req.fromTag() ?? ''}\0${req.toTag() ?? ''}\0${req.callId() ?? ''}\0${req.cseq()?.seq ?? ''}\0${req.headerValues('proxy-require').join(',')}\0${req.headerValues('route').join(',')}`;
+    const text = `${req.uriText}\0${req.fromTag() ?? ''}\0${req.toTag() ?? ''}\0${req.callId() ?? ''}\0${req.cseq()?.seq ?? ''}\0${joinedValues(req, 'proxy-require')}\0${joinedValues(req, 'route')}`;
     return hash('md5', text, 'hex').slice(0, 16);
   }
 
@@ -228,7 +257,7 @@ export class Proxy {
     const out = req.clone();
     if (target?.uri !== undefined) out.setUri(target.uri);
     decrementMaxForwards(out);
-    const hop = await this.findHop(out, target, needsSecure(req), this.leaveSide.get(req));
+    const hop: HopResult = target?.hop !== undefined ? { ok: true, target: target.hop.target, local: target.hop.local } : await this.findHop(out, target, needsSecure(req), this.leaveSide.get(req));
     if (!hop.ok) return;
     // a stateless relay uses a branch derived from the incoming one, so retransmissions get the same branch
     const inBranch = req.topVia()?.branch ?? '';
@@ -267,7 +296,7 @@ export class Proxy {
    * Where the request goes next: first Route, else the binding's flow (its connection), else the NAT
    * address of the binding, else the Request-URI.
    */
-  async nextHop(req: SipRequest, target: ForwardTarget | undefined): Promise<{ target: Target; local: LocalEndpoint } | undefined> {
+  async nextHop(req: SipRequest, target: ForwardTarget | undefined): Promise<NextHop | undefined> {
     const r = await this.findHop(req, target, needsSecure(req), this.leaveSide.get(req));
     return r.ok ? r : undefined;
   }
@@ -349,7 +378,8 @@ export class Proxy {
       this.debug?.({ address: t.address, port: t.port }, 'next hop is this server: not sent');
       return NO_ROUTE;
     }
-    return { ok: true, target: { ...t, local }, local };
+    const to: Target = t.connectionId === undefined ? { transport: t.transport, address: t.address, port: t.port, local } : { transport: t.transport, address: t.address, port: t.port, connectionId: t.connectionId, local };
+    return { ok: true, target: to, local };
   }
 
   /** Is `address:port` one of our own listening sockets (wildcard listeners: any local address)? */
@@ -429,7 +459,7 @@ export class Proxy {
       for (let i = target.path.length - 1; i >= 0; i--) out.addHeader('route', target.path[i]!, 'before');
     }
     decrementMaxForwards(out);
-    const hop = await this.findHop(out, target, secure, side);
+    const hop: HopResult = target.hop !== undefined ? { ok: true, target: target.hop.target, local: target.hop.local } : await this.findHop(out, target, secure, side);
     if (!hop.ok) return hop;
     if (opts.recordRoute) {
       const outEp = hop.local;
@@ -526,7 +556,7 @@ class ResponseContext {
     this.nextGroup();
   }
 
-  private localResponse(status: number): SipResponse {
+  localResponse(status: number): SipResponse {
     return local(buildResponse(this.req, status, { toTag: this.p.deps.random() }));
   }
 
@@ -542,11 +572,10 @@ class ResponseContext {
     // a later group (serial forking) may run past the guard the transaction keeps for a TU that
     // never answers: tell it we are still at work
     if (this.groupIndex > 0) this.st.keepAlive?.();
-    const pending = group.map(() => ({ ct: undefined, done: false, final: undefined, info: undefined }) as Branch);
+    const pending: Branch[] = [];
+    for (let i = 0; i < group.length; i++) pending.push(new Branch(this));
     this.branches = pending;
-    group.forEach((t, i) => {
-      void this.startBranch(t, pending[i]!);
-    });
+    for (let i = 0; i < group.length; i++) void this.startBranch(group[i]!, pending[i]!);
   }
 
   private async startBranch(target: ForwardTarget, b: Branch): Promise<void> {
@@ -569,22 +598,15 @@ class ResponseContext {
     this.p.debug?.({ target: prepared.hop.target, branch: prepared.branch }, 'forwarding');
     if (this.p.replySteps.length > 0) b.info = { index: this.branchCount, target, sentTo: prepared.hop.target, request: prepared.out };
     this.branchCount++;
-    b.ct = this.p.deps.tx.createClient(
-      prepared.out,
-      prepared.hop.target,
-      {
-        provisional: (res) => this.onProvisional(res, b),
-        final: (res) => this.onFinal(res, b),
-        timeout: () => this.branchDone(b, this.localResponse(408)),
-        transportError: () => {
-          // a sips: request whose TLS hop cannot be reached (a phone registered over UDP with a plain
-          // sip: contact has no TLS listener there): no secure route, 480 as for no TLS hop at all
-          if (needsSecure(this.req)) this.insecure = true;
-          this.branchDone(b, this.localResponse(503));
-        },
-      },
-      { branch: prepared.branch, viaParams: ';rport' },
-    );
+    b.ct = this.p.deps.tx.createClient(prepared.out, prepared.hop.target, b, { branch: prepared.branch, viaParams: ';rport' });
+  }
+
+  /** The branch's client transaction could not send. */
+  branchTransportError(b: Branch): void {
+    // a sips: request whose TLS hop cannot be reached (a phone registered over UDP with a plain
+    // sip: contact has no TLS listener there): no secure route, 480 as for no TLS hop at all
+    if (needsSecure(this.req)) this.insecure = true;
+    this.branchDone(b, this.localResponse(503));
   }
 
   /** The reply steps for a response received on branch `b`: false when one of them dropped it (provisionals only). */
@@ -610,7 +632,7 @@ class ResponseContext {
     return true;
   }
 
-  private onProvisional(res: SipResponse, b: Branch): void {
+  onProvisional(res: SipResponse, b: Branch): void {
     if (!this.replySteps(res, b)) return;
     if (res.status === 100 || this.finalSent) return;
     if (!hasViaBelowOurs(res)) return this.invalid(res);
@@ -624,7 +646,7 @@ class ResponseContext {
     this.p.debug?.({ status: res.status, callId: res.callId() }, 'response without a Via below ours: dropped');
   }
 
-  private onFinal(res: SipResponse, b: Branch): void {
+  onFinal(res: SipResponse, b: Branch): void {
     if (!hasViaBelowOurs(res)) {
       // the branch has its final (its client transaction is done) but it cannot be passed on: the
       // branch counts as failed with a 502 of our own, so that the caller still gets a final
@@ -647,7 +669,7 @@ class ResponseContext {
     this.branchDone(b, res);
   }
 
-  private branchDone(b: Branch, res: SipResponse | undefined): void {
+  branchDone(b: Branch, res: SipResponse | undefined): void {
     if (b.done) return;
     b.done = true;
     if (res !== undefined) {
@@ -783,6 +805,7 @@ function rank(status: number): number {
 }
 
 function groupByQ(targets: readonly ForwardTarget[]): ForwardTarget[][] {
+  if (targets.length === 1) return [[targets[0]!]];
   const sorted = [...targets].sort((a, b) => (b.q ?? 1) - (a.q ?? 1));
   const groups: ForwardTarget[][] = [];
   let lastQ: number | undefined;
@@ -823,10 +846,15 @@ function endpointFamily(ep: LocalEndpoint): 4 | 6 {
 /** Does the response carry a Via besides ours (the top one)? Only then can it be forwarded. */
 function hasViaBelowOurs(res: SipResponse): boolean {
   try {
-    return res.listValues('via').length >= 2;
+    return res.listCount('via') >= 2;
   } catch {
     return false;
   }
+}
+
+/** req.headerValues(name).join(','), without the array when there are no such lines. */
+function joinedValues(req: SipRequest, name: string): string {
+  return req.has(name) ? req.headerValues(name).join(',') : '';
 }
 
 function safe<T>(fn: () => T): T | undefined {

@@ -34,6 +34,7 @@ import { isConnectionOriented, transportFromToken } from '../transport/transport
 import type { FlowTable } from './flows.js';
 import { aorOf, isUnreachableContact } from './registrar.js';
 import type { ForwardTarget, Proxy } from './proxy.js';
+import type { VerifiedRoute } from './route-token.js';
 import { sanityCheck } from './sanity.js';
 import { isStoreUnavailable, retryAfterHeader } from './unavailable.js';
 import type { ScannerFilter } from './scanner.js';
@@ -104,6 +105,8 @@ export type Denial =
   /** in-dialog request from outside the dialog, or towards a host that is not its other party */
   | 'dialog-hop';
 
+const ONE_TARGET = '1 target(s)';
+
 const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, UPDATE, INFO, MESSAGE, REFER, NOTIFY, SUBSCRIBE';
 
 interface Ctx {
@@ -137,41 +140,81 @@ export class Router {
       }
       this.inFlight.add(key);
     }
-    void this.run({ req, src, t0: performance.now() }, key);
+    const ctx: Ctx = { req, src, t0: performance.now() };
+    let pending: Promise<void> | undefined;
+    try {
+      pending = this.handle(ctx);
+    } catch (err) {
+      this.failed(ctx, err);
+    }
+    if (pending === undefined) {
+      if (key !== undefined) this.inFlight.delete(key);
+    } else void this.settle(ctx, pending, key);
   }
 
-  /** handle() with its error answer and the in-flight bookkeeping (one Promise, no closures per request). */
-  private async run(ctx: Ctx, key: string | undefined): Promise<void> {
+  /** A request whose handling went async: its error answer and the in-flight bookkeeping once it is done. */
+  private async settle(ctx: Ctx, pending: Promise<void>, key: string | undefined): Promise<void> {
     try {
-      await this.handle(ctx);
+      await pending;
     } catch (err) {
-      this.d.events.error({ err: err instanceof Error ? (err.stack ?? err.message) : String(err), method: ctx.req.method, callId: ctx.req.callId() }, 'internal error');
-      this.reply(ctx, 500, 'Server Internal Error');
+      this.failed(ctx, err);
     } finally {
       if (key !== undefined) this.inFlight.delete(key);
     }
   }
 
-  /** request_route */
-  private async handle(ctx: Ctx): Promise<void> {
+  private failed(ctx: Ctx, err: unknown): void {
+    this.d.events.error({ err: err instanceof Error ? (err.stack ?? err.message) : String(err), method: ctx.req.method, callId: ctx.req.callId() }, 'internal error');
+    this.reply(ctx, 500, 'Server Internal Error');
+  }
+
+  /**
+   * request_route. The steps run synchronously as long as none of them has to wait (auth with cached
+   * credentials, in-dialog checks, replies): a Promise only from the first step that waits on.
+   */
+  private handle(ctx: Ctx): Promise<void> | undefined {
     if (this.scanner(ctx)) return;
     if (this.sanity(ctx)) return;
     if (this.maxForwards(ctx)) return;
     if (this.loop(ctx)) return;
     if (this.sipsUnsupported(ctx)) return;
     if (this.keepalive(ctx)) return;
-    // (the checks in front of the async steps are their own first checks: no Promise when they do not apply)
-    if (ctx.req.toTag() !== undefined && (await this.withinDialog(ctx))) return;
+    if (ctx.req.toTag() !== undefined) {
+      const inDialog = this.withinDialog(ctx);
+      if (inDialog === true) return;
+      if (inDialog !== false) return inDialog.then((done) => (done ? undefined : this.initial(ctx)));
+    }
+    return this.initial(ctx);
+  }
+
+  /** request_route from CANCEL on (a request that is not handled as in-dialog). */
+  private initial(ctx: Ctx): Promise<void> | undefined {
     if (this.cancel(ctx)) return;
     if (this.strayAck(ctx)) return;
     const authed = this.authenticate(ctx);
-    if (authed === true || (authed !== false && (await authed))) return;
+    if (authed === true) return;
+    if (authed !== false) return authed.then((done) => (done ? undefined : this.authorised(ctx)));
+    return this.authorised(ctx);
+  }
+
+  /** request_route after auth. */
+  private authorised(ctx: Ctx): Promise<void> | undefined {
     if (this.preloadedRoute(ctx)) return;
     if (this.relayPolicy(ctx)) return;
     const registered = this.registrar(ctx);
-    if (registered === true || (registered !== false && (await registered))) return;
+    if (registered === true) return;
+    if (registered !== false) return registered.then((done) => (done ? undefined : this.afterRegistrar(ctx)));
+    return this.afterRegistrar(ctx);
+  }
+
+  /** request_route after the registrar step: address checks, location lookup, relay. */
+  private afterRegistrar(ctx: Ctx): Promise<void> | undefined {
     if (this.addressIncomplete(ctx)) return;
     if (this.toSelf(ctx)) return;
+    return this.locationThenRelay(ctx);
+  }
+
+  private async locationThenRelay(ctx: Ctx): Promise<void> {
     if (await this.location(ctx)) return;
     this.relay(ctx, [{ q: null }]);
   }
@@ -269,7 +312,7 @@ export class Router {
    * of ours whose token verifies for this dialog, and only towards the dialog's other party. They
    * are not challenged or looked up. A Route we did not issue: 403; no Route at all: 404.
    */
-  private async withinDialog(ctx: Ctx): Promise<boolean> {
+  private withinDialog(ctx: Ctx): boolean | Promise<boolean> {
     const { req, src } = ctx;
     if (req.toTag() === undefined) return false;
     const check = this.d.proxy.checkDialogRoute(req);
@@ -293,19 +336,33 @@ export class Router {
       else this.reply(ctx, 430, 'Flow Failed');
       return true;
     }
-    if (check.kind === 'ours' && !this.d.trusted.has(src.address)) {
-      const hop = await this.d.proxy.nextHop(req, target);
-      if (hop !== undefined && !this.d.proxy.dialogAllows(check.route, src, hop.target.address, hop.target.port)) {
-        return this.deny(ctx, 'dialog-hop', 'Forbidden (not a party of this dialog)');
-      }
+    if (check.kind === 'ours' && !this.d.trusted.has(src.address)) return this.dialogHopThenRelay(ctx, check.route, target);
+    return this.dialogRelay(ctx, target);
+  }
+
+  /** An in-dialog request of a verified dialog from an untrusted source: only towards the dialog's other party. */
+  private async dialogHopThenRelay(ctx: Ctx, route: VerifiedRoute, target: ForwardTarget | undefined): Promise<boolean> {
+    const { req, src } = ctx;
+    const hop = await this.d.proxy.nextHop(req, target);
+    if (hop !== undefined && !this.d.proxy.dialogAllows(route, src, hop.target.address, hop.target.port)) {
+      return this.deny(ctx, 'dialog-hop', 'Forbidden (not a party of this dialog)');
     }
+    // the next hop checked here is the one the request is then sent to (not looked up again)
+    const next: ForwardTarget | undefined = hop === undefined ? target : target === undefined ? { q: null, hop } : { q: null, flow: target.flow!, hop };
+    return this.dialogRelay(ctx, next);
+  }
+
+  /** loose_route's relay of an in-dialog request (an ACK statelessly). */
+  private dialogRelay(ctx: Ctx, target: ForwardTarget | undefined): true | Promise<boolean> {
+    const { req } = ctx;
     this.d.events.debug?.({ method: req.method, callId: req.callId(), flow: target?.flow?.connectionId }, 'in-dialog: loose route');
-    if (req.method === 'ACK') {
-      await this.d.proxy.relayStateless(req, target);
-      this.done(ctx, 'relayed', 'in-dialog ACK');
-      return true;
-    }
+    if (req.method === 'ACK') return this.d.proxy.relayStateless(req, target).then(() => this.ackRelayed(ctx));
     this.relay(ctx, [target ?? { q: null }], false);
+    return true;
+  }
+
+  private ackRelayed(ctx: Ctx): true {
+    this.done(ctx, 'relayed', 'in-dialog ACK');
     return true;
   }
 
@@ -530,7 +587,7 @@ export class Router {
     if (recordRoute) this.noteCallerFlow(ctx);
     ctx.st ??= this.d.tx.createServer(req, src);
     this.d.proxy.forward(ctx.st, req, targets, { recordRoute, privileged: this.privileged(ctx) });
-    this.done(ctx, 'relayed', `${targets.length} target(s)`);
+    this.done(ctx, 'relayed', targets.length === 1 ? ONE_TARGET : `${targets.length} target(s)`);
   }
 
   // ---------------------------------------------------------------- replies

@@ -11,7 +11,7 @@ export const SUPPORTED_PROXY_REQUIRE: ReadonlySet<string> = new Set<string>();
 export function sanityCheck(req: SipRequest): Rejection | null {
   const r = checkRequest(req);
   if (r) return r;
-  if (req.method === 'ACK' || req.method === 'CANCEL') return null;
+  if (req.method === 'ACK' || req.method === 'CANCEL' || !req.has('proxy-require')) return null;
   const unsupported = req.tokens('proxy-require').filter((t) => !SUPPORTED_PROXY_REQUIRE.has(t.toLowerCase()));
   if (unsupported.length > 0) return { status: 420, reason: 'Bad Extension', headers: [['Unsupported', unsupported.join(', ')]] };
   return null;

@@ -37,9 +37,9 @@ export class ReceivedField implements HeaderField {
   /** the value is src[vs, ve) when vs !== -1; otherwise it is `v` (folded or trimmed) */
   readonly vs: number;
   readonly ve: number;
-  /** the line (raw) is src[ls, le) */
-  private readonly ls: number;
-  private readonly le: number;
+  /** the line (raw) is src[ls, le) (bytes[ls, le): toBuffer copies it from there) */
+  readonly ls: number;
+  readonly le: number;
   private v: string | undefined;
   private r: string | undefined;
 
@@ -109,13 +109,13 @@ const isSpTab = (c: number): boolean => c === 0x20 || c === 0x09;
 /**
  * Span [start, end) of the first `;rport[=digits]` (name 'rport': value absent or digits; the span stops before
  * trailing whitespace) or `;received=value` (name 'received': a value is required; the span runs to the next ';')
- * parameter in a Via value, names case-insensitive; undefined when there is none.
+ * parameter in a Via value, names case-insensitive: returns start and sets viaParamEnd to end; -1 when there is none.
  */
-function findViaParam(v: string, name: 'rport' | 'received'): [number, number] | undefined {
+function findViaParam(v: string, name: 'rport' | 'received'): number {
   for (let semi = v.indexOf(';'); semi !== -1; semi = v.indexOf(';', semi + 1)) {
     let i = semi + 1;
     while (i < v.length && isSpTab(v.charCodeAt(i))) i++;
-    if (v.length - i < name.length) return undefined;
+    if (v.length - i < name.length) return -1;
     let match = true;
     for (let k = 0; k < name.length; k++) {
       if ((v.charCodeAt(i + k) | 0x20) !== name.charCodeAt(k)) {
@@ -131,20 +131,30 @@ function findViaParam(v: string, name: 'rport' | 'received'): [number, number] |
     const segEnd = next === -1 ? v.length : next;
     if (name === 'received') {
       if (v.charCodeAt(j) !== 0x3d) continue;
-      return [semi, segEnd];
+      viaParamEnd = segEnd;
+      return semi;
     }
     // rport: nothing, or '=' digits, then only whitespace up to the next ';'
-    if (j === segEnd) return [semi, i];
+    if (j === segEnd) {
+      viaParamEnd = i;
+      return semi;
+    }
     if (v.charCodeAt(j) !== 0x3d) continue;
     j++;
     while (j < segEnd && isSpTab(v.charCodeAt(j))) j++;
     while (j < segEnd && v.charCodeAt(j) >= 0x30 && v.charCodeAt(j) <= 0x39) j++;
     let t = j;
     while (t < segEnd && isSpTab(v.charCodeAt(t))) t++;
-    if (t === segEnd) return [semi, j];
+    if (t === segEnd) {
+      viaParamEnd = j;
+      return semi;
+    }
   }
-  return undefined;
+  return -1;
 }
+
+/** where the span findViaParam found ends (set with its result: no tuple per call) */
+let viaParamEnd = 0;
 
 /** Parse a non-negative decimal (leading zeros allowed) with an upper bound; throws BAD_NUMBER. */
 export function parseBoundedInt(v: string, max: number, what: string): number {
@@ -183,6 +193,49 @@ function parseCSeq(v: string): CSeq {
   // seq: the digits' value, exact (at most 12 digits)
   if (seq > 0x7fffffff) throw new SipParseError('BAD_CSEQ', 'CSeq out of range');
   return { seq, method: i === 0 ? v : v.slice(i) };
+}
+
+/** Number of decimal digits of a non-negative integer. */
+function decimalDigits(n: number): number {
+  let d = 1;
+  while (n >= 10) {
+    n = Math.floor(n / 10);
+    d++;
+  }
+  return d;
+}
+
+/** Write n (digits: decimalDigits(n)) at out[o]; returns the offset after it. */
+function writeDecimal(out: Buffer, o: number, n: number, digits: number): number {
+  for (let k = o + digits - 1; k >= o; k--) {
+    out[k] = 0x30 + (n % 10);
+    n = Math.floor(n / 10);
+  }
+  return o + digits;
+}
+
+/** Is the value of this line String(n) exactly (no leading zeros, no sign)? Compared on its octets when in place. */
+function sameDecimal(h: ReceivedField, n: number): boolean {
+  if (!h.inPlace()) return h.value === String(n);
+  const b = h.bytes;
+  const len = h.ve - h.vs;
+  if (len !== decimalDigits(n)) return false;
+  for (let k = h.ve - 1; k >= h.vs; k--) {
+    if (b[k] !== 0x30 + (n % 10)) return false;
+    n = Math.floor(n / 10);
+  }
+  return true;
+}
+
+/** Copy bytes[start, end) and a CRLF to out[o]; returns the offset after them. */
+function copyRun(bytes: Uint8Array, start: number, end: number, out: Buffer, o: number): number {
+  const n = end - start;
+  if (n <= 64) for (let k = 0; k < n; k++) out[o + k] = bytes[start + k]!;
+  else out.set(bytes.subarray(start, end), o);
+  o += n;
+  out[o++] = 0x0d;
+  out[o++] = 0x0a;
+  return o;
 }
 
 export abstract class SipMessage {
@@ -228,6 +281,11 @@ export abstract class SipMessage {
     return this.hs;
   }
 
+  /** The header lines, in order, to read only (unlike `headers`, reading them keeps the presence mask). */
+  get headerList(): readonly HeaderField[] {
+    return this.hs;
+  }
+
   set headers(hs: HeaderField[]) {
     this.hs = hs;
     this.pArr = undefined;
@@ -257,6 +315,8 @@ export abstract class SipMessage {
 
   abstract readonly isRequest: boolean;
   protected abstract buildStartLine(): string;
+  /** the three parts of the start line buildStartLine() joins with single spaces (toBuffer writes them one by one) */
+  protected abstract startLinePart(i: 0 | 1 | 2): string;
 
   // ---------------------------------------------------------------- generic access
 
@@ -303,6 +363,21 @@ export abstract class SipMessage {
       else for (const e of splitList(v)) out.push(e);
     }
     return out;
+  }
+
+  /** Number of list elements of a header across its lines (listValues(name).length, without the list). */
+  listCount(name: string): number {
+    const key = headerKey(name);
+    if (!this.may(keyBit(key))) return 0;
+    const hs = this.hs;
+    let n = 0;
+    for (let i = 0; i < hs.length; i++) {
+      const h = hs[i]!;
+      if (h.key !== key) continue;
+      const v = h.value;
+      n += v.indexOf(',') === -1 ? 1 : splitList(v).length;
+    }
+    return n;
   }
 
   has(name: string): boolean {
@@ -650,17 +725,24 @@ export abstract class SipMessage {
     const ok = this.maskValid();
     if (where === 'top') this.hs.unshift(field);
     else if (where === 'before') {
-      const i = this.hs.findIndex((h) => h.key === key);
+      const i = this.indexOfKey(key);
       if (i === -1) this.hs.unshift(field);
       else this.hs.splice(i, 0, field);
     } else this.hs.push(field);
     this.reindex(ok, key);
   }
 
+  /** Index of the first line with this key, -1 when there is none. */
+  private indexOfKey(key: string): number {
+    const hs = this.hs;
+    for (let i = 0; i < hs.length; i++) if (hs[i]!.key === key) return i;
+    return -1;
+  }
+
   /** Replace every line of a header by one line with `value` (kept at the position of the first). */
   setHeader(name: string, value: string): void {
     const key = headerKey(name);
-    const i = this.hs.findIndex((h) => h.key === key);
+    const i = this.indexOfKey(key);
     this.invalidate(key);
     const ok = this.maskValid();
     if (i === -1) {
@@ -668,15 +750,26 @@ export abstract class SipMessage {
       this.reindex(ok, key);
       return;
     }
-    const old = this.hs[i]!;
-    this.hs[i] = { name: old.name, key, value, raw: null };
-    this.hs = this.hs.filter((h, j) => j === i || h.key !== key);
+    const hs = this.hs;
+    const old = hs[i]!;
+    hs[i] = { name: old.name, key, value, raw: null };
+    // the other lines of the header go (in place: the array is this message's own)
+    let w = i + 1;
+    for (let j = i + 1; j < hs.length; j++) {
+      const h = hs[j]!;
+      if (h.key !== key) hs[w++] = h;
+    }
+    hs.length = w;
     this.reindex(ok, key);
   }
 
   /** Remove every line of a header; returns how many lines were removed. */
   removeHeader(name: string): number {
     const key = headerKey(name);
+    if (this.indexOfKey(key) === -1) {
+      this.invalidate(key);
+      return 0;
+    }
     const before = this.hs.length;
     const ok = this.maskValid();
     this.hs = this.hs.filter((h) => h.key !== key);
@@ -688,10 +781,19 @@ export abstract class SipMessage {
   /** Remove the first list element of a list header (top Via, first Route); returns it, or undefined. */
   removeFirstValue(name: string): string | undefined {
     const key = headerKey(name);
-    const i = this.hs.findIndex((h) => h.key === key);
+    const i = this.indexOfKey(key);
     if (i === -1) return undefined;
     const h = this.hs[i]!;
-    const parts = splitList(h.value);
+    const v = h.value;
+    if (v.indexOf(',') === -1 && !edgeWs(v)) {
+      // one element (splitList would return [v]): the line goes
+      this.invalidate(key);
+      const ok = this.maskValid();
+      this.hs.splice(i, 1);
+      this.reindex(ok, key);
+      return v;
+    }
+    const parts = splitList(v);
     const first = parts.shift();
     this.invalidate(key);
     const ok = this.maskValid();
@@ -704,10 +806,17 @@ export abstract class SipMessage {
   /** Replace the first list element of a header (e.g. the top Via after adding received/rport). */
   replaceFirstValue(name: string, value: string): void {
     const key = headerKey(name);
-    const i = this.hs.findIndex((h) => h.key === key);
+    const i = this.indexOfKey(key);
     if (i === -1) throw new Error(`no ${name} header`);
     const h = this.hs[i]!;
-    const parts = splitList(h.value);
+    const old = h.value;
+    if (old.indexOf(',') === -1 && !edgeWs(old)) {
+      // one element (splitList would return [old]): the line's value is `value`
+      this.invalidate(key);
+      this.hs[i] = { name: h.name, key, value, raw: null };
+      return;
+    }
+    const parts = splitList(old);
     parts[0] = value;
     this.invalidate(key);
     this.hs[i] = { name: h.name, key, value: parts.join(', '), raw: null };
@@ -725,11 +834,11 @@ export abstract class SipMessage {
     // replace a value-less rport (or an existing value) by rport=PORT
     if (rport !== undefined) {
       const r = findViaParam(v, 'rport');
-      if (r !== undefined) v = v.slice(0, r[0]) + `;rport=${rport}` + v.slice(r[1]);
+      if (r !== -1) v = viaParamEnd === v.length ? `${v.slice(0, r)};rport=${rport}` : `${v.slice(0, r)};rport=${rport}${v.slice(viaParamEnd)}`;
     }
     if (received !== undefined) {
       const r = findViaParam(v, 'received');
-      v = r === undefined ? v + `;received=${received}` : v.slice(0, r[0]) + `;received=${received}` + v.slice(r[1]);
+      v = r === -1 ? `${v};received=${received}` : `${v.slice(0, r)};received=${received}${v.slice(viaParamEnd)}`;
     }
     if (v !== top) this.replaceFirstValue('via', v);
   }
@@ -742,32 +851,127 @@ export abstract class SipMessage {
 
   // ---------------------------------------------------------------- serialisation
 
-  /** Header section + body as bytes. Unedited lines are emitted exactly as received. Content-Length always matches the body. */
+  /**
+   * Header section + body as bytes. Unedited lines are emitted exactly as received. Content-Length always matches the body.
+   * One Buffer, written in place: the size is summed first, then the start line and the edited lines are written as
+   * latin1 and the runs of unedited received lines (adjacent in their source) are copied from the received bytes.
+   */
   toBuffer(): Buffer {
-    let head = (this.startLineRaw ?? this.buildStartLine()) + CRLF;
-    let sawLength = false;
+    const startLine = this.startLineRaw;
     const src = this.bodyBuf === undefined ? this.bodySrc : undefined;
     const bodyLen = src !== undefined ? this.bodyEnd - this.bodyStart : this.body.length;
     const hs = this.hs;
+    const lenDigits = decimalDigits(bodyLen);
+    // pass 1: the size; the Content-Length line kept as received (index), or -1 when rewritten / added
+    let size = startLine !== null ? startLine.length + 2 : this.startLinePart(0).length + this.startLinePart(1).length + this.startLinePart(2).length + 4;
+    let clIndex = -2;
     for (let i = 0; i < hs.length; i++) {
       const h = hs[i]!;
       if (h.key === 'content-length') {
-        if (sawLength) continue;
-        sawLength = true;
-        if (h.raw !== null && h.value === String(bodyLen)) head += h.raw + CRLF;
-        else head += `${h.name}: ${bodyLen}${CRLF}`;
+        if (clIndex !== -2) continue;
+        clIndex = -1;
+        if (h instanceof ReceivedField) {
+          if (sameDecimal(h, bodyLen)) {
+            clIndex = i;
+            size += h.le - h.ls + 2;
+          } else size += h.name.length + 4 + lenDigits;
+        } else if (h.raw !== null && h.value === String(bodyLen)) {
+          clIndex = i;
+          size += h.raw.length + 2;
+        } else size += h.name.length + 4 + lenDigits;
         continue;
       }
-      head += (h.raw ?? `${h.name}: ${h.value}`) + CRLF;
+      if (h instanceof ReceivedField) size += h.le - h.ls + 2;
+      else if (h.raw !== null) size += h.raw.length + 2;
+      else size += h.name.length + 4 + h.value.length;
     }
-    if (!sawLength) head += `Content-Length: ${bodyLen}${CRLF}`;
-    head += CRLF;
-    // one allocation: header section (latin1, one octet per char) followed by the body
-    if (bodyLen === 0) return Buffer.from(head, 'latin1');
-    const out = Buffer.allocUnsafe(head.length + bodyLen);
-    (out as unknown as Latin1Writable).latin1Write(head, 0);
-    if (src !== undefined) src.copy(out, head.length, this.bodyStart, this.bodyEnd);
-    else this.body.copy(out, head.length);
+    if (clIndex === -2) size += 18 + lenDigits; // 'Content-Length: ' + digits + CRLF
+    size += 2;
+    const headLen = size;
+    size += bodyLen;
+    // pass 2: write
+    const out = Buffer.allocUnsafe(size);
+    const w = out as unknown as Latin1Writable;
+    let o: number;
+    if (startLine !== null) o = w.latin1Write(startLine, 0);
+    else {
+      o = w.latin1Write(this.startLinePart(0), 0);
+      out[o++] = 0x20;
+      o += w.latin1Write(this.startLinePart(1), o);
+      out[o++] = 0x20;
+      o += w.latin1Write(this.startLinePart(2), o);
+    }
+    out[o++] = 0x0d;
+    out[o++] = 0x0a;
+    // a run of received lines adjacent in `runBytes`: [runStart, runEnd)
+    let runBytes: Uint8Array | undefined;
+    let runStart = 0;
+    let runEnd = 0;
+    let sawLength = false;
+    for (let i = 0; i < hs.length; i++) {
+      const h = hs[i]!;
+      let verbatim = h instanceof ReceivedField;
+      if (h.key === 'content-length') {
+        if (sawLength) continue;
+        sawLength = true;
+        if (i !== clIndex) verbatim = false;
+        else if (!verbatim) {
+          if (runBytes !== undefined) o = copyRun(runBytes, runStart, runEnd, out, o);
+          runBytes = undefined;
+          o += w.latin1Write(h.raw!, o);
+          out[o++] = 0x0d;
+          out[o++] = 0x0a;
+          continue;
+        }
+        if (!verbatim) {
+          if (runBytes !== undefined) o = copyRun(runBytes, runStart, runEnd, out, o);
+          runBytes = undefined;
+          o += w.latin1Write(h.name, o);
+          out[o++] = 0x3a;
+          out[o++] = 0x20;
+          o = writeDecimal(out, o, bodyLen, lenDigits);
+          out[o++] = 0x0d;
+          out[o++] = 0x0a;
+          continue;
+        }
+      }
+      if (verbatim) {
+        const f = h as ReceivedField;
+        if (runBytes === f.bytes && f.ls === runEnd + 2) runEnd = f.le;
+        else {
+          if (runBytes !== undefined) o = copyRun(runBytes, runStart, runEnd, out, o);
+          runBytes = f.bytes;
+          runStart = f.ls;
+          runEnd = f.le;
+        }
+        continue;
+      }
+      if (runBytes !== undefined) o = copyRun(runBytes, runStart, runEnd, out, o);
+      runBytes = undefined;
+      if (h.raw !== null) o += w.latin1Write(h.raw, o);
+      else {
+        o += w.latin1Write(h.name, o);
+        out[o++] = 0x3a;
+        out[o++] = 0x20;
+        o += w.latin1Write(h.value, o);
+      }
+      out[o++] = 0x0d;
+      out[o++] = 0x0a;
+    }
+    if (runBytes !== undefined) o = copyRun(runBytes, runStart, runEnd, out, o);
+    if (!sawLength) {
+      o += w.latin1Write('Content-Length: ', o);
+      o = writeDecimal(out, o, bodyLen, lenDigits);
+      out[o++] = 0x0d;
+      out[o++] = 0x0a;
+    }
+    out[o++] = 0x0d;
+    out[o++] = 0x0a;
+    if (o !== headLen) throw new Error(`toBuffer: wrote ${o} of ${headLen} header octets`);
+    if (bodyLen > 0) {
+      if (src !== undefined) src.copy(out, headLen, this.bodyStart, this.bodyEnd);
+      else this.body.copy(out, headLen);
+    }
     return out;
   }
 
@@ -816,6 +1020,10 @@ export class SipRequest extends SipMessage {
     return `${this.method} ${this.uriRaw} ${this.version}`;
   }
 
+  protected startLinePart(i: 0 | 1 | 2): string {
+    return i === 0 ? this.method : i === 1 ? this.uriRaw : this.version;
+  }
+
   /** A deep-enough copy to edit independently (forking: one copy per branch). */
   clone(): SipRequest {
     const c = new SipRequest(this.method, this.uriRaw, this.hs.slice(), this.body, this.version, this.startLineRaw, this.uriParsed);
@@ -852,12 +1060,24 @@ export class SipResponse extends SipMessage {
 
   setStatus(status: number, reason: string): void {
     this.status = status;
-    this.reasonRaw = Buffer.from(reason, 'utf8').toString('latin1');
+    // latin1 of its UTF-8 octets: ASCII is itself
+    let ascii = true;
+    for (let i = 0; i < reason.length; i++) {
+      if (reason.charCodeAt(i) >= 0x80) {
+        ascii = false;
+        break;
+      }
+    }
+    this.reasonRaw = ascii ? reason : Buffer.from(reason, 'utf8').toString('latin1');
     this.startLineRaw = null;
   }
 
   protected buildStartLine(): string {
     return `${this.version} ${this.status} ${this.reasonRaw}`;
+  }
+
+  protected startLinePart(i: 0 | 1 | 2): string {
+    return i === 0 ? this.version : i === 1 ? String(this.status) : this.reasonRaw;
   }
 
   clone(): SipResponse {

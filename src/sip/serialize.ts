@@ -67,7 +67,9 @@ const COPIED = new Set(['via', 'from', 'to', 'call-id', 'cseq']);
  */
 export function buildResponse(req: SipRequest, status: number, opts: ResponseOptions = {}): SipResponse {
   const headers: HeaderField[] = [];
-  for (const h of req.headers) {
+  const hs = req.headerList;
+  for (let i = 0; i < hs.length; i++) {
+    const h = hs[i]!;
     if (COPIED.has(h.key) || (opts.copyRecordRoute === true && h.key === 'record-route')) {
       if (h.key === 'to' && opts.toTag !== undefined && status > 100 && !hasTag(h.value)) {
         headers.push({ name: h.name, key: h.key, value: `${h.value};tag=${opts.toTag}`, raw: null });
@@ -97,11 +99,21 @@ function keyOf(name: string): string {
 }
 
 function hasTag(toValue: string): boolean {
-  // tag parameter outside the URI brackets
+  // tag parameter outside the URI brackets: /;[ \t]*tag[ \t]*=/i after the last '>', scanned in place
   const gt = toValue.lastIndexOf('>');
-  const tail = gt === -1 ? toValue : toValue.slice(gt);
-  return /;[ \t]*tag[ \t]*=/i.test(tail);
+  const n = toValue.length;
+  for (let semi = toValue.indexOf(';', gt === -1 ? 0 : gt); semi !== -1; semi = toValue.indexOf(';', semi + 1)) {
+    let i = semi + 1;
+    while (i < n && isSpTab(toValue.charCodeAt(i))) i++;
+    if (i + 3 > n || (toValue.charCodeAt(i) | 0x20) !== 0x74 || (toValue.charCodeAt(i + 1) | 0x20) !== 0x61 || (toValue.charCodeAt(i + 2) | 0x20) !== 0x67) continue;
+    i += 3;
+    while (i < n && isSpTab(toValue.charCodeAt(i))) i++;
+    if (toValue.charCodeAt(i) === 0x3d) return true;
+  }
+  return false;
 }
+
+const isSpTab = (c: number): boolean => c === 0x20 || c === 0x09;
 
 function defaultReason(status: number): string {
   if (status < 200) return 'Provisional';

@@ -16,9 +16,45 @@ export interface Rejection {
 
 const SINGLE = ['call-id', 'to', 'from', 'cseq', 'max-forwards', 'content-length', 'content-type'];
 
-function tryParse(f: () => unknown): string | undefined {
+const MANDATORY = ['via', 'from', 'to', 'call-id', 'cseq'];
+
+/** What a message accessor reads (see parseFailure). */
+const enum Part {
+  Vias,
+  From,
+  To,
+  CSeq,
+  MaxForwards,
+  Contacts,
+  Routes,
+}
+
+/** The reason of the SipParseError reading that part of the message throws, undefined when it parses (no closure per check). */
+function parseFailure(m: SipRequest | SipResponse, part: Part): string | undefined {
   try {
-    f();
+    switch (part) {
+      case Part.Vias:
+        m.vias();
+        break;
+      case Part.From:
+        m.from();
+        break;
+      case Part.To:
+        m.to();
+        break;
+      case Part.CSeq:
+        m.cseq();
+        break;
+      case Part.MaxForwards:
+        m.maxForwards();
+        break;
+      case Part.Contacts:
+        m.contacts();
+        break;
+      case Part.Routes:
+        m.routes();
+        break;
+    }
     return undefined;
   } catch (e) {
     if (e instanceof SipParseError) return e.reason;
@@ -36,14 +72,14 @@ export function checkRequest(req: SipRequest): Rejection | null {
   const uri = req.uri;
   if (!isSipUri(uri) && uri.scheme !== 'tel') return { status: 416, reason: 'Unsupported URI Scheme' };
   if (isSipUri(uri) && uri.headers.size > 0) return { status: 400, reason: 'Headers in Request-URI' };
-  for (const h of ['via', 'from', 'to', 'call-id', 'cseq']) {
+  for (const h of MANDATORY) {
     if (!req.has(h)) return { status: 400, reason: `Missing ${h === 'call-id' ? 'Call-ID' : h === 'cseq' ? 'CSeq' : h[0]!.toUpperCase() + h.slice(1)}` };
   }
   for (const h of SINGLE) if (req.count(h) > 1) return { status: 400, reason: `Multiple ${h} headers` };
-  let err = tryParse(() => req.vias());
+  let err = parseFailure(req, Part.Vias);
   if (err) return { status: 400, reason: err };
   for (const v of req.vias()) if (v.protocol !== 'SIP/2.0') return { status: 505, reason: 'Version Not Supported' };
-  err = tryParse(() => req.from()) ?? tryParse(() => req.to()) ?? tryParse(() => req.cseq()) ?? tryParse(() => req.maxForwards());
+  err = parseFailure(req, Part.From) ?? parseFailure(req, Part.To) ?? parseFailure(req, Part.CSeq) ?? parseFailure(req, Part.MaxForwards);
   if (err) return { status: 400, reason: err };
   if (req.callId() === '') return { status: 400, reason: 'Empty Call-ID' };
   const cseq = req.cseq()!;
@@ -51,11 +87,11 @@ export function checkRequest(req: SipRequest): Rejection | null {
     return KNOWN_METHODS.has(req.method) ? { status: 400, reason: 'CSeq method mismatch' } : { status: 501, reason: 'Not Implemented' };
   }
   if (req.has('contact')) {
-    err = tryParse(() => req.contacts());
+    err = parseFailure(req, Part.Contacts);
     if (err) return { status: 400, reason: err };
   }
   if (req.has('route')) {
-    err = tryParse(() => req.routes());
+    err = parseFailure(req, Part.Routes);
     if (err) return { status: 400, reason: err };
   }
   return null;
@@ -64,7 +100,7 @@ export function checkRequest(req: SipRequest): Rejection | null {
 /** Checks on a received response; a response that fails them is dropped (never answered). */
 export function checkResponse(res: SipResponse): string | null {
   if (res.version !== 'SIP/2.0') return 'Version Not Supported';
-  for (const h of ['via', 'from', 'to', 'call-id', 'cseq']) if (!res.has(h)) return `Missing ${h}`;
+  for (const h of MANDATORY) if (!res.has(h)) return `Missing ${h}`;
   for (const h of SINGLE) if (res.count(h) > 1) return `Multiple ${h} headers`;
-  return tryParse(() => res.vias()) ?? tryParse(() => res.cseq()) ?? tryParse(() => res.from()) ?? tryParse(() => res.to()) ?? null;
+  return parseFailure(res, Part.Vias) ?? parseFailure(res, Part.CSeq) ?? parseFailure(res, Part.From) ?? parseFailure(res, Part.To) ?? null;
 }

@@ -278,38 +278,46 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
   };
 
   const sendNow = async (data: Buffer, target: Target): Promise<void> => {
-    if (state !== 'running') throw new TransportError('closed', 'transport layer is not running');
-    const t = transports.get(target.transport);
-    if (t === undefined) throw new TransportError('no-listener', `no ${target.transport} transport: sipd does not listen on one`);
-    // a response on a still-open connection needs no address at all
-    if (target.connectionId !== undefined && t.info.connectionOriented && t.isOpen(target.connectionId)) {
-      if (dropHook !== undefined && dropHook('out', data, { transport: target.transport, address: target.address, port: target.port })) {
+    // one async frame per send: its failures are counted and logged here (no .catch Promise per send)
+    try {
+      if (state !== 'running') throw new TransportError('closed', 'transport layer is not running');
+      const t = transports.get(target.transport);
+      if (t === undefined) throw new TransportError('no-listener', `no ${target.transport} transport: sipd does not listen on one`);
+      // a response on a still-open connection needs no address at all
+      if (target.connectionId !== undefined && t.info.connectionOriented && t.isOpen(target.connectionId)) {
+        if (dropHook !== undefined && dropHook('out', data, { transport: target.transport, address: target.address, port: target.port })) {
+          counters.drop('hook');
+          return;
+        }
+        await t.send(data, target.address, target.port, target.connectionId, undefined);
+        counters.messagesOut++;
+        return;
+      }
+      let address = target.address;
+      let family = ipFamily(address);
+      // the name the target was given by (TLS: the SNI and the name its certificate must carry)
+      const serverName = family === 0 ? address : undefined;
+      if (family === 0) {
+        const addrs = await resolver.lookupHost(address);
+        const usable = addrs.find((a) => pickLocal(target.transport, a.family, target.local) !== undefined);
+        if (usable === undefined) throw new TransportError('unreachable', `cannot resolve ${address}`);
+        address = usable.address;
+        family = usable.family;
+      } else address = normaliseAddress(address);
+      if (!Number.isInteger(target.port) || target.port <= 0 || target.port > 65535) throw new TransportError('unreachable', `bad port ${target.port}`);
+      const local = pickLocal(target.transport, family, target.local);
+      if (dropHook !== undefined && dropHook('out', data, { transport: target.transport, address, port: target.port })) {
         counters.drop('hook');
         return;
       }
-      await t.send(data, target.address, target.port, target.connectionId, undefined);
+      await t.send(data, address, target.port, target.connectionId, local, serverName);
       counters.messagesOut++;
-      return;
+    } catch (e: unknown) {
+      const err = toTransportError(e, `send to ${target.transport}:${target.address}:${target.port}`);
+      counters.sendErrors[err.kind]++;
+      log('debug', { err: err.message, kind: err.kind }, 'send failed');
+      throw err;
     }
-    let address = target.address;
-    let family = ipFamily(address);
-    // the name the target was given by (TLS: the SNI and the name its certificate must carry)
-    const serverName = family === 0 ? address : undefined;
-    if (family === 0) {
-      const addrs = await resolver.lookupHost(address);
-      const usable = addrs.find((a) => pickLocal(target.transport, a.family, target.local) !== undefined);
-      if (usable === undefined) throw new TransportError('unreachable', `cannot resolve ${address}`);
-      address = usable.address;
-      family = usable.family;
-    } else address = normaliseAddress(address);
-    if (!Number.isInteger(target.port) || target.port <= 0 || target.port > 65535) throw new TransportError('unreachable', `bad port ${target.port}`);
-    const local = pickLocal(target.transport, family, target.local);
-    if (dropHook !== undefined && dropHook('out', data, { transport: target.transport, address, port: target.port })) {
-      counters.drop('hook');
-      return;
-    }
-    await t.send(data, address, target.port, target.connectionId, local, serverName);
-    counters.messagesOut++;
   };
 
   const closeAll = (): Promise<void> => Promise.all([...transports.values()].map((t) => t.close())).then(() => undefined);
@@ -361,18 +369,7 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
     },
 
     send(data, target) {
-      let p: Promise<void>;
-      try {
-        p = sendNow(data, target);
-      } catch (e) {
-        p = Promise.reject(e);
-      }
-      return p.catch((e: unknown) => {
-        const err = toTransportError(e, `send to ${target.transport}:${target.address}:${target.port}`);
-        counters.sendErrors[err.kind]++;
-        log('debug', { err: err.message, kind: err.kind }, 'send failed');
-        throw err;
-      });
+      return sendNow(data, target);
     },
 
     endpoints: () => eps,
