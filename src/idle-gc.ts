@@ -11,8 +11,7 @@
  * The probe `load` reports what the server holds (transactions + linger entries). A peak of at
  * least `minPeak` followed by a check at zero (the linger table has emptied, Timer J after the last
  * request) runs `collect` once; light traffic, whose load often touches zero, never reaches
- * `minPeak` and never triggers it. A running load never reaches zero either. With `atStart`, start-up
- * counts as a load (idle after start: 89 → 74 MB measured). No clock of its own:
+ * `minPeak` and never triggers it. A running load never reaches zero either. No clock of its own:
  * the caller ticks it (server.ts, every few seconds).
  */
 export interface IdleCollectorOptions {
@@ -22,16 +21,12 @@ export interface IdleCollectorOptions {
   collect: () => void;
   /** the peak load that counts as "a load happened" */
   minPeak: number;
-  /** start-up counts as a load (its garbage and grown young generation go at the first quiet check) */
-  atStart?: boolean;
 }
 
 export class IdleCollector {
-  private peak: number;
+  private peak = 0;
 
-  constructor(private readonly opts: IdleCollectorOptions) {
-    this.peak = opts.atStart === true ? opts.minPeak : 0;
-  }
+  constructor(private readonly opts: IdleCollectorOptions) {}
 
   /** One check; true when it collected. Never throws. */
   tick(): boolean {

@@ -446,7 +446,6 @@ function startHousekeeping(config: Config, log: Logger, metrics: Metrics, stores
       log.debug({ rssBefore: before, rssAfter: process.memoryUsage.rss() }, 'idle: full gc after load');
     },
     minPeak: IDLE_GC_MIN_PEAK,
-    atStart: true,
   });
   const idleTimer = setInterval(() => idle.tick(), IDLE_GC_CHECK_MS);
   idleTimer.unref();

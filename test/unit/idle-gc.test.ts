@@ -2,9 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { IdleCollector } from '../../src/idle-gc.js';
 
 /** a collector driven by hand: `load` is what the probe reports, `tick()` one check. */
-function rig(minPeak = 100, atStart = false) {
+function rig(minPeak = 100) {
   const state = { load: 0, gcs: 0 };
-  const c = new IdleCollector({ load: () => state.load, collect: () => void state.gcs++, minPeak, atStart });
+  const c = new IdleCollector({ load: () => state.load, collect: () => void state.gcs++, minPeak });
   return { state, c };
 }
 
@@ -69,19 +69,5 @@ describe('IdleCollector (one full GC when the server goes quiet after a load)', 
     expect(() => c.tick()).not.toThrow(); // 0 (no peak yet)... the probe alternates
     expect(() => c.tick()).not.toThrow();
     expect(() => c.tick()).not.toThrow();
-  });
-
-  it('atStart: start-up counts as a load, collected at the first quiet check (once)', () => {
-    const { state, c } = rig(100, true);
-    state.load = 3;
-    expect(c.tick()).toBe(false);
-    state.load = 0;
-    expect(c.tick()).toBe(true);
-    expect(c.tick()).toBe(false);
-    state.load = 50;
-    c.tick();
-    state.load = 0;
-    expect(c.tick()).toBe(false);
-    expect(state.gcs).toBe(1);
   });
 });
