@@ -24,7 +24,10 @@ FROM node:20-bookworm-slim AS runtime
 # Without it, `sipctl ul rm` still removes from the database and says the server was not told.
 # SIPD_STATE_DIR: generated state (auth.secret, the nonce key, mode 0600) on the data volume, so
 # that nonces stay valid across container restarts.
+# MALLOC_MMAP_THRESHOLD_: glibc keeps allocations >= 128 KiB in mmap (given back when freed) instead of
+# raising the threshold after the first free and keeping them in its heap (bench/RSS.md)
 ENV NODE_ENV=production \
+    MALLOC_MMAP_THRESHOLD_=131072 \
     SIPD_LISTEN=udp:0.0.0.0:5060,tcp:0.0.0.0:5060 \
     SIPD_METRICS=0.0.0.0:9090 \
     SIPD_DB=sqlite:/var/lib/sipd/sipd.sqlite \

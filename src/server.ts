@@ -10,6 +10,8 @@ import { createHash, randomBytes, randomFillSync } from 'node:crypto';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { networkInterfaces } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { ConfigError, loadTlsFiles, readProcNetSnmp, watchTlsFiles, type Config, type Secrets } from './config.js';
 import { Acl } from './core/acl.js';
 import { DigestAuthenticator, stripCredentials, type AuthResult } from './core/auth.js';
@@ -24,6 +26,7 @@ import type { ResponseSteps } from './core/response-steps.js';
 import { Router, type AuthOutcome, type Authenticator, type RoutingEvents } from './core/routing.js';
 import { deterministicToTag } from './core/tags.js';
 import { adminPolicy, createHttpHandler } from './http.js';
+import { IdleCollector } from './idle-gc.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics, parseUdpSnmp } from './metrics.js';
 import { buildResponse, isSipParseError, MAGIC_COOKIE, parseMessage, parseVia, SipRequest, splitList, type PartialMessage, type SipParseError, type SipResponse } from './sip/index.js';
@@ -429,6 +432,23 @@ function startHousekeeping(config: Config, log: Logger, metrics: Metrics, stores
     })();
   }, config.location.expire_interval_s * 1000);
   timer.unref();
+  // one full GC when the server has gone quiet after a load (src/idle-gc.ts, bench/RSS.md)
+  const gc = fullGc();
+  const idle = new IdleCollector({
+    load: () => {
+      const s = core.tx.stats();
+      return s.server + s.client + s.lingering;
+    },
+    collect: () => {
+      if (gc === undefined) return;
+      const before = process.memoryUsage.rss();
+      gc();
+      log.debug({ rssBefore: before, rssAfter: process.memoryUsage.rss() }, 'idle: full gc after load');
+    },
+    minPeak: IDLE_GC_MIN_PEAK,
+  });
+  const idleTimer = setInterval(() => idle.tick(), IDLE_GC_CHECK_MS);
+  idleTimer.unref();
   return {
     refreshGauges() {
       const s = core.tx.stats();
@@ -450,8 +470,33 @@ function startHousekeeping(config: Config, log: Logger, metrics: Metrics, stores
         metrics.floodTracked.set(f.tracked);
       }
     },
-    stop: () => clearInterval(timer),
+    stop: () => {
+      clearInterval(timer);
+      clearInterval(idleTimer);
+    },
   };
+}
+
+/** how often the idle collector checks, and the load (transactions + linger entries) that counts as a load */
+const IDLE_GC_CHECK_MS = 2000;
+const IDLE_GC_MIN_PEAK = 4096;
+
+/**
+ * A full-GC function without `--expose-gc` on the command line: the flag set at run time gives
+ * `gc` to contexts created afterwards, here one vm context (the main context gets no global `gc`).
+ * undefined when that fails (then the idle collector does nothing).
+ */
+function fullGc(): (() => void) | undefined {
+  const exposed: unknown = (globalThis as { gc?: unknown }).gc;
+  if (typeof exposed === 'function') return () => void (exposed as () => unknown)();
+  try {
+    setFlagsFromString('--expose-gc');
+    const f: unknown = runInNewContext('gc');
+    if (typeof f === 'function') return () => void (f as () => unknown)();
+  } catch {
+    // not available
+  }
+  return undefined;
 }
 
 // ================================================================================ admin / metrics HTTP
