@@ -57,8 +57,9 @@
 # consecutive steps that did not pass.
 #
 # sipd is run from the build: `npm run --silent build` once (SIPD_BUILD=0
-# skips it), then SIPD_CMD (default `node dist/cli/sipd.js`, run from the
-# repo; it must exec the server itself: its pid is the one measured).
+# skips it), then SIPD_CMD (default `env MALLOC_MMAP_THRESHOLD_=131072 node
+# dist/cli/sipd.js`, as `npm start` runs it; run from the repo; it must exec
+# the server itself: its pid is the one measured).
 #
 # Environment (defaults): REG_RATES="1000 2000 4000 6000 8000 10000"
 # CALL_RATES="250 500 1000 2000 2500" STEP_S=12 USERS=2000 CALL_D_MS=20 (uac -d)
@@ -104,7 +105,7 @@ UAS_PORT=${UAS_PORT:-26112}
 SIPD_PORT=${SIPD_PORT:-5080}
 SIPD_MPORT=${SIPD_MPORT:-9180}
 SIPD_DBNAME=${SIPD_DBNAME:-sipd_load}
-SIPD_CMD=${SIPD_CMD:-node dist/cli/sipd.js}
+SIPD_CMD=${SIPD_CMD:-env MALLOC_MMAP_THRESHOLD_=131072 node dist/cli/sipd.js}
 SIPD_BUILD=${SIPD_BUILD:-1}
 FLOOR_PORT=${FLOOR_PORT:-5090}
 export KAM_PORT=${KAM_PORT:-5070}
