@@ -43,12 +43,6 @@ export interface CredentialCacheOptions {
   refreshBatchMs?: number;
   /** Refreshes (and misses) are sent as soon as this many are queued; also the most keys per getMany. Default 200. */
   batchMax?: number;
-  /**
-   * Most miss queries in flight at once (default 2). Misses of later event-loop turns wait while
-   * that many are out and then go together, so a cold cache under load (every caller new) sends a
-   * few larger queries instead of one query per turn queueing for the database.
-   */
-  maxMissQueries?: number;
   now: Clock;
   /** Timers; default realScheduler. */
   schedule?: Scheduler;
@@ -79,7 +73,6 @@ interface Fetch {
 }
 
 const DEFAULT_BATCH_MAX = 200;
-const DEFAULT_MAX_MISS_QUERIES = 2;
 
 /**
  * Caches get() for a short TTL (positive and negative answers), with refresh-ahead and batching so
@@ -126,9 +119,6 @@ export class CachedSubscriberStore implements SubscriberStore {
   private readonly refreshAhead: number;
   private readonly refreshBatch: number;
   private readonly batchMax: number;
-  private readonly maxMissQueries: number;
-  /** miss queries sent and not yet answered */
-  private missQueries = 0;
   private readonly now: Clock;
   private readonly schedule: Scheduler;
 
@@ -142,7 +132,6 @@ export class CachedSubscriberStore implements SubscriberStore {
     this.refreshBatch = Math.max(0, opts.refreshBatchMs ?? Math.min(100, Math.floor(opts.ttlMs / 4)));
     this.refreshAhead = Math.max(0, opts.refreshAheadMs ?? Math.floor(opts.ttlMs / 2));
     this.batchMax = Math.max(1, opts.batchMax ?? DEFAULT_BATCH_MAX);
-    this.maxMissQueries = Math.max(1, opts.maxMissQueries ?? DEFAULT_MAX_MISS_QUERIES);
     this.now = opts.now;
     this.schedule = opts.schedule ?? realScheduler;
   }
@@ -232,17 +221,9 @@ export class CachedSubscriberStore implements SubscriberStore {
   private sendMisses(): void {
     this.cancelMiss?.();
     this.cancelMiss = undefined;
-    // at the limit: the queued misses go when a miss query returns (missDone); not when closing
-    if (this.missQueries >= this.maxMissQueries && !this.closed) return;
     const batch = this.missQ;
     this.missQ = [];
-    this.send(batch, true);
-  }
-
-  /** A miss query returned (answered or failed): the misses that waited for it go now. */
-  private missDone(): void {
-    this.missQueries--;
-    if (this.missQ.length > 0) this.sendMisses();
+    this.send(batch);
   }
 
   private sendRefreshes(): void {
@@ -250,27 +231,16 @@ export class CachedSubscriberStore implements SubscriberStore {
     this.cancelRefresh = undefined;
     const batch = this.refreshQ;
     this.refreshQ = [];
-    this.send(batch, false);
+    this.send(batch);
   }
 
   /** Look a batch up (in chunks of batchMax), fill the cache if no invalidate() came meanwhile, answer the waiting lookups. */
-  private send(batch: Fetch[], misses: boolean): void {
-    for (let i = 0; i < batch.length; i += this.batchMax) void this.sendChunk(batch.slice(i, i + this.batchMax), misses);
+  private send(batch: Fetch[]): void {
+    for (let i = 0; i < batch.length; i += this.batchMax) void this.sendChunk(batch.slice(i, i + this.batchMax));
   }
 
-  private async sendChunk(chunk: Fetch[], misses: boolean): Promise<void> {
+  private async sendChunk(chunk: Fetch[]): Promise<void> {
     if (chunk.length === 0) return;
-    if (!misses) return this.query(chunk);
-    this.missQueries++;
-    try {
-      await this.query(chunk);
-    } finally {
-      this.missDone();
-    }
-  }
-
-  /** One getMany for `chunk`; fills the cache and answers its lookups (never rejects). */
-  private async query(chunk: Fetch[]): Promise<void> {
     const gen = this.gen;
     const sentAt = this.now();
     for (const f of chunk) {
