@@ -77,7 +77,7 @@ function fakeTime() {
   return { now: () => t, schedule, advance, timers };
 }
 
-async function setup(opts: { ttlMs?: number; negativeTtlMs?: number; refreshAheadMs?: number; refreshBatchMs?: number; batchMax?: number; maxMissQueries?: number } = {}) {
+async function setup(opts: { ttlMs?: number; negativeTtlMs?: number; refreshAheadMs?: number; refreshBatchMs?: number; batchMax?: number } = {}) {
   const time = fakeTime();
   const inner = new ManualStore();
   for (const u of ['a', 'b', 'c', 'd']) await inner.add(u, 'x', `pw-${u}`);
@@ -133,60 +133,6 @@ describe('CachedSubscriberStore: misses', () => {
     void s.cache.get('b', 'x');
     expect(s.inner.calls).toHaveLength(1);
     expect(s.inner.calls[0]!.keys).toHaveLength(2);
-  });
-
-  it('while maxMissQueries miss queries are in flight, later misses wait and go together when one returns', async () => {
-    const s = await setup({ maxMissQueries: 1 });
-    for (const u of ['e', 'f', 'g']) await s.inner.add(u, 'x', `pw-${u}`);
-    const p1 = s.cache.get('a', 'x');
-    await s.time.advance(0);
-    expect(s.inner.calls).toHaveLength(1); // the first miss goes at once
-    // misses in three later event-loop turns, while that query is in flight
-    const later: Promise<Subscriber | null>[] = [];
-    for (const u of ['b', 'c', 'd']) {
-      later.push(s.cache.get(u, 'x'));
-      await s.time.advance(0);
-    }
-    expect(s.inner.calls).toHaveLength(1); // none sent: one query per turn would have been 3 more
-    await s.inner.next().answer();
-    expect((await p1)?.password).toBe('pw-a');
-    await s.time.advance(0);
-    expect(s.inner.calls).toHaveLength(1); // the three waiting misses, as one batch
-    expect(s.inner.calls[0]!.keys.map((k) => k.username)).toEqual(['b', 'c', 'd']);
-    await s.inner.next().answer();
-    expect((await Promise.all(later)).map((v) => v?.password)).toEqual(['pw-b', 'pw-c', 'pw-d']);
-    // a failed query frees its slot too
-    const p5 = s.cache.get('e', 'x');
-    await s.time.advance(0);
-    const p6 = s.cache.get('f', 'x');
-    await s.time.advance(0);
-    expect(s.inner.calls).toHaveLength(1);
-    await s.inner.next().fail(new StoreError('BUSY', 'down'));
-    await expect(p5).rejects.toThrow();
-    await s.time.advance(0);
-    expect(s.inner.calls).toHaveLength(1);
-    expect(s.inner.calls[0]!.keys.map((k) => k.username)).toEqual(['f']);
-    await s.inner.next().answer();
-    expect((await p6)?.password).toBe('pw-f');
-    expect(s.cache.inFlight).toBe(0);
-  });
-
-  it('maxMissQueries defaults to 2: a third concurrent miss query waits', async () => {
-    const s = await setup();
-    const ps = [s.cache.get('a', 'x')];
-    await s.time.advance(0);
-    ps.push(s.cache.get('b', 'x'));
-    await s.time.advance(0);
-    ps.push(s.cache.get('c', 'x'));
-    await s.time.advance(0);
-    expect(s.inner.calls).toHaveLength(2);
-    await s.inner.next().answer();
-    await s.time.advance(0);
-    expect(s.inner.calls).toHaveLength(2);
-    expect(s.inner.calls[1]!.keys.map((k) => k.username)).toEqual(['c']);
-    await s.inner.next().answer();
-    await s.inner.next().answer();
-    expect((await Promise.all(ps)).map((v) => v?.password)).toEqual(['pw-a', 'pw-b', 'pw-c']);
   });
 
   it('a failed batch rejects every lookup waiting for it, and nothing is cached', async () => {
