@@ -611,34 +611,17 @@ export abstract class SipMessage {
   }
 
   contacts(): Array<NameAddr | ContactStar> {
-    if (this.cContacts !== undefined) return this.cContacts;
-    const out: Array<NameAddr | ContactStar> = [];
-    if (this.may(BIT_CONTACT)) {
-      const hs = this.hs;
-      for (let i = 0; i < hs.length; i++) {
-        const h = hs[i]!;
-        if (h.key !== 'contact') continue;
-        const v = h.value;
-        if (v.indexOf(',') === -1 && !edgeWs(v)) {
-          if (v.length === 0) throw new SipParseError('BAD_NAME_ADDR', 'empty Contact value');
-          // parseContact: '*' (after trimming) or a name-addr; an element of its own line has no edge whitespace
-          out.push(v.charCodeAt(0) !== 0x2a ? this.nameAddrOf(h, v) : parseContact(v));
-        } else {
-          const es = splitList(v);
-          for (let k = 0; k < es.length; k++) {
-            const e = es[k]!;
-            if (e.length === 0) throw new SipParseError('BAD_NAME_ADDR', 'empty Contact value');
-            out.push(parseContact(e));
-          }
-        }
-      }
-    }
-    this.cContacts = out;
-    return out;
+    return (this.cContacts ??= this.nameAddrList('contact', 'Contact', true));
   }
 
-  private nameAddrList(key: string): NameAddr[] {
-    const out: NameAddr[] = [];
+  /**
+   * Every name-addr of the `key` lines in order (as listValues(key)); a line holding one element is
+   * parsed in place. `contact`: an element may be '*' (parseContact).
+   */
+  private nameAddrList(key: string, label: string): NameAddr[];
+  private nameAddrList(key: string, label: string, contact: true): Array<NameAddr | ContactStar>;
+  private nameAddrList(key: string, label: string, contact = false): Array<NameAddr | ContactStar> {
+    const out: Array<NameAddr | ContactStar> = [];
     if (!this.may(keyBit(key))) return out;
     const hs = this.hs;
     for (let i = 0; i < hs.length; i++) {
@@ -646,14 +629,15 @@ export abstract class SipMessage {
       if (h.key !== key) continue;
       const v = h.value;
       if (v.indexOf(',') === -1 && !edgeWs(v)) {
-        if (v.length === 0) throw new SipParseError('BAD_NAME_ADDR', `empty ${key} value`);
-        out.push(this.nameAddrOf(h, v));
+        if (v.length === 0) throw new SipParseError('BAD_NAME_ADDR', `empty ${label} value`);
+        // parseContact: '*' (after trimming) or a name-addr; an element of its own line has no edge whitespace
+        out.push(contact && v.charCodeAt(0) === 0x2a ? parseContact(v) : this.nameAddrOf(h, v));
       } else {
         const es = splitList(v);
         for (let k = 0; k < es.length; k++) {
           const e = es[k]!;
-          if (e.length === 0) throw new SipParseError('BAD_NAME_ADDR', `empty ${key} value`);
-          out.push(parseNameAddr(e));
+          if (e.length === 0) throw new SipParseError('BAD_NAME_ADDR', `empty ${label} value`);
+          out.push(contact ? parseContact(e) : parseNameAddr(e));
         }
       }
     }
@@ -661,15 +645,15 @@ export abstract class SipMessage {
   }
 
   routes(): NameAddr[] {
-    return (this.cRoutes ??= this.nameAddrList('route'));
+    return (this.cRoutes ??= this.nameAddrList('route', 'route'));
   }
 
   recordRoutes(): NameAddr[] {
-    return (this.cRecordRoutes ??= this.nameAddrList('record-route'));
+    return (this.cRecordRoutes ??= this.nameAddrList('record-route', 'record-route'));
   }
 
   paths(): NameAddr[] {
-    return (this.cPaths ??= this.nameAddrList('path'));
+    return (this.cPaths ??= this.nameAddrList('path', 'path'));
   }
 
   /** Option tags / tokens of a list header (Require, Proxy-Require, Supported, Unsupported, Allow, Accept ...). */
