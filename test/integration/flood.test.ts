@@ -114,7 +114,12 @@ describe('flood ban (defaults) against a sipd subprocess', () => {
   it('TCP connections count: 127.0.0.4 opening 61 connections is banned; a banned source cannot connect, 127.0.0.1 can', async () => {
     const socks: net.Socket[] = [];
     try {
-      for (let i = 0; i < 61; i++) socks.push(await tcpConnect('127.0.0.4', port));
+      for (let i = 0; i < 60; i++) socks.push(await tcpConnect('127.0.0.4', port));
+      // the 61st trips the ban and is reset at accept. A loaded client may see that reset before it
+      // sees its connect complete (ECONNRESET from connect, as in CI once): stalling this thread for
+      // 300 ms after the SYN makes that order certain, and the attempt must still read as refused.
+      const tripped = await tcpExchange('127.0.0.4', port, tcpOptions('127.0.0.4', port), 300);
+      expect(tripped).toEqual({ closed: true, data: '' });
       await waitBan('127.0.0.4');
       const refused = await tcpExchange('127.0.0.4', port, tcpOptions('127.0.0.4', port));
       expect(refused).toEqual({ closed: true, data: '' });
@@ -172,12 +177,17 @@ function tcpConnect(localAddress: string, port: number): Promise<net.Socket> {
   });
 }
 
-/** Connect from `localAddress`, send `text`, and collect until a final response arrives or the server closes (bounded: 10 s). */
-function tcpExchange(localAddress: string, port: number, text: string): Promise<{ closed: boolean; data: string }> {
+/**
+ * Connect from `localAddress`, send `text`, and collect until a final response arrives or the server
+ * closes (bounded: 10 s). A connection reset before or after connect reads as closed. `stallMs` blocks
+ * this thread that long right after the SYN is sent (a loaded client).
+ */
+function tcpExchange(localAddress: string, port: number, text: string, stallMs = 0): Promise<{ closed: boolean; data: string }> {
   return new Promise((resolve) => {
     let data = '';
     let done = false;
     const s = net.connect({ host: HOST, port, localAddress });
+    if (stallMs > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, stallMs);
     const finish = (closed: boolean): void => {
       if (done) return;
       done = true;
