@@ -4,6 +4,7 @@
  * over a fake transport, driven with REGISTER+auth and authenticated calls, in process.
  *
  *   bash bench/hotpath.sh [--rounds 7] [--batch 500] [--only register|call] [--no-pool] [--alloc-profile]
+ *   (--alloc-profile with ALLOC_OUT=file.json also writes the sampled profile: bench/heap-server.ts reads it)
  *   node --expose-gc --import tsx bench/hotpath.bench.ts [same options]      (quicker to start, see below)
  *
  * What one operation is (the SIPp scenarios of bench/sipp):
@@ -529,6 +530,7 @@ async function allocProfile<T>(run: () => Promise<T>): Promise<T> {
   await post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
   const out = await run();
   const { profile } = (await post('HeapProfiler.stopSampling')) as { profile: { head: Node } };
+  if (process.env.ALLOC_OUT) (await import('node:fs')).writeFileSync(process.env.ALLOC_OUT, JSON.stringify(profile));
   interface Node { callFrame: { functionName: string; url: string; lineNumber: number }; selfSize: number; children: Node[] }
   const self = new Map<string, number>();
   let total = 0;

@@ -598,7 +598,9 @@ class ResponseContext {
     this.p.debug?.({ target: prepared.hop.target, branch: prepared.branch }, 'forwarding');
     if (this.p.replySteps.length > 0) b.info = { index: this.branchCount, target, sentTo: prepared.hop.target, request: prepared.out };
     this.branchCount++;
-    b.ct = this.p.deps.tx.createClient(prepared.out, prepared.hop.target, b, { branch: prepared.branch, viaParams: ';rport' });
+    // prepared.out is this branch's own copy: handed over (no second clone) unless a reply step
+    // keeps it as the request as sent, which is without our Via
+    b.ct = this.p.deps.tx.createClient(prepared.out, prepared.hop.target, b, { branch: prepared.branch, viaParams: ';rport', owned: b.info === undefined });
   }
 
   /** The branch's client transaction could not send. */

@@ -7,7 +7,8 @@
  * a client transaction drive it; others reach `user.strayResponse`.
  *
  * Decisions worth knowing:
- * - `createClient` clones the request and pushes the layer's own Via (see `ClientOptions`);
+ * - `createClient` clones the request (unless the caller hands it over: `owned`) and pushes the
+ *   layer's own Via (see `ClientOptions`);
  *   ACK (non-2xx) and CANCEL are built by the layer with that Via only.
  * - Timer A doubles without a cap (§17.1.1.2); E and G are capped at T2. On TCP, A/E/G are not
  *   used and D/I/J/K are 0.
@@ -265,7 +266,7 @@ export function createTransactionLayer(opts: TransactionLayerOptions): Transacti
 
     createClient(req: SipRequest, target: Target, cb: ClientCallbacks, o: ClientOptions = {}): ClientTransaction {
       const branch = o.branch ?? newBranch();
-      const out = req.clone();
+      const out = o.owned === true ? req : req.clone();
       out.addHeader('Via', viaFor(target, branch, o.viaParams), 'top');
       const id = clientKey(branch, req.method);
       const tx =
