@@ -40,7 +40,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
-import { buildResponse, formatVia, MAGIC_COOKIE, type SipRequest, type SipResponse } from '../sip/index.js';
+import { buildResponse, formatVia, MAGIC_COOKIE, type SipRequest, type SipResponse, type Via } from '../sip/index.js';
 import type { Source, Target, TransportLayer } from '../transport/types.js';
 import { ClientInviteTx } from './client-invite.js';
 import { ClientNonInviteTx } from './client-non-invite.js';
@@ -49,7 +49,7 @@ import { asTransportError, detach, noopLogger, type TxContext } from './common.j
 import { ServerTxBase, safeTag } from './server-base.js';
 import { ServerInviteTx } from './server-invite.js';
 import { ServerNonInviteTx } from './server-non-invite.js';
-import { clientKey, responseClientKey, serverKey, TxTable } from './table.js';
+import { clientKey, responseClientKey, serverKey, TxTable, type ServerKey } from './table.js';
 import { TimerSet, TimerValuesCache } from './timers.js';
 import type {
   ClientCallbacks,
@@ -189,9 +189,33 @@ export function createTransactionLayer(opts: TransactionLayerOptions): Transacti
     transportError: (err, tx) => log.debug({ tx: tx.id, kind: err.kind }, 'CANCEL transport error'),
   };
 
+  // The RFC 3261 server key of the last request received (branch + sent-by + method: it depends on
+  // the top Via and the method only), kept for the createServer / linger lookups of the same
+  // request, so the key is built once per request. Checked against the request, its method and its
+  // parsed top Via (an edit of the Via header parses a new one); RFC 2543 keys are not kept (they
+  // read the Request-URI, which the core may rewrite).
+  let lastReq: SipRequest | undefined;
+  let lastMethod = '';
+  let lastVia: Via | undefined;
+  let lastKey: ServerKey | undefined;
+
+  /** serverKey(req) (its default method), built once per received request. */
+  const requestKey = (req: SipRequest): ServerKey | undefined => {
+    const via = req.topVia();
+    if (req === lastReq && via === lastVia && req.method === lastMethod) return lastKey;
+    const k = serverKey(req);
+    if (k !== undefined && !k.legacy) {
+      lastReq = req;
+      lastMethod = req.method;
+      lastVia = via;
+      lastKey = k;
+    }
+    return k;
+  };
+
   /** the server transaction a request matches, if any (To tags compared for RFC 2543 keys). */
   const matchServer = (req: SipRequest, method?: string): ServerTxBase | undefined => {
-    const k = serverKey(req, method);
+    const k = method === undefined ? requestKey(req) : serverKey(req, method);
     return k === undefined ? undefined : matchKey(servers.get(k.key), req, k.legacy);
   };
 
@@ -232,7 +256,7 @@ export function createTransactionLayer(opts: TransactionLayerOptions): Transacti
   /** a request retransmission that matches a linger entry: true when absorbed (or answered). */
   const lingerRequest = (req: SipRequest): boolean => {
     if (linger.size === 0) return false;
-    const k = serverKey(req);
+    const k = requestKey(req);
     if (k === undefined) return false;
     const s = lingerMatch(k, req);
     if (s === NO_ENTRY) return false;
@@ -251,7 +275,7 @@ export function createTransactionLayer(opts: TransactionLayerOptions): Transacti
 
   const layer: TransactionLayerImpl = {
     createServer(req: SipRequest, src: Source): ServerTransaction {
-      const k = serverKey(req);
+      const k = requestKey(req);
       if (k === undefined) throw new Error('request without Via cannot create a server transaction');
       const existing = servers.get(k.key);
       if (existing !== undefined && !existing.terminated) return existing;
