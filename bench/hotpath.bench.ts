@@ -111,6 +111,11 @@ async function buildCore(rnd: RandomSources) {
       if (isIP(host) === 0) return Promise.resolve([]);
       return Promise.resolve([{ transport: tp ?? 'udp', address: host, port: port ?? 5060 }]);
     },
+    // as the transport layer answers an IP literal: at once
+    resolveNow(host: string, port: number | undefined, tp: TransportName | undefined): Target[] | undefined {
+      if (isIP(host) === 0) return undefined;
+      return [{ transport: tp ?? 'udp', address: host, port: port ?? 5060 }];
+    },
   };
   /** wait until `n` messages have been sent in all (bounded: 10 s). */
   const sentReach = (n: number): Promise<void> => {

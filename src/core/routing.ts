@@ -33,7 +33,7 @@ import type { Acl } from './acl.js';
 import { isConnectionOriented, transportFromToken } from '../transport/transport.js';
 import type { FlowTable } from './flows.js';
 import { aorOf, isUnreachableContact } from './registrar.js';
-import type { ForwardTarget, Proxy } from './proxy.js';
+import type { ForwardTarget, NextHop, Proxy } from './proxy.js';
 import type { VerifiedRoute } from './route-token.js';
 import { sanityCheck } from './sanity.js';
 import { isStoreUnavailable, retryAfterHeader } from './unavailable.js';
@@ -341,9 +341,14 @@ export class Router {
   }
 
   /** An in-dialog request of a verified dialog from an untrusted source: only towards the dialog's other party. */
-  private async dialogHopThenRelay(ctx: Ctx, route: VerifiedRoute, target: ForwardTarget | undefined): Promise<boolean> {
-    const { req, src } = ctx;
-    const hop = await this.d.proxy.nextHop(req, target);
+  private dialogHopThenRelay(ctx: Ctx, route: VerifiedRoute, target: ForwardTarget | undefined): boolean | Promise<boolean> {
+    // (no async frame while the next hop is known at once)
+    const hop = this.d.proxy.nextHop(ctx.req, target);
+    return hop instanceof Promise ? hop.then((h) => this.dialogHopChecked(ctx, route, target, h)) : this.dialogHopChecked(ctx, route, target, hop);
+  }
+
+  private dialogHopChecked(ctx: Ctx, route: VerifiedRoute, target: ForwardTarget | undefined, hop: NextHop | undefined): boolean | Promise<boolean> {
+    const { src } = ctx;
     if (hop !== undefined && !this.d.proxy.dialogAllows(route, src, hop.target.address, hop.target.port)) {
       return this.deny(ctx, 'dialog-hop', 'Forbidden (not a party of this dialog)');
     }
@@ -356,7 +361,10 @@ export class Router {
   private dialogRelay(ctx: Ctx, target: ForwardTarget | undefined): true | Promise<boolean> {
     const { req } = ctx;
     this.d.events.debug?.({ method: req.method, callId: req.callId(), flow: target?.flow?.connectionId }, 'in-dialog: loose route');
-    if (req.method === 'ACK') return this.d.proxy.relayStateless(req, target).then(() => this.ackRelayed(ctx));
+    if (req.method === 'ACK') {
+      const relayed = this.d.proxy.relayStateless(req, target);
+      return relayed instanceof Promise ? relayed.then(() => this.ackRelayed(ctx)) : this.ackRelayed(ctx);
+    }
     this.relay(ctx, [target ?? { q: null }], false);
     return true;
   }
