@@ -214,9 +214,17 @@ export class Router {
     return this.locationThenRelay(ctx);
   }
 
-  private async locationThenRelay(ctx: Ctx): Promise<void> {
-    if (await this.location(ctx)) return;
-    this.relay(ctx, [{ q: null }]);
+  private locationThenRelay(ctx: Ctx): Promise<void> | undefined {
+    // (no Promise while the location store answers from memory)
+    const located = this.location(ctx);
+    if (located instanceof Promise) return located.then((done) => this.relayUnlocated(ctx, done));
+    this.relayUnlocated(ctx, located);
+    return undefined;
+  }
+
+  /** After the location step: relay to the Request-URI unless it answered (`done`). */
+  private relayUnlocated(ctx: Ctx, done: boolean): void {
+    if (!done) this.relay(ctx, [{ q: null }]);
   }
 
   /** Trusted source, or authenticated as one of our subscribers: may call out and follow Routes. */
@@ -546,7 +554,7 @@ export class Router {
   }
 
   /** lookup("location"): our domain → the AOR's bindings, 404 when there are none. */
-  private async location(ctx: Ctx): Promise<boolean> {
+  private location(ctx: Ctx): boolean | Promise<boolean> {
     const uri = ctx.req.uri;
     if (!isSipUri(uri) || !this.d.isOurDomain(uri.host)) return false;
     const aor = aorOf(uri);
@@ -554,15 +562,27 @@ export class Router {
       this.reply(ctx, 404, 'Not Found', undefined, true);
       return true;
     }
+    const locations = this.d.locations;
+    if (locations.lookupNow === undefined) return locations.lookup(aor).then((bindings) => this.located(ctx, aor, bindings), (e: unknown) => this.lookupFailed(ctx, e));
     let bindings: Binding[];
     try {
-      bindings = await this.d.locations.lookup(aor);
+      bindings = locations.lookupNow(aor);
     } catch (e) {
-      if (!isStoreUnavailable(e)) throw e;
-      // db-only with the database down (or its pool full): come back later, not "server error"
-      this.reply(ctx, 503, 'Service Unavailable (location store)', [retryAfterHeader()], true);
-      return true;
+      return this.lookupFailed(ctx, e);
     }
+    return this.located(ctx, aor, bindings);
+  }
+
+  /** The location lookup failed: 503 when the store is unavailable; anything else is an internal error (thrown). */
+  private lookupFailed(ctx: Ctx, e: unknown): true {
+    if (!isStoreUnavailable(e)) throw e;
+    // db-only with the database down (or its pool full): come back later, not "server error"
+    this.reply(ctx, 503, 'Service Unavailable (location store)', [retryAfterHeader()], true);
+    return true;
+  }
+
+  /** lookup("location") once the AOR's bindings are known. */
+  private located(ctx: Ctx, aor: string, bindings: Binding[]): boolean {
     this.d.events.debug?.({ aor, contacts: bindings.length }, 'location lookup');
     if (bindings.length === 0) {
       this.reply(ctx, 404, 'Not Found', undefined, true);

@@ -68,7 +68,7 @@ export class MemoryLocationStore implements LocationStore {
     }
   }
 
-  private lookupNow(aor: string): Binding[] {
+  lookupNow(aor: string): Binding[] {
     checkAor(aor); // same validation as the SQL stores
     const t = this.now();
     const m = this.byAor.get(aor);

@@ -135,6 +135,11 @@ export interface LocationStore {
   /** Unexpired bindings of one AOR. */
   lookup(aor: string): Promise<Binding[]>;
   /**
+   * (optional) lookup() answered at once, for stores that answer from memory: the same bindings,
+   * and it throws what lookup() would reject with.
+   */
+  lookupNow?(aor: string): Binding[];
+  /**
    * Insert, or replace the binding with the same aor + contact. A binding keeps its ruid while its
    * aor + contact stay the same (the registrar reuses it), and the SQL stores key the write on the
    * ruid (the table's unique ruid_idx: an UPDATE of the row, an insert when there is none, as

@@ -266,6 +266,10 @@ export class WriteBackLocationStore implements LocationStore {
     return this.mem.lookup(aor);
   }
 
+  lookupNow(aor: string): Binding[] {
+    return this.mem.lookupNow(aor);
+  }
+
   async save(binding: Binding): Promise<void> {
     checkBinding(binding); // refused before memory or the queue see it
     await this.mem.save(binding);

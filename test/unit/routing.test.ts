@@ -509,21 +509,26 @@ function parseAckFor(res: SipResponse, ruri: string): string {
 // ------------------------------------------------------------------------------------------ store unavailable
 
 describe('location store unavailable (db-only with the database down)', () => {
-  it('an INVITE for a local user gets 503 with Retry-After, not 500', async () => {
-    const { StoreError } = await import('../../src/store/index.js');
-    const h = await createHarness();
-    await h.register('bob', 'bobpw', '<sip:bob@192.0.2.20:5062>', BOB);
-    const real = h.locations.lookup.bind(h.locations);
-    h.locations.lookup = () => Promise.reject(new StoreError('UNREACHABLE', 'cannot reach MySQL'));
-    const out = await h.request(
-      request({ method: 'INVITE', ruri: `sip:bob@${DOMAIN}`, from: `<sip:carol@${FOREIGN}>;tag=c`, to: `<sip:bob@${DOMAIN}>`, callId: 'down-1', cseq: 1, via: viaOf(STRANGER) }),
-      STRANGER,
-    );
-    const finals = responses(out).filter((s) => s.msg.status >= 200);
-    expect(finals.map((s) => s.msg.status)).toEqual([503]);
-    expect(finals[0]!.msg.header('retry-after')).toBe('5');
-    expect(requests(out)).toEqual([]);
-    h.locations.lookup = real;
-    await expectNoLeaks(h);
-  });
+  // a db-only store has only lookup() (it rejects); a store answering from memory has lookupNow() (it throws)
+  for (const answer of ['lookup', 'lookupNow'] as const) {
+    it(`an INVITE for a local user gets 503 with Retry-After, not 500 (the store's ${answer} fails)`, async () => {
+      const { StoreError } = await import('../../src/store/index.js');
+      const h = await createHarness();
+      await h.register('bob', 'bobpw', '<sip:bob@192.0.2.20:5062>', BOB);
+      const down = new StoreError('UNREACHABLE', 'cannot reach MySQL');
+      const failing = answer === 'lookup' ? { lookupNow: undefined, lookup: () => Promise.reject(down) } : { lookupNow: () => { throw down; } };
+      const real = { lookup: h.locations.lookup, lookupNow: h.locations.lookupNow };
+      Object.assign(h.locations, failing);
+      const out = await h.request(
+        request({ method: 'INVITE', ruri: `sip:bob@${DOMAIN}`, from: `<sip:carol@${FOREIGN}>;tag=c`, to: `<sip:bob@${DOMAIN}>`, callId: `down-${answer}`, cseq: 1, via: viaOf(STRANGER) }),
+        STRANGER,
+      );
+      const finals = responses(out).filter((s) => s.msg.status >= 200);
+      expect(finals.map((s) => s.msg.status)).toEqual([503]);
+      expect(finals[0]!.msg.header('retry-after')).toBe('5');
+      expect(requests(out)).toEqual([]);
+      Object.assign(h.locations, real);
+      await expectNoLeaks(h);
+    });
+  }
 });
