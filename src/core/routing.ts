@@ -52,7 +52,8 @@ export interface Authenticator {
 
 /** What routing needs from the registrar (src/core/registrar.ts). */
 export interface RegistrarLike {
-  register(req: SipRequest, src: Source): Promise<SipResponse>;
+  /** the response, at once or as a Promise (that resolves: failures are responses too) */
+  register(req: SipRequest, src: Source): SipResponse | Promise<SipResponse>;
 }
 
 export interface RoutingEvents {
@@ -538,11 +539,16 @@ export class Router {
     const uri = req.uri;
     if (isSipUri(uri) && !this.d.isOurDomain(uri.host) && !this.d.proxy.isSelf(uri)) return false; // REGISTER for elsewhere: relay
     ctx.st ??= this.d.tx.createServer(req, src);
-    // (no async frame of its own: the registrar's Promise, then the answer)
-    return this.d.registrar.register(req, src).then((res) => {
-      this.respond(ctx, res);
-      return true;
-    });
+    // (no async frame of its own: the registrar's answer, at once when its store answers from memory)
+    const res = this.d.registrar.register(req, src);
+    if (res instanceof Promise) {
+      return res.then((r) => {
+        this.respond(ctx, r);
+        return true;
+      });
+    }
+    this.respond(ctx, res);
+    return true;
   }
 
   /** A request for one of our domains without a user part: 484. */

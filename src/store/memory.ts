@@ -81,30 +81,38 @@ export class MemoryLocationStore implements LocationStore {
 
   save(binding: Binding): Promise<void> {
     try {
-      checkBinding(binding);
-      let m = this.byAor.get(binding.aor);
-      if (!m) {
-        m = new Map();
-        this.byAor.set(binding.aor, m);
-      }
-      m.set(binding.contact, cloneBinding(binding));
+      this.saveNow(binding);
       return RESOLVED;
     } catch (e) {
       return Promise.reject(e);
     }
   }
 
+  saveNow(binding: Binding): void {
+    checkBinding(binding);
+    let m = this.byAor.get(binding.aor);
+    if (!m) {
+      m = new Map();
+      this.byAor.set(binding.aor, m);
+    }
+    m.set(binding.contact, cloneBinding(binding));
+  }
+
   remove(aor: string, contact: string): Promise<boolean> {
     try {
-      checkAor(aor);
-      const m = this.byAor.get(aor);
-      if (!m) return Promise.resolve(false);
-      const removed = m.delete(contact);
-      if (m.size === 0) this.byAor.delete(aor);
-      return Promise.resolve(removed);
+      return Promise.resolve(this.removeNow(aor, contact));
     } catch (e) {
       return Promise.reject(e);
     }
+  }
+
+  removeNow(aor: string, contact: string): boolean {
+    checkAor(aor);
+    const m = this.byAor.get(aor);
+    if (!m) return false;
+    const removed = m.delete(contact);
+    if (m.size === 0) this.byAor.delete(aor);
+    return removed;
   }
 
   async removeAll(aor: string): Promise<number> {

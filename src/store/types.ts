@@ -139,6 +139,10 @@ export interface LocationStore {
    * and it throws what lookup() would reject with.
    */
   lookupNow?(aor: string): Binding[];
+  /** (optional, with lookupNow) save() done at once: it throws what save() would reject with. */
+  saveNow?(binding: Binding): void;
+  /** (optional, with lookupNow) remove() done at once: it throws what remove() would reject with. */
+  removeNow?(aor: string, contact: string): boolean;
   /**
    * Insert, or replace the binding with the same aor + contact. A binding keeps its ruid while its
    * aor + contact stay the same (the registrar reuses it), and the SQL stores key the write on the
