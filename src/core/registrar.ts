@@ -297,7 +297,7 @@ export class Registrar {
         else {
           if (op.replaces !== undefined) l.removeNow(aor, op.replaces);
           l.saveNow(op.binding);
-          saved.push(op.binding);
+          if (this.o.flows !== undefined) saved.push(op.binding); // (only the flow table reads it)
         }
       }
       bindings = l.lookupNow(aor);
@@ -332,7 +332,7 @@ export class Registrar {
         else {
           if (op.replaces !== undefined) await l.remove(aor, op.replaces);
           await l.save(op.binding);
-          saved.push(op.binding);
+          if (this.o.flows !== undefined) saved.push(op.binding); // (only the flow table reads it)
         }
       }
       bindings = await l.lookup(aor);
@@ -348,14 +348,17 @@ export class Registrar {
 
   /** 4. 200 OK with every current binding. */
   private ok(req: SipRequest, tag: string, a: Apply, bindings: readonly Binding[], supported: readonly string[], outbound: boolean): SipResponse {
-    const headers: Array<readonly [string, string]> = [];
-    for (const b of bindings) headers.push(['Contact', formatBinding(b, a.now)]);
-    if (a.path.length > 0 && hasToken(supported, 'path')) {
-      for (const v of a.path) headers.push(['Path', v]);
+    const echoPath = a.path.length > 0 && hasToken(supported, 'path');
+    // sized once: Contacts, Paths, Require, Date
+    const headers = new Array<readonly [string, string]>(bindings.length + (echoPath ? a.path.length : 0) + (outbound ? 1 : 0) + 1);
+    let i = 0;
+    for (const b of bindings) headers[i++] = ['Contact', formatBinding(b, a.now)];
+    if (echoPath) {
+      for (const v of a.path) headers[i++] = ['Path', v];
     }
     // RFC 5626 §6: the registrar that did outbound processing says so with Require: outbound
-    if (outbound) headers.push(['Require', 'outbound']);
-    headers.push(['Date', this.httpDate(a.now)]);
+    if (outbound) headers[i++] = ['Require', 'outbound'];
+    headers[i++] = ['Date', this.httpDate(a.now)];
     return buildResponse(req, 200, { toTag: tag, headers });
   }
 

@@ -133,13 +133,14 @@ export class Router {
 
   /** Entry point from the transaction layer (a request that matched no transaction). Never throws. */
   onRequest(req: SipRequest, src: Source): void {
-    const key = txKey(req);
-    if (key !== undefined) {
-      if (this.inFlight.has(key)) {
+    // only a request whose handling went async is in flight (nothing else runs while one is handled
+    // synchronously): the key is built when there is a set to look in, or one to add to
+    if (this.inFlight.size > 0) {
+      const key = txKey(req);
+      if (key !== undefined && this.inFlight.has(key)) {
         this.d.events.drop('retransmission-in-flight');
         return;
       }
-      this.inFlight.add(key);
     }
     const ctx: Ctx = { req, src, t0: performance.now() };
     let pending: Promise<void> | undefined;
@@ -148,9 +149,12 @@ export class Router {
     } catch (err) {
       this.failed(ctx, err);
     }
-    if (pending === undefined) {
-      if (key !== undefined) this.inFlight.delete(key);
-    } else void this.settle(ctx, pending, key);
+    if (pending !== undefined) {
+      // (the identity parts, top Via and method, are not edited by the pipeline)
+      const key = txKey(req);
+      if (key !== undefined) this.inFlight.add(key);
+      void this.settle(ctx, pending, key);
+    }
   }
 
   /** A request whose handling went async: its error answer and the in-flight bookkeeping once it is done. */

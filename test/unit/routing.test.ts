@@ -13,6 +13,7 @@ import {
   FOREIGN,
   lines,
   only,
+  parseRequest,
   OUR_RR,
   request,
   requests,
@@ -531,4 +532,32 @@ describe('location store unavailable (db-only with the database down)', () => {
       await expectNoLeaks(h);
     });
   }
+});
+
+describe('a retransmission while its request is still being handled', () => {
+  it('is dropped (retransmission-in-flight) while the request waits on the credential store; one 200, and handled again once done', async () => {
+    const h = await createHarness();
+    const base = { method: 'REGISTER', ruri: `sip:${DOMAIN}`, from: `<sip:alice@${DOMAIN}>;tag=ra`, to: `<sip:alice@${DOMAIN}>`, callId: 'inflight-1', via: viaOf(ALICE) };
+    const ch = only(await h.request(request({ ...base, cseq: 1, extra: ['Contact: <sip:alice@192.0.2.10:5060>'] }), ALICE), SipResponse);
+    expect(ch.status).toBe(401);
+    // the credentials are not cached: verify waits on the subscriber store
+    const second = request({ ...base, cseq: 2, via: viaOf(ALICE, 'z9hG4bK-inflight'), extra: ['Contact: <sip:alice@192.0.2.10:5060>', credentials(ch, 'www', 'alice', 'alicepw', 'REGISTER', `sip:${DOMAIN}`)] });
+    const arrive = (): void => {
+      const m = parseRequest(second);
+      m.setViaReceived(undefined, 5060);
+      h.tx.receiveRequest(m, ALICE);
+    };
+    arrive();
+    expect(h.router.busy).toBe(1);
+    arrive();
+    expect(h.drops).toEqual(['retransmission-in-flight']);
+    await h.settle();
+    expect(h.router.busy).toBe(0);
+    expect(responses(h.take()).map((s) => s.msg.status)).toEqual([200]);
+    // done: a retransmission now is the server transaction's (the stored 200 again), not dropped
+    arrive();
+    await h.settle();
+    expect(h.drops).toEqual(['retransmission-in-flight']);
+    expect(responses(h.take()).map((s) => s.msg.status)).toEqual([200]);
+  });
 });
