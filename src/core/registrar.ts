@@ -278,7 +278,7 @@ export class Registrar {
   }
 
   /** Step 3 with a store that answers at once (the same steps as apply()). */
-  private applyNow(a: Apply, l: Required<Pick<LocationStore, 'lookupNow' | 'saveNow' | 'removeNow'>>): Binding[] {
+  private applyNow(a: Apply, l: Required<Pick<LocationStore, 'lookupNow' | 'saveNow' | 'removeNow'>>): readonly Readonly<Binding>[] {
     const { aor } = a;
     let bindings = l.lookupNow(aor);
     const before = bindings;
@@ -471,7 +471,7 @@ export class Registrar {
   /** Turn the contact updates into store operations, enforcing ordering and max contacts. */
   private plan(
     updates: readonly ContactUpdate[],
-    existing: Binding[],
+    existing: readonly Readonly<Binding>[],
     ctx: Apply,
   ): Op[] {
     // working copy: contact → binding

@@ -574,7 +574,7 @@ export class Router {
     }
     const locations = this.d.locations;
     if (locations.lookupNow === undefined) return locations.lookup(aor).then((bindings) => this.located(ctx, aor, bindings), (e: unknown) => this.lookupFailed(ctx, e));
-    let bindings: Binding[];
+    let bindings: readonly Readonly<Binding>[];
     try {
       bindings = locations.lookupNow(aor);
     } catch (e) {
@@ -592,7 +592,7 @@ export class Router {
   }
 
   /** lookup("location") once the AOR's bindings are known. */
-  private located(ctx: Ctx, aor: string, bindings: Binding[]): boolean {
+  private located(ctx: Ctx, aor: string, bindings: readonly Readonly<Binding>[]): boolean {
     this.d.events.debug?.({ aor, contacts: bindings.length }, 'location lookup');
     if (bindings.length === 0) {
       this.reply(ctx, 404, 'Not Found', undefined, true);

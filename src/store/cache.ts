@@ -389,7 +389,7 @@ export class CachedLocationStore implements LocationStore {
     return this.mem.lookup(aor);
   }
 
-  lookupNow(aor: string): Binding[] {
+  lookupNow(aor: string): readonly Readonly<Binding>[] {
     return this.mem.lookupNow(aor);
   }
 

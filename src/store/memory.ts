@@ -62,19 +62,28 @@ export class MemoryLocationStore implements LocationStore {
 
   lookup(aor: string): Promise<Binding[]> {
     try {
-      return Promise.resolve(this.lookupNow(aor));
+      return Promise.resolve(this.lookupCopies(aor));
     } catch (e) {
       return Promise.reject(e);
     }
   }
 
-  lookupNow(aor: string): Binding[] {
+  /** lookup()'s bindings: copies the caller may keep and edit. */
+  private lookupCopies(aor: string): Binding[] {
+    const held = this.lookupNow(aor);
+    const out = new Array<Binding>(held.length);
+    for (let i = 0; i < held.length; i++) out[i] = cloneBinding(held[i]!);
+    return out;
+  }
+
+  /** The unexpired bindings as stored (see LocationStore.lookupNow: read only; saves replace them). */
+  lookupNow(aor: string): readonly Readonly<Binding>[] {
     checkAor(aor); // same validation as the SQL stores
     const t = this.now();
     const m = this.byAor.get(aor);
     const out: Binding[] = [];
     if (!m) return out;
-    for (const b of m.values()) if (b.expires > t) out.push(cloneBinding(b));
+    for (const b of m.values()) if (b.expires > t) out.push(b);
     if (out.length > 1) out.sort(compareBindings);
     return out;
   }

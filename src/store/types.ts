@@ -136,9 +136,10 @@ export interface LocationStore {
   lookup(aor: string): Promise<Binding[]>;
   /**
    * (optional) lookup() answered at once, for stores that answer from memory: the same bindings,
-   * and it throws what lookup() would reject with.
+   * and it throws what lookup() would reject with. The bindings are the store's own (not copies):
+   * read them, never change them; a later change of the store replaces them, it does not edit them.
    */
-  lookupNow?(aor: string): Binding[];
+  lookupNow?(aor: string): readonly Readonly<Binding>[];
   /** (optional, with lookupNow) save() done at once: it throws what save() would reject with. */
   saveNow?(binding: Binding): void;
   /** (optional, with lookupNow) remove() done at once: it throws what remove() would reject with. */

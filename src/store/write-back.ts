@@ -268,7 +268,7 @@ export class WriteBackLocationStore implements LocationStore {
     return this.mem.lookup(aor);
   }
 
-  lookupNow(aor: string): Binding[] {
+  lookupNow(aor: string): readonly Readonly<Binding>[] {
     return this.mem.lookupNow(aor);
   }
 
