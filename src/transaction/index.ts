@@ -111,6 +111,11 @@ export interface TransactionLayerImpl extends TransactionLayer {
   lingerSizes(): LingerSizes;
 }
 
+/** send()'s rejection: always a TransportError. */
+function rethrowTransportError(err: unknown): never {
+  throw asTransportError(err);
+}
+
 export function defaultBranch(): string {
   return MAGIC_COOKIE + randomBytes(12).toString('base64url');
 }
@@ -135,13 +140,23 @@ export function createTransactionLayer(opts: TransactionLayerOptions): Transacti
     } catch (err) {
       p = Promise.reject(err);
     }
-    return p.catch((err: unknown) => {
-      throw asTransportError(err);
-    });
+    return p.catch(rethrowTransportError);
   };
 
-  const sendFree = (data: Buffer, target: Target, what: string): void => {
-    send(data, target).catch((err: unknown) => log.debug({ err, what }, 'stateless send failed'));
+  // one handler per kind of stateless send (no closure per send)
+  const freeFailed = {
+    response: (err: unknown): void => log.debug({ err: asTransportError(err), what: 'response' }, 'stateless send failed'),
+    request: (err: unknown): void => log.debug({ err: asTransportError(err), what: 'request' }, 'stateless send failed'),
+  };
+
+  const sendFree = (data: Buffer, target: Target, what: 'response' | 'request'): void => {
+    let p: Promise<void>;
+    try {
+      p = transport.send(data, target);
+    } catch (err) {
+      p = Promise.reject(err);
+    }
+    p.catch(freeFailed[what]);
   };
 
   const respondStateless = (res: SipResponse, src: Source): void => {
