@@ -65,6 +65,7 @@ const ONLY = onlyIdx >= 0 ? process.argv[onlyIdx + 1] : undefined;
 
 const DOMAIN = 'example.com';
 const EP: LocalEndpoint = { transport: 'udp', address: '127.0.0.1', port: 5060, advertise: '127.0.0.1' };
+const EPS: readonly LocalEndpoint[] = [EP];
 const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
 
 // ------------------------------------------------------------------ randomness as server.ts wires it
@@ -105,7 +106,7 @@ async function buildCore(rnd: RandomSources) {
       }
       return Promise.resolve();
     },
-    endpoints: () => [EP],
+    endpoints: () => EPS, // one array, as the transport layer answers (not one per call)
     endpointFor: (t: TransportName, family: 4 | 6) => (t === 'udp' && family === 4 ? EP : undefined),
     resolve(host: string, port: number | undefined, tp: TransportName | undefined): Promise<Target[]> {
       if (isIP(host) === 0) return Promise.resolve([]);
