@@ -4,6 +4,7 @@
  * over a fake transport, driven with REGISTER+auth and authenticated calls, in process.
  *
  *   bash bench/hotpath.sh [--rounds 7] [--batch 500] [--only register|call] [--no-pool] [--alloc-profile]
+ *   (--alloc-profile with ALLOC_OUT=file.json also writes the sampled profile: bench/heap-server.ts reads it)
  *   node --expose-gc --import tsx bench/hotpath.bench.ts [same options]      (quicker to start, see below)
  *
  * What one operation is (the SIPp scenarios of bench/sipp):
@@ -64,6 +65,7 @@ const ONLY = onlyIdx >= 0 ? process.argv[onlyIdx + 1] : undefined;
 
 const DOMAIN = 'example.com';
 const EP: LocalEndpoint = { transport: 'udp', address: '127.0.0.1', port: 5060, advertise: '127.0.0.1' };
+const EPS: readonly LocalEndpoint[] = [EP];
 const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
 
 // ------------------------------------------------------------------ randomness as server.ts wires it
@@ -104,11 +106,16 @@ async function buildCore(rnd: RandomSources) {
       }
       return Promise.resolve();
     },
-    endpoints: () => [EP],
+    endpoints: () => EPS, // one array, as the transport layer answers (not one per call)
     endpointFor: (t: TransportName, family: 4 | 6) => (t === 'udp' && family === 4 ? EP : undefined),
     resolve(host: string, port: number | undefined, tp: TransportName | undefined): Promise<Target[]> {
       if (isIP(host) === 0) return Promise.resolve([]);
       return Promise.resolve([{ transport: tp ?? 'udp', address: host, port: port ?? 5060 }]);
+    },
+    // as the transport layer answers an IP literal: at once
+    resolveNow(host: string, port: number | undefined, tp: TransportName | undefined): Target[] | undefined {
+      if (isIP(host) === 0) return undefined;
+      return [{ transport: tp ?? 'udp', address: host, port: port ?? 5060 }];
     },
   };
   /** wait until `n` messages have been sent in all (bounded: 10 s). */
@@ -529,6 +536,7 @@ async function allocProfile<T>(run: () => Promise<T>): Promise<T> {
   await post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
   const out = await run();
   const { profile } = (await post('HeapProfiler.stopSampling')) as { profile: { head: Node } };
+  if (process.env.ALLOC_OUT) (await import('node:fs')).writeFileSync(process.env.ALLOC_OUT, JSON.stringify(profile));
   interface Node { callFrame: { functionName: string; url: string; lineNumber: number }; selfSize: number; children: Node[] }
   const self = new Map<string, number>();
   let total = 0;

@@ -45,7 +45,7 @@ export interface NextHop {
 
 export interface ProxyDeps {
   tx: TransactionLayer;
-  transport: Pick<TransportLayer, 'send' | 'endpoints' | 'endpointFor' | 'resolve'>;
+  transport: Pick<TransportLayer, 'send' | 'endpoints' | 'endpointFor' | 'resolve' | 'resolveNow'>;
   /** unique branch suffix generator (randomness injected). */
   random: () => string;
   /** log hook for routing decisions. */
@@ -252,12 +252,21 @@ export class Proxy {
     return true;
   }
 
-  /** Stateless relay (ACK for 2xx): Via, Max-Forwards, no transaction. */
-  async relayStateless(req: SipRequest, target: ForwardTarget | undefined): Promise<void> {
+  /**
+   * Stateless relay (ACK for 2xx): Via, Max-Forwards, no transaction. Done when it returns, or when
+   * the Promise it returns settles (the next hop had to be looked up).
+   */
+  relayStateless(req: SipRequest, target: ForwardTarget | undefined): void | Promise<void> {
     const out = req.clone();
     if (target?.uri !== undefined) out.setUri(target.uri);
     decrementMaxForwards(out);
-    const hop: HopResult = target?.hop !== undefined ? { ok: true, target: target.hop.target, local: target.hop.local } : await this.findHop(out, target, needsSecure(req), this.leaveSide.get(req));
+    const hop: HopResult | Promise<HopResult> =
+      target?.hop !== undefined ? { ok: true, target: target.hop.target, local: target.hop.local } : this.findHop(out, target, needsSecure(req), this.leaveSide.get(req));
+    if (hop instanceof Promise) return hop.then((h) => this.sendStatelessTo(req, out, h));
+    this.sendStatelessTo(req, out, hop);
+  }
+
+  private sendStatelessTo(req: SipRequest, out: SipRequest, hop: HopResult): void {
     if (!hop.ok) return;
     // a stateless relay uses a branch derived from the incoming one, so retransmissions get the same branch
     const inBranch = req.topVia()?.branch ?? '';
@@ -296,9 +305,9 @@ export class Proxy {
    * Where the request goes next: first Route, else the binding's flow (its connection), else the NAT
    * address of the binding, else the Request-URI.
    */
-  async nextHop(req: SipRequest, target: ForwardTarget | undefined): Promise<NextHop | undefined> {
-    const r = await this.findHop(req, target, needsSecure(req), this.leaveSide.get(req));
-    return r.ok ? r : undefined;
+  nextHop(req: SipRequest, target: ForwardTarget | undefined): NextHop | undefined | Promise<NextHop | undefined> {
+    const r = this.findHop(req, target, needsSecure(req), this.leaveSide.get(req));
+    return r instanceof Promise ? r.then(okHop) : okHop(r);
   }
 
   /** Does sipd serve a secure transport (TLS, WSS) at all? Without one a `sips:` Request-URI gets 416. */
@@ -319,7 +328,7 @@ export class Proxy {
    * `side`: the endpoint our second Record-Route entry names (in-dialog, double Record-Route): used
    * when the next-hop URI names no transport, so the request leaves on the side it was recorded for.
    */
-  async findHop(req: SipRequest, target: ForwardTarget | undefined, secure: boolean, side?: LocalEndpoint): Promise<HopResult> {
+  findHop(req: SipRequest, target: ForwardTarget | undefined, secure: boolean, side?: LocalEndpoint): HopResult | Promise<HopResult> {
     let uri: SipUri | undefined;
     const routes = req.routes();
     if (routes.length === 0 && target?.flow !== undefined) {
@@ -362,7 +371,15 @@ export class Proxy {
       this.debug?.({ transport }, 'next hop needs a transport sipd does not serve: not sent');
       return NO_ROUTE;
     }
-    const targets = await this.d.transport.resolve(host, uri.port, transport, uri.scheme === 'sips');
+    // an IP literal is answered at once (no Promise, no async frame): the hop is known now
+    const tp0 = transport;
+    const now = this.d.transport.resolveNow?.(host, uri.port, tp0, uri.scheme === 'sips');
+    if (now !== undefined) return this.pickHop(req, now, needSecure, tp0, side);
+    return this.d.transport.resolve(host, uri.port, tp0, uri.scheme === 'sips').then((targets) => this.pickHop(req, targets, needSecure, tp0, side));
+  }
+
+  /** findHop's last step: the target out of the resolved ones, and the local endpoint it leaves from. */
+  private pickHop(req: SipRequest, targets: Target[], needSecure: boolean, transport: TransportName | undefined, side: LocalEndpoint | undefined): HopResult {
     let t = needSecure ? targets.find((x) => isSecure(x.transport)) : targets[0];
     if (t === undefined) return needSecure ? INSECURE : NO_ROUTE;
     // §18.1.1: a request larger than 1300 bytes (MTU - 200) over UDP with no transport chosen goes over TCP
@@ -443,13 +460,12 @@ export class Proxy {
   }
 
   /** Build the branch copy of the request for one target (§16.6 steps 1–8). Returns the hop to send to. */
-  async prepareBranch(
+  prepareBranch(
     req: SipRequest,
     target: ForwardTarget,
     opts: ForwardOptions,
     src: Source,
-  ): Promise<PreparedBranch | NoHop> {
-    const inbound = src.local;
+  ): PreparedBranch | NoHop | Promise<PreparedBranch | NoHop> {
     const secure = needsSecure(req);
     const side = this.leaveSide.get(req);
     const out = req.clone();
@@ -459,7 +475,14 @@ export class Proxy {
       for (let i = target.path.length - 1; i >= 0; i--) out.addHeader('route', target.path[i]!, 'before');
     }
     decrementMaxForwards(out);
-    const hop: HopResult = target.hop !== undefined ? { ok: true, target: target.hop.target, local: target.hop.local } : await this.findHop(out, target, secure, side);
+    const hop: HopResult | Promise<HopResult> = target.hop !== undefined ? { ok: true, target: target.hop.target, local: target.hop.local } : this.findHop(out, target, secure, side);
+    // (no async frame while the hop is known at once)
+    return hop instanceof Promise ? hop.then((h) => this.branchTo(req, out, target, opts, src, h)) : this.branchTo(req, out, target, opts, src, hop);
+  }
+
+  /** prepareBranch once the hop is known. */
+  private branchTo(req: SipRequest, out: SipRequest, target: ForwardTarget, opts: ForwardOptions, src: Source, hop: HopResult): PreparedBranch | NoHop {
+    const inbound = src.local;
     if (!hop.ok) return hop;
     if (opts.recordRoute) {
       const outEp = hop.local;
@@ -510,6 +533,11 @@ interface NoHop {
   readonly reason: HopFailure;
 }
 const NO_ROUTE: NoHop = { ok: false, reason: 'no-route' };
+
+/** nextHop's answer for a findHop result. */
+function okHop(r: HopResult): NextHop | undefined {
+  return r.ok ? r : undefined;
+}
 const INSECURE: NoHop = { ok: false, reason: 'insecure' };
 
 /** RFC 3263 §4.1: a sips: URI without a transport parameter is reached over TLS. */
@@ -575,16 +603,26 @@ class ResponseContext {
     const pending: Branch[] = [];
     for (let i = 0; i < group.length; i++) pending.push(new Branch(this));
     this.branches = pending;
-    for (let i = 0; i < group.length; i++) void this.startBranch(group[i]!, pending[i]!);
+    for (let i = 0; i < group.length; i++) this.startBranch(group[i]!, pending[i]!);
   }
 
-  private async startBranch(target: ForwardTarget, b: Branch): Promise<void> {
-    let prepared: PreparedBranch | NoHop;
+  /** Prepare and send one branch: at once when its hop is known without a lookup, else once it is. */
+  private startBranch(target: ForwardTarget, b: Branch): void {
+    let prepared: PreparedBranch | NoHop | Promise<PreparedBranch | NoHop>;
     try {
-      prepared = await this.p.prepareBranch(this.req, target, this.opts, this.st.source);
+      prepared = this.p.prepareBranch(this.req, target, this.opts, this.st.source);
     } catch {
       prepared = NO_ROUTE;
     }
+    if (prepared instanceof Promise) {
+      prepared.then(
+        (p) => this.branchPrepared(target, b, p),
+        () => this.branchPrepared(target, b, NO_ROUTE),
+      );
+    } else this.branchPrepared(target, b, prepared);
+  }
+
+  private branchPrepared(target: ForwardTarget, b: Branch, prepared: PreparedBranch | NoHop): void {
     if (this.cancelled || this.finalSent) {
       this.branchDone(b, undefined);
       return;
@@ -598,7 +636,9 @@ class ResponseContext {
     this.p.debug?.({ target: prepared.hop.target, branch: prepared.branch }, 'forwarding');
     if (this.p.replySteps.length > 0) b.info = { index: this.branchCount, target, sentTo: prepared.hop.target, request: prepared.out };
     this.branchCount++;
-    b.ct = this.p.deps.tx.createClient(prepared.out, prepared.hop.target, b, { branch: prepared.branch, viaParams: ';rport' });
+    // prepared.out is this branch's own copy: handed over (no second clone) unless a reply step
+    // keeps it as the request as sent, which is without our Via
+    b.ct = this.p.deps.tx.createClient(prepared.out, prepared.hop.target, b, { branch: prepared.branch, viaParams: ';rport', owned: b.info === undefined });
   }
 
   /** The branch's client transaction could not send. */

@@ -172,6 +172,22 @@ interface ContactUpdate {
 
 type Op = { kind: 'save'; binding: Binding; replaces?: string } | { kind: 'remove'; contact: string };
 
+/** What step 3 (apply) works on: the REGISTER's validated parts. */
+interface Apply {
+  readonly aor: string;
+  readonly username: string;
+  readonly domain: string;
+  readonly callId: string;
+  readonly cseq: number;
+  readonly now: number;
+  readonly src: RegisterSource;
+  readonly req: SipRequest;
+  readonly path: string[];
+  /** Contact: * (remove every binding) */
+  readonly star: boolean;
+  readonly updates: readonly ContactUpdate[];
+}
+
 const NO_UPDATES: readonly ContactUpdate[] = [];
 const NO_BINDINGS: readonly Binding[] = [];
 
@@ -187,108 +203,174 @@ const UINT32_MAX = 0xffffffff;
 export class Registrar {
   constructor(private readonly o: RegistrarOptions) {}
 
-  /** Handle a REGISTER for one of our domains; always resolves to the response to send. */
-  async register(req: SipRequest, src: RegisterSource): Promise<SipResponse> {
+  /**
+   * Handle a REGISTER for one of our domains: the response to send, at once when the location store
+   * answers from memory (lookupNow, saveNow, removeNow), else a Promise of it that always resolves.
+   */
+  register(req: SipRequest, src: RegisterSource): SipResponse | Promise<SipResponse> {
     const tag = registrarToTag(req);
-    // one async function for the whole REGISTER: no second async frame and promise per request
+    let res: SipResponse | Promise<SipResponse>;
     try {
-      const now = this.o.now();
-
-      // 1. To → AOR
-      const to = req.to();
-      if (to === undefined) throw new RegisterError(400, 'Bad Request (missing To)');
-      if (!isSipUri(to.uri)) throw new RegisterError(400, 'Bad Request (To must be a SIP or SIPS URI)');
-      const aor = aorOf(to.uri);
-      if (aor === null) throw new RegisterError(400, 'Bad Request (To without user part)');
-      const username = to.uri.user!;
-      const domain = to.uri.host;
-      if (!this.o.domains(domain)) throw new RegisterError(403, 'Forbidden (domain not served here)');
-
-      const callId = req.callId();
-      const cseq = req.cseq();
-      if (callId === undefined || cseq === undefined) throw new RegisterError(400, 'Bad Request (missing Call-ID or CSeq)');
-
-      // 2. validate everything before touching the store
-      const contacts = req.contacts();
-      const headerExpires = req.expires();
-      const pathValues = req.listValues('path');
-      if (pathValues.length > 0) req.paths(); // throws on a malformed Path
-      const star = contacts.find(isStar);
-      const supported = req.tokens('supported');
-      const supportsOutbound = hasToken(supported, 'outbound');
-      let updates: readonly ContactUpdate[] = NO_UPDATES;
-      /** some update does RFC 5626 outbound processing (and does not remove its binding) */
-      let outbound = false;
-      if (star !== undefined) {
-        if (contacts.length !== 1) throw new RegisterError(400, 'Bad Request (* must be the only Contact)');
-        if (headerExpires !== 0) throw new RegisterError(400, 'Bad Request (* requires Expires: 0)');
-      } else {
-        const list = new Array<ContactUpdate>(contacts.length);
-        let tooBrief = false;
-        for (let i = 0; i < contacts.length; i++) {
-          const u = this.contactUpdate(contacts[i] as NameAddr, headerExpires, supportsOutbound);
-          list[i] = u;
-          if (u.expires !== 0 && u.expires < this.o.minExpires) tooBrief = true;
-          if (u.outbound && u.expires !== 0) outbound = true;
-        }
-        updates = list;
-        if (tooBrief) throw new RegisterError(423, 'Interval Too Brief', [['Min-Expires', String(this.o.minExpires)]]);
-        // RFC 5626 §6: an outbound registration that passed a proxy without Path cannot have its flow
-        // at the first hop (here): 439
-        if (outbound && pathValues.length === 0 && req.vias().length > 1) {
-          throw new RegisterError(439, 'First Hop Lacks Outbound Support');
-        }
-      }
-
-      // 3. apply
-      let bindings = await this.o.locations.lookup(aor);
-      const before = bindings;
-      const saved: Binding[] = [];
-      if (star !== undefined) {
-        for (const b of bindings) {
-          // §10.3 step 6: a binding of the same Call-ID is only removed by a higher CSeq
-          if (b.callId === callId && cseq.seq <= b.cseq) continue;
-          await this.o.locations.remove(aor, b.contact);
-        }
-        bindings = await this.o.locations.lookup(aor);
-      } else if (updates.length > 0) {
-        const ops = this.plan(updates, bindings, { aor, username, domain, callId, cseq: cseq.seq, now, src, req, path: pathValues });
-        for (const op of ops) {
-          if (op.kind === 'remove') await this.o.locations.remove(aor, op.contact);
-          else {
-            if (op.replaces !== undefined) await this.o.locations.remove(aor, op.replaces);
-            await this.o.locations.save(op.binding);
-            saved.push(op.binding);
-          }
-        }
-        bindings = await this.o.locations.lookup(aor);
-      }
-      const lost = this.updateFlows(before, bindings, saved, src, pathValues.length > 0);
-      if (lost.length > 0) {
-        // the connection closed while this REGISTER was processed: what it would have done on close
-        for (const b of lost) await this.o.locations.remove(aor, b.contact);
-        bindings = await this.o.locations.lookup(aor);
-      }
-
-      // 4. 200 OK with every current binding
-      const headers: Array<readonly [string, string]> = [];
-      for (const b of bindings) headers.push(['Contact', formatBinding(b, now)]);
-      if (pathValues.length > 0 && hasToken(supported, 'path')) {
-        for (const v of pathValues) headers.push(['Path', v]);
-      }
-      // RFC 5626 §6: the registrar that did outbound processing says so with Require: outbound
-      if (outbound) headers.push(['Require', 'outbound']);
-      headers.push(['Date', this.httpDate(now)]);
-      return buildResponse(req, 200, { toTag: tag, headers });
+      res = this.registerOrThrow(req, src, tag);
     } catch (e) {
-      if (e instanceof RegisterError) return buildResponse(req, e.status, { toTag: tag, reason: e.reasonPhrase, headers: e.headers });
-      if (isSipParseError(e)) return buildResponse(req, 400, { toTag: tag, reason: `Bad Request (${e.reason})` });
-      this.o.logger?.warn({ err: e instanceof Error ? e.message : String(e), callId: req.callId() }, 'registrar failed');
-      if (isStoreUnavailable(e)) {
-        return buildResponse(req, 503, { toTag: tag, reason: 'Service Unavailable (location store)', headers: [retryAfterHeader()] });
-      }
-      return buildResponse(req, 500, { toTag: tag, reason: 'Server Internal Error (location store)' });
+      return this.failed(req, tag, e);
     }
+    return res instanceof Promise ? res.catch((e: unknown) => this.failed(req, tag, e)) : res;
+  }
+
+  /** register() that throws (or rejects with) what failed() turns into a response. */
+  private registerOrThrow(req: SipRequest, src: RegisterSource, tag: string): SipResponse | Promise<SipResponse> {
+    const now = this.o.now();
+
+    // 1. To → AOR
+    const to = req.to();
+    if (to === undefined) throw new RegisterError(400, 'Bad Request (missing To)');
+    if (!isSipUri(to.uri)) throw new RegisterError(400, 'Bad Request (To must be a SIP or SIPS URI)');
+    const aor = aorOf(to.uri);
+    if (aor === null) throw new RegisterError(400, 'Bad Request (To without user part)');
+    const username = to.uri.user!;
+    const domain = to.uri.host;
+    if (!this.o.domains(domain)) throw new RegisterError(403, 'Forbidden (domain not served here)');
+
+    const callId = req.callId();
+    const cseq = req.cseq();
+    if (callId === undefined || cseq === undefined) throw new RegisterError(400, 'Bad Request (missing Call-ID or CSeq)');
+
+    // 2. validate everything before touching the store
+    const contacts = req.contacts();
+    const headerExpires = req.expires();
+    const pathValues = req.listValues('path');
+    if (pathValues.length > 0) req.paths(); // throws on a malformed Path
+    const star = contacts.find(isStar);
+    const supported = req.tokens('supported');
+    const supportsOutbound = hasToken(supported, 'outbound');
+    let updates: readonly ContactUpdate[] = NO_UPDATES;
+    /** some update does RFC 5626 outbound processing (and does not remove its binding) */
+    let outbound = false;
+    if (star !== undefined) {
+      if (contacts.length !== 1) throw new RegisterError(400, 'Bad Request (* must be the only Contact)');
+      if (headerExpires !== 0) throw new RegisterError(400, 'Bad Request (* requires Expires: 0)');
+    } else {
+      const list = new Array<ContactUpdate>(contacts.length);
+      let tooBrief = false;
+      for (let i = 0; i < contacts.length; i++) {
+        const u = this.contactUpdate(contacts[i] as NameAddr, headerExpires, supportsOutbound);
+        list[i] = u;
+        if (u.expires !== 0 && u.expires < this.o.minExpires) tooBrief = true;
+        if (u.outbound && u.expires !== 0) outbound = true;
+      }
+      updates = list;
+      if (tooBrief) throw new RegisterError(423, 'Interval Too Brief', [['Min-Expires', String(this.o.minExpires)]]);
+      // RFC 5626 §6: an outbound registration that passed a proxy without Path cannot have its flow
+      // at the first hop (here): 439
+      if (outbound && pathValues.length === 0 && req.vias().length > 1) {
+        throw new RegisterError(439, 'First Hop Lacks Outbound Support');
+      }
+    }
+
+    // 3. apply: at once when the store answers from memory, else waiting on each of its calls
+    const a: Apply = { aor, username, domain, callId, cseq: cseq.seq, now, src, req, path: pathValues, star: star !== undefined, updates };
+    const l = this.o.locations;
+    if (l.lookupNow !== undefined && l.saveNow !== undefined && l.removeNow !== undefined) {
+      return this.ok(req, tag, a, this.applyNow(a, l as LocationStore & Required<Pick<LocationStore, 'lookupNow' | 'saveNow' | 'removeNow'>>), supported, outbound);
+    }
+    return this.apply(a).then((bindings) => this.ok(req, tag, a, bindings, supported, outbound));
+  }
+
+  /** Step 3 with a store that answers at once (the same steps as apply()). */
+  private applyNow(a: Apply, l: Required<Pick<LocationStore, 'lookupNow' | 'saveNow' | 'removeNow'>>): readonly Readonly<Binding>[] {
+    const { aor } = a;
+    let bindings = l.lookupNow(aor);
+    const before = bindings;
+    const saved: Binding[] = [];
+    if (a.star) {
+      for (const b of bindings) {
+        // §10.3 step 6: a binding of the same Call-ID is only removed by a higher CSeq
+        if (b.callId === a.callId && a.cseq <= b.cseq) continue;
+        l.removeNow(aor, b.contact);
+      }
+      bindings = l.lookupNow(aor);
+    } else if (a.updates.length > 0) {
+      const ops = this.plan(a.updates, bindings, a);
+      for (const op of ops) {
+        if (op.kind === 'remove') l.removeNow(aor, op.contact);
+        else {
+          if (op.replaces !== undefined) l.removeNow(aor, op.replaces);
+          l.saveNow(op.binding);
+          if (this.o.flows !== undefined) saved.push(op.binding); // (only the flow table reads it)
+        }
+      }
+      bindings = l.lookupNow(aor);
+    }
+    const lost = this.updateFlows(before, bindings, saved, a.src, a.path.length > 0);
+    if (lost.length > 0) {
+      // the connection closed while this REGISTER was processed: what it would have done on close
+      for (const b of lost) l.removeNow(aor, b.contact);
+      bindings = l.lookupNow(aor);
+    }
+    return bindings;
+  }
+
+  /** Step 3: the store changes, and the bindings of the AOR after them. */
+  private async apply(a: Apply): Promise<Binding[]> {
+    const { aor } = a;
+    const l = this.o.locations;
+    let bindings = await l.lookup(aor);
+    const before = bindings;
+    const saved: Binding[] = [];
+    if (a.star) {
+      for (const b of bindings) {
+        // §10.3 step 6: a binding of the same Call-ID is only removed by a higher CSeq
+        if (b.callId === a.callId && a.cseq <= b.cseq) continue;
+        await l.remove(aor, b.contact);
+      }
+      bindings = await l.lookup(aor);
+    } else if (a.updates.length > 0) {
+      const ops = this.plan(a.updates, bindings, a);
+      for (const op of ops) {
+        if (op.kind === 'remove') await l.remove(aor, op.contact);
+        else {
+          if (op.replaces !== undefined) await l.remove(aor, op.replaces);
+          await l.save(op.binding);
+          if (this.o.flows !== undefined) saved.push(op.binding); // (only the flow table reads it)
+        }
+      }
+      bindings = await l.lookup(aor);
+    }
+    const lost = this.updateFlows(before, bindings, saved, a.src, a.path.length > 0);
+    if (lost.length > 0) {
+      // the connection closed while this REGISTER was processed: what it would have done on close
+      for (const b of lost) await l.remove(aor, b.contact);
+      bindings = await l.lookup(aor);
+    }
+    return bindings;
+  }
+
+  /** 4. 200 OK with every current binding. */
+  private ok(req: SipRequest, tag: string, a: Apply, bindings: readonly Binding[], supported: readonly string[], outbound: boolean): SipResponse {
+    const echoPath = a.path.length > 0 && hasToken(supported, 'path');
+    // sized once: Contacts, Paths, Require, Date
+    const headers = new Array<readonly [string, string]>(bindings.length + (echoPath ? a.path.length : 0) + (outbound ? 1 : 0) + 1);
+    let i = 0;
+    for (const b of bindings) headers[i++] = ['Contact', formatBinding(b, a.now)];
+    if (echoPath) {
+      for (const v of a.path) headers[i++] = ['Path', v];
+    }
+    // RFC 5626 §6: the registrar that did outbound processing says so with Require: outbound
+    if (outbound) headers[i++] = ['Require', 'outbound'];
+    headers[i++] = ['Date', this.httpDate(a.now)];
+    return buildResponse(req, 200, { toTag: tag, headers });
+  }
+
+  /** The response for what made a REGISTER fail (nothing is thrown). */
+  private failed(req: SipRequest, tag: string, e: unknown): SipResponse {
+    if (e instanceof RegisterError) return buildResponse(req, e.status, { toTag: tag, reason: e.reasonPhrase, headers: e.headers });
+    if (isSipParseError(e)) return buildResponse(req, 400, { toTag: tag, reason: `Bad Request (${e.reason})` });
+    this.o.logger?.warn({ err: e instanceof Error ? e.message : String(e), callId: req.callId() }, 'registrar failed');
+    if (isStoreUnavailable(e)) {
+      return buildResponse(req, 503, { toTag: tag, reason: 'Service Unavailable (location store)', headers: [retryAfterHeader()] });
+    }
+    return buildResponse(req, 500, { toTag: tag, reason: 'Server Internal Error (location store)' });
   }
 
   /**
@@ -389,18 +471,8 @@ export class Registrar {
   /** Turn the contact updates into store operations, enforcing ordering and max contacts. */
   private plan(
     updates: readonly ContactUpdate[],
-    existing: Binding[],
-    ctx: {
-      aor: string;
-      username: string;
-      domain: string;
-      callId: string;
-      cseq: number;
-      now: number;
-      src: RegisterSource;
-      req: SipRequest;
-      path: string[];
-    },
+    existing: readonly Readonly<Binding>[],
+    ctx: Apply,
   ): Op[] {
     // working copy: contact → binding
     const current = new Map<string, Binding>();

@@ -33,7 +33,7 @@ import type { Acl } from './acl.js';
 import { isConnectionOriented, transportFromToken } from '../transport/transport.js';
 import type { FlowTable } from './flows.js';
 import { aorOf, isUnreachableContact } from './registrar.js';
-import type { ForwardTarget, Proxy } from './proxy.js';
+import type { ForwardTarget, NextHop, Proxy } from './proxy.js';
 import type { VerifiedRoute } from './route-token.js';
 import { sanityCheck } from './sanity.js';
 import { isStoreUnavailable, retryAfterHeader } from './unavailable.js';
@@ -52,7 +52,8 @@ export interface Authenticator {
 
 /** What routing needs from the registrar (src/core/registrar.ts). */
 export interface RegistrarLike {
-  register(req: SipRequest, src: Source): Promise<SipResponse>;
+  /** the response, at once or as a Promise (that resolves: failures are responses too) */
+  register(req: SipRequest, src: Source): SipResponse | Promise<SipResponse>;
 }
 
 export interface RoutingEvents {
@@ -132,13 +133,14 @@ export class Router {
 
   /** Entry point from the transaction layer (a request that matched no transaction). Never throws. */
   onRequest(req: SipRequest, src: Source): void {
-    const key = txKey(req);
-    if (key !== undefined) {
-      if (this.inFlight.has(key)) {
+    // only a request whose handling went async is in flight (nothing else runs while one is handled
+    // synchronously): the key is built when there is a set to look in, or one to add to
+    if (this.inFlight.size > 0) {
+      const key = txKey(req);
+      if (key !== undefined && this.inFlight.has(key)) {
         this.d.events.drop('retransmission-in-flight');
         return;
       }
-      this.inFlight.add(key);
     }
     const ctx: Ctx = { req, src, t0: performance.now() };
     let pending: Promise<void> | undefined;
@@ -147,9 +149,12 @@ export class Router {
     } catch (err) {
       this.failed(ctx, err);
     }
-    if (pending === undefined) {
-      if (key !== undefined) this.inFlight.delete(key);
-    } else void this.settle(ctx, pending, key);
+    if (pending !== undefined) {
+      // (the identity parts, top Via and method, are not edited by the pipeline)
+      const key = txKey(req);
+      if (key !== undefined) this.inFlight.add(key);
+      void this.settle(ctx, pending, key);
+    }
   }
 
   /** A request whose handling went async: its error answer and the in-flight bookkeeping once it is done. */
@@ -214,9 +219,17 @@ export class Router {
     return this.locationThenRelay(ctx);
   }
 
-  private async locationThenRelay(ctx: Ctx): Promise<void> {
-    if (await this.location(ctx)) return;
-    this.relay(ctx, [{ q: null }]);
+  private locationThenRelay(ctx: Ctx): Promise<void> | undefined {
+    // (no Promise while the location store answers from memory)
+    const located = this.location(ctx);
+    if (located instanceof Promise) return located.then((done) => this.relayUnlocated(ctx, done));
+    this.relayUnlocated(ctx, located);
+    return undefined;
+  }
+
+  /** After the location step: relay to the Request-URI unless it answered (`done`). */
+  private relayUnlocated(ctx: Ctx, done: boolean): void {
+    if (!done) this.relay(ctx, [{ q: null }]);
   }
 
   /** Trusted source, or authenticated as one of our subscribers: may call out and follow Routes. */
@@ -341,9 +354,14 @@ export class Router {
   }
 
   /** An in-dialog request of a verified dialog from an untrusted source: only towards the dialog's other party. */
-  private async dialogHopThenRelay(ctx: Ctx, route: VerifiedRoute, target: ForwardTarget | undefined): Promise<boolean> {
-    const { req, src } = ctx;
-    const hop = await this.d.proxy.nextHop(req, target);
+  private dialogHopThenRelay(ctx: Ctx, route: VerifiedRoute, target: ForwardTarget | undefined): boolean | Promise<boolean> {
+    // (no async frame while the next hop is known at once)
+    const hop = this.d.proxy.nextHop(ctx.req, target);
+    return hop instanceof Promise ? hop.then((h) => this.dialogHopChecked(ctx, route, target, h)) : this.dialogHopChecked(ctx, route, target, hop);
+  }
+
+  private dialogHopChecked(ctx: Ctx, route: VerifiedRoute, target: ForwardTarget | undefined, hop: NextHop | undefined): boolean | Promise<boolean> {
+    const { src } = ctx;
     if (hop !== undefined && !this.d.proxy.dialogAllows(route, src, hop.target.address, hop.target.port)) {
       return this.deny(ctx, 'dialog-hop', 'Forbidden (not a party of this dialog)');
     }
@@ -356,7 +374,10 @@ export class Router {
   private dialogRelay(ctx: Ctx, target: ForwardTarget | undefined): true | Promise<boolean> {
     const { req } = ctx;
     this.d.events.debug?.({ method: req.method, callId: req.callId(), flow: target?.flow?.connectionId }, 'in-dialog: loose route');
-    if (req.method === 'ACK') return this.d.proxy.relayStateless(req, target).then(() => this.ackRelayed(ctx));
+    if (req.method === 'ACK') {
+      const relayed = this.d.proxy.relayStateless(req, target);
+      return relayed instanceof Promise ? relayed.then(() => this.ackRelayed(ctx)) : this.ackRelayed(ctx);
+    }
     this.relay(ctx, [target ?? { q: null }], false);
     return true;
   }
@@ -522,11 +543,16 @@ export class Router {
     const uri = req.uri;
     if (isSipUri(uri) && !this.d.isOurDomain(uri.host) && !this.d.proxy.isSelf(uri)) return false; // REGISTER for elsewhere: relay
     ctx.st ??= this.d.tx.createServer(req, src);
-    // (no async frame of its own: the registrar's Promise, then the answer)
-    return this.d.registrar.register(req, src).then((res) => {
-      this.respond(ctx, res);
-      return true;
-    });
+    // (no async frame of its own: the registrar's answer, at once when its store answers from memory)
+    const res = this.d.registrar.register(req, src);
+    if (res instanceof Promise) {
+      return res.then((r) => {
+        this.respond(ctx, r);
+        return true;
+      });
+    }
+    this.respond(ctx, res);
+    return true;
   }
 
   /** A request for one of our domains without a user part: 484. */
@@ -538,7 +564,7 @@ export class Router {
   }
 
   /** lookup("location"): our domain → the AOR's bindings, 404 when there are none. */
-  private async location(ctx: Ctx): Promise<boolean> {
+  private location(ctx: Ctx): boolean | Promise<boolean> {
     const uri = ctx.req.uri;
     if (!isSipUri(uri) || !this.d.isOurDomain(uri.host)) return false;
     const aor = aorOf(uri);
@@ -546,15 +572,27 @@ export class Router {
       this.reply(ctx, 404, 'Not Found', undefined, true);
       return true;
     }
-    let bindings: Binding[];
+    const locations = this.d.locations;
+    if (locations.lookupNow === undefined) return locations.lookup(aor).then((bindings) => this.located(ctx, aor, bindings), (e: unknown) => this.lookupFailed(ctx, e));
+    let bindings: readonly Readonly<Binding>[];
     try {
-      bindings = await this.d.locations.lookup(aor);
+      bindings = locations.lookupNow(aor);
     } catch (e) {
-      if (!isStoreUnavailable(e)) throw e;
-      // db-only with the database down (or its pool full): come back later, not "server error"
-      this.reply(ctx, 503, 'Service Unavailable (location store)', [retryAfterHeader()], true);
-      return true;
+      return this.lookupFailed(ctx, e);
     }
+    return this.located(ctx, aor, bindings);
+  }
+
+  /** The location lookup failed: 503 when the store is unavailable; anything else is an internal error (thrown). */
+  private lookupFailed(ctx: Ctx, e: unknown): true {
+    if (!isStoreUnavailable(e)) throw e;
+    // db-only with the database down (or its pool full): come back later, not "server error"
+    this.reply(ctx, 503, 'Service Unavailable (location store)', [retryAfterHeader()], true);
+    return true;
+  }
+
+  /** lookup("location") once the AOR's bindings are known. */
+  private located(ctx: Ctx, aor: string, bindings: readonly Readonly<Binding>[]): boolean {
     this.d.events.debug?.({ aor, contacts: bindings.length }, 'location lookup');
     if (bindings.length === 0) {
       this.reply(ctx, 404, 'Not Found', undefined, true);

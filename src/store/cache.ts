@@ -389,6 +389,10 @@ export class CachedLocationStore implements LocationStore {
     return this.mem.lookup(aor);
   }
 
+  lookupNow(aor: string): readonly Readonly<Binding>[] {
+    return this.mem.lookupNow(aor);
+  }
+
   async save(binding: Binding): Promise<void> {
     await this.db.save(binding);
     await this.mem.save(binding);

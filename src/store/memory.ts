@@ -62,49 +62,66 @@ export class MemoryLocationStore implements LocationStore {
 
   lookup(aor: string): Promise<Binding[]> {
     try {
-      return Promise.resolve(this.lookupNow(aor));
+      return Promise.resolve(this.lookupCopies(aor));
     } catch (e) {
       return Promise.reject(e);
     }
   }
 
-  private lookupNow(aor: string): Binding[] {
+  /** lookup()'s bindings: copies the caller may keep and edit. */
+  private lookupCopies(aor: string): Binding[] {
+    const held = this.lookupNow(aor);
+    const out = new Array<Binding>(held.length);
+    for (let i = 0; i < held.length; i++) out[i] = cloneBinding(held[i]!);
+    return out;
+  }
+
+  /** The unexpired bindings as stored (see LocationStore.lookupNow: read only; saves replace them). */
+  lookupNow(aor: string): readonly Readonly<Binding>[] {
     checkAor(aor); // same validation as the SQL stores
     const t = this.now();
     const m = this.byAor.get(aor);
     const out: Binding[] = [];
     if (!m) return out;
-    for (const b of m.values()) if (b.expires > t) out.push(cloneBinding(b));
+    for (const b of m.values()) if (b.expires > t) out.push(b);
     if (out.length > 1) out.sort(compareBindings);
     return out;
   }
 
   save(binding: Binding): Promise<void> {
     try {
-      checkBinding(binding);
-      let m = this.byAor.get(binding.aor);
-      if (!m) {
-        m = new Map();
-        this.byAor.set(binding.aor, m);
-      }
-      m.set(binding.contact, cloneBinding(binding));
+      this.saveNow(binding);
       return RESOLVED;
     } catch (e) {
       return Promise.reject(e);
     }
   }
 
+  saveNow(binding: Binding): void {
+    checkBinding(binding);
+    let m = this.byAor.get(binding.aor);
+    if (!m) {
+      m = new Map();
+      this.byAor.set(binding.aor, m);
+    }
+    m.set(binding.contact, cloneBinding(binding));
+  }
+
   remove(aor: string, contact: string): Promise<boolean> {
     try {
-      checkAor(aor);
-      const m = this.byAor.get(aor);
-      if (!m) return Promise.resolve(false);
-      const removed = m.delete(contact);
-      if (m.size === 0) this.byAor.delete(aor);
-      return Promise.resolve(removed);
+      return Promise.resolve(this.removeNow(aor, contact));
     } catch (e) {
       return Promise.reject(e);
     }
+  }
+
+  removeNow(aor: string, contact: string): boolean {
+    checkAor(aor);
+    const m = this.byAor.get(aor);
+    if (!m) return false;
+    const removed = m.delete(contact);
+    if (m.size === 0) this.byAor.delete(aor);
+    return removed;
   }
 
   async removeAll(aor: string): Promise<number> {

@@ -135,6 +135,16 @@ export interface LocationStore {
   /** Unexpired bindings of one AOR. */
   lookup(aor: string): Promise<Binding[]>;
   /**
+   * (optional) lookup() answered at once, for stores that answer from memory: the same bindings,
+   * and it throws what lookup() would reject with. The bindings are the store's own (not copies):
+   * read them, never change them; a later change of the store replaces them, it does not edit them.
+   */
+  lookupNow?(aor: string): readonly Readonly<Binding>[];
+  /** (optional, with lookupNow) save() done at once: it throws what save() would reject with. */
+  saveNow?(binding: Binding): void;
+  /** (optional, with lookupNow) remove() done at once: it throws what remove() would reject with. */
+  removeNow?(aor: string, contact: string): boolean;
+  /**
    * Insert, or replace the binding with the same aor + contact. A binding keeps its ruid while its
    * aor + contact stay the same (the registrar reuses it), and the SQL stores key the write on the
    * ruid (the table's unique ruid_idx: an UPDATE of the row, an insert when there is none, as

@@ -119,6 +119,8 @@ type BatchEnd = { end: 'ok' } | { end: 'unavailable'; aor: string; q: AorQueue }
 /** most saves per db.saveMany() of a pass. */
 const SAVE_BATCH_MAX = 100;
 
+const RESOLVED: Promise<void> = Promise.resolve();
+
 /** what a pass ended with: everything attempted, or stopped because the database is unavailable. */
 type PassEnd = 'done' | 'unavailable';
 
@@ -266,18 +268,39 @@ export class WriteBackLocationStore implements LocationStore {
     return this.mem.lookup(aor);
   }
 
-  async save(binding: Binding): Promise<void> {
+  lookupNow(aor: string): readonly Readonly<Binding>[] {
+    return this.mem.lookupNow(aor);
+  }
+
+  save(binding: Binding): Promise<void> {
+    try {
+      this.saveNow(binding);
+      return RESOLVED;
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  saveNow(binding: Binding): void {
     checkBinding(binding); // refused before memory or the queue see it
-    await this.mem.save(binding);
+    this.mem.saveNow(binding);
     this.enqueue(binding.aor, { kind: 'save', binding });
   }
 
-  async remove(aor: string, contact: string): Promise<boolean> {
+  remove(aor: string, contact: string): Promise<boolean> {
+    try {
+      return Promise.resolve(this.removeNow(aor, contact));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  removeNow(aor: string, contact: string): boolean {
     checkAor(aor);
     if (!contact) throw new StoreError('INVALID', 'contact must not be empty');
     // the ruid the database may hold for it (a save of this contact under a new ruid must replace it)
-    const prior = (await this.mem.lookup(aor)).find((b) => b.contact === contact)?.ruid;
-    const had = await this.mem.remove(aor, contact);
+    const prior = this.mem.lookupNow(aor).find((b) => b.contact === contact)?.ruid;
+    const had = this.mem.removeNow(aor, contact);
     this.enqueue(aor, { kind: 'remove', aor, contact }, prior);
     return had;
   }

@@ -7,7 +7,8 @@
  * a client transaction drive it; others reach `user.strayResponse`.
  *
  * Decisions worth knowing:
- * - `createClient` clones the request and pushes the layer's own Via (see `ClientOptions`);
+ * - `createClient` clones the request (unless the caller hands it over: `owned`) and pushes the
+ *   layer's own Via (see `ClientOptions`);
  *   ACK (non-2xx) and CANCEL are built by the layer with that Via only.
  * - Timer A doubles without a cap (§17.1.1.2); E and G are capped at T2. On TCP, A/E/G are not
  *   used and D/I/J/K are 0.
@@ -39,7 +40,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
-import { buildResponse, formatVia, MAGIC_COOKIE, type SipRequest, type SipResponse } from '../sip/index.js';
+import { buildResponse, formatVia, MAGIC_COOKIE, type SipRequest, type SipResponse, type Via } from '../sip/index.js';
 import type { Source, Target, TransportLayer } from '../transport/types.js';
 import { ClientInviteTx } from './client-invite.js';
 import { ClientNonInviteTx } from './client-non-invite.js';
@@ -48,7 +49,7 @@ import { asTransportError, detach, noopLogger, type TxContext } from './common.j
 import { ServerTxBase, safeTag } from './server-base.js';
 import { ServerInviteTx } from './server-invite.js';
 import { ServerNonInviteTx } from './server-non-invite.js';
-import { clientKey, responseClientKey, serverKey, TxTable } from './table.js';
+import { clientKey, responseClientKey, serverKey, TxTable, type ServerKey } from './table.js';
 import { TimerSet, TimerValuesCache } from './timers.js';
 import type {
   ClientCallbacks,
@@ -110,6 +111,11 @@ export interface TransactionLayerImpl extends TransactionLayer {
   lingerSizes(): LingerSizes;
 }
 
+/** send()'s rejection: always a TransportError. */
+function rethrowTransportError(err: unknown): never {
+  throw asTransportError(err);
+}
+
 export function defaultBranch(): string {
   return MAGIC_COOKIE + randomBytes(12).toString('base64url');
 }
@@ -134,13 +140,23 @@ export function createTransactionLayer(opts: TransactionLayerOptions): Transacti
     } catch (err) {
       p = Promise.reject(err);
     }
-    return p.catch((err: unknown) => {
-      throw asTransportError(err);
-    });
+    return p.catch(rethrowTransportError);
   };
 
-  const sendFree = (data: Buffer, target: Target, what: string): void => {
-    send(data, target).catch((err: unknown) => log.debug({ err, what }, 'stateless send failed'));
+  // one handler per kind of stateless send (no closure per send)
+  const freeFailed = {
+    response: (err: unknown): void => log.debug({ err: asTransportError(err), what: 'response' }, 'stateless send failed'),
+    request: (err: unknown): void => log.debug({ err: asTransportError(err), what: 'request' }, 'stateless send failed'),
+  };
+
+  const sendFree = (data: Buffer, target: Target, what: 'response' | 'request'): void => {
+    let p: Promise<void>;
+    try {
+      p = transport.send(data, target);
+    } catch (err) {
+      p = Promise.reject(err);
+    }
+    p.catch(freeFailed[what]);
   };
 
   const respondStateless = (res: SipResponse, src: Source): void => {
@@ -188,9 +204,33 @@ export function createTransactionLayer(opts: TransactionLayerOptions): Transacti
     transportError: (err, tx) => log.debug({ tx: tx.id, kind: err.kind }, 'CANCEL transport error'),
   };
 
+  // The RFC 3261 server key of the last request received (branch + sent-by + method: it depends on
+  // the top Via and the method only), kept for the createServer / linger lookups of the same
+  // request, so the key is built once per request. Checked against the request, its method and its
+  // parsed top Via (an edit of the Via header parses a new one); RFC 2543 keys are not kept (they
+  // read the Request-URI, which the core may rewrite).
+  let lastReq: SipRequest | undefined;
+  let lastMethod = '';
+  let lastVia: Via | undefined;
+  let lastKey: ServerKey | undefined;
+
+  /** serverKey(req) (its default method), built once per received request. */
+  const requestKey = (req: SipRequest): ServerKey | undefined => {
+    const via = req.topVia();
+    if (req === lastReq && via === lastVia && req.method === lastMethod) return lastKey;
+    const k = serverKey(req);
+    if (k !== undefined && !k.legacy) {
+      lastReq = req;
+      lastMethod = req.method;
+      lastVia = via;
+      lastKey = k;
+    }
+    return k;
+  };
+
   /** the server transaction a request matches, if any (To tags compared for RFC 2543 keys). */
   const matchServer = (req: SipRequest, method?: string): ServerTxBase | undefined => {
-    const k = serverKey(req, method);
+    const k = method === undefined ? requestKey(req) : serverKey(req, method);
     return k === undefined ? undefined : matchKey(servers.get(k.key), req, k.legacy);
   };
 
@@ -231,7 +271,7 @@ export function createTransactionLayer(opts: TransactionLayerOptions): Transacti
   /** a request retransmission that matches a linger entry: true when absorbed (or answered). */
   const lingerRequest = (req: SipRequest): boolean => {
     if (linger.size === 0) return false;
-    const k = serverKey(req);
+    const k = requestKey(req);
     if (k === undefined) return false;
     const s = lingerMatch(k, req);
     if (s === NO_ENTRY) return false;
@@ -250,7 +290,7 @@ export function createTransactionLayer(opts: TransactionLayerOptions): Transacti
 
   const layer: TransactionLayerImpl = {
     createServer(req: SipRequest, src: Source): ServerTransaction {
-      const k = serverKey(req);
+      const k = requestKey(req);
       if (k === undefined) throw new Error('request without Via cannot create a server transaction');
       const existing = servers.get(k.key);
       if (existing !== undefined && !existing.terminated) return existing;
@@ -265,7 +305,7 @@ export function createTransactionLayer(opts: TransactionLayerOptions): Transacti
 
     createClient(req: SipRequest, target: Target, cb: ClientCallbacks, o: ClientOptions = {}): ClientTransaction {
       const branch = o.branch ?? newBranch();
-      const out = req.clone();
+      const out = o.owned === true ? req : req.clone();
       out.addHeader('Via', viaFor(target, branch, o.viaParams), 'top');
       const id = clientKey(branch, req.method);
       const tx =

@@ -80,6 +80,11 @@ export interface ClientOptions {
   branch?: string;
   /** extra Via parameters appended after the branch, e.g. ";rport". */
   viaParams?: string;
+  /**
+   * the caller hands the request over (a copy of its own that it no longer reads or edits): the
+   * layer pushes its Via onto it instead of onto a clone. Default false.
+   */
+  owned?: boolean;
 }
 
 /** (additive) minimal logger (pino compatible). */

@@ -376,7 +376,21 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
     endpointFor,
 
     resolve(host, port, transport, sips) {
-      return resolver.resolve(host, port, transport, sips, has).catch(() => []);
+      let now: Target[] | undefined;
+      try {
+        now = resolver.resolveNow(host, port, transport, sips, has);
+      } catch {
+        now = [];
+      }
+      return now !== undefined ? Promise.resolve(now) : resolver.resolve(host, port, transport, sips, has).catch(() => []);
+    },
+
+    resolveNow(host, port, transport, sips) {
+      try {
+        return resolver.resolveNow(host, port, transport, sips, has);
+      } catch {
+        return [];
+      }
     },
 
     chooseTransport(size, target, explicitTransport = false) {

@@ -178,8 +178,33 @@ export class Resolver {
     return p;
   }
 
+  /**
+   * What resolve() answers when that needs no lookup (an IP literal, an empty host, sips: over a
+   * cleartext transport), at once; undefined when it needs DNS (a host name).
+   */
+  resolveNow(host: string, port: number | undefined, transport: TransportName | undefined, sips: boolean, has: HasListener): Target[] | undefined {
+    if (sips) {
+      transport = transport === undefined || transport === 'tcp' ? 'tls' : transport;
+      if (!isSecure(transport)) return [];
+    }
+    const h = stripBrackets(host);
+    if (h === '') return [];
+    const fam = ipFamily(h);
+    if (fam === 0) return undefined;
+    // one address (lookupHost's answer for a literal): resolve()'s last step, without the lookup
+    const fallback: TransportName = transport ?? (has('udp', 4) || has('udp', 6) || !(has('tcp', 4) || has('tcp', 6)) ? 'udp' : 'tcp');
+    if (!has(fallback, fam)) return [];
+    return [{ transport: fallback, address: h, port: port ?? TRANSPORT_INFO[fallback].defaultPort }];
+  }
+
   /** RFC 3263 (simplified): targets in preference order. Never rejects. */
-  async resolve(host: string, port: number | undefined, transport: TransportName | undefined, sips: boolean, has: HasListener): Promise<Target[]> {
+  resolve(host: string, port: number | undefined, transport: TransportName | undefined, sips: boolean, has: HasListener): Promise<Target[]> {
+    // an IP literal without an async frame, a Set and closures each
+    const now = this.resolveNow(host, port, transport, sips, has);
+    return now !== undefined ? Promise.resolve(now) : this.resolveName(host, port, transport, sips, has);
+  }
+
+  private async resolveName(host: string, port: number | undefined, transport: TransportName | undefined, sips: boolean, has: HasListener): Promise<Target[]> {
     if (sips) {
       transport = transport === undefined || transport === 'tcp' ? 'tls' : transport;
       if (!isSecure(transport)) return [];

@@ -73,4 +73,9 @@ export interface TransportLayer {
   endpointFor(transport: TransportName, family: 4 | 6): LocalEndpoint | undefined;
   /** Resolve a SIP URI (or Via sent-by) to targets in preference order (RFC 3263, simplified). */
   resolve(host: string, port: number | undefined, transport: TransportName | undefined, sips: boolean): Promise<Target[]>;
+  /**
+   * (additive, optional) What `resolve` answers when that needs no lookup (an IP literal), at once;
+   * undefined when it has to wait (a host name: call `resolve`).
+   */
+  resolveNow?(host: string, port: number | undefined, transport: TransportName | undefined, sips: boolean): Target[] | undefined;
 }

@@ -125,6 +125,11 @@ export async function createHarness(opts: HarnessOptions = {}) {
       if (address === undefined) return Promise.resolve([]);
       return Promise.resolve([{ transport: tp ?? 'udp', address, port: port ?? 5060 }]);
     },
+    // as the transport layer: an IP literal is answered at once, a name through resolve (above)
+    resolveNow(host: string, port: number | undefined, tp: TransportName | undefined, _sips: boolean): Target[] | undefined {
+      const bare = host.startsWith('[') ? host.slice(1, -1) : host;
+      return isIP(bare) !== 0 ? [{ transport: tp ?? 'udp', address: bare, port: port ?? 5060 }] : undefined;
+    },
   };
 
   const subscribers = new MemorySubscriberStore();

@@ -636,3 +636,54 @@ describe('Registrar: store failures', () => {
     expect((await fixture({ locations: saveFails }).reg.register(register(), UDP_SRC)).status).toBe(500);
   });
 });
+
+describe('Registrar: a store that answers at once and one that answers through Promises', () => {
+  it('give the same responses and bindings (add, refresh, second contact, 423, stale CSeq, too many, remove, star)', async () => {
+    const steps: RegOpts[] = [
+      { contacts: ['<sip:alice@192.0.2.10:5060>'], cseq: 1 },
+      { contacts: ['<sip:alice@192.0.2.10:5060>;expires=120'], cseq: 2 },
+      { contacts: ['<sip:alice@192.0.2.11:5060>;q=0.5'], cseq: 3 },
+      { contacts: ['<sip:alice@192.0.2.12:5060>'], expires: 10, cseq: 4 },
+      { contacts: ['<sip:alice@192.0.2.10:5060>;expires=0'], cseq: 2 },
+      { contacts: ['<sip:alice@192.0.2.13>', '<sip:alice@192.0.2.14>', '<sip:alice@192.0.2.15>'], cseq: 5 },
+      { contacts: ['<sip:alice@192.0.2.11:5060>;expires=0'], cseq: 6 },
+      { contacts: [], cseq: 7 },
+      { contacts: ['*'], expires: 0, cseq: 8 },
+      { contacts: [], cseq: 9 },
+    ];
+    const run = async (promisesOnly: boolean): Promise<string[]> => {
+      const f = fixture();
+      const mem = f.loc;
+      // only the Promise methods (as a db-only store has): the registrar waits on each call
+      const store: LocationStore = promisesOnly
+        ? {
+            lookup: (a) => mem.lookup(a),
+            save: (b) => mem.save(b),
+            remove: (a, c) => mem.remove(a, c),
+            removeAll: (a) => mem.removeAll(a),
+            expire: (n) => mem.expire(n),
+            list: () => mem.list(),
+            aors: () => mem.aors(),
+            counts: () => mem.counts(),
+            close: () => mem.close(),
+          }
+        : mem;
+      let ruid = 0;
+      const reg = new Registrar({ locations: store, domains: (h) => h === DOMAIN, minExpires: 60, defaultExpires: 3600, maxExpires: 7200, maxContacts: 3, natReceived: true, now: () => f.clock.t, newRuid: () => `ruid-${++ruid}` });
+      const out: string[] = [];
+      for (const o of steps) {
+        const answer = reg.register(register(o), UDP_SRC);
+        // at once from memory (a refusal before the store is asked is at once either way)
+        if (!promisesOnly) expect(answer instanceof Promise).toBe(false);
+        const res = await answer;
+        out.push(`${res.status} ${res.reason} ${res.headerValues('contact').join(' | ')} ${res.headerValues('min-expires').join()}`);
+        out.push(JSON.stringify(await mem.lookup(`alice@${DOMAIN}`)));
+        f.clock.t += 1000;
+      }
+      return out;
+    };
+    const now = await run(false);
+    expect(await run(true)).toEqual(now);
+    expect(now.filter((l) => /^(200|423|503) /.test(l)).map((l) => l.slice(0, 3))).toEqual(['200', '200', '200', '423', '200', '503', '200', '200', '200', '200']);
+  });
+});

@@ -13,6 +13,7 @@ import {
   FOREIGN,
   lines,
   only,
+  parseRequest,
   OUR_RR,
   request,
   requests,
@@ -509,21 +510,54 @@ function parseAckFor(res: SipResponse, ruri: string): string {
 // ------------------------------------------------------------------------------------------ store unavailable
 
 describe('location store unavailable (db-only with the database down)', () => {
-  it('an INVITE for a local user gets 503 with Retry-After, not 500', async () => {
-    const { StoreError } = await import('../../src/store/index.js');
+  // a db-only store has only lookup() (it rejects); a store answering from memory has lookupNow() (it throws)
+  for (const answer of ['lookup', 'lookupNow'] as const) {
+    it(`an INVITE for a local user gets 503 with Retry-After, not 500 (the store's ${answer} fails)`, async () => {
+      const { StoreError } = await import('../../src/store/index.js');
+      const h = await createHarness();
+      await h.register('bob', 'bobpw', '<sip:bob@192.0.2.20:5062>', BOB);
+      const down = new StoreError('UNREACHABLE', 'cannot reach MySQL');
+      const failing = answer === 'lookup' ? { lookupNow: undefined, lookup: () => Promise.reject(down) } : { lookupNow: () => { throw down; } };
+      const real = { lookup: h.locations.lookup, lookupNow: h.locations.lookupNow };
+      Object.assign(h.locations, failing);
+      const out = await h.request(
+        request({ method: 'INVITE', ruri: `sip:bob@${DOMAIN}`, from: `<sip:carol@${FOREIGN}>;tag=c`, to: `<sip:bob@${DOMAIN}>`, callId: `down-${answer}`, cseq: 1, via: viaOf(STRANGER) }),
+        STRANGER,
+      );
+      const finals = responses(out).filter((s) => s.msg.status >= 200);
+      expect(finals.map((s) => s.msg.status)).toEqual([503]);
+      expect(finals[0]!.msg.header('retry-after')).toBe('5');
+      expect(requests(out)).toEqual([]);
+      Object.assign(h.locations, real);
+      await expectNoLeaks(h);
+    });
+  }
+});
+
+describe('a retransmission while its request is still being handled', () => {
+  it('is dropped (retransmission-in-flight) while the request waits on the credential store; one 200, and handled again once done', async () => {
     const h = await createHarness();
-    await h.register('bob', 'bobpw', '<sip:bob@192.0.2.20:5062>', BOB);
-    const real = h.locations.lookup.bind(h.locations);
-    h.locations.lookup = () => Promise.reject(new StoreError('UNREACHABLE', 'cannot reach MySQL'));
-    const out = await h.request(
-      request({ method: 'INVITE', ruri: `sip:bob@${DOMAIN}`, from: `<sip:carol@${FOREIGN}>;tag=c`, to: `<sip:bob@${DOMAIN}>`, callId: 'down-1', cseq: 1, via: viaOf(STRANGER) }),
-      STRANGER,
-    );
-    const finals = responses(out).filter((s) => s.msg.status >= 200);
-    expect(finals.map((s) => s.msg.status)).toEqual([503]);
-    expect(finals[0]!.msg.header('retry-after')).toBe('5');
-    expect(requests(out)).toEqual([]);
-    h.locations.lookup = real;
-    await expectNoLeaks(h);
+    const base = { method: 'REGISTER', ruri: `sip:${DOMAIN}`, from: `<sip:alice@${DOMAIN}>;tag=ra`, to: `<sip:alice@${DOMAIN}>`, callId: 'inflight-1', via: viaOf(ALICE) };
+    const ch = only(await h.request(request({ ...base, cseq: 1, extra: ['Contact: <sip:alice@192.0.2.10:5060>'] }), ALICE), SipResponse);
+    expect(ch.status).toBe(401);
+    // the credentials are not cached: verify waits on the subscriber store
+    const second = request({ ...base, cseq: 2, via: viaOf(ALICE, 'z9hG4bK-inflight'), extra: ['Contact: <sip:alice@192.0.2.10:5060>', credentials(ch, 'www', 'alice', 'alicepw', 'REGISTER', `sip:${DOMAIN}`)] });
+    const arrive = (): void => {
+      const m = parseRequest(second);
+      m.setViaReceived(undefined, 5060);
+      h.tx.receiveRequest(m, ALICE);
+    };
+    arrive();
+    expect(h.router.busy).toBe(1);
+    arrive();
+    expect(h.drops).toEqual(['retransmission-in-flight']);
+    await h.settle();
+    expect(h.router.busy).toBe(0);
+    expect(responses(h.take()).map((s) => s.msg.status)).toEqual([200]);
+    // done: a retransmission now is the server transaction's (the stored 200 again), not dropped
+    arrive();
+    await h.settle();
+    expect(h.drops).toEqual(['retransmission-in-flight']);
+    expect(responses(h.take()).map((s) => s.msg.status)).toEqual([200]);
   });
 });

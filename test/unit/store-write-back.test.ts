@@ -124,6 +124,32 @@ describe('write-back location store', () => {
     await s.close();
   });
 
+  it('lookupNow answers what lookup answers, at once, and throws what lookup rejects with', async () => {
+    const s = await open(new FakeDb());
+    await s.save(b('sip:a@1.2.3.4'));
+    await s.save(b('sip:b@1.2.3.4', 'alice@example.com', 1, { q: 0.5 }));
+    expect(s.lookupNow('alice@example.com')).toEqual(await s.lookup('alice@example.com'));
+    expect(s.lookupNow('bob@example.com')).toEqual([]);
+    await expect(s.lookup('no-at-sign')).rejects.toBeInstanceOf(StoreError);
+    expect(() => s.lookupNow('no-at-sign')).toThrow(StoreError);
+    await s.close();
+  });
+
+  it('a later save replaces what lookupNow answered (it is not edited), and lookup() answers copies of its own', async () => {
+    const s = await open(new FakeDb());
+    await s.save(b('sip:a@1.2.3.4', 'alice@example.com', 1));
+    const held = s.lookupNow('alice@example.com');
+    const copy = (await s.lookup('alice@example.com'))[0]!;
+    copy.cseq = 99;
+    s.saveNow(b('sip:a@1.2.3.4', 'alice@example.com', 2));
+    expect(held[0]!.cseq).toBe(1);
+    expect(s.lookupNow('alice@example.com')[0]!.cseq).toBe(2);
+    expect(s.removeNow('alice@example.com', 'sip:a@1.2.3.4')).toBe(true);
+    expect(s.lookupNow('alice@example.com')).toEqual([]);
+    expect(held[0]!.cseq).toBe(1);
+    await s.close();
+  });
+
   it('coalesces repeated changes of one binding: only the last is written', async () => {
     const db = new FakeDb();
     const s = await open(db);

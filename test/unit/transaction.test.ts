@@ -519,6 +519,21 @@ describe('client non-INVITE transaction (§17.1.2)', () => {
     }
   });
 
+  it('`owned`: the request handed over gets the Via pushed onto it (no copy), and is what is sent', () => {
+    const { tp, layer } = setup();
+    const { cb } = recorder();
+    for (const method of ['OPTIONS', 'INVITE']) {
+      const orig = req(method);
+      const ct = layer.createClient(orig, UAS, cb, { owned: true, viaParams: ';rport' });
+      const sent = tp.sent.at(-1)!.msg as SipRequest;
+      expect(orig.topVia()!.branch).toBe(ct.branch);
+      expect(orig.vias()).toHaveLength(2);
+      expect(sent.toString()).toBe(orig.toString());
+      expect(ct.request.toString()).toBe(sent.toString());
+      expect(sent.topVia()!.raw).toBe(`SIP/2.0/UDP 10.0.0.1:5060;branch=${ct.branch};rport`);
+    }
+  });
+
   it('pushes its Via, retransmits with Timer E doubling up to T2, Timer F times out', () => {
     const { clock, tp, layer } = setup();
     const { ev, cb } = recorder();

@@ -250,6 +250,29 @@ describe('Resolver', () => {
     expect(await r.resolve('[2001:db8::1]', 5070, 'tcp', false, all)).toEqual([{ transport: 'tcp', address: '2001:db8::1', port: 5070 }]);
   });
 
+  it('resolveNow answers what resolve answers for IP literals (listeners, TCP fallback, sips:), and undefined for a name', async () => {
+    const r = new Resolver({ lookup: async () => [{ address: '192.0.2.10', family: 4 }] });
+    const cases: Array<[string, number | undefined, TransportName | undefined, boolean, (t: TransportName, f: 4 | 6) => boolean]> = [
+      ['192.0.2.1', undefined, undefined, false, all],
+      ['[2001:db8::1]', 5070, 'tcp', false, all],
+      ['2001:db8::1', undefined, undefined, false, only('udp', 4)],
+      ['192.0.2.1', undefined, undefined, false, only('tcp', 4)],
+      ['192.0.2.1', undefined, 'udp', false, only('tcp', 4)],
+      ['192.0.2.1', undefined, undefined, true, all],
+      ['192.0.2.1', undefined, 'udp', true, all],
+      ['192.0.2.1', 5071, 'tcp', true, only('tls', 4)],
+      ['[]', undefined, undefined, false, all],
+    ];
+    for (const [h, p, t, sips, has] of cases) {
+      const now = r.resolveNow(h, p, t, sips, has);
+      expect(now).toBeDefined();
+      expect(now).toEqual(await r.resolve(h, p, t, sips, has));
+    }
+    expect(r.resolveNow('192.0.2.1', undefined, undefined, true, all)).toEqual([{ transport: 'tls', address: '192.0.2.1', port: 5061 }]);
+    expect(r.resolveNow('h.example', undefined, undefined, false, all)).toBeUndefined();
+    expect(await r.resolve('h.example', undefined, undefined, false, all)).toEqual([{ transport: 'udp', address: '192.0.2.10', port: 5060 }]);
+  });
+
   it('names go through lookup, are cached for the TTL, and coalesce concurrent lookups', async () => {
     let now = 0;
     let calls = 0;
