@@ -153,17 +153,47 @@ function findViaParam(v: string, name: 'rport' | 'received'): number {
   return -1;
 }
 
+/** What String.prototype.trim removes, for an octet (a latin1 character). */
+function isTrimOctet(c: number): boolean {
+  return c === 0x20 || (c >= 0x09 && c <= 0x0d) || c === 0xa0;
+}
+
+/**
+ * pushNonEmptyElements(src.slice(vs, ve), out) scanning the octets b[vs, ve) of the received text in place, for a
+ * value without '"' or '<' (every comma separates); false (and nothing pushed) when the value holds either.
+ */
+function pushTokensAt(src: string, b: Uint8Array, vs: number, ve: number, out: string[]): boolean {
+  for (let k = vs; k < ve; k++) {
+    const c = b[k];
+    if (c === 0x22 || c === 0x3c) return false;
+  }
+  let start = vs;
+  for (;;) {
+    let e = start;
+    while (e < ve && b[e] !== 0x2c) e++;
+    let a = start;
+    let z = e;
+    while (a < z && isTrimOctet(b[a]!)) a++;
+    while (z > a && isTrimOctet(b[z - 1]!)) z--;
+    if (z > a) out.push(src.slice(a, z));
+    if (e >= ve) return true;
+    start = e + 1;
+  }
+}
+
 /** where the span findViaParam found ends (set with its result: no tuple per call) */
 let viaParamEnd = 0;
 
 /** Parse a non-negative decimal (leading zeros allowed) with an upper bound; throws BAD_NUMBER. */
 export function parseBoundedInt(v: string, max: number, what: string): number {
   if (v.length === 0 || v.length > 12) throw new SipParseError('BAD_NUMBER', `bad ${what}`);
+  // the digits' value, exact (at most 12 digits): as Number(v), without the string-to-number conversion
+  let n = 0;
   for (let i = 0; i < v.length; i++) {
     const c = v.charCodeAt(i);
     if (c < 0x30 || c > 0x39) throw new SipParseError('BAD_NUMBER', `bad ${what}`);
+    n = n * 10 + (c - 0x30);
   }
-  const n = Number(v);
   if (n > max) throw new SipParseError('BAD_NUMBER', `${what} out of range`);
   return n;
 }
@@ -671,6 +701,7 @@ export abstract class SipMessage {
     for (let i = 0; i < hs.length; i++) {
       const h = hs[i]!;
       if (h.key !== key) continue;
+      if (h instanceof ReceivedField && h.inPlace() && pushTokensAt(h.src, h.bytes, h.vs, h.ve, out)) continue;
       const v = h.value;
       if (v.indexOf(',') === -1 && !edgeWs(v)) {
         if (v.length !== 0) out.push(v);
