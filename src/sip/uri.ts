@@ -198,10 +198,12 @@ function plainSipUri(scheme: 'sip' | 'sips', src: string, b: Uint8Array, p: numb
   // the last '@' ends the userinfo (found with indexOf, not a loop); every octet is checked once below: the
   // userinfo here, the host and port by their scans, the parameters by theirs
   // searched in raw (= src[n - raw.length, n)), so that a URI without '@' does not search the rest of the message
-  // (a URI is short: a loop over its octets from the end is cheaper than indexOf on the slice raw)
-  let at = n - 1;
-  while (at >= p && b[at] !== 0x40) at--;
-  if (at < p) at = -1;
+  const off = n - raw.length;
+  let at = raw.indexOf('@', p - off);
+  if (at !== -1) {
+    for (let nx = raw.indexOf('@', at + 1); nx !== -1; nx = raw.indexOf('@', at + 1)) at = nx;
+    at += off;
+  }
   let user: string | undefined;
   let password: string | undefined;
   let i = p;
