@@ -1,13 +1,14 @@
 import { SipParseError } from './errors.js';
 import { scratchBytes } from './bytes.js';
 import { isToken, isTokenChar } from './headers.js';
+import { ParamList } from './params.js';
 
 /** Authorization / Proxy-Authorization credentials or WWW-/Proxy-Authenticate challenge. */
 export interface AuthHeader {
   /** auth scheme as written, e.g. "Digest". */
   readonly scheme: string;
   /** parameters: names lower-cased, quotes removed, quoted-pairs decoded. */
-  readonly params: Map<string, string>;
+  readonly params: ReadonlyMap<string, string>;
   readonly raw: string;
 }
 
@@ -64,7 +65,7 @@ export function parseAuthHeaderAt(src: string, b: Uint8Array, start: number, end
   while (i < n && !isWs(b[i]!)) i++;
   const scheme = s.slice(ss, i);
   if (!isToken(scheme)) throw bad('bad auth scheme');
-  const params = new Map<string, string>();
+  const params = new ParamList<string>();
   // the first backslash at or after start (none in the usual header): a quoted value before it has no quoted-pair,
   // so its closing quote is found with indexOf instead of a loop over its octets
   // (searched in raw = s[start, n), so that the search stops at the end of this header)
@@ -124,9 +125,7 @@ export function parseAuthHeaderAt(src: string, b: Uint8Array, start: number, end
       while (i < n && b[i]! !== 0x2c && !isWs(b[i]!)) i++;
       value = s.slice(vs, i);
     }
-    const size = params.size;
-    params.set(key, value);
-    if (params.size === size) throw bad('duplicate auth parameter');
+    if (!params.put(key, value)) throw bad('duplicate auth parameter');
     while (i < n && isWs(b[i]!)) i++;
     if (i < n && b[i]! !== 0x2c) throw bad('bad auth parameter list');
   }

@@ -1,6 +1,6 @@
 import { SipParseError } from './errors.js';
 import { freshBytes, scratchBytes } from './bytes.js';
-import { EMPTY_PARAMS, commonNameIn, type Params } from './params.js';
+import { EMPTY_PARAMS, ParamList, commonNameIn, type Params } from './params.js';
 
 /** URI headers of a URI without any: one shared read-only instance. */
 const EMPTY_HEADERS: ReadonlyMap<string, string> = new Map<string, string>();
@@ -137,17 +137,17 @@ export function hostPortAt(s: string, b: Uint8Array, start: number, stopAt: stri
 
 function parseUriParams(s: string, from = 0, to = s.length): Params {
   if (from >= to) return EMPTY_PARAMS;
-  const params = new Map<string, string | null>();
+  const params = new ParamList<string | null>();
   let p = from;
   for (;;) {
     let e = s.indexOf(';', p);
     if (e === -1 || e > to) e = to;
     if (e === p) throw bad('empty uri parameter');
     const eq = s.indexOf('=', p);
-    if (eq === -1 || eq >= e) params.set(lowerUnescaped(s.slice(p, e)), null);
+    if (eq === -1 || eq >= e) params.put(lowerUnescaped(s.slice(p, e)), null);
     else {
       if (eq === p) throw bad('empty uri parameter name');
-      params.set(lowerUnescaped(s.slice(p, eq)), unescapeOnce(s.slice(eq + 1, e)));
+      params.put(lowerUnescaped(s.slice(p, eq)), unescapeOnce(s.slice(eq + 1, e)));
     }
     if (e >= to) break;
     p = e + 1;
@@ -252,7 +252,7 @@ function plainSipUri(scheme: 'sip' | 'sips', src: string, b: Uint8Array, p: numb
   let params: Params = EMPTY_PARAMS;
   if (i < n) {
     if (b[i] !== 0x3b) return undefined;
-    const ps = new Map<string, string | null>();
+    const ps = new ParamList<string | null>();
     params = ps;
     i++;
     // uri-parameters: ';'-separated, `name[=value]`; an empty parameter (or name) is an error
@@ -272,7 +272,7 @@ function plainSipUri(scheme: 'sip' | 'sips', src: string, b: Uint8Array, p: numb
       if (i === ns || eq === ns) return undefined;
       const ne = eq === -1 ? i : eq;
       const name = up ? src.slice(ns, ne).toLowerCase() : (commonNameIn(b, ns, ne) ?? src.slice(ns, ne));
-      ps.set(name, eq === -1 ? null : src.slice(eq + 1, i));
+      ps.put(name, eq === -1 ? null : src.slice(eq + 1, i));
       if (i >= n) break;
       i++;
       if (i >= n) return undefined;

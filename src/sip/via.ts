@@ -131,7 +131,7 @@ export function parseViaAt(src: string, b: Uint8Array, start: number, end: numbe
   let ttl: string | null | undefined;
   let params: Params = EMPTY_PARAMS;
   if (end2 !== n) {
-    const pm = headerParamsAt(s, b, 'BAD_VIA', 'Via', end2, n) as Map<string, string | null>;
+    const pm = headerParamsAt(s, b, 'BAD_VIA', 'Via', end2, n);
     params = pm;
     branch = pm.get('branch');
     received = pm.get('received');
