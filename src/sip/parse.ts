@@ -221,22 +221,31 @@ function parseSmall(data: Buffer, start: number, limits: Readonly<ParseLimits>):
     pos = end + 2;
     if (end - lineStart > maxLine) throw new SipParseError('HEADER_TOO_LONG', 'Header line too long', partialOf(startLine, headers));
     if (headers.length >= maxHeaders) throw new SipParseError('TOO_MANY_HEADERS', 'Too many headers', partialOf(startLine, headers));
-    // the name is short: a loop over its octets is cheaper than indexOf
-    let colon = lineStart;
-    while (colon < end && d[colon] !== 0x3a) colon++;
-    if (colon <= lineStart || colon >= end) throw new SipParseError('BAD_HEADER', 'Malformed header line', partialOf(startLine, headers));
-    let ne = colon;
-    while (ne > lineStart && (d[ne - 1] === 0x20 || d[ne - 1] === 0x09)) ne--;
+    // the usual line starts with a known name and its ':' (no whitespace between): recognised in one pass over the
+    // name; otherwise the colon is searched and the name (without trailing whitespace) looked up
+    let colon: number;
+    let known = knownPrefixIn(d, lineStart);
+    if (known !== undefined) colon = lineStart + known.codes.length;
+    else {
+      // the name is short: a loop over its octets is cheaper than indexOf
+      colon = lineStart;
+      while (colon < end && d[colon] !== 0x3a) colon++;
+      if (colon <= lineStart || colon >= end) throw new SipParseError('BAD_HEADER', 'Malformed header line', partialOf(startLine, headers));
+      let ne = colon;
+      while (ne > lineStart && (d[ne - 1] === 0x20 || d[ne - 1] === 0x09)) ne--;
+      known = knownNameIn(d, lineStart, ne);
+    }
     let name: string;
     let key: string | undefined;
-    const known = knownNameIn(d, lineStart, ne);
-    if (known !== undefined) {
-      name = known.name;
-      key = known.key;
-    } else {
+    if (known === undefined) {
+      let ne = colon;
+      while (ne > lineStart && (d[ne - 1] === 0x20 || d[ne - 1] === 0x09)) ne--;
       name = head.slice(lineStart, ne);
       key = keyOfName(name);
       if (key === undefined) throw new SipParseError('BAD_HEADER', 'Bad header name', partialOf(startLine, headers));
+    } else {
+      name = known.name;
+      key = known.key;
     }
     let value: string | undefined;
     let vs = -1;
@@ -277,6 +286,24 @@ function parseSmall(data: Buffer, start: number, limits: Readonly<ParseLimits>):
   m.indexed(mask);
   if (bodyStart < bodyEnd) m.bodyIn(data, bodyStart, bodyEnd);
   return m;
+}
+
+/**
+ * The known name that d[start...] starts with, directly followed by ':' (so the line's first ':' ends it), or undefined.
+ * A name is a token, so it holds no ':' and no CR: the ':' found is the first one and lies within the line.
+ */
+function knownPrefixIn(d: Buffer, start: number): KnownName | undefined {
+  const cands = KNOWN_BY_FIRST[d[start]!];
+  if (cands === undefined) return undefined;
+  for (let i = 0; i < cands.length; i++) {
+    const codes = cands[i]!.codes;
+    const len = codes.length;
+    if (d[start + len] !== 0x3a) continue;
+    let j = 1;
+    while (j < len && d[start + j] === codes[j]) j++;
+    if (j === len) return cands[i];
+  }
+  return undefined;
 }
 
 /** knownName on the bytes d[start, end). */
@@ -376,6 +403,13 @@ const KNOWN_BY_LENGTH: KnownName[][] = (() => {
     (table[n.length] ??= []).push({ name: n, key, c0: n.charCodeAt(0), cl: n.charCodeAt(n.length - 1), codes: Uint8Array.from(n, (ch) => ch.charCodeAt(0)), bit: keyBit(key) });
   }
   return table;
+})();
+
+/** KNOWN_BY_LENGTH's names by first octet. */
+const KNOWN_BY_FIRST: KnownName[][] = (() => {
+  const t: KnownName[][] = [];
+  for (const list of KNOWN_BY_LENGTH) if (list !== undefined) for (const k of list) (t[k.c0] ??= []).push(k);
+  return t;
 })();
 
 /** head.startsWith(name, start), without the cost of startsWith on a sliced string; first and last chars already match. */
