@@ -197,6 +197,19 @@ const TOKEN = (() => {
   return t;
 })();
 
+const N_STOP = 1;
+const N_UPPER = 2;
+const N_OTHER = 3;
+/**
+ * Octets of a parameter name by class: N_STOP ';' '=' SP HTAB (which end it), N_UPPER upper-case letter, N_OTHER not a
+ * token character, 0 any other token character.
+ */
+const NAME_CLASS = (() => {
+  const t = new Uint8Array(256);
+  for (let c = 0; c < 256; c++) t[c] = c === 0x3b || c === 0x3d || c === 0x20 || c === 0x09 ? N_STOP : c >= 0x41 && c <= 0x5a ? N_UPPER : TOKEN[c] === 1 ? 0 : N_OTHER;
+  return t;
+})();
+
 /**
  * Parse generic header parameters (`;name[=value]` repeated), as in Via, From/To, Contact.
  * `s` (from `start`) is what follows the element's main part; it must be empty or start with `;`.
@@ -236,12 +249,12 @@ function scanHeaderParams(s: string, b: Uint8Array, code: SipParseErrorCode, wha
     const ns = i;
     let upper = false;
     let token = true;
-    while (i < n) {
-      const c = b[i]!;
-      if (c === 0x3b || c === 0x3d || c === 0x20 || c === 0x09) break;
-      if (c >= 0x41 && c <= 0x5a) upper = true;
-      else if (TOKEN[c] !== 1) token = false;
-      i++;
+    for (; i < n; i++) {
+      const t = NAME_CLASS[b[i]!]!;
+      if (t === 0) continue;
+      if (t === N_STOP) break;
+      if (t === N_UPPER) upper = true;
+      else token = false;
     }
     if (i === ns || !token) throw new SipParseError(code, `bad ${what} parameter name`);
     const name = upper ? s.slice(ns, i).toLowerCase() : (commonNameIn(b, ns, i) ?? s.slice(ns, i));

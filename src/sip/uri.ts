@@ -102,15 +102,9 @@ export function hostPortAt(s: string, b: Uint8Array, start: number, stopAt: stri
     i = close + 1;
   } else {
     const hs = i;
-    let upper = false;
-    while (i < limit) {
-      const c = b[i]!;
-      if ((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x2d || c === 0x5f) i++;
-      else if (c >= 0x41 && c <= 0x5a) {
-        upper = true;
-        i++;
-      } else break;
-    }
+    let cls = 0;
+    for (let t: number; i < limit && (t = HOST_CLASS[b[i]!]!) !== 0; i++) cls |= t;
+    const upper = cls >= 2;
     if (i === hs) throw bad('missing host');
     const c0 = b[hs];
     if (c0 === 0x2d || c0 === 0x2e) throw bad('bad host');
@@ -222,15 +216,9 @@ function plainSipUri(scheme: 'sip' | 'sips', src: string, b: Uint8Array, p: numb
   }
   // host [":" port], then ';' or the end
   const hs = i;
-  let upper = false;
-  while (i < n) {
-    const c = b[i]!;
-    if ((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x2d || c === 0x5f) i++;
-    else if (c >= 0x41 && c <= 0x5a) {
-      upper = true;
-      i++;
-    } else break;
-  }
+  let cls = 0;
+  for (let t: number; i < n && (t = HOST_CLASS[b[i]!]!) !== 0; i++) cls |= t;
+  const upper = cls >= 2;
   if (i === hs) return undefined;
   const h0 = b[hs];
   if (h0 === 0x2d || h0 === 0x2e) return undefined;
@@ -260,14 +248,14 @@ function plainSipUri(scheme: 'sip' | 'sips', src: string, b: Uint8Array, p: numb
       const ns = i;
       let eq = -1;
       let up = false;
-      while (i < n) {
-        const c = b[i]!;
-        if (c === 0x3b) break;
-        if (c === 0x3d) {
+      for (; i < n; i++) {
+        const t = PARAM_CLASS[b[i]!]!;
+        if (t === 0) continue;
+        if (t === P_SEMI) break;
+        if (t === P_EQ) {
           if (eq === -1) eq = i;
-        } else if (plainUriBad(c)) return undefined;
-        else if (eq === -1 && c >= 0x41 && c <= 0x5a) up = true;
-        i++;
+        } else if (t === P_BAD) return undefined;
+        else if (eq === -1) up = true;
       }
       if (i === ns || eq === ns) return undefined;
       const ne = eq === -1 ? i : eq;
@@ -285,6 +273,24 @@ function plainSipUri(scheme: 'sip' | 'sips', src: string, b: Uint8Array, p: numb
 function plainUriBad(c: number): boolean {
   return c <= 0x20 || c >= 0x7f || c === 0x25 || c === 0x3f || c === 0x5b || c === 0x5d || c === 0x3c || c === 0x3e || c === 0x22;
 }
+
+/** Host octets by class: 1 lower-case letter, digit, '.', '-', '_'; 2 upper-case letter; 0 anything else. */
+const HOST_CLASS = (() => {
+  const t = new Uint8Array(256);
+  for (let c = 0; c < 256; c++) t[c] = (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x2d || c === 0x5f ? 1 : c >= 0x41 && c <= 0x5a ? 2 : 0;
+  return t;
+})();
+
+const P_SEMI = 1;
+const P_EQ = 2;
+const P_BAD = 3;
+const P_UPPER = 4;
+/** Octets of a plain URI's parameters by class: ';', '=', plainUriBad, upper-case letter, 0 anything else. */
+const PARAM_CLASS = (() => {
+  const t = new Uint8Array(256);
+  for (let c = 0; c < 256; c++) t[c] = c === 0x3b ? P_SEMI : c === 0x3d ? P_EQ : plainUriBad(c) ? P_BAD : c >= 0x41 && c <= 0x5a ? P_UPPER : 0;
+  return t;
+})();
 
 function parseUriGeneral(raw: string): Uri {
   if (raw.length === 0) throw bad('empty URI');
