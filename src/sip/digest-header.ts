@@ -21,6 +21,16 @@ const TOKEN = (() => {
   return t;
 })();
 
+const N_STOP = 1;
+const N_UPPER = 2;
+const N_OTHER = 3;
+/** Octets of an auth parameter name by class: N_STOP '=' ',' SP HTAB, N_UPPER upper-case letter, N_OTHER not a token character, 0 other token characters. */
+const NAME_CLASS = (() => {
+  const t = new Uint8Array(256);
+  for (let c = 0; c < 256; c++) t[c] = c === 0x3d || c === 0x2c || isWs(c) ? N_STOP : c >= 0x41 && c <= 0x5a ? N_UPPER : TOKEN[c] === 1 ? 0 : N_OTHER;
+  return t;
+})();
+
 /** Frequent (lower-case) Digest parameter names by length, with their octets. */
 const AUTH_NAMES: Array<Array<[string, Uint8Array]>> = (() => {
   const t: Array<Array<[string, Uint8Array]>> = [];
@@ -78,12 +88,12 @@ export function parseAuthHeaderAt(src: string, b: Uint8Array, start: number, end
     // token check and case while scanning (as isToken(name), then name.toLowerCase() only when needed)
     let upper = false;
     let token = true;
-    while (i < n) {
-      const c = b[i]!;
-      if (c === 0x3d || c === 0x2c || isWs(c)) break;
-      if (c >= 0x41 && c <= 0x5a) upper = true;
-      else if (TOKEN[c] !== 1) token = false;
-      i++;
+    for (; i < n; i++) {
+      const t = NAME_CLASS[b[i]!]!;
+      if (t === 0) continue;
+      if (t === N_STOP) break;
+      if (t === N_UPPER) upper = true;
+      else token = false;
     }
     if (i === ns || !token) throw bad('bad auth parameter');
     // lower-cased only when needed; a frequent name reuses its constant (no slice, hash already known)

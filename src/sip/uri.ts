@@ -204,9 +204,10 @@ function plainSipUri(scheme: 'sip' | 'sips', src: string, b: Uint8Array, p: numb
   if (at !== -1) {
     let colon = -1;
     for (let k = p; k < at; k++) {
-      const c = b[k]!;
-      if (plainUriBad(c)) return undefined;
-      if (c === 0x3a && colon === -1) colon = k;
+      const t = USER_CLASS[b[k]!]!;
+      if (t === 0) continue;
+      if (t === P_BAD) return undefined;
+      if (colon === -1) colon = k;
     }
     const ue = colon === -1 ? at : colon;
     if (ue === p) return undefined;
@@ -281,9 +282,16 @@ const HOST_CLASS = (() => {
   return t;
 })();
 
+const P_BAD = 3;
+/** Octets of a plain URI's userinfo by class: P_BAD (plainUriBad), 1 ':', 0 anything else. */
+const USER_CLASS = (() => {
+  const t = new Uint8Array(256);
+  for (let c = 0; c < 256; c++) t[c] = plainUriBad(c) ? P_BAD : c === 0x3a ? 1 : 0;
+  return t;
+})();
+
 const P_SEMI = 1;
 const P_EQ = 2;
-const P_BAD = 3;
 const P_UPPER = 4;
 /** Octets of a plain URI's parameters by class: ';', '=', plainUriBad, upper-case letter, 0 anything else. */
 const PARAM_CLASS = (() => {
