@@ -153,32 +153,40 @@ function findViaParam(v: string, name: 'rport' | 'received'): number {
   return -1;
 }
 
-/** What String.prototype.trim removes, for an octet (a latin1 character). */
-function isTrimOctet(c: number): boolean {
-  return c === 0x20 || (c >= 0x09 && c <= 0x0d) || c === 0xa0;
-}
+const T_COMMA = 1;
+const T_TRIM = 2;
+const T_ABORT = 3;
+/** Octets of a token list by class: ',' ; what String.prototype.trim removes (latin1) ; '"' or '<' ; 0 anything else. */
+const TOKEN_LIST_CLASS = (() => {
+  const t = new Uint8Array(256);
+  for (let c = 0; c < 256; c++) t[c] = c === 0x2c ? T_COMMA : c === 0x20 || (c >= 0x09 && c <= 0x0d) || c === 0xa0 ? T_TRIM : c === 0x22 || c === 0x3c ? T_ABORT : 0;
+  return t;
+})();
 
 /**
- * pushNonEmptyElements(src.slice(vs, ve), out) scanning the octets b[vs, ve) of the received text in place, for a
- * value without '"' or '<' (every comma separates); false (and nothing pushed) when the value holds either.
+ * pushNonEmptyElements(src.slice(vs, ve), out) scanning the octets b[vs, ve) of the received text in place (one pass),
+ * for a value without '"' or '<' (every comma separates); false (and out as it was) when the value holds either.
  */
 function pushTokensAt(src: string, b: Uint8Array, vs: number, ve: number, out: string[]): boolean {
+  const n0 = out.length;
+  // the element being scanned: its first and after-last octets that are not trimmed (a === -1: none yet)
+  let a = -1;
+  let z = -1;
   for (let k = vs; k < ve; k++) {
-    const c = b[k];
-    if (c === 0x22 || c === 0x3c) return false;
+    const t = TOKEN_LIST_CLASS[b[k]!]!;
+    if (t === 0) {
+      if (a === -1) a = k;
+      z = k + 1;
+    } else if (t === T_COMMA) {
+      if (a !== -1) out.push(src.slice(a, z));
+      a = -1;
+    } else if (t === T_ABORT) {
+      out.length = n0;
+      return false;
+    }
   }
-  let start = vs;
-  for (;;) {
-    let e = start;
-    while (e < ve && b[e] !== 0x2c) e++;
-    let a = start;
-    let z = e;
-    while (a < z && isTrimOctet(b[a]!)) a++;
-    while (z > a && isTrimOctet(b[z - 1]!)) z--;
-    if (z > a) out.push(src.slice(a, z));
-    if (e >= ve) return true;
-    start = e + 1;
-  }
+  if (a !== -1) out.push(src.slice(a, z));
+  return true;
 }
 
 /** where the span findViaParam found ends (set with its result: no tuple per call) */
