@@ -1,5 +1,5 @@
 import { SipParseError, type PartialMessage } from './errors.js';
-import { headerKey, isToken, keyBit, splitList } from './headers.js';
+import { headerKey, intern, isToken, keyBit, splitList } from './headers.js';
 import { ReceivedField, SipRequest, SipResponse, type HeaderField } from './message.js';
 import { parseUriAt } from './uri.js';
 
@@ -399,7 +399,7 @@ const KNOWN_BY_LENGTH: KnownName[][] = (() => {
   const all = [...names, ...names.map((n) => n.toLowerCase())];
   const table: KnownName[][] = [];
   for (const n of new Set(all)) {
-    const key = headerKey(n);
+    const key = intern(headerKey(n));
     (table[n.length] ??= []).push({ name: n, key, c0: n.charCodeAt(0), cl: n.charCodeAt(n.length - 1), codes: Uint8Array.from(n, (ch) => ch.charCodeAt(0)), bit: keyBit(key) });
   }
   return table;
@@ -438,8 +438,9 @@ function keyOfName(name: string): string | undefined {
   const k = KEY_CACHE.get(name);
   if (k !== undefined) return k;
   if (!isToken(name)) return undefined;
-  const key = headerKey(name);
-  if (KEY_CACHE.size < KEY_CACHE_MAX) KEY_CACHE.set(name, key);
+  if (KEY_CACHE.size >= KEY_CACHE_MAX) return headerKey(name);
+  const key = intern(headerKey(name));
+  KEY_CACHE.set(name, key);
   return key;
 }
 const VERSION_RE = /^SIP\/\d{1,3}\.\d{1,3}$/i;
