@@ -210,6 +210,13 @@ const NAME_CLASS = (() => {
   return t;
 })();
 
+/** Octets that end an unquoted parameter value: ';' SP HTAB. */
+const VALUE_END = (() => {
+  const t = new Uint8Array(256);
+  t[0x3b] = t[0x20] = t[0x09] = 1;
+  return t;
+})();
+
 /**
  * Parse generic header parameters (`;name[=value]` repeated), as in Via, From/To, Contact.
  * `s` (from `start`) is what follows the element's main part; it must be empty or start with `;`.
@@ -273,11 +280,7 @@ function scanHeaderParams(s: string, b: Uint8Array, code: SipParseErrorCode, wha
         if (i >= n) throw new SipParseError(code, `unterminated quote in ${what}`);
         i++;
       } else {
-        while (i < n) {
-          const c = b[i];
-          if (c === 0x3b || c === 0x20 || c === 0x09) break;
-          i++;
-        }
+        while (i < n && VALUE_END[b[i]!] !== 1) i++;
       }
       if (i === vs) throw new SipParseError(code, `empty ${what} parameter value`);
       value = s.slice(vs, i);
