@@ -125,7 +125,8 @@ export function hostPortAt(s: string, b: Uint8Array, start: number, stopAt: stri
     if (p > 65535) throw bad('bad port');
     port = p;
   }
-  if (i < limit && stopAt.indexOf(s[i]!) === -1) throw bad('bad host');
+  // (a one-character stopAt, the usual ';', compared as an octet: a character above U+00FF reads as 0xFF, not ';')
+  if (i < limit && (stopAt.length === 1 && stopAt.charCodeAt(0) < 0xff ? b[i] !== stopAt.charCodeAt(0) : stopAt.indexOf(s[i]!) === -1)) throw bad('bad host');
   return { host, port, end: i };
 }
 
