@@ -1,13 +1,14 @@
 import { SipParseError } from './errors.js';
 import { scratchBytes } from './bytes.js';
 import { isToken, isTokenChar } from './headers.js';
+import { ParamList } from './params.js';
 
 /** Authorization / Proxy-Authorization credentials or WWW-/Proxy-Authenticate challenge. */
 export interface AuthHeader {
   /** auth scheme as written, e.g. "Digest". */
   readonly scheme: string;
   /** parameters: names lower-cased, quotes removed, quoted-pairs decoded. */
-  readonly params: Map<string, string>;
+  readonly params: ReadonlyMap<string, string>;
   readonly raw: string;
 }
 
@@ -17,6 +18,16 @@ const isWs = (c: number): boolean => c === 0x20 || c === 0x09;
 const TOKEN = (() => {
   const t = new Uint8Array(256);
   for (let c = 0; c < 128; c++) if (isTokenChar(c)) t[c] = 1;
+  return t;
+})();
+
+const N_STOP = 1;
+const N_UPPER = 2;
+const N_OTHER = 3;
+/** Octets of an auth parameter name by class: N_STOP '=' ',' SP HTAB, N_UPPER upper-case letter, N_OTHER not a token character, 0 other token characters. */
+const NAME_CLASS = (() => {
+  const t = new Uint8Array(256);
+  for (let c = 0; c < 256; c++) t[c] = c === 0x3d || c === 0x2c || isWs(c) ? N_STOP : c >= 0x41 && c <= 0x5a ? N_UPPER : TOKEN[c] === 1 ? 0 : N_OTHER;
   return t;
 })();
 
@@ -64,7 +75,7 @@ export function parseAuthHeaderAt(src: string, b: Uint8Array, start: number, end
   while (i < n && !isWs(b[i]!)) i++;
   const scheme = s.slice(ss, i);
   if (!isToken(scheme)) throw bad('bad auth scheme');
-  const params = new Map<string, string>();
+  const params = new ParamList<string>();
   // the first backslash at or after start (none in the usual header): a quoted value before it has no quoted-pair,
   // so its closing quote is found with indexOf instead of a loop over its octets
   // (searched in raw = s[start, n), so that the search stops at the end of this header)
@@ -77,12 +88,12 @@ export function parseAuthHeaderAt(src: string, b: Uint8Array, start: number, end
     // token check and case while scanning (as isToken(name), then name.toLowerCase() only when needed)
     let upper = false;
     let token = true;
-    while (i < n) {
-      const c = b[i]!;
-      if (c === 0x3d || c === 0x2c || isWs(c)) break;
-      if (c >= 0x41 && c <= 0x5a) upper = true;
-      else if (TOKEN[c] !== 1) token = false;
-      i++;
+    for (; i < n; i++) {
+      const t = NAME_CLASS[b[i]!]!;
+      if (t === 0) continue;
+      if (t === N_STOP) break;
+      if (t === N_UPPER) upper = true;
+      else token = false;
     }
     if (i === ns || !token) throw bad('bad auth parameter');
     // lower-cased only when needed; a frequent name reuses its constant (no slice, hash already known)
@@ -124,9 +135,7 @@ export function parseAuthHeaderAt(src: string, b: Uint8Array, start: number, end
       while (i < n && b[i]! !== 0x2c && !isWs(b[i]!)) i++;
       value = s.slice(vs, i);
     }
-    const size = params.size;
-    params.set(key, value);
-    if (params.size === size) throw bad('duplicate auth parameter');
+    if (!params.put(key, value)) throw bad('duplicate auth parameter');
     while (i < n && isWs(b[i]!)) i++;
     if (i < n && b[i]! !== 0x2c) throw bad('bad auth parameter list');
   }

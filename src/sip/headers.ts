@@ -81,6 +81,16 @@ export function headerKey(name: string): string {
   return l;
 }
 
+/**
+ * The same text as an internalized string (as a property name is): two internalized strings are equal only when they
+ * are the same string, so comparing a key with another (a literal, or one made here) costs a pointer compare.
+ */
+export function intern(s: string): string {
+  const o: Record<string, number> = {};
+  o[s] = 0;
+  return Object.keys(o)[0] ?? s;
+}
+
 /** Canonical spelling for headers we add ourselves. */
 export function canonicalName(key: string): string {
   const hit = CANONICAL_CACHE.get(key);

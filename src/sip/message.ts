@@ -153,17 +153,55 @@ function findViaParam(v: string, name: 'rport' | 'received'): number {
   return -1;
 }
 
+const T_COMMA = 1;
+const T_TRIM = 2;
+const T_ABORT = 3;
+/** Octets of a token list by class: ',' ; what String.prototype.trim removes (latin1) ; '"' or '<' ; 0 anything else. */
+const TOKEN_LIST_CLASS = (() => {
+  const t = new Uint8Array(256);
+  for (let c = 0; c < 256; c++) t[c] = c === 0x2c ? T_COMMA : c === 0x20 || (c >= 0x09 && c <= 0x0d) || c === 0xa0 ? T_TRIM : c === 0x22 || c === 0x3c ? T_ABORT : 0;
+  return t;
+})();
+
+/**
+ * pushNonEmptyElements(src.slice(vs, ve), out) scanning the octets b[vs, ve) of the received text in place (one pass),
+ * for a value without '"' or '<' (every comma separates); false (and out as it was) when the value holds either.
+ */
+function pushTokensAt(src: string, b: Uint8Array, vs: number, ve: number, out: string[]): boolean {
+  const n0 = out.length;
+  // the element being scanned: its first and after-last octets that are not trimmed (a === -1: none yet)
+  let a = -1;
+  let z = -1;
+  for (let k = vs; k < ve; k++) {
+    const t = TOKEN_LIST_CLASS[b[k]!]!;
+    if (t === 0) {
+      if (a === -1) a = k;
+      z = k + 1;
+    } else if (t === T_COMMA) {
+      if (a !== -1) out.push(src.slice(a, z));
+      a = -1;
+    } else if (t === T_ABORT) {
+      out.length = n0;
+      return false;
+    }
+  }
+  if (a !== -1) out.push(src.slice(a, z));
+  return true;
+}
+
 /** where the span findViaParam found ends (set with its result: no tuple per call) */
 let viaParamEnd = 0;
 
 /** Parse a non-negative decimal (leading zeros allowed) with an upper bound; throws BAD_NUMBER. */
 export function parseBoundedInt(v: string, max: number, what: string): number {
   if (v.length === 0 || v.length > 12) throw new SipParseError('BAD_NUMBER', `bad ${what}`);
+  // the digits' value, exact (at most 12 digits): as Number(v), without the string-to-number conversion
+  let n = 0;
   for (let i = 0; i < v.length; i++) {
     const c = v.charCodeAt(i);
     if (c < 0x30 || c > 0x39) throw new SipParseError('BAD_NUMBER', `bad ${what}`);
+    n = n * 10 + (c - 0x30);
   }
-  const n = Number(v);
   if (n > max) throw new SipParseError('BAD_NUMBER', `${what} out of range`);
   return n;
 }
@@ -671,6 +709,7 @@ export abstract class SipMessage {
     for (let i = 0; i < hs.length; i++) {
       const h = hs[i]!;
       if (h.key !== key) continue;
+      if (h instanceof ReceivedField && h.inPlace() && pushTokensAt(h.src, h.bytes, h.vs, h.ve, out)) continue;
       const v = h.value;
       if (v.indexOf(',') === -1 && !edgeWs(v)) {
         if (v.length !== 0) out.push(v);

@@ -1,5 +1,5 @@
 import { SipParseError, type PartialMessage } from './errors.js';
-import { headerKey, isToken, keyBit, splitList } from './headers.js';
+import { headerKey, intern, isToken, keyBit, splitList } from './headers.js';
 import { ReceivedField, SipRequest, SipResponse, type HeaderField } from './message.js';
 import { parseUriAt } from './uri.js';
 
@@ -164,7 +164,7 @@ function parseGeneral(data: Buffer, start: number, limits: Readonly<ParseLimits>
     if (clValues.length > 1) throw new SipParseError('BAD_CONTENT_LENGTH', 'Multiple Content-Length', partialOf(startLine, headers));
     const v = clValues[0]!;
     if (!isCl(v)) throw new SipParseError('BAD_CONTENT_LENGTH', 'Bad Content-Length', partialOf(startLine, headers));
-    const cl = Number(v);
+    const cl = decimalValue(v);
     const available = data.length - bodyStart;
     if (cl > available) throw new SipParseError('BODY_TRUNCATED', 'Content-Length exceeds body', partialOf(startLine, headers));
     bodyEnd = bodyStart + cl;
@@ -221,20 +221,31 @@ function parseSmall(data: Buffer, start: number, limits: Readonly<ParseLimits>):
     pos = end + 2;
     if (end - lineStart > maxLine) throw new SipParseError('HEADER_TOO_LONG', 'Header line too long', partialOf(startLine, headers));
     if (headers.length >= maxHeaders) throw new SipParseError('TOO_MANY_HEADERS', 'Too many headers', partialOf(startLine, headers));
-    const colon = head.indexOf(':', lineStart);
-    if (colon <= lineStart || colon >= end) throw new SipParseError('BAD_HEADER', 'Malformed header line', partialOf(startLine, headers));
-    let ne = colon;
-    while (ne > lineStart && (d[ne - 1] === 0x20 || d[ne - 1] === 0x09)) ne--;
+    // the usual line starts with a known name and its ':' (no whitespace between): recognised in one pass over the
+    // name; otherwise the colon is searched and the name (without trailing whitespace) looked up
+    let colon: number;
+    let known = knownPrefixIn(d, lineStart);
+    if (known !== undefined) colon = lineStart + known.codes.length;
+    else {
+      // the name is short: a loop over its octets is cheaper than indexOf
+      colon = lineStart;
+      while (colon < end && d[colon] !== 0x3a) colon++;
+      if (colon <= lineStart || colon >= end) throw new SipParseError('BAD_HEADER', 'Malformed header line', partialOf(startLine, headers));
+      let ne = colon;
+      while (ne > lineStart && (d[ne - 1] === 0x20 || d[ne - 1] === 0x09)) ne--;
+      known = knownNameIn(d, lineStart, ne);
+    }
     let name: string;
     let key: string | undefined;
-    const known = knownNameIn(d, lineStart, ne);
-    if (known !== undefined) {
-      name = known.name;
-      key = known.key;
-    } else {
+    if (known === undefined) {
+      let ne = colon;
+      while (ne > lineStart && (d[ne - 1] === 0x20 || d[ne - 1] === 0x09)) ne--;
       name = head.slice(lineStart, ne);
       key = keyOfName(name);
       if (key === undefined) throw new SipParseError('BAD_HEADER', 'Bad header name', partialOf(startLine, headers));
+    } else {
+      name = known.name;
+      key = known.key;
     }
     let value: string | undefined;
     let vs = -1;
@@ -266,7 +277,7 @@ function parseSmall(data: Buffer, start: number, limits: Readonly<ParseLimits>):
     if (clValues.length > 1) throw new SipParseError('BAD_CONTENT_LENGTH', 'Multiple Content-Length', partialOf(startLine, headers));
     const v = clValues[0]!;
     if (!isCl(v)) throw new SipParseError('BAD_CONTENT_LENGTH', 'Bad Content-Length', partialOf(startLine, headers));
-    const cl = Number(v);
+    const cl = decimalValue(v);
     if (cl > n - bodyStart) throw new SipParseError('BODY_TRUNCATED', 'Content-Length exceeds body', partialOf(startLine, headers));
     bodyEnd = bodyStart + cl;
   }
@@ -275,6 +286,24 @@ function parseSmall(data: Buffer, start: number, limits: Readonly<ParseLimits>):
   m.indexed(mask);
   if (bodyStart < bodyEnd) m.bodyIn(data, bodyStart, bodyEnd);
   return m;
+}
+
+/**
+ * The known name that d[start...] starts with, directly followed by ':' (so the line's first ':' ends it), or undefined.
+ * A name is a token, so it holds no ':' and no CR: the ':' found is the first one and lies within the line.
+ */
+function knownPrefixIn(d: Buffer, start: number): KnownName | undefined {
+  const cands = KNOWN_BY_FIRST[d[start]!];
+  if (cands === undefined) return undefined;
+  for (let i = 0; i < cands.length; i++) {
+    const codes = cands[i]!.codes;
+    const len = codes.length;
+    if (d[start + len] !== 0x3a) continue;
+    let j = 1;
+    while (j < len && d[start + j] === codes[j]) j++;
+    if (j === len) return cands[i];
+  }
+  return undefined;
 }
 
 /** knownName on the bytes d[start, end). */
@@ -314,6 +343,13 @@ function isCl(v: string): boolean {
     if (c < 0x30 || c > 0x39) return false;
   }
   return true;
+}
+
+/** Number(v) for v of 1 to 10 decimal digits (isCl), exact. */
+function decimalValue(v: string): number {
+  let n = 0;
+  for (let i = 0; i < v.length; i++) n = n * 10 + (v.charCodeAt(i) - 0x30);
+  return n;
 }
 
 /** End of the header section of a datagram without the empty line: trailing CR/LF octets removed. */
@@ -363,10 +399,17 @@ const KNOWN_BY_LENGTH: KnownName[][] = (() => {
   const all = [...names, ...names.map((n) => n.toLowerCase())];
   const table: KnownName[][] = [];
   for (const n of new Set(all)) {
-    const key = headerKey(n);
+    const key = intern(headerKey(n));
     (table[n.length] ??= []).push({ name: n, key, c0: n.charCodeAt(0), cl: n.charCodeAt(n.length - 1), codes: Uint8Array.from(n, (ch) => ch.charCodeAt(0)), bit: keyBit(key) });
   }
   return table;
+})();
+
+/** KNOWN_BY_LENGTH's names by first octet. */
+const KNOWN_BY_FIRST: KnownName[][] = (() => {
+  const t: KnownName[][] = [];
+  for (const list of KNOWN_BY_LENGTH) if (list !== undefined) for (const k of list) (t[k.c0] ??= []).push(k);
+  return t;
 })();
 
 /** head.startsWith(name, start), without the cost of startsWith on a sliced string; first and last chars already match. */
@@ -395,8 +438,9 @@ function keyOfName(name: string): string | undefined {
   const k = KEY_CACHE.get(name);
   if (k !== undefined) return k;
   if (!isToken(name)) return undefined;
-  const key = headerKey(name);
-  if (KEY_CACHE.size < KEY_CACHE_MAX) KEY_CACHE.set(name, key);
+  if (KEY_CACHE.size >= KEY_CACHE_MAX) return headerKey(name);
+  const key = intern(headerKey(name));
+  KEY_CACHE.set(name, key);
   return key;
 }
 const VERSION_RE = /^SIP\/\d{1,3}\.\d{1,3}$/i;

@@ -1,6 +1,6 @@
 import { SipParseError } from './errors.js';
 import { freshBytes, scratchBytes } from './bytes.js';
-import { EMPTY_PARAMS, commonNameIn, type Params } from './params.js';
+import { EMPTY_PARAMS, ParamList, commonNameIn, type Params } from './params.js';
 
 /** URI headers of a URI without any: one shared read-only instance. */
 const EMPTY_HEADERS: ReadonlyMap<string, string> = new Map<string, string>();
@@ -102,15 +102,9 @@ export function hostPortAt(s: string, b: Uint8Array, start: number, stopAt: stri
     i = close + 1;
   } else {
     const hs = i;
-    let upper = false;
-    while (i < limit) {
-      const c = b[i]!;
-      if ((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x2d || c === 0x5f) i++;
-      else if (c >= 0x41 && c <= 0x5a) {
-        upper = true;
-        i++;
-      } else break;
-    }
+    let cls = 0;
+    for (let t: number; i < limit && (t = HOST_CLASS[b[i]!]!) !== 0; i++) cls |= t;
+    const upper = cls >= 2;
     if (i === hs) throw bad('missing host');
     const c0 = b[hs];
     if (c0 === 0x2d || c0 === 0x2e) throw bad('bad host');
@@ -131,23 +125,24 @@ export function hostPortAt(s: string, b: Uint8Array, start: number, stopAt: stri
     if (p > 65535) throw bad('bad port');
     port = p;
   }
-  if (i < limit && stopAt.indexOf(s[i]!) === -1) throw bad('bad host');
+  // (a one-character stopAt, the usual ';', compared as an octet: a character above U+00FF reads as 0xFF, not ';')
+  if (i < limit && (stopAt.length === 1 && stopAt.charCodeAt(0) < 0xff ? b[i] !== stopAt.charCodeAt(0) : stopAt.indexOf(s[i]!) === -1)) throw bad('bad host');
   return { host, port, end: i };
 }
 
 function parseUriParams(s: string, from = 0, to = s.length): Params {
   if (from >= to) return EMPTY_PARAMS;
-  const params = new Map<string, string | null>();
+  const params = new ParamList<string | null>();
   let p = from;
   for (;;) {
     let e = s.indexOf(';', p);
     if (e === -1 || e > to) e = to;
     if (e === p) throw bad('empty uri parameter');
     const eq = s.indexOf('=', p);
-    if (eq === -1 || eq >= e) params.set(lowerUnescaped(s.slice(p, e)), null);
+    if (eq === -1 || eq >= e) params.put(lowerUnescaped(s.slice(p, e)), null);
     else {
       if (eq === p) throw bad('empty uri parameter name');
-      params.set(lowerUnescaped(s.slice(p, eq)), unescapeOnce(s.slice(eq + 1, e)));
+      params.put(lowerUnescaped(s.slice(p, eq)), unescapeOnce(s.slice(eq + 1, e)));
     }
     if (e >= to) break;
     p = e + 1;
@@ -210,9 +205,10 @@ function plainSipUri(scheme: 'sip' | 'sips', src: string, b: Uint8Array, p: numb
   if (at !== -1) {
     let colon = -1;
     for (let k = p; k < at; k++) {
-      const c = b[k]!;
-      if (plainUriBad(c)) return undefined;
-      if (c === 0x3a && colon === -1) colon = k;
+      const t = USER_CLASS[b[k]!]!;
+      if (t === 0) continue;
+      if (t === P_BAD) return undefined;
+      if (colon === -1) colon = k;
     }
     const ue = colon === -1 ? at : colon;
     if (ue === p) return undefined;
@@ -222,15 +218,9 @@ function plainSipUri(scheme: 'sip' | 'sips', src: string, b: Uint8Array, p: numb
   }
   // host [":" port], then ';' or the end
   const hs = i;
-  let upper = false;
-  while (i < n) {
-    const c = b[i]!;
-    if ((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x2d || c === 0x5f) i++;
-    else if (c >= 0x41 && c <= 0x5a) {
-      upper = true;
-      i++;
-    } else break;
-  }
+  let cls = 0;
+  for (let t: number; i < n && (t = HOST_CLASS[b[i]!]!) !== 0; i++) cls |= t;
+  const upper = cls >= 2;
   if (i === hs) return undefined;
   const h0 = b[hs];
   if (h0 === 0x2d || h0 === 0x2e) return undefined;
@@ -252,7 +242,7 @@ function plainSipUri(scheme: 'sip' | 'sips', src: string, b: Uint8Array, p: numb
   let params: Params = EMPTY_PARAMS;
   if (i < n) {
     if (b[i] !== 0x3b) return undefined;
-    const ps = new Map<string, string | null>();
+    const ps = new ParamList<string | null>();
     params = ps;
     i++;
     // uri-parameters: ';'-separated, `name[=value]`; an empty parameter (or name) is an error
@@ -260,19 +250,19 @@ function plainSipUri(scheme: 'sip' | 'sips', src: string, b: Uint8Array, p: numb
       const ns = i;
       let eq = -1;
       let up = false;
-      while (i < n) {
-        const c = b[i]!;
-        if (c === 0x3b) break;
-        if (c === 0x3d) {
+      for (; i < n; i++) {
+        const t = PARAM_CLASS[b[i]!]!;
+        if (t === 0) continue;
+        if (t === P_SEMI) break;
+        if (t === P_EQ) {
           if (eq === -1) eq = i;
-        } else if (plainUriBad(c)) return undefined;
-        else if (eq === -1 && c >= 0x41 && c <= 0x5a) up = true;
-        i++;
+        } else if (t === P_BAD) return undefined;
+        else if (eq === -1) up = true;
       }
       if (i === ns || eq === ns) return undefined;
       const ne = eq === -1 ? i : eq;
       const name = up ? src.slice(ns, ne).toLowerCase() : (commonNameIn(b, ns, ne) ?? src.slice(ns, ne));
-      ps.set(name, eq === -1 ? null : src.slice(eq + 1, i));
+      ps.put(name, eq === -1 ? null : src.slice(eq + 1, i));
       if (i >= n) break;
       i++;
       if (i >= n) return undefined;
@@ -285,6 +275,31 @@ function plainSipUri(scheme: 'sip' | 'sips', src: string, b: Uint8Array, p: numb
 function plainUriBad(c: number): boolean {
   return c <= 0x20 || c >= 0x7f || c === 0x25 || c === 0x3f || c === 0x5b || c === 0x5d || c === 0x3c || c === 0x3e || c === 0x22;
 }
+
+/** Host octets by class: 1 lower-case letter, digit, '.', '-', '_'; 2 upper-case letter; 0 anything else. */
+const HOST_CLASS = (() => {
+  const t = new Uint8Array(256);
+  for (let c = 0; c < 256; c++) t[c] = (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x2d || c === 0x5f ? 1 : c >= 0x41 && c <= 0x5a ? 2 : 0;
+  return t;
+})();
+
+const P_BAD = 3;
+/** Octets of a plain URI's userinfo by class: P_BAD (plainUriBad), 1 ':', 0 anything else. */
+const USER_CLASS = (() => {
+  const t = new Uint8Array(256);
+  for (let c = 0; c < 256; c++) t[c] = plainUriBad(c) ? P_BAD : c === 0x3a ? 1 : 0;
+  return t;
+})();
+
+const P_SEMI = 1;
+const P_EQ = 2;
+const P_UPPER = 4;
+/** Octets of a plain URI's parameters by class: ';', '=', plainUriBad, upper-case letter, 0 anything else. */
+const PARAM_CLASS = (() => {
+  const t = new Uint8Array(256);
+  for (let c = 0; c < 256; c++) t[c] = c === 0x3b ? P_SEMI : c === 0x3d ? P_EQ : plainUriBad(c) ? P_BAD : c >= 0x41 && c <= 0x5a ? P_UPPER : 0;
+  return t;
+})();
 
 function parseUriGeneral(raw: string): Uri {
   if (raw.length === 0) throw bad('empty URI');

@@ -105,23 +105,29 @@ export function parseViaAt(src: string, b: Uint8Array, start: number, end: numbe
   i = skipWs(b, e, n);
   if (i >= n) throw bad('missing sent-by');
   // sent-by = host [ SWS ":" SWS port ]; it ends at the first ';' (sent-by holds none)
-  // searched in raw (= s[start, n)), so that a Via without parameters does not search the rest of the message
-  let end2 = raw.indexOf(';', i - start);
-  end2 = end2 === -1 ? n : end2 + start;
-  let hp;
-  try {
-    // without whitespace, sent-by is host[:port] up to end2; with some (LWS around ':', trailing), hostPortAt on the
-    // received text stops at it and throws, and the compacted text is parsed instead
+  // the usual sent-by (host[:port] directly followed by ';' or the end): host and port hold no ';', so where the scan
+  // stops is that first ';' (end2), and the result is what the scan up to end2 below gives; otherwise (an error, or
+  // whitespace to compact) the steps below decide
+  let hp = plainSentBy(s, b, i, n);
+  let end2 = hp === undefined ? -1 : hp.end;
+  if (hp === undefined) {
+    // searched in raw (= s[start, n)), so that a Via without parameters does not search the rest of the message
+    end2 = raw.indexOf(';', i - start);
+    end2 = end2 === -1 ? n : end2 + start;
     try {
-      hp = hostPortAt(s, b, i, ';', end2);
+      // without whitespace, sent-by is host[:port] up to end2; with some (LWS around ':', trailing), hostPortAt on the
+      // received text stops at it and throws, and the compacted text is parsed instead
+      try {
+        hp = hostPortAt(s, b, i, ';', end2);
+      } catch (err) {
+        if (!(err instanceof SipParseError) || !hasWs(b, i, end2)) throw err;
+        const sb = compactSentBy(s.slice(i, end2));
+        hp = hostPortAt(sb, freshBytes(sb), 0, ';', sb.length);
+      }
     } catch (err) {
-      if (!(err instanceof SipParseError) || !hasWs(b, i, end2)) throw err;
-      const sb = compactSentBy(s.slice(i, end2));
-      hp = hostPortAt(sb, freshBytes(sb), 0, ';', sb.length);
+      if (err instanceof SipParseError) throw bad('bad sent-by');
+      throw err;
     }
-  } catch (err) {
-    if (err instanceof SipParseError) throw bad('bad sent-by');
-    throw err;
   }
   // the parameters, with the five Via reads of them picked up during the scan
   let branch: string | null | undefined;
@@ -131,7 +137,7 @@ export function parseViaAt(src: string, b: Uint8Array, start: number, end: numbe
   let ttl: string | null | undefined;
   let params: Params = EMPTY_PARAMS;
   if (end2 !== n) {
-    const pm = headerParamsAt(s, b, 'BAD_VIA', 'Via', end2, n) as Map<string, string | null>;
+    const pm = headerParamsAt(s, b, 'BAD_VIA', 'Via', end2, n);
     params = pm;
     branch = pm.get('branch');
     received = pm.get('received');
@@ -165,6 +171,16 @@ export function parseViaAt(src: string, b: Uint8Array, start: number, end: numbe
     ttl: ttlValue,
     raw,
   };
+}
+
+/** hostPortAt(s, b, i, ';', n), or undefined where it throws. */
+function plainSentBy(s: string, b: Uint8Array, i: number, n: number): { host: string; port: number | undefined; end: number } | undefined {
+  try {
+    return hostPortAt(s, b, i, ';', n);
+  } catch (err) {
+    if (err instanceof SipParseError) return undefined;
+    throw err;
+  }
 }
 
 /** True when b[from, to) holds SP or HTAB. */

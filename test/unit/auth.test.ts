@@ -92,9 +92,9 @@ async function fixture(over: Partial<DigestAuthOptions> = {}): Promise<Fixture> 
   return { auth, subs, clock, logs };
 }
 
-function challenges(res: SipResponse): Map<string, Map<string, string>> {
+function challenges(res: SipResponse): Map<string, ReadonlyMap<string, string>> {
   const name = res.status === 401 ? 'www-authenticate' : 'proxy-authenticate';
-  const out = new Map<string, Map<string, string>>();
+  const out = new Map<string, ReadonlyMap<string, string>>();
   for (const v of res.headerValues(name)) {
     const a = parseAuthHeader(v);
     out.set(a.params.get('algorithm') ?? 'MD5', a.params);

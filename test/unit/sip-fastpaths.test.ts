@@ -15,8 +15,13 @@ interface ManifestEntry { file: string }
 const manifest: ManifestEntry[] = JSON.parse(readFileSync(join(DIR, 'manifest.json'), 'utf8'));
 const corpus = manifest.map((e) => readFileSync(join(DIR, e.file))).filter((d) => d.length <= 8192);
 
+/** A map by behaviour (Map, or the ReadonlyMap src/sip returns for parameters): compared as its entries in order. */
+const isMapLike = (x: unknown): x is ReadonlyMap<unknown, unknown> =>
+  x instanceof Map ||
+  (typeof x === 'object' && x !== null && typeof (x as ReadonlyMap<unknown, unknown>).get === 'function' && typeof (x as ReadonlyMap<unknown, unknown>).entries === 'function' && typeof (x as ReadonlyMap<unknown, unknown>).size === 'number');
+
 const json = (v: unknown): string =>
-  JSON.stringify(v, (_k, x: unknown) => (x instanceof Map ? [...x.entries()] : Buffer.isBuffer(x) ? x.toString('latin1') : x));
+  JSON.stringify(v, (_k, x: unknown) => (isMapLike(x) ? [...x.entries()] : Buffer.isBuffer(x) ? x.toString('latin1') : x));
 
 function attempt(f: () => unknown): unknown {
   try {
