@@ -1,10 +1,7 @@
 /** In-process stores: tests, location db_mode=memory, and the write-through cache. */
 import type { Binding, Clock, LocationCounts, LocationStore, Subscriber, SubscriberKey, SubscriberStore } from './types.js';
 import { StoreError } from './types.js';
-import { checkAor, checkBinding, cloneBinding, compareBindings, compareListed, makeSubscriber } from './util.js';
-
-/** one settled Promise<void> for every save (nothing can change a settled Promise) */
-const RESOLVED: Promise<void> = Promise.resolve();
+import { checkAor, checkBinding, cloneBinding, compareBindings, compareListed, makeSubscriber, settled } from './util.js';
 
 const key = (username: string, domain: string): string => `${username}\u0000${domain}`;
 
@@ -89,12 +86,7 @@ export class MemoryLocationStore implements LocationStore {
   }
 
   save(binding: Binding): Promise<void> {
-    try {
-      this.saveNow(binding);
-      return RESOLVED;
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return settled(() => this.saveNow(binding));
   }
 
   saveNow(binding: Binding): void {
@@ -108,11 +100,7 @@ export class MemoryLocationStore implements LocationStore {
   }
 
   remove(aor: string, contact: string): Promise<boolean> {
-    try {
-      return Promise.resolve(this.removeNow(aor, contact));
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return settled(() => this.removeNow(aor, contact));
   }
 
   removeNow(aor: string, contact: string): boolean {

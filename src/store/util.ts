@@ -227,3 +227,12 @@ export function checkBinding(b: Binding): void {
   const p = locationFieldProblem(b);
   if (p !== undefined) throw new StoreError('INVALID', `binding of ${b.aor}: location.${p.column} ${p.problem}`);
 }
+
+/** A synchronous store operation as a settled Promise: its result, or what it threw as the rejection. */
+export function settled<T>(op: () => T): Promise<T> {
+  try {
+    return Promise.resolve(op());
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}

@@ -38,7 +38,7 @@
 import { MemoryLocationStore } from './memory.js';
 import type { Binding, Clock, LocationCounts, LocationStore } from './types.js';
 import { StoreError } from './types.js';
-import { checkAor, checkBinding } from './util.js';
+import { checkAor, checkBinding, settled } from './util.js';
 
 /** A queued change, as reported to the events. */
 export interface PendingChange {
@@ -118,8 +118,6 @@ type BatchEnd = { end: 'ok' } | { end: 'unavailable'; aor: string; q: AorQueue }
 
 /** most saves per db.saveMany() of a pass. */
 const SAVE_BATCH_MAX = 100;
-
-const RESOLVED: Promise<void> = Promise.resolve();
 
 /** what a pass ended with: everything attempted, or stopped because the database is unavailable. */
 type PassEnd = 'done' | 'unavailable';
@@ -273,12 +271,7 @@ export class WriteBackLocationStore implements LocationStore {
   }
 
   save(binding: Binding): Promise<void> {
-    try {
-      this.saveNow(binding);
-      return RESOLVED;
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return settled(() => this.saveNow(binding));
   }
 
   saveNow(binding: Binding): void {
@@ -288,11 +281,7 @@ export class WriteBackLocationStore implements LocationStore {
   }
 
   remove(aor: string, contact: string): Promise<boolean> {
-    try {
-      return Promise.resolve(this.removeNow(aor, contact));
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return settled(() => this.removeNow(aor, contact));
   }
 
   removeNow(aor: string, contact: string): boolean {
