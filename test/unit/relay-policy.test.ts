@@ -105,6 +105,18 @@ describe('initial requests from an unauthenticated, untrusted source', () => {
     expect(h.denials).toEqual(['foreign-target']);
   });
 
+  // targets named by host name take the next-hop path that waits for resolve(); IP literals (the
+  // tests above) are answered at once (resolveNow): both must refuse alike
+  it('by host name: a preloaded Route and a foreign Request-URI naming a name of the gateway: 403, nothing reaches it', async () => {
+    const h = await withBob({ hosts: { 'gw.example': GW.address } });
+    const pre = await h.request(outsider({ ruri: `sip:bob@${DOMAIN}`, routes: ['<sip:gw.example;lr>'], callId: 'name-pre' }), OUTSIDER);
+    expect(lines(pre)).toEqual(['SIP/2.0 403 Forbidden (preloaded Route not accepted)']);
+    const ruri = await h.request(outsider({ ruri: 'sip:900@gw.example', callId: 'name-ruri' }), OUTSIDER);
+    expect(lines(ruri)).toEqual(['SIP/2.0 403 Forbidden (not relaying)']);
+    nothingTo([...pre, ...ruri], GW);
+    expect(h.denials).toEqual(['preloaded-route', 'foreign-target']);
+  });
+
   it('a Request-URI naming sipd itself (not one of our domains): 403, nothing sent', async () => {
     const h = await withBob();
     const out = await h.request(outsider({ ruri: 'sip:bob@127.0.0.1:5060', callId: 'self-1' }), OUTSIDER);
