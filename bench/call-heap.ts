@@ -41,9 +41,10 @@ import type { RoutingEvents } from '../src/core/routing.js';
 import { buildCore, type CoreSettings } from '../src/server.js';
 import { buildResponse, parseMessage, SipRequest, SipResponse } from '../src/sip/index.js';
 import { MemoryLocationStore, MemorySubscriberStore } from '../src/store/index.js';
-import { manualClock, type TimerSettings } from '../src/transaction/index.js';
+import { manualClock } from '../src/transaction/index.js';
 import { responseTarget } from '../src/transport/index.js';
-import type { LocalEndpoint, Source, Target, TransportName } from '../src/transport/types.js';
+import type { Source, Target, TransportName } from '../src/transport/types.js';
+import { BENCH_LOCAL, BENCH_TIMERS, requireGc } from './bench-common.js';
 
 const args = process.argv.slice(2);
 if (args[0] === 'gc') {
@@ -75,11 +76,7 @@ if (args[0] === 'gc') {
   process.exit(0);
 }
 
-const gc = (globalThis as { gc?: () => void }).gc;
-if (gc === undefined) {
-  console.error('run with node --expose-gc --import tsx bench/call-heap.ts');
-  process.exit(2);
-}
+const gc = requireGc('bench/call-heap.ts');
 const RATE = Number(args[0] ?? 1000);
 const SECONDS = Number(args[1] ?? 45);
 const USERS = 2000;
@@ -87,9 +84,9 @@ const CALL_MS = 20;
 /** RING_MS: the callee answers 180 and 200 this long after the INVITE (default 0, as uas.xml in the SIPp runs) */
 const RING_MS = Number(process.env.RING_MS ?? 0);
 const DOMAIN = 'example.com';
-const T: TimerSettings = { t1: 500, t2: 4000, t4: 5000, timerC: 180_000, trying: 200 };
-const EP: LocalEndpoint = { transport: 'udp', address: '10.0.0.1', port: 5060, advertise: '10.0.0.1' };
-const TCP_EP: LocalEndpoint = { transport: 'tcp', address: '10.0.0.1', port: 5060, advertise: '10.0.0.1' };
+const T = BENCH_TIMERS;
+const EP = BENCH_LOCAL.udp;
+const TCP_EP = BENCH_LOCAL.tcp;
 const CALLEE = { address: '198.51.100.9', port: 5070 };
 const SDP = 'v=0\r\no=user1 53655765 2353687637 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n';
 

@@ -33,9 +33,10 @@ import { spawnSync } from 'node:child_process';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { getHeapSpaceStatistics } from 'node:v8';
 import { buildResponse, parseMessage, type SipRequest } from '../src/sip/index.js';
-import { createTransactionLayer, manualClock, type TimerSettings } from '../src/transaction/index.js';
+import { createTransactionLayer, manualClock } from '../src/transaction/index.js';
 import { responseTarget } from '../src/transport/index.js';
-import type { LocalEndpoint, Source, Target, TransportName } from '../src/transport/types.js';
+import type { Source, Target, TransportName } from '../src/transport/types.js';
+import { BENCH_LOCAL, BENCH_TIMERS, requireGc } from './bench-common.js';
 
 const args = process.argv.slice(2);
 if (args[0] === 'sweep') {
@@ -43,19 +44,12 @@ if (args[0] === 'sweep') {
   process.exit(0);
 }
 
-const gc = (globalThis as { gc?: () => void }).gc;
-if (gc === undefined) {
-  console.error('run with node --expose-gc --import tsx bench/linger-heap.ts');
-  process.exit(2);
-}
+const gc = requireGc('bench/linger-heap.ts');
 const RATE = Number(args[0] ?? 1000);
 const SECONDS = Number(args[1] ?? 60);
 const ALLOC = Number(process.env.ALLOC ?? 0);
-const T: TimerSettings = { t1: 500, t2: 4000, t4: 5000, timerC: 180_000, trying: 200 };
-const LOCAL: Record<'udp' | 'tcp', LocalEndpoint> = {
-  udp: { transport: 'udp', address: '10.0.0.1', port: 5060, advertise: '10.0.0.1' },
-  tcp: { transport: 'tcp', address: '10.0.0.1', port: 5060, advertise: '10.0.0.1' },
-};
+const T = BENCH_TIMERS;
+const LOCAL = BENCH_LOCAL;
 
 function register(i: number, auth: boolean): Buffer {
   const host = `192.0.2.${i % 250}`;

@@ -27,23 +27,17 @@
  * table must be empty.
  */
 import { buildResponse, parseMessage, SipRequest, type SipResponse } from '../src/sip/index.js';
-import { createTransactionLayer, manualClock, type TimerSettings } from '../src/transaction/index.js';
+import { createTransactionLayer, manualClock } from '../src/transaction/index.js';
 import { responseTarget } from '../src/transport/index.js';
-import type { LocalEndpoint, Source, Target, TransportName } from '../src/transport/types.js';
+import type { Source, Target, TransportName } from '../src/transport/types.js';
+import { BENCH_LOCAL, BENCH_TIMERS, requireGc } from './bench-common.js';
 
-const gc = (globalThis as { gc?: () => void }).gc;
-if (gc === undefined) {
-  console.error('run with node --expose-gc --import tsx bench/tx-memory.ts');
-  process.exit(2);
-}
+const gc = requireGc('bench/tx-memory.ts');
 
 const mode = process.argv[2] === 'call' ? 'call' : 'register';
 const N = Number((mode === 'call' ? process.argv[3] : process.argv[2]) ?? (mode === 'call' ? 10_000 : 20_000));
-const T: TimerSettings = { t1: 500, t2: 4000, t4: 5000, timerC: 180_000, trying: 200 };
-const LOCAL: Record<'udp' | 'tcp', LocalEndpoint> = {
-  udp: { transport: 'udp', address: '10.0.0.1', port: 5060, advertise: '10.0.0.1' },
-  tcp: { transport: 'tcp', address: '10.0.0.1', port: 5060, advertise: '10.0.0.1' },
-};
+const T = BENCH_TIMERS;
+const LOCAL = BENCH_LOCAL;
 
 function register(i: number): Buffer {
   const lines = [
