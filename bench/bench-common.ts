@@ -1,4 +1,5 @@
 /** What the in-process heap benches (call-heap, linger-heap, tx-memory) share: gc, timers, local endpoints. */
+import type { RoutingEvents } from '../src/core/routing.js';
 import type { TimerSettings } from '../src/transaction/index.js';
 import type { LocalEndpoint } from '../src/transport/types.js';
 
@@ -20,3 +21,9 @@ export const BENCH_LOCAL: Readonly<Record<'udp' | 'tcp', LocalEndpoint>> = {
   udp: { transport: 'udp', address: '10.0.0.1', port: 5060, advertise: '10.0.0.1' },
   tcp: { transport: 'tcp', address: '10.0.0.1', port: 5060, advertise: '10.0.0.1' },
 };
+
+/** Routing events that count nothing; `error` is the bench's own handler. */
+export function quietEvents(error: RoutingEvents['error']): RoutingEvents {
+  const none = (): void => undefined;
+  return { handled: none, challenge: none, authFailure: none, drop: none, denied: none, response: none, error };
+}

@@ -37,14 +37,13 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8';
 import { loadConfig } from '../src/config.js';
 import { digestHa1, digestResponse } from '../src/core/auth.js';
-import type { RoutingEvents } from '../src/core/routing.js';
 import { buildCore, type CoreSettings } from '../src/server.js';
 import { buildResponse, parseMessage, SipRequest, SipResponse } from '../src/sip/index.js';
 import { MemoryLocationStore, MemorySubscriberStore } from '../src/store/index.js';
 import { manualClock } from '../src/transaction/index.js';
 import { responseTarget } from '../src/transport/index.js';
 import type { Source, Target, TransportName } from '../src/transport/types.js';
-import { BENCH_LOCAL, BENCH_TIMERS, requireGc } from './bench-common.js';
+import { BENCH_LOCAL, BENCH_TIMERS, quietEvents, requireGc } from './bench-common.js';
 
 const args = process.argv.slice(2);
 if (args[0] === 'gc') {
@@ -277,18 +276,10 @@ await subscribers.add('bob', DOMAIN, 'pw');
 const locations = new MemoryLocationStore(now);
 let rnd = 0;
 let ruid = 0;
-const events: RoutingEvents = {
-  handled: () => undefined,
-  challenge: () => undefined,
-  authFailure: () => undefined,
-  drop: () => undefined,
-  denied: () => undefined,
-  response: () => undefined,
-  error: (obj, msg) => {
-    console.error(msg, obj);
-    failures++;
-  },
-};
+const events = quietEvents((obj, msg) => {
+  console.error(msg, obj);
+  failures++;
+});
 const core = buildCore({
   settings,
   transport,

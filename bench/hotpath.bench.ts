@@ -53,6 +53,7 @@ import { CachedSubscriberStore, MemoryLocationStore, MemorySubscriberStore } fro
 import { createTransactionLayer, manualClock } from '../src/transaction/index.js';
 import { responseTarget, viaReceivedParams } from '../src/transport/index.js';
 import type { LocalEndpoint, Source, Target, TransportName } from '../src/transport/types.js';
+import { quietEvents } from './bench-common.js';
 
 const arg = (name: string, dflt: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -194,17 +195,9 @@ async function buildCore(rnd: RandomSources) {
     trusted,
     isOurDomain,
     toTag: (req) => deterministicToTag(req),
-    events: {
-      handled: () => undefined,
-      challenge: () => undefined,
-      authFailure: () => undefined,
-      drop: () => undefined,
-      denied: () => undefined,
-      response: () => undefined,
-      error: (obj, msg) => {
-        throw new Error(`${msg}: ${JSON.stringify(obj)}`);
-      },
-    },
+    events: quietEvents((obj, msg) => {
+      throw new Error(`${msg}: ${JSON.stringify(obj)}`);
+    }),
   });
 
   /** one datagram from `src`, as the transport layer hands it up. */
