@@ -84,6 +84,33 @@ describeMysql('MySQL pool limits through a breakable connection', () => {
     return stores;
   }
 
+  it('many queries, answered and failed, leave no timer behind (none per query) and no unhandled rejection', async () => {
+    const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    // ref'd timers (unref'd ones are not listed), counted before the pool: its opening queries count too
+    const before = timers();
+    const db = await openPool({ connections: 4, queueLimit: 1000, queryTimeoutMs: 60_000 });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown): void => void unhandled.push(e);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      for (let round = 0; round < 20; round++) {
+        const results = await Promise.allSettled(
+          Array.from({ length: 50 }, (_, i) => (i % 10 === 9 ? db.execute('test', 'SELECT nope FROM no_such_table', []) : db.execute<RowDataPacket[]>('test', 'SELECT ? AS v', [i]))),
+        );
+        expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(45);
+        const failed = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as StoreError] : []));
+        expect(failed.map((e) => e.code)).toEqual(Array.from({ length: 5 }, () => 'SCHEMA'));
+      }
+      await new Promise((r) => setImmediate(r));
+      expect(timers()).toBeLessThanOrEqual(before);
+      expect(unhandled).toEqual([]);
+      // the failed statements did not cost the pool its connections
+      expect(await connectionId(db)).toBeGreaterThan(0);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('a stalled database: each call fails with BUSY within the query timeout, and the pool works again once it heals', async () => {
     const s = await open({ connections: 2, queue_limit: 50, query_timeout_ms: 400 });
     await s.locations.save(binding('sip:a@h'));
@@ -176,31 +203,6 @@ describeMysql('MySQL pool limits through a breakable connection', () => {
     expect(await eventually(() => connectionId(db))).toBeGreaterThan(0);
   });
 
-  it('many queries, answered and failed, leave no timer keeping the process alive and no unhandled rejection', async () => {
-    const db = await openPool({ connections: 4, queueLimit: 1000, queryTimeoutMs: 2000 });
-    const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
-    const unhandled: unknown[] = [];
-    const onUnhandled = (e: unknown): void => void unhandled.push(e);
-    process.on('unhandledRejection', onUnhandled);
-    try {
-      const before = timers();
-      for (let round = 0; round < 20; round++) {
-        const results = await Promise.allSettled(
-          Array.from({ length: 50 }, (_, i) => (i % 10 === 9 ? db.execute('test', 'SELECT nope FROM no_such_table', []) : db.execute<RowDataPacket[]>('test', 'SELECT ? AS v', [i]))),
-        );
-        expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(45);
-        const failed = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as StoreError] : []));
-        expect(failed.map((e) => e.code)).toEqual(Array.from({ length: 5 }, () => 'SCHEMA'));
-      }
-      await new Promise((r) => setImmediate(r));
-      expect(timers()).toBeLessThanOrEqual(before);
-      expect(unhandled).toEqual([]);
-      // the failed statements did not cost the pool its connections
-      expect(await connectionId(db)).toBeGreaterThan(0);
-    } finally {
-      process.off('unhandledRejection', onUnhandled);
-    }
-  });
 });
 
 
