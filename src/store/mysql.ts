@@ -18,6 +18,7 @@ import {
   compareBindings,
   compareListed,
   makeSubscriber,
+  pushBindingValues,
   rowToBinding,
   splitAor,
   toSqlDatetime,
@@ -641,6 +642,16 @@ const updateManySql = memo((n) => {
 /** Which of `n` ruids exist (n a power of two or SAVE_MANY_MAX). */
 const existingRuidsSql = memo((n) => `SELECT ruid FROM location WHERE ruid IN (${Array.from({ length: n }, () => '?').join(', ')})`);
 
+/** The last save of each ruid, in the order of those last saves. */
+function lastByRuid(bindings: readonly Binding[]): Binding[] {
+  const last = new Map<string, Binding>();
+  for (const b of bindings) {
+    last.delete(b.ruid);
+    last.set(b.ruid, b);
+  }
+  return [...last.values()];
+}
+
 export class MysqlLocationStore implements LocationStore {
   constructor(
     private readonly db: MysqlDb,
@@ -718,25 +729,20 @@ export class MysqlLocationStore implements LocationStore {
       return;
     }
     // the last save of each ruid is what the table ends with (rows are keyed by ruid alone)
-    const last = new Map<string, Binding>();
-    for (const b of bindings) {
-      last.delete(b.ruid);
-      last.set(b.ruid, b);
-    }
-    const rows = [...last.values()];
+    const rows = bindings.length === 1 ? bindings : lastByRuid(bindings);
     // 1. UPDATE the rows that are there. An upsert (INSERT … ON DUPLICATE KEY UPDATE) of a row that
     //    exists still takes an AUTO_INCREMENT id on InnoDB: location.id is INT UNSIGNED (Kamailio's
     //    schema), which re-REGISTERs at 2,000/s would use up in ~25 days.
     const missing: Binding[] = [];
     let start = 0;
     for (const size of batchSizes(rows.length, SAVE_MANY_MAX)) {
-      const chunk = rows.slice(start, start + size);
-      start += size;
       const values: Value[] = [];
-      for (const b of chunk) values.push(...bindingToValues(b, ZONE));
+      for (let i = start; i < start + size; i++) pushBindingValues(values, rows[i]!, ZONE);
       const res = await this.run('location save', updateManySql(size), values);
+      start += size;
       // affectedRows counts matched rows (mysql2 connects with CLIENT_FOUND_ROWS)
-      if (res.affectedRows >= chunk.length) continue;
+      if (res.affectedRows >= size) continue;
+      const chunk = rows.slice(start - size, start);
       const there = await this.existingRuids(chunk);
       for (const b of chunk) if (!there.has(b.ruid)) missing.push(b);
     }
@@ -744,7 +750,7 @@ export class MysqlLocationStore implements LocationStore {
     start = 0;
     for (const size of batchSizes(missing.length, SAVE_MANY_MAX)) {
       const values: Value[] = [];
-      for (const b of missing.slice(start, start + size)) values.push(...bindingToValues(b, ZONE));
+      for (let i = start; i < start + size; i++) pushBindingValues(values, missing[i]!, ZONE);
       await this.run('location save', saveManySql(size), values);
       start += size;
     }
