@@ -4,7 +4,8 @@
  * Date-times are written and read as local time, as Kamailio does.
  */
 import mysql from 'mysql2/promise';
-import type { Pool, PoolConnection, PoolOptions, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
+import type { Pool as CorePool, PoolConnection as CorePoolConnection, QueryError } from 'mysql2';
+import type { Pool, PoolOptions, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import type { DbUrl } from '../config.js';
 import type { Binding, Clock, LocationCounts, LocationStore, Subscriber, SubscriberKey, SubscriberStore } from './types.js';
 import { StoreError } from './types.js';
@@ -17,6 +18,7 @@ import {
   compareBindings,
   compareListed,
   makeSubscriber,
+  pushBindingValues,
   rowToBinding,
   splitAor,
   toSqlDatetime,
@@ -179,22 +181,116 @@ interface CoreConnection {
   stream?: { destroy?: (err?: Error) => void };
 }
 
+/** What execute() hands mysql2's core connection: one prepared statement, answered by a callback. */
+type ExecuteCallback = (err: QueryError | null, result: RowDataPacket[] | ResultSetHeader) => void;
+type ConnectionCallback = (err: NodeJS.ErrnoException | null, conn: CorePoolConnection) => void;
+
+/**
+ * One query under way: it waits for a connection, then for its answer, and ends exactly once
+ * (answer, error, or its deadline: whichever comes first; what comes later is dropped, a late
+ * connection released). It is also its own node in MysqlDb's deadline list.
+ */
+class Query {
+  prev: Query | null = null;
+  next: Query | null = null;
+  /** the pool connection once it arrived (until then the query waits in the pool's queue) */
+  conn: CorePoolConnection | undefined;
+  done = false;
+
+  constructor(
+    private readonly db: MysqlDb,
+    readonly what: string,
+    private readonly sql: string,
+    private readonly values: Value[],
+    /** performance.now() by which the query ends */
+    readonly deadline: number,
+    private readonly resolve: (r: RowDataPacket[] | ResultSetHeader) => void,
+    private readonly reject: (e: StoreError) => void,
+  ) {}
+
+  readonly onConnection: ConnectionCallback = (err, conn) => {
+    if (this.done) {
+      // past its deadline: the connection goes back to the pool
+      if (!err) conn.release();
+      return;
+    }
+    if (err) return this.fail(mysqlError(err, this.db.url, this.what));
+    this.conn = conn;
+    try {
+      conn.execute(this.sql, this.values, this.onResult);
+    } catch (e) {
+      // mysql2 refused the values before sending anything: the connection is as it was
+      if (!this.done) this.fail(mysqlError(e, this.db.url, this.what));
+    }
+  };
+
+  readonly onResult: ExecuteCallback = (err, result) => {
+    // after the deadline the connection was destroyed: its late answer (or error) is dropped
+    if (this.done) return;
+    if (err) return this.fail(mysqlError(err, this.db.url, this.what));
+    this.db.untrack(this);
+    this.conn!.release();
+    this.resolve(result);
+  };
+
+  /** End with `err`; a connection whose state is unknown (BUSY, UNREACHABLE) is destroyed, else released. */
+  fail(err: StoreError): void {
+    this.db.untrack(this);
+    const conn = this.conn;
+    if (conn !== undefined) {
+      if (err.code === 'BUSY' || err.code === 'UNREACHABLE') MysqlDb.kill(conn as unknown as CoreConnection, err.message);
+      else conn.release();
+    }
+    this.reject(err);
+  }
+
+  /** The deadline passed: BUSY; a connection with the query on it is destroyed (its protocol state is unknown). */
+  expire(timeoutMs: number): void {
+    this.db.untrack(this);
+    if (this.conn !== undefined) MysqlDb.kill(this.conn as unknown as CoreConnection, 'query timed out');
+    this.reject(new StoreError('BUSY', `${describeMysql(this.db.url)} ${this.what}: no answer within ${timeoutMs} ms`));
+  }
+}
+
+/**
+ * A deadline fires this much early at most: libuv runs timers on a loop clock in whole ms, so a
+ * timer armed for the head's deadline may run up to 1 ms before performance.now() reaches it.
+ */
+const DEADLINE_EARLY_MS = 1;
+
 /**
  * A mysql2 pool with the limits every query runs under: each query (waiting for a connection
  * included) ends within `queryTimeoutMs`; a connection whose query timed out is destroyed (its
  * protocol state is unknown, and a stalled one would otherwise hold a pool slot forever); at most
  * `queueLimit` queries wait for a connection. end() is bounded too.
+ *
+ * Queries run on mysql2's callback API (the promise wrapper costs a Promise, closures and, with
+ * mysql2's default `trace`, a captured stack per call); each returns one Promise. Deadlines need no
+ * timer per query: every query has the same timeout, so queries in start order are in deadline
+ * order. They are kept in a doubly linked list (O(1) unlink when a query ends) and one shared timer
+ * is armed for the oldest one's deadline; when it fires it ends every query past its deadline and
+ * re-arms for the new oldest. A query therefore fails at its own deadline (not later, and at most
+ * DEADLINE_EARLY_MS early), and the timer is re-armed at most once per queryTimeoutMs under load.
+ * The timer is unref'd while no query is under way (it then keeps no process alive).
  */
 export class MysqlDb {
   /** open connections, to tear them down when a graceful end does not finish. */
   private readonly live = new Set<CoreConnection>();
   private ended: Promise<void> | undefined;
+  /** mysql2's core pool under the promise one (the callback API). */
+  private readonly core: CorePool;
+  /** the queries under way, oldest (first deadline) first */
+  private head: Query | null = null;
+  private tail: Query | null = null;
+  /** the shared deadline timer, armed for the head's deadline (or earlier) while there is a head */
+  private timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     readonly pool: Pool,
     readonly url: MysqlUrl,
     readonly limits: MysqlPoolLimits,
   ) {
+    this.core = pool.pool;
     // An idle pool connection that dies must not crash the process.
     pool.on('connection', (c) => {
       const conn = c as unknown as CoreConnection;
@@ -205,52 +301,61 @@ export class MysqlDb {
   }
 
   /** Run one prepared statement under the limits; errors become one-line StoreErrors. */
-  async execute<T extends RowDataPacket[] | ResultSetHeader>(what: string, sql: string, values: Value[]): Promise<T> {
-    const timeoutMs = this.limits.queryTimeoutMs;
-    const t0 = Date.now();
-    let timedOut = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        timedOut = true;
-        reject(new StoreError('BUSY', `${describeMysql(this.url)} ${what}: no answer within ${timeoutMs} ms`));
-      }, timeoutMs);
-    });
-    deadline.catch(() => undefined);
-    let conn: PoolConnection | undefined;
-    try {
-      const acquiring = this.pool.getConnection();
-      // a connection that arrives after the deadline goes back to the pool
-      acquiring.then(
-        (c) => {
-          if (timedOut) c.release();
-        },
-        () => undefined,
-      );
-      conn = await Promise.race([acquiring, deadline]);
-      const running = conn.execute<T>({ sql, timeout: Math.max(1, timeoutMs - (Date.now() - t0)) }, values);
-      running.catch(() => undefined);
-      const [res] = await Promise.race([running, deadline]);
-      return res;
-    } catch (e) {
-      const err = mysqlError(e, this.url, what);
-      if (conn !== undefined && (timedOut || err.code === 'BUSY' || err.code === 'UNREACHABLE')) {
-        MysqlDb.kill(conn.connection as unknown as CoreConnection, timedOut ? 'query timed out' : err.message);
-        conn = undefined;
+  execute<T extends RowDataPacket[] | ResultSetHeader>(what: string, sql: string, values: Value[]): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const q = new Query(this, what, sql, values, performance.now() + this.limits.queryTimeoutMs, resolve as (r: RowDataPacket[] | ResultSetHeader) => void, reject);
+      this.track(q);
+      try {
+        // may answer synchronously (a full queue: 'Queue limit reached.')
+        this.core.getConnection(q.onConnection);
+      } catch (e) {
+        if (!q.done) q.fail(mysqlError(e, this.url, what));
       }
-      throw err;
-    } finally {
-      clearTimeout(timer);
-      conn?.release();
+    });
+  }
+
+  /** Add a query to the deadline list (its deadline is the latest: append). */
+  private track(q: Query): void {
+    if (this.tail === null) {
+      this.head = this.tail = q;
+      if (this.timer === undefined) this.arm(this.limits.queryTimeoutMs);
+      else this.timer.ref();
+    } else {
+      q.prev = this.tail;
+      this.tail.next = q;
+      this.tail = q;
     }
   }
+
+  /** Mark a query ended and take it out of the deadline list (for Query only). */
+  untrack(q: Query): void {
+    q.done = true;
+    if (q.prev === null) this.head = q.next;
+    else q.prev.next = q.next;
+    if (q.next === null) this.tail = q.prev;
+    else q.next.prev = q.prev;
+    q.prev = q.next = null;
+    if (this.head === null) this.timer?.unref();
+  }
+
+  private arm(ms: number): void {
+    this.timer = setTimeout(this.sweep, ms);
+  }
+
+  private readonly sweep = (): void => {
+    this.timer = undefined;
+    const now = performance.now();
+    const timeoutMs = this.limits.queryTimeoutMs;
+    while (this.head !== null && this.head.deadline <= now + DEADLINE_EARLY_MS) this.head.expire(timeoutMs);
+    if (this.head !== null) this.arm(Math.max(1, this.head.deadline - now));
+  };
 
   /**
    * Tear a connection down now. The socket is destroyed with an error so that mysql2 fails every
    * command still queued on it (a plain destroy() would leave them waiting forever) and drops the
-   * connection from the pool.
+   * connection from the pool. (Public for Query only.)
    */
-  private static kill(conn: CoreConnection, why: string): void {
+  static kill(conn: CoreConnection, why: string): void {
     try {
       const err = Object.assign(new Error(`connection closed by sipd: ${why}`), { code: 'PROTOCOL_CONNECTION_LOST' });
       conn.stream?.destroy?.(err);
@@ -537,6 +642,16 @@ const updateManySql = memo((n) => {
 /** Which of `n` ruids exist (n a power of two or SAVE_MANY_MAX). */
 const existingRuidsSql = memo((n) => `SELECT ruid FROM location WHERE ruid IN (${Array.from({ length: n }, () => '?').join(', ')})`);
 
+/** The last save of each ruid, in the order of those last saves. */
+function lastByRuid(bindings: readonly Binding[]): Binding[] {
+  const last = new Map<string, Binding>();
+  for (const b of bindings) {
+    last.delete(b.ruid);
+    last.set(b.ruid, b);
+  }
+  return [...last.values()];
+}
+
 export class MysqlLocationStore implements LocationStore {
   constructor(
     private readonly db: MysqlDb,
@@ -614,25 +729,20 @@ export class MysqlLocationStore implements LocationStore {
       return;
     }
     // the last save of each ruid is what the table ends with (rows are keyed by ruid alone)
-    const last = new Map<string, Binding>();
-    for (const b of bindings) {
-      last.delete(b.ruid);
-      last.set(b.ruid, b);
-    }
-    const rows = [...last.values()];
+    const rows = bindings.length === 1 ? bindings : lastByRuid(bindings);
     // 1. UPDATE the rows that are there. An upsert (INSERT … ON DUPLICATE KEY UPDATE) of a row that
     //    exists still takes an AUTO_INCREMENT id on InnoDB: location.id is INT UNSIGNED (Kamailio's
     //    schema), which re-REGISTERs at 2,000/s would use up in ~25 days.
     const missing: Binding[] = [];
     let start = 0;
     for (const size of batchSizes(rows.length, SAVE_MANY_MAX)) {
-      const chunk = rows.slice(start, start + size);
-      start += size;
       const values: Value[] = [];
-      for (const b of chunk) values.push(...bindingToValues(b, ZONE));
+      for (let i = start; i < start + size; i++) pushBindingValues(values, rows[i]!, ZONE);
       const res = await this.run('location save', updateManySql(size), values);
+      start += size;
       // affectedRows counts matched rows (mysql2 connects with CLIENT_FOUND_ROWS)
-      if (res.affectedRows >= chunk.length) continue;
+      if (res.affectedRows >= size) continue;
+      const chunk = rows.slice(start - size, start);
       const there = await this.existingRuids(chunk);
       for (const b of chunk) if (!there.has(b.ruid)) missing.push(b);
     }
@@ -640,7 +750,7 @@ export class MysqlLocationStore implements LocationStore {
     start = 0;
     for (const size of batchSizes(missing.length, SAVE_MANY_MAX)) {
       const values: Value[] = [];
-      for (const b of missing.slice(start, start + size)) values.push(...bindingToValues(b, ZONE));
+      for (let i = start; i < start + size; i++) pushBindingValues(values, missing[i]!, ZONE);
       await this.run('location save', saveManySql(size), values);
       start += size;
     }

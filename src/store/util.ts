@@ -106,12 +106,23 @@ const pad = (n: number): string => String(n).padStart(2, '0');
 
 /** Unix ms -> 'YYYY-MM-DD HH:MM:SS' (floored to the second), in UTC or local time. */
 export function toSqlDatetime(ms: number, zone: 'utc' | 'local'): string {
-  const d = new Date(Math.floor(ms / 1000) * 1000);
-  if (zone === 'utc') {
-    return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`;
-  }
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  const sec = Math.floor(ms / 1000);
+  // a batch of saves writes the same few seconds (now, now + expires) over and over: the last text
+  // of each zone is kept (one instant is one local text, DST included; only a TZ changed while
+  // the process runs would be missed, for the second cached)
+  const last = zone === 'utc' ? lastUtc : lastLocal;
+  if (last.sec === sec) return last.text;
+  const d = new Date(sec * 1000);
+  const text =
+    zone === 'utc'
+      ? `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`
+      : `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  last.sec = sec;
+  last.text = text;
+  return text;
 }
+const lastUtc = { sec: NaN, text: '' };
+const lastLocal = { sec: NaN, text: '' };
 
 /** 'YYYY-MM-DD HH:MM:SS' -> unix ms, in UTC or local time. */
 export function fromSqlDatetime(s: string, zone: 'utc' | 'local'): number {
@@ -167,7 +178,14 @@ export const LOCATION_COLUMNS = [
 
 /** Binding -> positional values in LOCATION_COLUMNS order. A null q is stored as -1 (Kamailio Q_UNSPECIFIED). */
 export function bindingToValues(b: Binding, zone: 'utc' | 'local'): (string | number | null)[] {
-  return [
+  const out: (string | number | null)[] = [];
+  pushBindingValues(out, b, zone);
+  return out;
+}
+
+/** bindingToValues(b) appended to `out` (a multi-row statement's values, without an array per row). */
+export function pushBindingValues(out: (string | number | null)[], b: Binding, zone: 'utc' | 'local'): void {
+  out.push(
     b.ruid,
     b.username,
     b.domain,
@@ -186,7 +204,7 @@ export function bindingToValues(b: Binding, zone: 'utc' | 'local'): (string | nu
     b.methods ?? null,
     b.instance ?? null,
     b.regId ?? 0,
-  ];
+  );
 }
 
 export function rowToBinding(r: LocationRow, zone: 'utc' | 'local'): Binding {

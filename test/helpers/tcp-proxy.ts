@@ -27,6 +27,11 @@ export class TcpProxy {
   /** connections accepted so far (all modes). */
   accepted = 0;
   private readonly pairs = new Set<Pair>();
+
+  /** client connections open now (all modes): one the client closed or destroyed is no longer counted. */
+  get open(): number {
+    return this.pairs.size;
+  }
   private server: net.Server | undefined;
 
   private constructor(

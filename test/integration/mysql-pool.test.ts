@@ -7,6 +7,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { DbUrl } from '../../src/config.js';
 import { type Binding, StoreError, type Stores, initSchema, openStores } from '../../src/store/index.js';
+import { type MysqlDb, type MysqlPoolLimits, openMysqlDb } from '../../src/store/mysql.js';
+import type { RowDataPacket } from 'mysql2/promise';
 import { createTestDatabase, describeMysql, type TestDatabase } from '../helpers/mysql.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 
@@ -53,12 +55,27 @@ describeMysql('MySQL pool limits through a breakable connection', () => {
   afterAll(async () => {
     await tdb?.drop();
   });
+  let pool: MysqlDb | undefined;
   afterEach(async () => {
     await proxy?.heal();
     await stores?.close();
     stores = undefined;
+    await pool?.end();
+    pool = undefined;
     await proxy?.close();
   });
+
+  /** A bare pool (MysqlDb) through a new proxy. */
+  async function openPool(limits: MysqlPoolLimits): Promise<MysqlDb> {
+    proxy = await TcpProxy.start({ host: tdb.db.host, port: tdb.db.port });
+    pool = await openMysqlDb({ ...tdb.db, host: '127.0.0.1', port: proxy.port }, { limits });
+    return pool;
+  }
+
+  async function connectionId(db: MysqlDb): Promise<number> {
+    const [r] = await db.execute<RowDataPacket[]>('test', 'SELECT CONNECTION_ID() AS id', []);
+    return Number(r?.id);
+  }
 
   async function open(pool: { connections: number; queue_limit: number; query_timeout_ms: number }): Promise<Stores> {
     proxy = await TcpProxy.start({ host: tdb.db.host, port: tdb.db.port });
@@ -66,6 +83,33 @@ describeMysql('MySQL pool limits through a breakable connection', () => {
     stores = await openStores({ db, db_pool: pool, location: { db_mode: 'db-only' } }, { now: () => T0 });
     return stores;
   }
+
+  it('many queries, answered and failed, leave no timer behind (none per query) and no unhandled rejection', async () => {
+    const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    // ref'd timers (unref'd ones are not listed), counted before the pool: its opening queries count too
+    const before = timers();
+    const db = await openPool({ connections: 4, queueLimit: 1000, queryTimeoutMs: 60_000 });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown): void => void unhandled.push(e);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      for (let round = 0; round < 20; round++) {
+        const results = await Promise.allSettled(
+          Array.from({ length: 50 }, (_, i) => (i % 10 === 9 ? db.execute('test', 'SELECT nope FROM no_such_table', []) : db.execute<RowDataPacket[]>('test', 'SELECT ? AS v', [i]))),
+        );
+        expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(45);
+        const failed = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as StoreError] : []));
+        expect(failed.map((e) => e.code)).toEqual(Array.from({ length: 5 }, () => 'SCHEMA'));
+      }
+      await new Promise((r) => setImmediate(r));
+      expect(timers()).toBeLessThanOrEqual(before);
+      expect(unhandled).toEqual([]);
+      // the failed statements did not cost the pool its connections
+      expect(await connectionId(db)).toBeGreaterThan(0);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
 
   it('a stalled database: each call fails with BUSY within the query timeout, and the pool works again once it heals', async () => {
     const s = await open({ connections: 2, queue_limit: 50, query_timeout_ms: 400 });
@@ -115,7 +159,52 @@ describeMysql('MySQL pool limits through a breakable connection', () => {
     stores = undefined;
     for (const h of hanging) expect((await rejection(h)).code).toMatch(/^(UNREACHABLE|BUSY)$/);
   }, 30_000);
+  it('a query that times out on its connection: that connection is destroyed, not handed back to the pool, and the pool serves the next query on a new one', async () => {
+    const db = await openPool({ connections: 1, queueLimit: 10, queryTimeoutMs: 400 });
+    const first = await connectionId(db);
+    expect(proxy.open).toBe(1);
+    await proxy.blackhole();
+    const e = await rejection(db.execute('test', 'SELECT 1', []));
+    expect(e.code).toBe('BUSY');
+    expect(e.message).toMatch(/test: no answer within 400 ms/);
+    // closed by sipd (the proxy keeps a stalled connection open until heal())
+    await eventually(async () => expect(proxy.open).toBe(0));
+    await proxy.heal();
+    const next = await eventually(() => connectionId(db));
+    expect(next).not.toBe(first);
+  });
+
+  it('a connection that arrives after the deadline of the query waiting for it goes back to the pool', async () => {
+    const db = await openPool({ connections: 1, queueLimit: 10, queryTimeoutMs: 300 });
+    const first = await connectionId(db);
+    const held = await db.pool.getConnection(); // the pool's only connection, taken outside the limits
+    const e = await rejection(db.execute('test', 'SELECT 1', []));
+    expect(e.code).toBe('BUSY');
+    expect(e.message).toMatch(/no answer within 300 ms/);
+    held.release(); // handed to the query that gave up on it: it must give it back
+    // kept instead, the pool would have no connection left: this would fail with BUSY
+    expect(await connectionId(db)).toBe(first);
+  });
+
+  it('queries started at different times on a stalled database each fail with BUSY (the shared deadline timer re-arms for the next one)', async () => {
+    const db = await openPool({ connections: 3, queueLimit: 10, queryTimeoutMs: 300 });
+    await Promise.all([connectionId(db), connectionId(db), connectionId(db)]);
+    await proxy.blackhole();
+    const calls: Promise<StoreError>[] = [];
+    for (let i = 0; i < 5; i++) {
+      calls.push(rejection(db.execute('test', 'SELECT ?', [i])));
+      await new Promise((r) => setTimeout(r, 70));
+    }
+    for (const e of await Promise.all(calls)) {
+      expect(e.code).toBe('BUSY');
+      expect(e.message).toMatch(/no answer within 300 ms/);
+    }
+    await proxy.heal();
+    expect(await eventually(() => connectionId(db))).toBeGreaterThan(0);
+  });
+
 });
+
 
 describe('tcp-proxy helper', () => {
   it('forwards, refuses, black-holes and heals', async () => {
