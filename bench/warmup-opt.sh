@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 LOAD=${LOAD:-2000}
-[ $# -gt 0 ] || set -- "0 0 0" "20 50 1000" "100 200 1000" "200 500 1000" "200 1000 3000"
+[ $# -gt 0 ] || set -- "0 0 0" "20 50 1000" "100 200 1000" "100 500 1000" "100 1000 3000" "100 2000 6000"
 out=$(mktemp)
 for setting in "$@"; do
   for run in $(seq "$RUNS"); do

@@ -5,13 +5,15 @@
  * slow while TurboFan's concurrent threads took most of the core).
  *
  * The copy is built by the composition root's own `buildCore` (injected: src/server.ts passes it)
- * with the real settings, but nothing of the real server: memory stores holding one synthetic
- * subscriber, a manual clock, its own secret and randomness, routing events that count and log
- * nothing, and a transport layer (src/transport's `createTransportLayer`, so its receive path —
+ * with the real settings and the server's own parts (randomness, routing events — with a logger
+ * that writes nowhere and metrics of a registry of their own, so the per-request log line and
+ * counters run as in the server and nothing is logged or counted), but nothing of the real
+ * server's state: memory stores holding one synthetic subscriber (behind the credential cache, as
+ * the database is), a manual clock, its own secret, and a transport layer (src/transport's `createTransportLayer`, so its receive path —
  * limits, top-Via check, §18.2.1 received/rport — and its send path run as for a datagram) over a
  * capture-only fake UDP transport: what the core sends is read by simulated UAs in this module,
- * never written to a socket. Every message the core receives is a Buffer of its own, as a UDP
- * datagram is.
+ * never written to a socket. Every message the core receives is a Buffer of its own, made the way a
+ * UDP datagram's is (see `wire`).
  *
  * One register: REGISTER → 401 → REGISTER with Authorization → 200 (a refresh of the synthetic
  * callee's binding). One call (SIPp's uac-call.xml against uas.xml, as bench/call-heap.ts):
