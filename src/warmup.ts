@@ -233,12 +233,6 @@ export async function warmUp(d: WarmupDeps): Promise<WarmupResult> {
     },
   });
   const core = d.build({ transport: layer, subscribers, locations, secret: randomBytes(32), clock, now, onError: (msg) => fail(`core error: ${msg}`) });
-  await layer.start({
-    request: (req, src) => core.tx.receiveRequest(req, src),
-    response: (res, src) => core.tx.receiveResponse(res, src),
-    parseError: (err) => fail(`parse error: ${err.reason}`),
-  });
-
   let seq = 0;
   const branch = (): string => `${MAGIC_COOKIE}-w${(++seq).toString(36)}`;
   const toSipd = (text: string, address: string, port: number): void => udp!.datagram(wire(text), address, port);
@@ -397,6 +391,11 @@ export async function warmUp(d: WarmupDeps): Promise<WarmupResult> {
   let budgetSpent = false;
   let callsDone = 0;
   try {
+    await layer.start({
+      request: (req, src) => core.tx.receiveRequest(req, src),
+      response: (res, src) => core.tx.receiveResponse(res, src),
+      parseError: (err) => fail(`parse error: ${err.reason}`),
+    });
     // at least one REGISTER when there are calls: they go to its binding; then batches of
     // REGISTERs and of calls interleaved in proportion (the budget may end either)
     const registers = Math.max(w.registers, w.calls > 0 ? 1 : 0);
