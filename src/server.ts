@@ -2,7 +2,8 @@
  * Composition root, in named parts: `buildCore` (transactions → proxy, auth, registrar → router;
  * also what the test harness builds), `transportLayer` + `transportEvents` (the transports, from
  * the registry in src/transport/registry.ts), `startAdminHttp` (metrics, health, admin verbs),
- * `startHousekeeping` (binding expiry, gauges). `startServer` runs them in that order with the
+ * `startHousekeeping` (binding expiry, gauges), `warmupBuild` (the start-up warm-up's throwaway core,
+ * src/warmup.ts). `startServer` runs them in that order, the warm-up before the admin HTTP, with the
  * transports started last, once every handler exists.
  * Nothing else in src/ reads the environment or files (config.ts does, for this module).
  */
@@ -620,8 +621,9 @@ async function startAdminHttp(
 // ================================================================================ the server
 
 /**
- * Start sipd: stores → core (transactions, proxy, auth, registrar, router) → admin/metrics HTTP and
- * housekeeping → transports, LAST: when the first message can arrive every handler exists.
+ * Start sipd: stores → core (transactions, proxy, auth, registrar, router) → warm-up (src/warmup.ts,
+ * on a throwaway core) → admin/metrics HTTP and housekeeping → transports, LAST: when the first
+ * message can arrive every handler exists.
  */
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
   const log = opts.log ?? createLogger(config.log_level);
@@ -670,6 +672,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     ...serverParts(log, metrics, debugOn, localAddresses, state),
   });
 
+  // ---- warm-up: synthetic traffic through a throwaway core, so that the first real load meets
+  // optimised code; before the metrics endpoint too, so that /healthz is not ok while SIP is not listening
+  await runWarmup(config, log, opts.warmUp ?? warmUp, localAddresses);
+
   // ---- housekeeping, admin / metrics HTTP
   const housekeeping = startHousekeeping(config, log, metrics, stores, core, transport, flood, now);
   let web: Awaited<ReturnType<typeof startAdminHttp>>;
@@ -682,9 +688,6 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     throw e;
   }
   const { http, admin } = web;
-
-  // ---- warm-up: synthetic traffic through a throwaway core, so that the first real load meets optimised code
-  await runWarmup(config, log, opts.warmUp ?? warmUp, localAddresses);
 
   // ---- transports, last: every handler exists
   try {
