@@ -307,6 +307,16 @@ const ScannersSchema = z.strictObject({
   user_agents: z.array(z.string().min(1)),
 });
 
+/** The start-up warm-up (src/warmup.ts): synthetic traffic through a throwaway core before the sockets open; 0 disables. */
+const WarmupSchema = z.strictObject({
+  /** REGISTERs (401, then 200) run through the throwaway core. */
+  registers: int(0).max(100_000),
+  /** calls (INVITE/407/ACK/INVITE/100/180/200/ACK/BYE/200) run through it. */
+  calls: int(0).max(100_000),
+  /** wall-time budget (ms): the warm-up stops early when it is spent. */
+  max_ms: int(0).max(60_000),
+});
+
 export const ConfigSchema = z.strictObject({
   listen: z.array(parsed(parseListen)).min(1),
   advertise: z.string().min(1).nullable(),
@@ -339,6 +349,7 @@ export const ConfigSchema = z.strictObject({
   tls: TlsSchema,
   ws: WsSchema,
   shutdown_grace_ms: int(0),
+  warmup: WarmupSchema,
 }).superRefine((c, ctx) => {
   // wss: listeners use the same certificate as tls: ones
   const secure = c.listen.find((l) => l.transport === 'tls' || l.transport === 'wss');

@@ -2,7 +2,8 @@
  * Composition root, in named parts: `buildCore` (transactions → proxy, auth, registrar → router;
  * also what the test harness builds), `transportLayer` + `transportEvents` (the transports, from
  * the registry in src/transport/registry.ts), `startAdminHttp` (metrics, health, admin verbs),
- * `startHousekeeping` (binding expiry, gauges). `startServer` runs them in that order with the
+ * `startHousekeeping` (binding expiry, gauges), `warmupBuild` (the start-up warm-up's throwaway core,
+ * src/warmup.ts). `startServer` runs them in that order, the warm-up before the admin HTTP, with the
  * transports started last, once every handler exists.
  * Nothing else in src/ reads the environment or files (config.ts does, for this module).
  */
@@ -11,6 +12,7 @@ import { createServer as createHttpServer, type Server as HttpServer } from 'nod
 import { networkInterfaces } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
+import { Writable } from 'node:stream';
 import { runInNewContext } from 'node:vm';
 import { ConfigError, loadTlsFiles, readProcNetSnmp, watchTlsFiles, type Config, type Secrets } from './config.js';
 import { Acl } from './core/acl.js';
@@ -35,7 +37,9 @@ import type { LocationStore, SubscriberStore } from './store/types.js';
 import { createTransactionLayer, realClock, type TransactionLayerImpl, type TransactionLayerOptions } from './transaction/index.js';
 import type { Clock } from './transaction/types.js';
 import { createTransportLayer, isConnectionOriented, normaliseAddress, responseTarget, TlsContexts, TlsMaterialError, type SipTransportLayer } from './transport/index.js';
+import type { TransportLimits } from './transport/transport.js';
 import type { Source, Target, TransportEvents, TransportLayer } from './transport/types.js';
+import { warmUp, warmupEnabled, type WarmUp, type WarmupDeps } from './warmup.js';
 
 export interface RunningServer {
   readonly config: Config;
@@ -71,6 +75,8 @@ export interface StartOptions {
    * secret generated per start, and admin verbs exist only when `admin.token` is set.
    */
   secrets?: Secrets;
+  /** the start-up warm-up (default src/warmup.ts `warmUp`; tests inject a failing one). */
+  warmUp?: WarmUp;
 }
 
 /** The secrets when no caller resolved them: no files, nothing persistent. */
@@ -287,22 +293,86 @@ function floodGuard(config: Config, log: Logger, metrics: Metrics, now: () => nu
   });
 }
 
+/** The transport layer's limits (parse limits included) from `limits`. */
+function transportLimits(config: Config): TransportLimits {
+  return {
+    maxMessageSize: config.limits.max_message_size,
+    maxHeaders: config.limits.max_headers,
+    maxHeaderLine: config.limits.max_header_line,
+    maxVias: config.limits.max_vias,
+    tcpMaxConnections: config.limits.tcp_max_connections,
+    tcpMaxPerIp: config.limits.tcp_max_per_ip,
+    tcpIdleTimeoutMs: config.limits.tcp_idle_timeout_ms,
+    tcpMsgTimeoutMs: config.limits.tcp_msg_timeout_ms,
+    tcpMaxBuffer: config.limits.tcp_max_buffer,
+  };
+}
+
+/**
+ * The parts of the core that the server's core and the warm-up's throwaway core are built with
+ * alike (src/warmup.ts): the same functions, so that what the warm-up optimises is what the
+ * server then runs (a closure of another source line would be another call target to V8).
+ */
+function serverParts(log: Logger, metrics: Metrics, debugOn: boolean, localAddresses: ReadonlySet<string>, state: { readonly stopping: boolean }): Pick<CoreDeps, 'random' | 'responseTarget' | 'events' | 'localAddresses' | 'txLog' | 'stopping' | 'flows'> {
+  const pool = new RandomPool((b) => randomFillSync(b));
+  return {
+    // one randomFillSync per 4 KiB serves tags, branches, nonces and ruids (not a randomBytes call each)
+    random: { branch: () => pool.hex(8), bytes: (n) => pool.bytes(n), ruid: () => pool.hex(12), txBranch: () => MAGIC_COOKIE + pool.base64url(12) },
+    responseTarget,
+    events: routingEvents(log, metrics, debugOn),
+    localAddresses: () => localAddresses,
+    txLog: { debug: (obj, msg) => log.debug(obj, msg), warn: (obj, msg) => log.warn(obj, msg) },
+    stopping: () => state.stopping,
+    flows: new FlowTable(),
+  };
+}
+
+/**
+ * How the warm-up builds its throwaway core: `buildCore` with the server's parts, but a logger at
+ * the server's level that writes nowhere and metrics of a registry of their own (so that the
+ * per-request log line and counters run as in the server, and nothing is logged or counted); an
+ * error event of the core is reported to the warm-up (it fails).
+ */
+export function warmupBuild(config: Config, level: string, localAddresses: ReadonlySet<string> = new Set()): WarmupDeps['build'] {
+  return (w) => {
+    const nowhere = new Writable({ write: (_chunk, _enc, cb) => cb() });
+    const log = createLogger(level, nowhere);
+    const parts = serverParts(log, new Metrics(false), log.isLevelEnabled('debug'), localAddresses, { stopping: false });
+    return buildCore({
+      ...parts,
+      settings: config,
+      transport: w.transport,
+      subscribers: w.subscribers,
+      locations: w.locations,
+      secret: w.secret,
+      clock: w.clock,
+      now: w.now,
+      events: { ...parts.events, error: (obj, msg) => w.onError(msg) },
+    });
+  };
+}
+
+/**
+ * The start-up warm-up (src/warmup.ts) on a throwaway core of the same settings: one info line
+ * with what it did, a warn line when it failed; never throws (the start goes on either way).
+ */
+async function runWarmup(config: Config, log: Logger, run: WarmUp, localAddresses: ReadonlySet<string>): Promise<void> {
+  if (!warmupEnabled(config.warmup)) return;
+  const t0 = performance.now();
+  try {
+    const r = await run({ settings: config, warmup: config.warmup, limits: transportLimits(config), build: warmupBuild(config, log.level, localAddresses) });
+    log.info({ registers: r.registers, calls: r.calls, ms: Math.round(r.ms), budgetSpent: r.budgetSpent }, `warm-up: ${r.registers} registers, ${r.calls} calls in ${Math.round(r.ms)} ms`);
+  } catch (e) {
+    log.warn({ err: errText(e), ms: Math.round(performance.now() - t0) }, 'warm-up failed; starting without it');
+  }
+}
+
 /** The transport layer for `listen` (no socket yet: `start(events)` creates the transports and binds). */
 function transportLayer(config: Config, log: Logger, metrics: Metrics, flood: FloodGuard | undefined, tls: TlsContexts | undefined): SipTransportLayer {
   return createTransportLayer({
     listen: config.listen,
     advertise: config.advertise ?? undefined,
-    limits: {
-      maxMessageSize: config.limits.max_message_size,
-      maxHeaders: config.limits.max_headers,
-      maxHeaderLine: config.limits.max_header_line,
-      maxVias: config.limits.max_vias,
-      tcpMaxConnections: config.limits.tcp_max_connections,
-      tcpMaxPerIp: config.limits.tcp_max_per_ip,
-      tcpIdleTimeoutMs: config.limits.tcp_idle_timeout_ms,
-      tcpMsgTimeoutMs: config.limits.tcp_msg_timeout_ms,
-      tcpMaxBuffer: config.limits.tcp_max_buffer,
-    },
+    limits: transportLimits(config),
     udpBuffers: { recvBytes: config.udp.recv_buffer_bytes, sendBytes: config.udp.send_buffer_bytes },
     transportOptions: {
       // the TLS material of the tls transport (src/transport/registry.ts); without it a tls listener fails at start
@@ -551,8 +621,9 @@ async function startAdminHttp(
 // ================================================================================ the server
 
 /**
- * Start sipd: stores → core (transactions, proxy, auth, registrar, router) → admin/metrics HTTP and
- * housekeeping → transports, LAST: when the first message can arrive every handler exists.
+ * Start sipd: stores → core (transactions, proxy, auth, registrar, router) → warm-up (src/warmup.ts,
+ * on a throwaway core) → admin/metrics HTTP and housekeeping → transports, LAST: when the first
+ * message can arrive every handler exists.
  */
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
   const log = opts.log ?? createLogger(config.log_level);
@@ -583,13 +654,13 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const secrets = opts.secrets ?? ephemeralSecrets(config);
 
   // ---- core, on a transport layer that has no socket yet
-  let stopping = false;
+  const state = { stopping: false };
+  const stopped = (): boolean => state.stopping;
   const flood = floodGuard(config, log, metrics, now);
   const transport = transportLayer(config, log, metrics, flood, tlsContexts);
   // the host's own addresses, for "is this next hop sipd itself?" behind wildcard listeners
   const localAddresses = new Set<string>();
   for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) localAddresses.add(normaliseAddress(a.address));
-  const pool = new RandomPool((b) => randomFillSync(b));
   const core = buildCore({
     settings: config,
     transport,
@@ -598,21 +669,18 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     secret: Buffer.from(secrets.authSecret),
     clock: realClock(),
     now,
-    // one randomFillSync per 4 KiB serves tags, branches, nonces and ruids (not a randomBytes call each)
-    random: { branch: () => pool.hex(8), bytes: (n) => pool.bytes(n), ruid: () => pool.hex(12), txBranch: () => MAGIC_COOKIE + pool.base64url(12) },
-    responseTarget,
-    events: routingEvents(log, metrics, debugOn),
-    localAddresses: () => localAddresses,
-    txLog: { debug: (obj, msg) => log.debug(obj, msg), warn: (obj, msg) => log.warn(obj, msg) },
-    stopping: () => stopping,
-    flows: new FlowTable(),
+    ...serverParts(log, metrics, debugOn, localAddresses, state),
   });
+
+  // ---- warm-up: synthetic traffic through a throwaway core, so that the first real load meets
+  // optimised code; before the metrics endpoint too, so that /healthz is not ok while SIP is not listening
+  await runWarmup(config, log, opts.warmUp ?? warmUp, localAddresses);
 
   // ---- housekeeping, admin / metrics HTTP
   const housekeeping = startHousekeeping(config, log, metrics, stores, core, transport, flood, now);
   let web: Awaited<ReturnType<typeof startAdminHttp>>;
   try {
-    web = await startAdminHttp(config, secrets, log, metrics, stores, transport, housekeeping, () => stopping);
+    web = await startAdminHttp(config, secrets, log, metrics, stores, transport, housekeeping, stopped);
   } catch (e) {
     housekeeping.stop();
     core.tx.close();
@@ -661,8 +729,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       return a && typeof a === 'object' ? { host: a.address, port: a.port } : undefined;
     },
     async stop() {
-      if (stopping) return;
-      stopping = true;
+      if (state.stopping) return;
+      state.stopping = true;
       tlsReload?.stop();
       log.info('stopping: waiting for transactions to finish');
       // wait for requests still being decided or forwarded, not for completed transactions that only

@@ -246,6 +246,22 @@ describe('udp buffer settings', () => {
   });
 });
 
+describe('warmup settings', () => {
+  it('default to 100 REGISTERs and 500 calls within 1000 ms; a file sets them, 0 allowed (off)', () => {
+    expect(loadConfig({ env: {} }).warmup).toEqual({ registers: 100, calls: 500, max_ms: 1000 });
+    const f = file('warmup.yaml', 'warmup:\n  calls: 0\n');
+    expect(loadConfig({ file: f, env: {} }).warmup).toEqual({ registers: 100, calls: 0, max_ms: 1000 });
+  });
+
+  it('negative, fractional, too large and unknown keys are rejected naming the key', () => {
+    const bad = (yaml: string): string => errorOf(() => loadConfig({ file: file('warmup-bad.yaml', yaml), env: {} })).message;
+    expect(bad('warmup:\n  calls: -1\n')).toMatch(/^config: warmup\.calls: must be >= 0, got -1/);
+    expect(bad('warmup:\n  max_ms: 2.5\n')).toMatch(/^config: warmup\.max_ms: /);
+    expect(bad('warmup:\n  registers: 1000000\n')).toMatch(/^config: warmup\.registers: must be <= 100000, got 1000000/);
+    expect(bad('warmup:\n  seconds: 1\n')).toBe('config: warmup.seconds: unknown key (in ' + join(dir, 'warmup-bad.yaml') + ')');
+  });
+});
+
 describe('parseListen', () => {
   it('parses IPv4, IPv6 in brackets and host names', () => {
     expect(parseListen('udp:127.0.0.1:5060')).toEqual({ transport: 'udp', host: '127.0.0.1', port: 5060 });
