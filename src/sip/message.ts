@@ -290,6 +290,8 @@ export abstract class SipMessage {
   // parsed-value caches (undefined: not parsed yet; null: header absent)
   private cVias: Via[] | undefined = undefined;
   private cTopVia: Via | null | undefined = undefined;
+  /** the line cTopVia was parsed from when it is a line of its own (one element), else undefined (see adoptTopVia) */
+  private cTopViaField: HeaderField | undefined = undefined;
   private cFrom: NameAddr | null | undefined = undefined;
   private cTo: NameAddr | null | undefined = undefined;
   private cCSeq: CSeq | null | undefined = undefined;
@@ -327,6 +329,7 @@ export abstract class SipMessage {
   set headers(hs: HeaderField[]) {
     this.hs = hs;
     this.pArr = undefined;
+    this.invalidateAll();
   }
 
   get body(): Buffer {
@@ -429,11 +432,27 @@ export abstract class SipMessage {
     return n;
   }
 
+  /** Forget every parsed value (the lines were replaced). */
+  private invalidateAll(): void {
+    this.cVias = undefined;
+    this.cTopVia = undefined;
+    this.cTopViaField = undefined;
+    this.cFrom = undefined;
+    this.cTo = undefined;
+    this.cCSeq = undefined;
+    this.cContacts = undefined;
+    this.cRoutes = undefined;
+    this.cRecordRoutes = undefined;
+    this.cPaths = undefined;
+    this.cAuth = undefined;
+  }
+
   protected invalidate(key: string): void {
     switch (key) {
       case 'via':
         this.cVias = undefined;
         this.cTopVia = undefined;
+        this.cTopViaField = undefined;
         break;
       case 'from':
         this.cFrom = undefined;
