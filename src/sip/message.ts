@@ -4,7 +4,7 @@ import { SipParseError } from './errors.js';
 import { canonicalName, headerKey, keyBit, pushNonEmptyElements, splitList } from './headers.js';
 import { nameAddrParamAt, parseContact, parseNameAddr, parseNameAddrAt, type ContactStar, type NameAddr } from './name-addr.js';
 import { parseUri, type Uri } from './uri.js';
-import { parseVia, parseViaAt, type Via } from './via.js';
+import { parseVia, parseViaAt, viaWithReceived, type Via } from './via.js';
 
 /**
  * One header line as received (or as added by us). `raw` keeps the exact received text
@@ -580,7 +580,21 @@ export abstract class SipMessage {
     if (v.length === 0) throw new SipParseError('BAD_VIA', 'empty Via value');
     const via = simple ? this.viaOf(h, v) : parseVia(v);
     this.cTopVia = via;
+    if (simple) this.cTopViaField = h;
     return via;
+  }
+
+  /**
+   * @internal (buildResponse) Take the parsed top Via of `from` when this message's first Via line is the very line
+   * it was parsed from (a response's Via lines are the request's own objects): one parse for both.
+   */
+  adoptTopVia(from: SipMessage): void {
+    const f = from.cTopViaField;
+    const via = from.cTopVia;
+    if (f === undefined || via === undefined || via === null || this.cTopVia !== undefined) return;
+    if (this.firstField('via', BIT_VIA) !== f || from.firstField('via', BIT_VIA) !== f) return;
+    this.cTopVia = via;
+    this.cTopViaField = f;
   }
 
   from(): NameAddr | undefined {
@@ -871,18 +885,34 @@ export abstract class SipMessage {
   setViaReceived(received: string | undefined, rport: number | undefined): void {
     const first = this.first('via', BIT_VIA);
     if (first === undefined) return;
-    const top = first.indexOf(',') === -1 && !edgeWs(first) ? first : (splitList(first)[0] ?? '');
+    const simple = first.indexOf(',') === -1 && !edgeWs(first);
+    const top = simple ? first : (splitList(first)[0] ?? '');
     let v = top;
     // replace a value-less rport (or an existing value) by rport=PORT
+    let rportReplaced = false;
     if (rport !== undefined) {
       const r = findViaParam(v, 'rport');
-      if (r !== -1) v = viaParamEnd === v.length ? `${v.slice(0, r)};rport=${rport}` : `${v.slice(0, r)};rport=${rport}${v.slice(viaParamEnd)}`;
+      if (r !== -1) {
+        v = viaParamEnd === v.length ? `${v.slice(0, r)};rport=${rport}` : `${v.slice(0, r)};rport=${rport}${v.slice(viaParamEnd)}`;
+        rportReplaced = true;
+      }
     }
+    let receivedReplaced = false;
     if (received !== undefined) {
       const r = findViaParam(v, 'received');
+      receivedReplaced = r !== -1;
       v = r === -1 ? `${v};received=${received}` : `${v.slice(0, r)};received=${received}${v.slice(viaParamEnd)}`;
     }
-    if (v !== top) this.replaceFirstValue('via', v);
+    if (v === top) return;
+    // the top Via as parsed before the edit (when it was, from this line of one element): the edited one is made from
+    // it rather than parsed again (viaWithReceived says where it cannot be)
+    const parsed = simple && this.cTopViaField !== undefined ? this.cTopVia : undefined;
+    this.replaceFirstValue('via', v);
+    if (parsed === undefined || parsed === null || parsed.raw !== top) return;
+    const edited = viaWithReceived(parsed, v, received, receivedReplaced, rport, rportReplaced);
+    if (edited === undefined) return;
+    this.cTopVia = edited;
+    this.cTopViaField = this.firstField('via', BIT_VIA);
   }
 
   /** Set the body and its Content-Type; Content-Length is fixed on serialisation. */
