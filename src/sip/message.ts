@@ -265,6 +265,20 @@ function sameDecimal(h: ReceivedField, n: number): boolean {
   return true;
 }
 
+/** True when the lines with this key are the same objects in the same order in a and b. */
+function sameLines(a: readonly HeaderField[], b: readonly HeaderField[], key: string): boolean {
+  let i = 0;
+  let j = 0;
+  for (;;) {
+    while (i < a.length && a[i]!.key !== key) i++;
+    while (j < b.length && b[j]!.key !== key) j++;
+    if (i === a.length || j === b.length) return i === a.length && j === b.length;
+    if (a[i] !== b[j]) return false;
+    i++;
+    j++;
+  }
+}
+
 /** Copy bytes[start, end) and a CRLF to out[o]; returns the offset after them. */
 function copyRun(bytes: Uint8Array, start: number, end: number, out: Buffer, o: number): number {
   const n = end - start;
@@ -327,9 +341,10 @@ export abstract class SipMessage {
   }
 
   set headers(hs: HeaderField[]) {
+    const old = this.hs;
     this.hs = hs;
     this.pArr = undefined;
-    this.invalidateAll();
+    this.invalidateChanged(old, hs);
   }
 
   get body(): Buffer {
@@ -432,19 +447,18 @@ export abstract class SipMessage {
     return n;
   }
 
-  /** Forget every parsed value (the lines were replaced). */
-  private invalidateAll(): void {
-    this.cVias = undefined;
-    this.cTopVia = undefined;
-    this.cTopViaField = undefined;
-    this.cFrom = undefined;
-    this.cTo = undefined;
-    this.cCSeq = undefined;
-    this.cContacts = undefined;
-    this.cRoutes = undefined;
-    this.cRecordRoutes = undefined;
-    this.cPaths = undefined;
-    this.cAuth = undefined;
+  /** After the lines `old` were replaced by `hs`: forget the parsed values of every header whose lines are not the same. */
+  private invalidateChanged(old: readonly HeaderField[], hs: readonly HeaderField[]): void {
+    if ((this.cVias !== undefined || this.cTopVia !== undefined) && !sameLines(old, hs, 'via')) this.invalidate('via');
+    if (this.cFrom !== undefined && !sameLines(old, hs, 'from')) this.cFrom = undefined;
+    if (this.cTo !== undefined && !sameLines(old, hs, 'to')) this.cTo = undefined;
+    if (this.cCSeq !== undefined && !sameLines(old, hs, 'cseq')) this.cCSeq = undefined;
+    if (this.cContacts !== undefined && !sameLines(old, hs, 'contact')) this.cContacts = undefined;
+    if (this.cRoutes !== undefined && !sameLines(old, hs, 'route')) this.cRoutes = undefined;
+    if (this.cRecordRoutes !== undefined && !sameLines(old, hs, 'record-route')) this.cRecordRoutes = undefined;
+    if (this.cPaths !== undefined && !sameLines(old, hs, 'path')) this.cPaths = undefined;
+    const auth = this.cAuth;
+    if (auth !== undefined) for (const key of [...auth.keys()]) if (!sameLines(old, hs, key)) auth.delete(key);
   }
 
   protected invalidate(key: string): void {

@@ -104,6 +104,26 @@ describe('cached top Via', () => {
   });
 });
 
+describe('replacing the header list', () => {
+  it('keeps the parsed values of the headers whose lines stay, and forgets those of the others', () => {
+    const m = parseReq(req('Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1\r\nVia: SIP/2.0/TCP b.example.com;branch=z9hG4bK2\r\n', 'X-Foo: 1\r\nContact: <sip:a@192.0.2.1>\r\n'));
+    const top = m.topVia();
+    expect(m.vias()).toHaveLength(2);
+    const to = m.to();
+    expect(m.contacts()).toHaveLength(1);
+    m.headers = m.headers.filter((h) => h.key !== 'x-foo');
+    expect(m.topVia()).toBe(top);
+    expect(m.to()).toBe(to);
+    let seen = 0;
+    m.headers = m.headers.filter((h) => h.key !== 'via' || ++seen === 1).filter((h) => h.key !== 'contact');
+    expect(plain(m.topVia())).toEqual(plain(top));
+    expect(m.vias()).toHaveLength(1);
+    expect(m.contacts()).toHaveLength(0);
+    m.headers = m.headers.filter((h) => h.key !== 'via');
+    expect(m.topVia()).toBeUndefined();
+  });
+});
+
 describe('a response built from a request', () => {
   it('has the top Via of the request as the request has it now (edited after it was read)', () => {
     const m = parseReq(req('Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1;rport\r\nVia: SIP/2.0/TCP b.example.com;branch=z9hG4bK2\r\n'));
