@@ -306,6 +306,7 @@ export abstract class SipMessage {
   private cTopVia: Via | null | undefined = undefined;
   /** the line cTopVia was parsed from when it is a line of its own (one element), else undefined (see adoptTopVia) */
   private cTopViaField: HeaderField | undefined = undefined;
+  private cSecondVia: Via | null | undefined = undefined;
   private cFrom: NameAddr | null | undefined = undefined;
   private cTo: NameAddr | null | undefined = undefined;
   private cCSeq: CSeq | null | undefined = undefined;
@@ -449,7 +450,7 @@ export abstract class SipMessage {
 
   /** After the lines `old` were replaced by `hs`: forget the parsed values of every header whose lines are not the same. */
   private invalidateChanged(old: readonly HeaderField[], hs: readonly HeaderField[]): void {
-    if ((this.cVias !== undefined || this.cTopVia !== undefined) && !sameLines(old, hs, 'via')) this.invalidate('via');
+    if ((this.cVias !== undefined || this.cTopVia !== undefined || this.cSecondVia !== undefined) && !sameLines(old, hs, 'via')) this.invalidate('via');
     if (this.cFrom !== undefined && !sameLines(old, hs, 'from')) this.cFrom = undefined;
     if (this.cTo !== undefined && !sameLines(old, hs, 'to')) this.cTo = undefined;
     if (this.cCSeq !== undefined && !sameLines(old, hs, 'cseq')) this.cCSeq = undefined;
@@ -467,6 +468,7 @@ export abstract class SipMessage {
         this.cVias = undefined;
         this.cTopVia = undefined;
         this.cTopViaField = undefined;
+        this.cSecondVia = undefined;
         break;
       case 'from':
         this.cFrom = undefined;
@@ -596,6 +598,44 @@ export abstract class SipMessage {
     this.cTopVia = via;
     if (simple) this.cTopViaField = h;
     return via;
+  }
+
+  /**
+   * The second Via element (the one below the top Via), undefined when there is none. Throws SipParseError(BAD_VIA)
+   * when it is malformed (the top one is not parsed). A response's next hop after ours: the top Via once ours is
+   * removed (removeFirstValue('via') keeps it parsed).
+   */
+  secondVia(): Via | undefined {
+    if (this.cSecondVia !== undefined) return this.cSecondVia ?? undefined;
+    if (this.cVias !== undefined) {
+      this.cSecondVia = this.cVias[1] ?? null;
+      return this.cSecondVia ?? undefined;
+    }
+    let seen = 0;
+    if (this.may(BIT_VIA)) {
+      const hs = this.hs;
+      for (let i = 0; i < hs.length; i++) {
+        const h = hs[i]!;
+        if (h.key !== 'via') continue;
+        const v = h.value;
+        if (v.indexOf(',') === -1 && !edgeWs(v)) {
+          if (++seen === 2) return (this.cSecondVia = this.viaOf(h, v));
+        } else {
+          const es = splitList(v);
+          if (seen + es.length >= 2) return (this.cSecondVia = parseVia(es[1 - seen]!));
+          seen += es.length;
+        }
+      }
+    }
+    this.cSecondVia = null;
+    return undefined;
+  }
+
+  /** @internal (clone) the parsed top and second Via of `from`, whose lines this message has (the same objects). */
+  protected copyVias(from: SipMessage): void {
+    this.cTopVia = from.cTopVia;
+    this.cTopViaField = from.cTopViaField;
+    this.cSecondVia = from.cSecondVia;
   }
 
   /**
@@ -857,10 +897,17 @@ export abstract class SipMessage {
     const v = h.value;
     if (v.indexOf(',') === -1 && !edgeWs(v)) {
       // one element (splitList would return [v]): the line goes
+      const second = key === 'via' ? this.cSecondVia : undefined;
       this.invalidate(key);
       const ok = this.maskValid();
       this.hs.splice(i, 1);
       this.reindex(ok, key);
+      if (second !== undefined) {
+        // the second Via, parsed, is the top one now
+        this.cTopVia = second;
+        const h2 = second === null ? undefined : this.firstField('via', BIT_VIA);
+        if (h2 !== undefined && second !== null && h2.value === second.raw && h2.value.indexOf(',') === -1 && !edgeWs(h2.value)) this.cTopViaField = h2;
+      }
       return v;
     }
     const parts = splitList(v);
@@ -1114,6 +1161,7 @@ export class SipRequest extends SipMessage {
   clone(): SipRequest {
     const c = new SipRequest(this.method, this.uriRaw, this.hs.slice(), this.body, this.version, this.startLineRaw, this.uriParsed);
     c.copyIndex(this);
+    c.copyVias(this);
     return c;
   }
 }
@@ -1169,6 +1217,7 @@ export class SipResponse extends SipMessage {
   clone(): SipResponse {
     const c = new SipResponse(this.status, this.reasonRaw, this.hs.slice(), this.body, this.version, this.startLineRaw);
     c.copyIndex(this);
+    c.copyVias(this);
     return c;
   }
 }

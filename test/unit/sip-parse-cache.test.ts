@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { buildResponse, parseMessage, SipParseError, type SipMessageAny, type SipRequest, type Via } from '../../src/sip/index.js';
+import { buildResponse, parseMessage, parseVia, splitList, SipParseError, type SipMessageAny, type SipRequest, type SipResponse, type Via } from '../../src/sip/index.js';
 
 function parseReq(d: Buffer | string): SipRequest {
   const m = parseMessage(typeof d === 'string' ? Buffer.from(d, 'latin1') : d);
@@ -155,5 +155,90 @@ describe('a response built from a request', () => {
     const res = buildResponse(m, 200);
     expect(viaView(res)).toEqual(reparsed(res));
     expect(res.topVia()!.branch).toBe('z9hG4bK1');
+  });
+});
+
+/** The second Via element as a fresh parse of m's bytes gives it (undefined: none), or the parse error's code. */
+function secondOf(m: SipMessageAny): unknown {
+  const again = parseMessage(m.toBuffer());
+  const es = again.headerValues('via').flatMap((l) => splitList(l));
+  if (es.length < 2) return undefined;
+  try {
+    return plain(parseVia(es[1]!));
+  } catch (e) {
+    if (!(e instanceof SipParseError)) throw e;
+    return e.code;
+  }
+}
+
+function secondView(m: SipMessageAny): unknown {
+  try {
+    return plain(m.secondVia());
+  } catch (e) {
+    if (!(e instanceof SipParseError)) throw e;
+    return e.code;
+  }
+}
+
+const res = (via: string): SipResponse => {
+  const m = parseMessage(Buffer.from(`SIP/2.0 180 Ringing\r\n${via}From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n`, 'latin1'));
+  if (m.isRequest) throw new Error('not a response');
+  return m;
+};
+
+describe('second Via (a response relayed upstream)', () => {
+  it('removing the top Via line after reading the second gives it as the top Via, in a clone as in the message', () => {
+    const m = res('Via: SIP/2.0/UDP proxy.example.net;branch=z9hG4bKp\r\nVia: SIP/2.0/UDP a.example.com;branch=z9hG4bK1;rport=5062;received=192.0.2.1\r\n');
+    expect(m.secondVia()!.branch).toBe('z9hG4bK1');
+    const up = m.clone();
+    up.removeFirstValue('via');
+    expect(up.topVia()!.branch).toBe('z9hG4bK1');
+    expect(up.secondVia()).toBeUndefined();
+    expect(viaView(up)).toEqual(reparsed(up));
+    // the original keeps its Vias
+    expect(m.topVia()!.branch).toBe('z9hG4bKp');
+    expect(m.secondVia()!.branch).toBe('z9hG4bK1');
+    m.removeFirstValue('via');
+    expect(viaView(m)).toEqual(reparsed(m));
+  });
+
+  it('a malformed second Via is a parse error, after the top one is removed too', () => {
+    const m = res('Via: SIP/2.0/UDP proxy.example.net;branch=z9hG4bKp\r\nVia: SIP/2.0/UDP ;branch=x\r\n');
+    expect(secondView(m)).toBe('BAD_VIA');
+    m.removeFirstValue('via');
+    expect(viaView(m)).toBe('BAD_VIA');
+  });
+
+  it('after any sequence of reads, edits and clones, the parsed Vias are those of a fresh parse', () => {
+    const via1 = fc.constantFrom('SIP/2.0/UDP p.example.net;branch=z9hG4bKp', 'SIP/2.0/UDP a.example.com;branch=z9hG4bK1;rport', 'SIP/2.0/TCP b.example.com:5070;received=10.0.0.1',
+      'SIP/2.0/UDP ;branch=bad', ' SIP/2.0/UDP c.example.com ', 'SIP/2.0/UDP d.example.com;x="q;rport"');
+    const line = fc.array(via1, { minLength: 1, maxLength: 3 }).map((es) => `Via: ${es.join(', ')}\r\n`);
+    const op = fc.constantFrom('top', 'second', 'all', 'remove', 'clone', 'received', 'add', 'response', 'filter');
+    fc.assert(
+      fc.property(fc.array(line, { minLength: 1, maxLength: 4 }), fc.array(op, { maxLength: 10 }), fc.boolean(), (lines, ops, asRequest) => {
+        let m: SipMessageAny = asRequest ? parseReq(req(lines.join(''))) : res(lines.join(''));
+        const read = (f: () => unknown): void => {
+          try {
+            f();
+          } catch (e) {
+            if (!(e instanceof SipParseError)) throw e;
+          }
+        };
+        for (const o of ops) {
+          if (o === 'top') read(() => m.topVia());
+          else if (o === 'second') read(() => m.secondVia());
+          else if (o === 'all') read(() => m.vias());
+          else if (o === 'remove') m.removeFirstValue('via');
+          else if (o === 'clone') m = m.clone();
+          else if (o === 'received') m.setViaReceived('192.0.2.9', 4000);
+          else if (o === 'add') m.addHeader('via', 'SIP/2.0/UDP q.example.net;branch=z9hG4bKq', 'before');
+          else if (o === 'filter') m.headers = m.headers.filter((h) => h.key !== 'from');
+          else if (m.isRequest) m = buildResponse(m, 200);
+        }
+        expect(viaView(m)).toEqual(reparsed(m));
+        expect(secondView(m)).toEqual(secondOf(m));
+      }),
+      { numRuns: 3000 },
+    );
   });
 });
