@@ -2,7 +2,7 @@ import { parseAuthHeader, parseAuthHeaderAt, type AuthHeader } from './digest-he
 import { scratchBytes } from './bytes.js';
 import { SipParseError } from './errors.js';
 import { canonicalName, headerKey, keyBit, pushNonEmptyElements, splitList } from './headers.js';
-import { nameAddrParamAt, parseContact, parseNameAddr, parseNameAddrAt, type ContactStar, type NameAddr } from './name-addr.js';
+import { checkNameAddrAt, nameAddrParamAt, parseContact, parseNameAddr, parseNameAddrAt, type ContactStar, type NameAddr } from './name-addr.js';
 import { parseUri, type Uri } from './uri.js';
 import { parseVia, parseViaAt, viaWithReceived, type Via } from './via.js';
 
@@ -665,6 +665,25 @@ export abstract class SipMessage {
       this.cTo = h === undefined ? null : this.nameAddrOf(h, h.value);
     }
     return this.cTo ?? undefined;
+  }
+
+  /** Throws what from() throws; where From is not parsed yet, without building the address (checkRequest). */
+  checkFrom(): void {
+    this.checkAddress('from', BIT_FROM, this.cFrom);
+  }
+
+  /** Throws what to() throws; where To is not parsed yet, without building the address (checkRequest). */
+  checkTo(): void {
+    this.checkAddress('to', BIT_TO, this.cTo);
+  }
+
+  private checkAddress(key: 'from' | 'to', bit: number, parsed: NameAddr | null | undefined): void {
+    if (parsed !== undefined) return;
+    const h = this.firstField(key, bit);
+    if (h === undefined) return;
+    if (h instanceof ReceivedField && h.inPlace()) checkNameAddrAt(h.src, h.bytes, h.vs, h.ve);
+    else if (key === 'from') this.from();
+    else this.to();
   }
 
   /**
