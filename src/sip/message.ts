@@ -2,9 +2,9 @@ import { parseAuthHeader, parseAuthHeaderAt, type AuthHeader } from './digest-he
 import { scratchBytes } from './bytes.js';
 import { SipParseError } from './errors.js';
 import { canonicalName, headerKey, keyBit, pushNonEmptyElements, splitList } from './headers.js';
-import { nameAddrParamAt, parseContact, parseNameAddr, parseNameAddrAt, type ContactStar, type NameAddr } from './name-addr.js';
+import { checkNameAddrAt, nameAddrParamAt, parseContact, parseNameAddr, parseNameAddrAt, type ContactStar, type NameAddr } from './name-addr.js';
 import { parseUri, type Uri } from './uri.js';
-import { parseVia, parseViaAt, type Via } from './via.js';
+import { parseVia, parseViaAt, viaWithReceived, type Via } from './via.js';
 
 /**
  * One header line as received (or as added by us). `raw` keeps the exact received text
@@ -265,6 +265,20 @@ function sameDecimal(h: ReceivedField, n: number): boolean {
   return true;
 }
 
+/** True when the lines with this key are the same objects in the same order in a and b. */
+function sameLines(a: readonly HeaderField[], b: readonly HeaderField[], key: string): boolean {
+  let i = 0;
+  let j = 0;
+  for (;;) {
+    while (i < a.length && a[i]!.key !== key) i++;
+    while (j < b.length && b[j]!.key !== key) j++;
+    if (i === a.length || j === b.length) return i === a.length && j === b.length;
+    if (a[i] !== b[j]) return false;
+    i++;
+    j++;
+  }
+}
+
 /** Copy bytes[start, end) and a CRLF to out[o]; returns the offset after them. */
 function copyRun(bytes: Uint8Array, start: number, end: number, out: Buffer, o: number): number {
   const n = end - start;
@@ -290,6 +304,9 @@ export abstract class SipMessage {
   // parsed-value caches (undefined: not parsed yet; null: header absent)
   private cVias: Via[] | undefined = undefined;
   private cTopVia: Via | null | undefined = undefined;
+  /** the line cTopVia was parsed from when it is a line of its own (one element), else undefined (see adoptTopVia) */
+  private cTopViaField: HeaderField | undefined = undefined;
+  private cSecondVia: Via | null | undefined = undefined;
   private cFrom: NameAddr | null | undefined = undefined;
   private cTo: NameAddr | null | undefined = undefined;
   private cCSeq: CSeq | null | undefined = undefined;
@@ -325,8 +342,10 @@ export abstract class SipMessage {
   }
 
   set headers(hs: HeaderField[]) {
+    const old = this.hs;
     this.hs = hs;
     this.pArr = undefined;
+    this.invalidateChanged(old, hs);
   }
 
   get body(): Buffer {
@@ -429,11 +448,27 @@ export abstract class SipMessage {
     return n;
   }
 
+  /** After the lines `old` were replaced by `hs`: forget the parsed values of every header whose lines are not the same. */
+  private invalidateChanged(old: readonly HeaderField[], hs: readonly HeaderField[]): void {
+    if ((this.cVias !== undefined || this.cTopVia !== undefined || this.cSecondVia !== undefined) && !sameLines(old, hs, 'via')) this.invalidate('via');
+    if (this.cFrom !== undefined && !sameLines(old, hs, 'from')) this.cFrom = undefined;
+    if (this.cTo !== undefined && !sameLines(old, hs, 'to')) this.cTo = undefined;
+    if (this.cCSeq !== undefined && !sameLines(old, hs, 'cseq')) this.cCSeq = undefined;
+    if (this.cContacts !== undefined && !sameLines(old, hs, 'contact')) this.cContacts = undefined;
+    if (this.cRoutes !== undefined && !sameLines(old, hs, 'route')) this.cRoutes = undefined;
+    if (this.cRecordRoutes !== undefined && !sameLines(old, hs, 'record-route')) this.cRecordRoutes = undefined;
+    if (this.cPaths !== undefined && !sameLines(old, hs, 'path')) this.cPaths = undefined;
+    const auth = this.cAuth;
+    if (auth !== undefined) for (const key of [...auth.keys()]) if (!sameLines(old, hs, key)) auth.delete(key);
+  }
+
   protected invalidate(key: string): void {
     switch (key) {
       case 'via':
         this.cVias = undefined;
         this.cTopVia = undefined;
+        this.cTopViaField = undefined;
+        this.cSecondVia = undefined;
         break;
       case 'from':
         this.cFrom = undefined;
@@ -561,7 +596,59 @@ export abstract class SipMessage {
     if (v.length === 0) throw new SipParseError('BAD_VIA', 'empty Via value');
     const via = simple ? this.viaOf(h, v) : parseVia(v);
     this.cTopVia = via;
+    if (simple) this.cTopViaField = h;
     return via;
+  }
+
+  /**
+   * The second Via element (the one below the top Via), undefined when there is none. Throws SipParseError(BAD_VIA)
+   * when it is malformed (the top one is not parsed). A response's next hop after ours: the top Via once ours is
+   * removed (removeFirstValue('via') keeps it parsed).
+   */
+  secondVia(): Via | undefined {
+    if (this.cSecondVia !== undefined) return this.cSecondVia ?? undefined;
+    if (this.cVias !== undefined) {
+      this.cSecondVia = this.cVias[1] ?? null;
+      return this.cSecondVia ?? undefined;
+    }
+    let seen = 0;
+    if (this.may(BIT_VIA)) {
+      const hs = this.hs;
+      for (let i = 0; i < hs.length; i++) {
+        const h = hs[i]!;
+        if (h.key !== 'via') continue;
+        const v = h.value;
+        if (v.indexOf(',') === -1 && !edgeWs(v)) {
+          if (++seen === 2) return (this.cSecondVia = this.viaOf(h, v));
+        } else {
+          const es = splitList(v);
+          if (seen + es.length >= 2) return (this.cSecondVia = parseVia(es[1 - seen]!));
+          seen += es.length;
+        }
+      }
+    }
+    this.cSecondVia = null;
+    return undefined;
+  }
+
+  /** @internal (clone) the parsed top and second Via of `from`, whose lines this message has (the same objects). */
+  protected copyVias(from: SipMessage): void {
+    this.cTopVia = from.cTopVia;
+    this.cTopViaField = from.cTopViaField;
+    this.cSecondVia = from.cSecondVia;
+  }
+
+  /**
+   * @internal (buildResponse) Take the parsed top Via of `from` when this message's first Via line is the very line
+   * it was parsed from (a response's Via lines are the request's own objects): one parse for both.
+   */
+  adoptTopVia(from: SipMessage): void {
+    const f = from.cTopViaField;
+    const via = from.cTopVia;
+    if (f === undefined || via === undefined || via === null || this.cTopVia !== undefined) return;
+    if (this.firstField('via', BIT_VIA) !== f || from.firstField('via', BIT_VIA) !== f) return;
+    this.cTopVia = via;
+    this.cTopViaField = f;
   }
 
   from(): NameAddr | undefined {
@@ -578,6 +665,25 @@ export abstract class SipMessage {
       this.cTo = h === undefined ? null : this.nameAddrOf(h, h.value);
     }
     return this.cTo ?? undefined;
+  }
+
+  /** Throws what from() throws; where From is not parsed yet, without building the address (checkRequest). */
+  checkFrom(): void {
+    this.checkAddress('from', BIT_FROM, this.cFrom);
+  }
+
+  /** Throws what to() throws; where To is not parsed yet, without building the address (checkRequest). */
+  checkTo(): void {
+    this.checkAddress('to', BIT_TO, this.cTo);
+  }
+
+  private checkAddress(key: 'from' | 'to', bit: number, parsed: NameAddr | null | undefined): void {
+    if (parsed !== undefined) return;
+    const h = this.firstField(key, bit);
+    if (h === undefined) return;
+    if (h instanceof ReceivedField && h.inPlace()) checkNameAddrAt(h.src, h.bytes, h.vs, h.ve);
+    else if (key === 'from') this.from();
+    else this.to();
   }
 
   /**
@@ -810,10 +916,17 @@ export abstract class SipMessage {
     const v = h.value;
     if (v.indexOf(',') === -1 && !edgeWs(v)) {
       // one element (splitList would return [v]): the line goes
+      const second = key === 'via' ? this.cSecondVia : undefined;
       this.invalidate(key);
       const ok = this.maskValid();
       this.hs.splice(i, 1);
       this.reindex(ok, key);
+      if (second !== undefined) {
+        // the second Via, parsed, is the top one now
+        this.cTopVia = second;
+        const h2 = second === null ? undefined : this.firstField('via', BIT_VIA);
+        if (h2 !== undefined && second !== null && h2.value === second.raw && h2.value.indexOf(',') === -1 && !edgeWs(h2.value)) this.cTopViaField = h2;
+      }
       return v;
     }
     const parts = splitList(v);
@@ -852,18 +965,34 @@ export abstract class SipMessage {
   setViaReceived(received: string | undefined, rport: number | undefined): void {
     const first = this.first('via', BIT_VIA);
     if (first === undefined) return;
-    const top = first.indexOf(',') === -1 && !edgeWs(first) ? first : (splitList(first)[0] ?? '');
+    const simple = first.indexOf(',') === -1 && !edgeWs(first);
+    const top = simple ? first : (splitList(first)[0] ?? '');
     let v = top;
     // replace a value-less rport (or an existing value) by rport=PORT
+    let rportReplaced = false;
     if (rport !== undefined) {
       const r = findViaParam(v, 'rport');
-      if (r !== -1) v = viaParamEnd === v.length ? `${v.slice(0, r)};rport=${rport}` : `${v.slice(0, r)};rport=${rport}${v.slice(viaParamEnd)}`;
+      if (r !== -1) {
+        v = viaParamEnd === v.length ? `${v.slice(0, r)};rport=${rport}` : `${v.slice(0, r)};rport=${rport}${v.slice(viaParamEnd)}`;
+        rportReplaced = true;
+      }
     }
+    let receivedReplaced = false;
     if (received !== undefined) {
       const r = findViaParam(v, 'received');
+      receivedReplaced = r !== -1;
       v = r === -1 ? `${v};received=${received}` : `${v.slice(0, r)};received=${received}${v.slice(viaParamEnd)}`;
     }
-    if (v !== top) this.replaceFirstValue('via', v);
+    if (v === top) return;
+    // the top Via as parsed before the edit (when it was, from this line of one element): the edited one is made from
+    // it rather than parsed again (viaWithReceived says where it cannot be)
+    const parsed = simple && this.cTopViaField !== undefined ? this.cTopVia : undefined;
+    this.replaceFirstValue('via', v);
+    if (parsed === undefined || parsed === null || parsed.raw !== top) return;
+    const edited = viaWithReceived(parsed, v, received, receivedReplaced, rport, rportReplaced);
+    if (edited === undefined) return;
+    this.cTopVia = edited;
+    this.cTopViaField = this.firstField('via', BIT_VIA);
   }
 
   /** Set the body and its Content-Type; Content-Length is fixed on serialisation. */
@@ -1051,6 +1180,7 @@ export class SipRequest extends SipMessage {
   clone(): SipRequest {
     const c = new SipRequest(this.method, this.uriRaw, this.hs.slice(), this.body, this.version, this.startLineRaw, this.uriParsed);
     c.copyIndex(this);
+    c.copyVias(this);
     return c;
   }
 }
@@ -1106,6 +1236,7 @@ export class SipResponse extends SipMessage {
   clone(): SipResponse {
     const c = new SipResponse(this.status, this.reasonRaw, this.hs.slice(), this.body, this.version, this.startLineRaw);
     c.copyIndex(this);
+    c.copyVias(this);
     return c;
   }
 }

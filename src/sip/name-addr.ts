@@ -1,8 +1,8 @@
 import { SipParseError } from './errors.js';
 import { isTokenChar } from './headers.js';
 import { scratchBytes } from './bytes.js';
-import { EMPTY_PARAMS, headerParam, headerParamsAt, parseHeaderParams, type Params } from './params.js';
-import { parseUriAt, type Uri } from './uri.js';
+import { checkHeaderParams, EMPTY_PARAMS, headerParam, headerParamsAt, parseHeaderParams, type Params } from './params.js';
+import { checkUriAt, parseUriAt, type Uri } from './uri.js';
 
 /** name-addr / addr-spec with header parameters: From, To, Contact, Route, Record-Route, Path. */
 export interface NameAddr {
@@ -36,17 +36,33 @@ export function parseNameAddr(raw: string): NameAddr {
 
 /** parseNameAddr(raw) where raw = src.slice(start, end), scanning in place (b: the octets of src, see parseViaAt). */
 export function parseNameAddrAt(src: string, b: Uint8Array, start: number, end: number, raw: string): NameAddr {
+  return nameAddrAt(src, b, start, end, raw)!;
+}
+
+/**
+ * Throws what parseNameAddrAt(src, b, start, end, src.slice(start, end)) throws (the same checks, in the same order),
+ * without building the address: for a header only validated (checkRequest).
+ */
+export function checkNameAddrAt(src: string, b: Uint8Array, start: number, end: number): void {
+  nameAddrAt(src, b, start, end, undefined);
+}
+
+/** parseNameAddrAt; with raw undefined only the checks (nothing built, undefined returned). */
+function nameAddrAt(src: string, b: Uint8Array, start: number, end: number, raw: string | undefined): NameAddr | undefined {
+  const build = raw !== undefined;
   const s = src;
   const n = end;
   let i = start;
   while (i < n && isWs(b[i]!)) i++;
   if (i >= n) throw bad('empty address');
   let displayName: string | undefined;
+  let quoted = false;
   let bracketed = false;
-  let uriText: string;
   let uriStart: number;
+  let uriEnd: number;
   if (b[i] === 0x22) {
     // quoted display name: quoted-pairs decoded
+    quoted = true;
     i++;
     let dn = '';
     let from = i;
@@ -55,13 +71,13 @@ export function parseNameAddrAt(src: string, b: Uint8Array, start: number, end: 
       const c = b[i]!;
       if (c === 0x5c) {
         if (i + 1 >= n) throw bad('unterminated display name');
-        dn += s.slice(from, i) + s[i + 1];
+        if (build) dn += s.slice(from, i) + s[i + 1];
         i += 2;
         from = i;
         continue;
       }
       if (c === 0x22) {
-        dn += s.slice(from, i);
+        if (build) dn += s.slice(from, i);
         i++;
         break;
       }
@@ -71,9 +87,9 @@ export function parseNameAddrAt(src: string, b: Uint8Array, start: number, end: 
     while (i < n && isWs(b[i]!)) i++;
     if (i >= n || b[i] !== 0x3c) throw bad('expected < after display name');
   }
-  const lt = displayName === undefined ? findLt(b, i, n) : i;
+  const lt = !quoted ? findLt(b, i, n) : i;
   if (lt !== -1) {
-    if (displayName === undefined && lt > i) {
+    if (!quoted && lt > i) {
       const dn = s.slice(i, lt).trim();
       let inner = false;
       for (let k = 0; k < dn.length; k++) {
@@ -86,8 +102,8 @@ export function parseNameAddrAt(src: string, b: Uint8Array, start: number, end: 
     const gt = charAt(s, '>', lt + 1, n);
     if (gt === -1) throw bad('missing >');
     if (gt === lt + 1 || isWs(b[lt + 1]!) || isWs(b[gt - 1]!)) throw bad('spaces inside < >');
-    uriText = s.slice(lt + 1, gt);
     uriStart = lt + 1;
+    uriEnd = gt;
     bracketed = true;
     i = gt + 1;
   } else {
@@ -98,11 +114,16 @@ export function parseNameAddrAt(src: string, b: Uint8Array, start: number, end: 
       if (c === 0x3b || isWs(c)) break;
       i++;
     }
-    uriText = s.slice(us, i);
     uriStart = us;
+    uriEnd = i;
     for (let k = us; k < i; k++) if (b[k] === 0x3f || b[k] === 0x2c) throw bad('URI with ? or , must be in < >');
   }
-  const uri = parseUriAt(s, b, uriStart, uriStart + uriText.length, uriText);
+  if (!build) {
+    checkUriAt(s, b, uriStart, uriEnd);
+    if (i !== n) checkHeaderParams(s, b, 'BAD_NAME_ADDR', 'address', i, n);
+    return undefined;
+  }
+  const uri = parseUriAt(s, b, uriStart, uriEnd, s.slice(uriStart, uriEnd));
   const params = i === n ? EMPTY_PARAMS : headerParamsAt(s, b, 'BAD_NAME_ADDR', 'address', i, n);
   return { displayName, uri, bracketed, params, raw };
 }

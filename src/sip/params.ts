@@ -243,7 +243,15 @@ export function headerParam(s: string, b: Uint8Array, code: SipParseErrorCode, w
   return scanHeaderParams(s, b, code, what, start, end, undefined, want);
 }
 
-/** The parser of parseHeaderParams / headerParam: fills `params` if given, returns the value of `want` if given. */
+/** Throws what parseHeaderParams(s, code, what, start, end) throws, without building anything. b holds the octets of s. */
+export function checkHeaderParams(s: string, b: Uint8Array, code: SipParseErrorCode, what: string, start: number, end: number): void {
+  scanHeaderParams(s, b, code, what, start, end, undefined, undefined);
+}
+
+/**
+ * The parser of parseHeaderParams / headerParam: fills `params` if given, returns the value of `want` if given (with
+ * neither, only checks: no name or value is sliced).
+ */
 function scanHeaderParams(s: string, b: Uint8Array, code: SipParseErrorCode, what: string, start: number, end: number, params: ParamList<string | null> | undefined, want: string | undefined): string | null | undefined {
   let found: string | null | undefined;
   let i = start;
@@ -264,7 +272,7 @@ function scanHeaderParams(s: string, b: Uint8Array, code: SipParseErrorCode, wha
       else token = false;
     }
     if (i === ns || !token) throw new SipParseError(code, `bad ${what} parameter name`);
-    const name = upper ? s.slice(ns, i).toLowerCase() : (commonNameIn(b, ns, i) ?? s.slice(ns, i));
+    const name = params === undefined && want === undefined ? '' : upper ? s.slice(ns, i).toLowerCase() : (commonNameIn(b, ns, i) ?? s.slice(ns, i));
     while (i < n && (b[i] === 0x20 || b[i] === 0x09)) i++;
     let value: string | null = null;
     if (i < n && b[i] === 0x3d) {
@@ -283,7 +291,7 @@ function scanHeaderParams(s: string, b: Uint8Array, code: SipParseErrorCode, wha
         while (i < n && VALUE_END[b[i]!] !== 1) i++;
       }
       if (i === vs) throw new SipParseError(code, `empty ${what} parameter value`);
-      value = s.slice(vs, i);
+      value = params !== undefined || (want !== undefined && name === want) ? s.slice(vs, i) : '';
       while (i < n && (b[i] === 0x20 || b[i] === 0x09)) i++;
     }
     if (params !== undefined) params.put(name, value);

@@ -82,6 +82,7 @@ export function buildResponse(req: SipRequest, status: number, opts: ResponseOpt
   if (opts.contentType !== undefined) headers.push({ name: 'Content-Type', key: 'content-type', value: opts.contentType, raw: null });
   const res = new SipResponse(status, '', headers, body);
   res.setStatus(status, opts.reason ?? REASONS[status] ?? defaultReason(status));
+  res.adoptTopVia(req);
   return res;
 }
 

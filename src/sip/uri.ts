@@ -178,9 +178,23 @@ export function parseUriAt(src: string, b: Uint8Array, start: number, end: numbe
     const c3 = b[start + 3];
     const fast =
       c3 === 0x3a ? plainSipUri('sip', src, b, start + 4, end, raw) : c3 === 0x73 && end - start >= 5 && b[start + 4] === 0x3a ? plainSipUri('sips', src, b, start + 5, end, raw) : undefined;
-    if (fast !== undefined) return fast;
+    if (fast !== undefined && fast !== null) return fast;
   }
   return parseUriGeneral(raw);
+}
+
+/**
+ * Throws what parseUriAt(src, b, start, end, src.slice(start, end)) throws; for the usual shape (plainSipUri's) without
+ * building the URI or slicing its text.
+ */
+export function checkUriAt(src: string, b: Uint8Array, start: number, end: number): void {
+  if (end - start >= 4 && b[start] === 0x73 && b[start + 1] === 0x69 && b[start + 2] === 0x70) {
+    const c3 = b[start + 3];
+    const fast =
+      c3 === 0x3a ? plainSipUri('sip', src, b, start + 4, end, undefined) : c3 === 0x73 && end - start >= 5 && b[start + 4] === 0x3a ? plainSipUri('sips', src, b, start + 5, end, undefined) : undefined;
+    if (fast !== undefined) return;
+  }
+  parseUriGeneral(src.slice(start, end));
 }
 
 /**
@@ -189,15 +203,27 @@ export function parseUriAt(src: string, b: Uint8Array, start: number, end: numbe
  * parseSipUriRest returns for such a URI, or undefined (not that shape, or an error to report): the caller then
  * runs the general parser.
  */
-function plainSipUri(scheme: 'sip' | 'sips', src: string, b: Uint8Array, p: number, n: number, raw: string): SipUri | undefined {
+function plainSipUri(scheme: 'sip' | 'sips', src: string, b: Uint8Array, p: number, n: number, raw: string | undefined): SipUri | null | undefined {
+  // raw undefined: only check (checkUriAt): null where a URI would be returned, and nothing built
+  const build = raw !== undefined;
   // the last '@' ends the userinfo (found with indexOf, not a loop); every octet is checked once below: the
   // userinfo here, the host and port by their scans, the parameters by theirs
   // searched in raw (= src[n - raw.length, n)), so that a URI without '@' does not search the rest of the message
-  const off = n - raw.length;
-  let at = raw.indexOf('@', p - off);
-  if (at !== -1) {
-    for (let nx = raw.indexOf('@', at + 1); nx !== -1; nx = raw.indexOf('@', at + 1)) at = nx;
-    at += off;
+  let at = -1;
+  if (build) {
+    const off = n - raw.length;
+    at = raw.indexOf('@', p - off);
+    if (at !== -1) {
+      for (let nx = raw.indexOf('@', at + 1); nx !== -1; nx = raw.indexOf('@', at + 1)) at = nx;
+      at += off;
+    }
+  } else {
+    for (let k = n - 1; k >= p; k--) {
+      if (b[k] === 0x40) {
+        at = k;
+        break;
+      }
+    }
   }
   let user: string | undefined;
   let password: string | undefined;
@@ -212,8 +238,10 @@ function plainSipUri(scheme: 'sip' | 'sips', src: string, b: Uint8Array, p: numb
     }
     const ue = colon === -1 ? at : colon;
     if (ue === p) return undefined;
-    user = src.slice(p, ue);
-    if (ue !== at) password = src.slice(ue + 1, at);
+    if (build) {
+      user = src.slice(p, ue);
+      if (ue !== at) password = src.slice(ue + 1, at);
+    }
     i = at + 1;
   }
   // host [":" port], then ';' or the end
@@ -224,7 +252,7 @@ function plainSipUri(scheme: 'sip' | 'sips', src: string, b: Uint8Array, p: numb
   if (i === hs) return undefined;
   const h0 = b[hs];
   if (h0 === 0x2d || h0 === 0x2e) return undefined;
-  const host = upper ? src.slice(hs, i).toLowerCase() : src.slice(hs, i);
+  const host = !build ? '' : upper ? src.slice(hs, i).toLowerCase() : src.slice(hs, i);
   let port: number | undefined;
   if (i < n && b[i] === 0x3a) {
     i++;
@@ -242,8 +270,8 @@ function plainSipUri(scheme: 'sip' | 'sips', src: string, b: Uint8Array, p: numb
   let params: Params = EMPTY_PARAMS;
   if (i < n) {
     if (b[i] !== 0x3b) return undefined;
-    const ps = new ParamList<string | null>();
-    params = ps;
+    const ps = build ? new ParamList<string | null>() : undefined;
+    if (ps !== undefined) params = ps;
     i++;
     // uri-parameters: ';'-separated, `name[=value]`; an empty parameter (or name) is an error
     while (i < n) {
@@ -260,14 +288,17 @@ function plainSipUri(scheme: 'sip' | 'sips', src: string, b: Uint8Array, p: numb
         else if (eq === -1) up = true;
       }
       if (i === ns || eq === ns) return undefined;
-      const ne = eq === -1 ? i : eq;
-      const name = up ? src.slice(ns, ne).toLowerCase() : (commonNameIn(b, ns, ne) ?? src.slice(ns, ne));
-      ps.put(name, eq === -1 ? null : src.slice(eq + 1, i));
+      if (ps !== undefined) {
+        const ne = eq === -1 ? i : eq;
+        const name = up ? src.slice(ns, ne).toLowerCase() : (commonNameIn(b, ns, ne) ?? src.slice(ns, ne));
+        ps.put(name, eq === -1 ? null : src.slice(eq + 1, i));
+      }
       if (i >= n) break;
       i++;
       if (i >= n) return undefined;
     }
   }
+  if (!build) return null;
   return { scheme, user, password, host, port, params, headers: EMPTY_HEADERS, raw };
 }
 

@@ -51,7 +51,8 @@ export function checkRequest(req: SipRequest): Rejection | null {
   let err = parseFailure(req, req.vias);
   if (err) return { status: 400, reason: err };
   for (const v of req.vias()) if (v.protocol !== 'SIP/2.0') return { status: 505, reason: 'Version Not Supported' };
-  err = parseFailure(req, req.from) ?? parseFailure(req, req.to) ?? parseFailure(req, req.cseq) ?? parseFailure(req, req.maxForwards);
+  // From and To checked without building them where they are not parsed yet (from() / to() parse what is read later)
+  err = parseFailure(req, req.checkFrom) ?? parseFailure(req, req.checkTo) ?? parseFailure(req, req.cseq) ?? parseFailure(req, req.maxForwards);
   if (err) return { status: 400, reason: err };
   if (req.callId() === '') return { status: 400, reason: 'Empty Call-ID' };
   const cseq = req.cseq()!;

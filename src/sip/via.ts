@@ -1,7 +1,7 @@
 import { SipParseError } from './errors.js';
 import { isToken } from './headers.js';
 import { freshBytes, scratchBytes } from './bytes.js';
-import { EMPTY_PARAMS, headerParamsAt, type Params } from './params.js';
+import { EMPTY_PARAMS, headerParamsAt, ParamList, type Params } from './params.js';
 import { hostPortAt } from './uri.js';
 
 export interface Via {
@@ -171,6 +171,69 @@ export function parseViaAt(src: string, b: Uint8Array, start: number, end: numbe
     ttl: ttlValue,
     raw,
   };
+}
+
+/**
+ * parseVia(edited), built from `via` without parsing again, where `edited` is via.raw after setViaReceived's edit: a
+ * `received` parameter replaced (`receivedReplaced`) or appended with the value `received`, and, when `rportReplaced`,
+ * the rport parameter's value made `rport`. Undefined where that is not certain to be what parseVia(edited) gives
+ * (then the caller parses `edited`): a quoted value in via.raw (a ';' in it is not a parameter's), a parameter name
+ * that occurs twice (the edit may have changed the one the parser does not keep), a new value the parser would read
+ * otherwise (other octets than those of an IP address or a host name), an rport that is not 0..99999, a `received`
+ * appended or an rport kept where via has one of those.
+ * @internal (SipMessage.setViaReceived)
+ */
+export function viaWithReceived(via: Via, edited: string, received: string | undefined, receivedReplaced: boolean, rport: number | undefined, rportReplaced: boolean): Via | undefined {
+  const raw = via.raw;
+  if (raw.indexOf('"') !== -1) return undefined;
+  const old = via.params;
+  // without quotes, every ';' starts a parameter: as many as the names in params when no name occurs twice
+  let semis = 0;
+  for (let k = raw.indexOf(';'); k !== -1; k = raw.indexOf(';', k + 1)) semis++;
+  if (semis !== old.size) return undefined;
+  let rportValue = via.rport;
+  if (rportReplaced) {
+    if (rport === undefined || !Number.isInteger(rport) || rport < 0 || rport > 99999) return undefined;
+    rportValue = rport;
+  } else if (rport !== undefined && old.has('rport')) return undefined;
+  let receivedValue = via.received;
+  if (received !== undefined) {
+    if (!plainValue(received)) return undefined;
+    if (!receivedReplaced && old.has('received')) return undefined;
+    receivedValue = received.charCodeAt(0) === 0x5b ? received.slice(1, -1) : received;
+  } else if (receivedReplaced) return undefined;
+  const params = new ParamList<string | null>();
+  old.forEach(copyParam, params);
+  if (rportReplaced) params.put('rport', String(rport));
+  if (received !== undefined) params.put('received', received);
+  return {
+    protocol: via.protocol,
+    transport: via.transport,
+    host: via.host,
+    port: via.port,
+    params,
+    branch: via.branch,
+    received: receivedValue,
+    rport: rportValue,
+    maddr: via.maddr,
+    ttl: via.ttl,
+    raw: edited,
+  };
+}
+
+function copyParam(this: ParamList<string | null>, value: string | null, name: string): void {
+  this.put(name, value);
+}
+
+/** A non-empty value of letters, digits and . : - _ % [ ] only (an IP address, an IPv6 reference, a host name). */
+function plainValue(v: string): boolean {
+  if (v.length === 0) return false;
+  for (let k = 0; k < v.length; k++) {
+    const c = v.charCodeAt(k);
+    const ok = (c >= 0x30 && c <= 0x3a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x2e || c === 0x2d || c === 0x5f || c === 0x25 || c === 0x5b || c === 0x5d;
+    if (!ok) return false;
+  }
+  return true;
 }
 
 /** hostPortAt(s, b, i, ';', n), or undefined where it throws. */

@@ -26,7 +26,7 @@
  *
  * Limits (all passed in, nothing read from env or files): see `TransportLimits`.
  */
-import { isSipParseError, parseMessage, parseVia, SipParseError, SipRequest, splitList, type ParseLimits, type SipResponse } from '../sip/index.js';
+import { isSipParseError, parseMessage, SipParseError, SipRequest, type ParseLimits } from '../sip/index.js';
 import { Counters, ipFamily, noLog, normaliseAddress, peerName, toTransportError, type TransportLog, type TransportStats } from './common.js';
 import { Resolver, type LookupFn, type SrvLookupFn } from './resolve.js';
 import { TRANSPORT_FACTORIES } from './registry.js';
@@ -141,24 +141,6 @@ export interface SipTransportLayer extends TransportLayer {
   transports(): readonly TransportName[];
 }
 
-/**
- * A response is forwarded on its second Via (RFC 3261 §16.7 step 9, §18.2.2): when that one is
- * malformed the response cannot go anywhere, so it is a parse error here, like a malformed top Via
- * (Kamailio drops such a reply too). Checked without keeping the parsed value: messages held by
- * transactions stay as small as they were. Throws SipParseError.
- */
-function checkSecondVia(res: SipResponse): void {
-  let seen = 0;
-  for (const line of res.headerValues('via')) {
-    for (const v of splitList(line)) {
-      if (++seen === 2) {
-        parseVia(v);
-        return;
-      }
-    }
-  }
-}
-
 const NO_EVENTS: TransportEvents = { request: () => undefined, response: () => undefined, parseError: () => undefined };
 
 export function createTransportLayer(opts: TransportLayerOptions): SipTransportLayer {
@@ -231,7 +213,12 @@ export function createTransportLayer(opts: TransportLayerOptions): SipTransportL
       if (msg instanceof SipRequest) {
         const p = viaReceivedParams(top, src.address, src.port);
         if (p.received !== undefined || p.rport !== undefined) msg.setViaReceived(p.received, p.rport);
-      } else checkSecondVia(msg);
+      } else {
+        // a response is forwarded on its second Via (RFC 3261 §16.7 step 9, §18.2.2): when that one is malformed the
+        // response cannot go anywhere, so it is a parse error here, like a malformed top Via (Kamailio drops such a
+        // reply too); kept parsed on the message, as the top Via of the copy the proxy relays
+        msg.secondVia();
+      }
     } catch (e) {
       const err = isSipParseError(e) ? e : new SipParseError('BAD_START_LINE', e instanceof Error ? e.message : 'unparseable');
       counters.drop('parse');

@@ -11,9 +11,10 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseAuthHeader } from '../../src/sip/digest-header.js';
 import { splitList } from '../../src/sip/headers.js';
-import { nameAddrParams, parseContact, parseNameAddr } from '../../src/sip/name-addr.js';
-import { parseHeaderParams } from '../../src/sip/params.js';
-import { parseHostPort, parseUri } from '../../src/sip/uri.js';
+import { freshBytes } from '../../src/sip/bytes.js';
+import { checkNameAddrAt, nameAddrParams, parseContact, parseNameAddr } from '../../src/sip/name-addr.js';
+import { checkHeaderParams, parseHeaderParams } from '../../src/sip/params.js';
+import { checkUriAt, parseHostPort, parseUri } from '../../src/sip/uri.js';
 import { parseVia } from '../../src/sip/via.js';
 import { parseMessage, SipParseError, SipRequest, type SipResponse } from '../../src/sip/index.js';
 import * as oAuth from './oracle/digest-header.js';
@@ -179,6 +180,61 @@ function readAll(m: SipRequest | SipResponse): string {
     auth: attempt(() => m.auth('proxy-authorization')), ua: m.userAgent(), ct: m.contentType(), header: m.header('x-extra'),
   });
 }
+
+/** 'ok', or the code and reason of the SipParseError f throws. */
+function verdict(f: () => unknown): string {
+  try {
+    f();
+    return 'ok';
+  } catch (e) {
+    if (e instanceof SipParseError) return `${e.code} ${e.reason}`;
+    throw e;
+  }
+}
+
+/** The check-only scans give the verdicts (code and reason) of the parsers they stand for. */
+function sameVerdicts(s: string): void {
+  const b = freshBytes(s);
+  expect({ s, v: verdict(() => checkNameAddrAt(s, b, 0, s.length)) }).toEqual({ s, v: verdict(() => parseNameAddr(s)) });
+  expect({ s, v: verdict(() => checkUriAt(s, b, 0, s.length)) }).toEqual({ s, v: verdict(() => parseUri(s)) });
+  expect({ s, v: verdict(() => checkHeaderParams(s, b, 'BAD_NAME_ADDR', 'address', 0, s.length)) }).toEqual({ s, v: verdict(() => parseHeaderParams(s, 'BAD_NAME_ADDR', 'address')) });
+  // in place in a message: checkFrom() / checkTo() as from() / to()
+  const v = s.replace(/[^\x20-\xff\t]/g, '').trim();
+  const wire = Buffer.from(`OPTIONS sip:x@example.com SIP/2.0\r\nFrom: ${v}\r\nTo: ${v}\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n`, 'latin1');
+  let m: SipRequest | SipResponse;
+  try {
+    m = parseMessage(wire);
+  } catch (e) {
+    if (e instanceof SipParseError) return;
+    throw e;
+  }
+  const fresh = parseMessage(wire);
+  expect({ v, from: verdict(() => m.checkFrom()), to: verdict(() => m.checkTo()) }).toEqual({ v, from: verdict(() => fresh.from()), to: verdict(() => fresh.to()) });
+}
+
+describe('check-only scans = the parsers they stand for', () => {
+  it('on the corpus header values', () => {
+    for (const v of VALUES) sameVerdicts(v);
+  });
+
+  it('on the edges of the plain URI scan (port digits, empty parts, case, userinfo)', () => {
+    const uris = ['sip:a@h:000001', 'sip:a@h:00001', 'sip:a@h:65536', 'sip:a@h:65535', 'sip:a@h:', 'sip:@h', 'sip:a@.h', 'sip:a@-h', 'sip:a@h;', 'sip:a@h;;x', 'sip:a@h;x=',
+      'sip:a@h;=x', 'sip:a@h;X=Y', 'sip:a:b@h', 'sip:a@b@h', 'sip::b@h', 'sips:a@H.Example;Transport=TCP', 'sip:a@[::1]:5060', 'sip:h:99999', 'sip:a@h x', 'sip:a@h?x=y',
+      'sip:%41@h', 'sip:a@h;lr;ob', 'sip:a@h:5060;', 'sip:', 'sips:', 'sip:a@h:5x', 'tel:+1', 'mailto:a@b'];
+    for (const u of uris) for (const v of [u, `<${u}>`, `<${u}>;tag=1`, `"A \\"B\\"" <${u}>;tag=x;q=`, `Bob Smith <${u}> ; tag = 1`, `${u};tag=1`]) sameVerdicts(v);
+  });
+
+  it('on random edits of corpus values and on generated text', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(...VALUES), fc.nat(), textArb, fc.nat(4), (v, at, ins, del) => {
+        const p = at % (v.length + 1);
+        sameVerdicts(v.slice(0, p) + ins + v.slice(p + del));
+        sameVerdicts(ins);
+      }),
+      { numRuns: 1500 },
+    );
+  }, 120_000);
+});
 
 describe('parsed message: presence mask, lazy lines and body', () => {
   // (the accessors that cache their result (vias, routes, from ...) do not see direct edits of the array made after
