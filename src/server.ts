@@ -335,9 +335,8 @@ function serverParts(log: Logger, metrics: Metrics, debugOn: boolean, localAddre
  */
 export function warmupBuild(config: Config, level: string, localAddresses: ReadonlySet<string> = new Set()): WarmupDeps['build'] {
   return (w) => {
-    const nowhere = new Writable({ write: (_chunk, _enc, cb) => cb() });
-    const log = createLogger(level, nowhere);
-    const parts = serverParts(log, new Metrics(false), log.isLevelEnabled('debug'), localAddresses, { stopping: false });
+    const { log, metrics } = warmupSinks(level);
+    const parts = serverParts(log, metrics, log.isLevelEnabled('debug'), localAddresses, { stopping: false });
     return buildCore({
       ...parts,
       settings: config,
@@ -352,6 +351,20 @@ export function warmupBuild(config: Config, level: string, localAddresses: Reado
   };
 }
 
+/** A logger at `level` that writes nowhere and metrics of a registry of their own (the warm-up's). */
+function warmupSinks(level: string): { log: Logger; metrics: Metrics } {
+  const nowhere = new Writable({ write: (_chunk, _enc, cb) => cb() });
+  return { log: createLogger(level, nowhere), metrics: new Metrics(false) };
+}
+
+/** The transport events of a warm-up core: the server's own `transportEvents`, into the warm-up's sinks. */
+export function warmupEvents(level: string): NonNullable<WarmupDeps['events']> {
+  return (core, layer) => {
+    const { log, metrics } = warmupSinks(level);
+    return transportEvents(core, layer, log, metrics, log.isLevelEnabled('debug'));
+  };
+}
+
 /**
  * The start-up warm-up (src/warmup.ts) on a throwaway core of the same settings: one info line
  * with what it did, a warn line when it failed; never throws (the start goes on either way).
@@ -360,7 +373,7 @@ async function runWarmup(config: Config, log: Logger, run: WarmUp, localAddresse
   if (!warmupEnabled(config.warmup)) return;
   const t0 = performance.now();
   try {
-    const r = await run({ settings: config, warmup: config.warmup, limits: transportLimits(config), build: warmupBuild(config, log.level, localAddresses) });
+    const r = await run({ settings: config, warmup: config.warmup, limits: transportLimits(config), build: warmupBuild(config, log.level, localAddresses), events: warmupEvents(log.level) });
     log.info({ registers: r.registers, calls: r.calls, ms: Math.round(r.ms), budgetSpent: r.budgetSpent }, `warm-up: ${r.registers} registers, ${r.calls} calls in ${Math.round(r.ms)} ms`);
   } catch (e) {
     log.warn({ err: errText(e), ms: Math.round(performance.now() - t0) }, 'warm-up failed; starting without it');

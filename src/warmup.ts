@@ -33,10 +33,10 @@ import type { Core, CoreDeps, CoreSettings } from './server.js';
 import { digestHa1, digestResponse } from './core/auth.js';
 import { buildResponse, MAGIC_COOKIE, parseMessage, SipRequest, SipResponse } from './sip/index.js';
 import { CachedSubscriberStore, MemoryLocationStore, MemorySubscriberStore, type SubscriberStore } from './store/index.js';
-import { manualClock } from './transaction/index.js';
+import { manualClock, realClock } from './transaction/index.js';
 import { createTransportLayer, normaliseAddress, TRANSPORT_INFO, type ConnectionInfo, type Transport, type TransportContext } from './transport/index.js';
 import type { TransportLimits } from './transport/transport.js';
-import type { LocalEndpoint, Target } from './transport/types.js';
+import type { LocalEndpoint, Target, TransportEvents, TransportLayer } from './transport/types.js';
 import { isKeepAlive } from './transport/udp.js';
 
 /** `warmup` of the configuration: counts and budget; 0 (any of them) disables the warm-up. */
@@ -67,6 +67,12 @@ export interface WarmupDeps {
    * the warm-up gives: its transport, stores, clock and secret; `onError` gets the core's error events.
    */
   readonly build: (w: WarmupCoreDeps) => Core;
+  /**
+   * the transport events of a throwaway core (src/server.ts `warmupEvents`: the server's own
+   * `transportEvents`, so that the layer's calls into them are warmed for the server's); default: to
+   * the core's transactions directly, a parse error failing the warm-up.
+   */
+  readonly events?: (core: Core, layer: TransportLayer) => TransportEvents;
   /** wall clock for the budget, in ms (default performance.now); injected by tests. */
   readonly elapsed?: () => number;
 }
@@ -84,6 +90,8 @@ export const warmupEnabled = (w: WarmupSettings): boolean => w.max_ms > 0 && (w.
 const BATCH = 20;
 /** rounds of the event loop one batch may take (promise chains of the stores, the credential cache). */
 const MAX_ROUNDS = 200;
+/** copies of the core used in turn (see warmUp). */
+const RIGS = 2;
 /** yields at the end, for concurrent compile jobs to finish and be installed (setTimeout of 1 ms each). */
 const FINAL_YIELDS = 8;
 
@@ -133,6 +141,13 @@ class CaptureUdp implements Transport {
   close(): Promise<void> {
     return Promise.resolve();
   }
+}
+
+/** one copy of the core the warm-up drives, with its transport layer and fake UDP transport. */
+interface Rig {
+  readonly layer: ReturnType<typeof createTransportLayer>;
+  readonly core: Core;
+  readonly udp: () => CaptureUdp;
 }
 
 interface Call {
@@ -199,6 +214,7 @@ export async function warmUp(d: WarmupDeps): Promise<WarmupResult> {
   const domain = s.domains[0]!.toLowerCase();
   const clock = manualClock(Date.now());
   const now = (): number => clock.now();
+  const wallNow = (): number => Date.now();
   const failures: string[] = [];
   const fail = (why: string): void => void (failures.length < 10 && failures.push(why));
 
@@ -221,21 +237,39 @@ export async function warmUp(d: WarmupDeps): Promise<WarmupResult> {
   const locations = new MemoryLocationStore(now);
 
   const outbox: Array<{ data: Buffer; address: string; port: number }> = [];
-  let udp: CaptureUdp | undefined;
-  const layer = createTransportLayer({
-    listen: [{ transport: 'udp', host: LOCAL.address, port: LOCAL.port }],
-    limits: d.limits,
-    factories: {
-      udp: (ctx) => {
-        udp = new CaptureUdp(ctx, outbox);
-        return udp;
+  /**
+   * RIGS copies of the core, each with its transport layer, used in turn (one batch each): V8
+   * records the functions a call site has seen; with one copy it optimises for that copy's closures
+   * and deoptimises when the server's own (made at the same source lines) arrive ("wrong call
+   * target"); having seen two closures of one source line it optimises for any closure of that line.
+   * For the same reason every other copy runs on the wall clock (the server's kind of Clock).
+   */
+  const rigs: Rig[] = [];
+  for (let k = 0; k < RIGS; k++) {
+    let udp: CaptureUdp | undefined;
+    const layer = createTransportLayer({
+      listen: [{ transport: 'udp', host: LOCAL.address, port: LOCAL.port }],
+      limits: d.limits,
+      factories: {
+        udp: (ctx) => {
+          udp = new CaptureUdp(ctx, outbox);
+          return udp;
+        },
       },
-    },
-  });
-  const core = d.build({ transport: layer, subscribers, locations, secret: randomBytes(32), clock, now, onError: (msg) => fail(`core error: ${msg}`) });
+    });
+    // every other copy on the wall clock, as the server is (its timers are cleared by tx.close())
+    const wall = k % 2 === 1;
+    const core = d.build({ transport: layer, subscribers, locations, secret: randomBytes(32), clock: wall ? realClock() : clock, now: wall ? wallNow : now, onError: (msg) => fail(`core error: ${msg}`) });
+    rigs.push({ layer, core, udp: () => udp! });
+  }
+  let rig = rigs[0]!;
+  let rigTurn = 0;
+  const nextRig = (): void => {
+    rig = rigs[++rigTurn % rigs.length]!;
+  };
   let seq = 0;
   const branch = (): string => `${MAGIC_COOKIE}-w${(++seq).toString(36)}`;
-  const toSipd = (text: string, address: string, port: number): void => udp!.datagram(wire(text), address, port);
+  const toSipd = (text: string, address: string, port: number): void => rig.udp().datagram(wire(text), address, port);
 
   // ---- the simulated UAs, reacting to what the core sent
   const calls = new Map<string, Call>();
@@ -309,7 +343,7 @@ export async function warmUp(d: WarmupDeps): Promise<WarmupResult> {
         headers: status > 100 ? [['Contact', `<sip:${USER}@${CALLEE.address}:${CALLEE.port}>`], ...(withSdp ? ([['Content-Type', 'application/sdp']] as Array<[string, string]>) : [])] : [],
         ...(withSdp ? { body: Buffer.from(SDP, 'latin1') } : {}),
       });
-      udp!.datagram(wire(r.toString()), CALLEE.address, CALLEE.port);
+      rig.udp().datagram(wire(r.toString()), CALLEE.address, CALLEE.port);
     };
     if (req.method === 'INVITE') {
       respond(100);
@@ -391,11 +425,15 @@ export async function warmUp(d: WarmupDeps): Promise<WarmupResult> {
   let budgetSpent = false;
   let callsDone = 0;
   try {
-    await layer.start({
-      request: (req, src) => core.tx.receiveRequest(req, src),
-      response: (res, src) => core.tx.receiveResponse(res, src),
-      parseError: (err) => fail(`parse error: ${err.reason}`),
-    });
+    for (const r of rigs) {
+      await r.layer.start(
+        d.events?.(r.core, r.layer) ?? {
+          request: (req, src) => r.core.tx.receiveRequest(req, src),
+          response: (res, src) => r.core.tx.receiveResponse(res, src),
+          parseError: (err) => fail(`parse error: ${err.reason}`),
+        },
+      );
+    }
     // at least one REGISTER when there are calls: they go to its binding; then batches of
     // REGISTERs and of calls interleaved in proportion (the budget may end either)
     const registers = Math.max(w.registers, w.calls > 0 ? 1 : 0);
@@ -407,6 +445,7 @@ export async function warmUp(d: WarmupDeps): Promise<WarmupResult> {
       }
       if (registered === 0 || (registered < registers && (started >= w.calls || registered / registers <= started / w.calls))) {
         registered += await registerBatch(Math.min(BATCH, registers - registered));
+        nextRig();
         continue;
       }
       const batch: Call[] = [];
@@ -431,12 +470,15 @@ export async function warmUp(d: WarmupDeps): Promise<WarmupResult> {
         if (c.invite200 && c.bye200) callsDone++;
         else fail(`call ${c.callId}: ${c.failed ?? `no 200 for ${c.invite200 ? 'BYE' : 'INVITE'}`}`);
       }
+      nextRig();
     }
     // let the concurrent compiler finish: optimised code is installed when the main thread runs
     for (let k = 0; k < FINAL_YIELDS; k++) await new Promise((r) => setTimeout(r, 1));
   } finally {
-    core.tx.close();
-    await layer.close();
+    for (const r of rigs) {
+      r.core.tx.close();
+      await r.layer.close();
+    }
     await cached?.close();
     outbox.length = 0;
     calls.clear();
