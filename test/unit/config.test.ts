@@ -248,9 +248,9 @@ describe('udp buffer settings', () => {
 
 describe('warmup settings', () => {
   it('default to 100 REGISTERs and 500 calls within 1000 ms; a file sets them, 0 allowed (off)', () => {
-    expect(loadConfig({ env: {} }).warmup).toEqual({ registers: 100, calls: 500, max_ms: 1000 });
+    expect(loadConfig({ env: {} }).warmup).toEqual({ registers: 200, calls: 1000, max_ms: 2500 });
     const f = file('warmup.yaml', 'warmup:\n  calls: 0\n');
-    expect(loadConfig({ file: f, env: {} }).warmup).toEqual({ registers: 100, calls: 0, max_ms: 1000 });
+    expect(loadConfig({ file: f, env: {} }).warmup).toEqual({ registers: 200, calls: 0, max_ms: 2500 });
   });
 
   it('negative, fractional, too large and unknown keys are rejected naming the key', () => {
