@@ -294,7 +294,7 @@ function floodGuard(config: Config, log: Logger, metrics: Metrics, now: () => nu
 }
 
 /** The transport layer's limits (parse limits included) from `limits`. */
-function transportLimits(config: Config): TransportLimits {
+export function transportLimits(config: Config): TransportLimits {
   return {
     maxMessageSize: config.limits.max_message_size,
     maxHeaders: config.limits.max_headers,

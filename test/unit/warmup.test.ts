@@ -5,22 +5,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
-import { buildCore, warmupBuild } from '../../src/server.js';
+import { buildCore, transportLimits, warmupBuild } from '../../src/server.js';
 import { MemorySubscriberStore } from '../../src/store/index.js';
 import type { ManualClock } from '../../src/transaction/index.js';
 import { warmUp, type WarmupCoreDeps, type WarmupDeps } from '../../src/warmup.js';
 
 const config = loadConfig({ env: {} });
-const limits: WarmupDeps['limits'] = {
-  maxMessageSize: config.limits.max_message_size,
-  maxHeaders: config.limits.max_headers,
-  maxHeaderLine: config.limits.max_header_line,
-  maxVias: config.limits.max_vias,
-  tcpMaxConnections: config.limits.tcp_max_connections,
-  tcpMaxPerIp: config.limits.tcp_max_per_ip,
-  tcpIdleTimeoutMs: config.limits.tcp_idle_timeout_ms,
-  tcpMaxBuffer: config.limits.tcp_max_buffer,
-};
+const limits: WarmupDeps['limits'] = transportLimits(config);
 const deps = (warmup: WarmupDeps['warmup'], more: Partial<WarmupDeps> = {}): WarmupDeps => ({ settings: config, warmup, limits, build: warmupBuild(config, 'info'), ...more });
 
 /** what keeps the process alive or runs later: timers, immediates, sockets (by kind). */
