@@ -34,10 +34,10 @@ import { digestHa1, digestResponse } from './core/auth.js';
 import { buildResponse, MAGIC_COOKIE, parseMessage, SipRequest, SipResponse } from './sip/index.js';
 import { CachedSubscriberStore, MemoryLocationStore, MemorySubscriberStore, type SubscriberStore } from './store/index.js';
 import { manualClock, realClock } from './transaction/index.js';
-import { createTransportLayer, normaliseAddress, TRANSPORT_INFO, type ConnectionInfo, type Transport, type TransportContext } from './transport/index.js';
+import { createTransportLayer, TRANSPORT_INFO, type ConnectionInfo, type Transport, type TransportContext } from './transport/index.js';
 import type { TransportLimits } from './transport/transport.js';
 import type { LocalEndpoint, Target, TransportEvents, TransportLayer } from './transport/types.js';
-import { isKeepAlive } from './transport/udp.js';
+import { receiveDatagram } from './transport/udp.js';
 
 /** `warmup` of the configuration: counts and budget; 0 (any of them) disables the warm-up. */
 export interface WarmupSettings {
@@ -110,13 +110,9 @@ class CaptureUdp implements Transport {
     private readonly ctx: TransportContext,
     private readonly out: Array<{ data: Buffer; address: string; port: number }>,
   ) {}
-  /** what UdpTransport does per datagram (src/transport/udp.ts), without the socket. */
+  /** what UdpTransport does per datagram (src/transport/udp.ts `receiveDatagram`), without the socket. */
   datagram(data: Buffer, address: string, port: number): void {
-    const ctx = this.ctx;
-    ctx.counters.bytesIn += data.length;
-    const ip = normaliseAddress(address);
-    if (isKeepAlive(data) || !ctx.admit('udp', ip, port, 'datagram')) return;
-    ctx.message(data, 'udp', ip, port, LOCAL, undefined);
+    receiveDatagram(this.ctx, data, address, port, LOCAL);
   }
   listen(): Promise<LocalEndpoint> {
     return Promise.resolve(LOCAL);

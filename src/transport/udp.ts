@@ -226,6 +226,23 @@ export function isKeepAlive(d: Buffer): boolean {
   return true;
 }
 
+/**
+ * What the UDP transport does with each datagram: counted, admitted (the flood guard), a keep-alive
+ * dropped, a message handed to the layer. A function of its own so that the start-up warm-up
+ * (src/warmup.ts) runs this very code for its synthetic datagrams.
+ */
+export function receiveDatagram(ctx: TransportContext, data: Buffer, address: string, port: number, local: LocalEndpoint): void {
+  ctx.counters.bytesIn += data.length;
+  const ip = normaliseAddress(address);
+  const keepAlive = isKeepAlive(data);
+  if (!ctx.admit('udp', ip, port, keepAlive ? 'keepalive' : 'datagram')) return;
+  if (keepAlive) {
+    ctx.counters.drop('keepalive');
+    return;
+  }
+  ctx.message(data, 'udp', ip, port, local, undefined);
+}
+
 /** The UDP `Transport`: its listeners; connectionless (no connections, `connectionId` ignored). */
 export class UdpTransport implements Transport {
   readonly name = 'udp' as const;
@@ -234,18 +251,7 @@ export class UdpTransport implements Transport {
 
   constructor(private readonly ctx: TransportContext) {}
 
-  private readonly onDatagram = (data: Buffer, address: string, port: number, local: LocalEndpoint): void => {
-    const ctx = this.ctx;
-    ctx.counters.bytesIn += data.length;
-    const ip = normaliseAddress(address);
-    const keepAlive = isKeepAlive(data);
-    if (!ctx.admit('udp', ip, port, keepAlive ? 'keepalive' : 'datagram')) return;
-    if (keepAlive) {
-      ctx.counters.drop('keepalive');
-      return;
-    }
-    ctx.message(data, 'udp', ip, port, local, undefined);
-  };
+  private readonly onDatagram = (data: Buffer, address: string, port: number, local: LocalEndpoint): void => receiveDatagram(this.ctx, data, address, port, local);
 
   async listen(host: string, port: number, advertise: string | undefined): Promise<LocalEndpoint> {
     const u = new UdpListener(host, port, advertise, this.onDatagram, this.ctx.log, this.ctx.options.udp?.buffers);
