@@ -95,8 +95,11 @@ const RIGS = 2;
 /** yields at the end, for concurrent compile jobs to finish and be installed (setTimeout of 1 ms each). */
 const FINAL_YIELDS = 8;
 
-const USER = 'sipd-warmup';
-const PASSWORD = 'warmup';
+/** the warm-up's synthetic subscriber: only in its throwaway memory store, never in the server's (tests check that). */
+export const WARMUP_USER = 'sipd-warmup';
+export const WARMUP_PASSWORD = 'warmup';
+const USER = WARMUP_USER;
+const PASSWORD = WARMUP_PASSWORD;
 const LOCAL: LocalEndpoint = { transport: 'udp', address: '192.0.2.1', port: 5060, advertise: '192.0.2.1' };
 /** the callee's registered contact (TEST-NET-2) and the callers (TEST-NET-3): never real peers, and nothing is sent anyway */
 const CALLEE = { address: '198.51.100.9', port: 5070 };

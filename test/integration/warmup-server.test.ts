@@ -14,6 +14,7 @@ import { loadConfig, type Config } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import { startServer, type RunningServer, type StartOptions } from '../../src/server.js';
 import { initSchema, openStores } from '../../src/store/index.js';
+import { WARMUP_PASSWORD, WARMUP_USER } from '../../src/warmup.js';
 import { UdpUa } from '../helpers/sip-ua.js';
 
 const HOST = '127.0.0.1';
@@ -150,6 +151,30 @@ describe('start-up warm-up', () => {
       expect(c2.aors).toBe(1); // bob
     } finally {
       await stores.close();
+    }
+  }, 60_000);
+
+  it("refuses the warm-up's synthetic subscriber after a default warm-up: its credentials register nothing and call nobody, and a call to it finds no binding", async () => {
+    const s = await start(config(await freshDb()));
+    const port = s.server.endpoints().find((e) => e.transport === 'udp')!.port;
+    const outsider = await UdpUa.open({ address: '127.0.0.3', server: { host: HOST, port } });
+    const alice = await UdpUa.open({ address: HOST, server: { host: HOST, port } });
+    try {
+      expect(s.lines.some((l) => typeof l.msg === 'string' && l.msg.startsWith('warm-up:'))).toBe(true);
+      // someone who read the source: the warm-up's user and password are not a subscriber of the server
+      const reg = await outsider.register(WARMUP_USER, DOMAIN, WARMUP_PASSWORD);
+      expect(reg.status).not.toBe(200);
+      expect([401, 403]).toContain(reg.status);
+      const inv = await outsider.call(WARMUP_USER, DOMAIN, WARMUP_PASSWORD, `sip:alice@${DOMAIN}`);
+      expect(inv.status).not.toBe(200);
+      expect([403, 407]).toContain(inv.status);
+      // and the warm-up's binding (its callee's contact in TEST-NET-2) is not the server's
+      const toIt = await alice.call('alice', DOMAIN, PW.alice, `sip:${WARMUP_USER}@${DOMAIN}`);
+      expect(toIt.status).toBe(404);
+      expect(total(await metricsText(s.server), 'sipd_auth_failures_total')).toBeGreaterThan(0);
+    } finally {
+      await Promise.all([outsider.close(), alice.close()]);
+      await s.server.stop();
     }
   }, 60_000);
 
